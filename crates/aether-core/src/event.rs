@@ -1,0 +1,103 @@
+//! [`Event`]: the immutable fact at the centre of Aether, with its builder, metadata helpers and
+//! typed payload helpers.
+
+mod builder;
+mod data;
+mod encoded_len;
+mod metadata;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{ActorId, EventId};
+
+pub use builder::EventBuilder;
+pub use data::DataError;
+pub use metadata::keys as metadata_keys;
+
+/// Per-actor order number of an event. `0` means "no events yet"; stored events have versions
+/// `>= 1`, strictly increasing per actor, with gaps allowed. Versions are chosen by the caller.
+pub type Version = u64;
+
+/// An immutable fact about one actor.
+///
+/// The store keeps events exactly as given; `data` is the domain payload (a JSON object) and
+/// `metadata` carries context such as correlation and causation ids (see the `*_id` helpers).
+/// In JSON the fields are camelCase (`eventType`, `actorId`, `commandId`), like the Go original.
+///
+/// # Examples
+///
+/// ```
+/// use aether_core::{ActorId, Event};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+/// struct Deposited { amount: u64 }
+///
+/// let account = ActorId::new("account-42")?;
+/// let event = Event::builder(account, "Deposited")
+///     .version(1)
+///     .data(&Deposited { amount: 100 })?
+///     .correlation_id("request-7")
+///     .build();
+///
+/// assert_eq!(event.data_as::<Deposited>()?, Deposited { amount: 100 });
+/// assert_eq!(event.correlation_id(), Some("request-7"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Unique id; also the deduplication key (saving the same event twice stores it once).
+    pub id: EventId,
+    /// What happened, e.g. `"Deposited"`. Must be non-empty, printable, without whitespace.
+    pub event_type: String,
+    /// The actor this event belongs to.
+    pub actor_id: ActorId,
+    /// Position in the actor's history; must be greater than the actor's current version.
+    pub version: Version,
+    /// The domain payload: a JSON object.
+    #[serde(default)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// Context as string pairs (correlation, causation, user, trace and span ids, or your own).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// When the event was created (UTC).
+    pub timestamp: DateTime<Utc>,
+    /// The command that produced this event, if the caller tracks commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+}
+
+impl Event {
+    /// Starts building an event of `event_type` for `actor_id`. Unset fields default to: a fresh
+    /// UUIDv7 id, version 0 (set one before saving), empty data and metadata, the current time.
+    pub fn builder(actor_id: ActorId, event_type: impl Into<String>) -> EventBuilder {
+        EventBuilder::new(actor_id, event_type.into())
+    }
+
+    /// An event with a fresh id, empty data and the current time: shorthand for
+    /// `Event::builder(actor_id, event_type).version(version).build()`.
+    pub fn new(actor_id: ActorId, event_type: impl Into<String>, version: Version) -> Self {
+        Self::builder(actor_id, event_type).version(version).build()
+    }
+
+    /// Size of this event encoded as JSON, in bytes: the figure payload limits apply to.
+    pub fn encoded_len(&self) -> usize {
+        encoded_len::exact(self)
+    }
+
+    /// Returns `Some(exact encoded size)` if the event encodes to more than `limit` bytes.
+    ///
+    /// Cheap for events far below the limit: a tight upper bound is computed first and the exact
+    /// size only when the bound exceeds the limit.
+    pub(crate) fn encoded_len_above(&self, limit: usize) -> Option<usize> {
+        if encoded_len::upper_bound(self) <= limit {
+            return None;
+        }
+        let exact = encoded_len::exact(self);
+        (exact > limit).then_some(exact)
+    }
+}

@@ -1,0 +1,55 @@
+//! # Aether core
+//!
+//! The network-free heart of Aether: the [`Event`] model, validated names ([`ActorId`],
+//! [`Namespace`], [`EventId`]), the store contract ([`EventStore`], [`SnapshotStore`]) and the
+//! [`InMemoryEventStore`] that implements it.
+//!
+//! Most applications depend on the `aether` facade crate, which re-exports everything here.
+//!
+//! ## Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `name` | [`ActorId`], [`Namespace`], [`EventId`] and the [`InvalidName`] error |
+//! | `event` | [`Event`], [`EventBuilder`], typed data and metadata helpers |
+//! | `snapshot` | [`ActorSnapshot`] |
+//! | `store` | the store traits, outcomes, [`StoreError`], [`EventLimits`], [`InMemoryEventStore`] |
+//! | [`testing`] | the conformance suite every store must pass (feature `testing`) |
+//!
+//! ## Example
+//!
+//! ```
+//! use aether_core::{ActorId, Event, EventStore, InMemoryEventStore, StoreError};
+//!
+//! # futures::executor::block_on(async {
+//! let store = InMemoryEventStore::new();
+//! let account = ActorId::new("account-42")?;
+//!
+//! // Writers supply versions; a stale writer gets a conflict with the current version.
+//! store.save_event(Event::new(account.clone(), "Opened", 1)).await?;
+//! match store.save_event(Event::new(account.clone(), "Deposited", 1)).await {
+//!     Err(StoreError::VersionConflict { current_version, .. }) => {
+//!         store.save_event(Event::new(account.clone(), "Deposited", current_version + 1)).await?;
+//!     }
+//!     other => panic!("expected a conflict, got {other:?}"),
+//! }
+//! assert_eq!(store.latest_version(&account).await?, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod event;
+mod name;
+mod snapshot;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use event::{DataError, Event, EventBuilder, Version, metadata_keys};
+pub use name::{ActorId, EventId, InvalidName, NameKind, NameRule, Namespace};
+pub use snapshot::ActorSnapshot;
+pub use store::{
+    BoxError, ErrorKind, EventLimits, EventStore, InMemoryEventStore, InvalidEvent,
+    InvalidSnapshot, ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome, SnapshotStore,
+    StoreError,
+};

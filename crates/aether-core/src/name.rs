@@ -1,0 +1,141 @@
+//! Validated names: [`ActorId`], [`Namespace`] and [`EventId`].
+//!
+//! A name is checked once, when it is constructed (or deserialized); afterwards the type itself is
+//! the proof that it is valid, so stores, buses and the cluster never re-check it. Every rule that
+//! fails is reported as an [`InvalidName`] that says which name, which rule and where.
+
+mod actor_id;
+mod error;
+mod event_id;
+mod namespace;
+
+pub use actor_id::ActorId;
+pub use error::{InvalidName, NameKind, NameRule};
+pub use event_id::EventId;
+pub use namespace::Namespace;
+
+/// Checks the rules shared by all token-structured names (`.`-separated, non-empty tokens).
+///
+/// `char_ok` decides which characters a token may contain; `allowed` describes them for the
+/// error message.
+fn check_tokens(
+    kind: NameKind,
+    name: &str,
+    max_len: usize,
+    char_ok: impl Fn(char) -> bool,
+    allowed: &'static str,
+) -> Result<(), InvalidName> {
+    let fail = |reason| Err(InvalidName::new(kind, name, reason));
+    if name.is_empty() {
+        return fail(NameRule::Empty);
+    }
+    if name.len() > max_len {
+        return fail(NameRule::TooLong { len: name.len(), max: max_len });
+    }
+    if let Some((index, ch)) = name.char_indices().find(|&(_, c)| c != '.' && !char_ok(c)) {
+        return fail(NameRule::ForbiddenChar { ch, index, allowed });
+    }
+    for (index, token) in name.split('.').enumerate() {
+        if token.is_empty() {
+            return fail(NameRule::EmptyToken { index });
+        }
+        if token == "*" || token == ">" {
+            return fail(NameRule::WildcardToken { index, token: token.to_owned() });
+        }
+    }
+    Ok(())
+}
+
+/// True for characters that are printable and not whitespace: what ids may contain.
+fn is_printable_non_space(c: char) -> bool {
+    !c.is_control() && !c.is_whitespace()
+}
+
+/// Implements the string-like traits every name newtype shares.
+macro_rules! name_type_impls {
+    ($ty:ident) => {
+        impl $ty {
+            /// The name as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({:?})", stringify!($ty), &*self.0)
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $ty {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = InvalidName;
+            fn from_str(s: &str) -> Result<Self, InvalidName> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = InvalidName;
+            fn try_from(s: &str) -> Result<Self, InvalidName> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = InvalidName;
+            fn try_from(s: String) -> Result<Self, InvalidName> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(name: $ty) -> String {
+                name.0.to_string()
+            }
+        }
+
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Self::new(&*raw).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                &*self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                &*self.0 == *other
+            }
+        }
+    };
+}
+use name_type_impls;

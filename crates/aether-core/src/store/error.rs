@@ -1,0 +1,233 @@
+//! [`StoreError`]: one error type for every store, keeping domain outcomes (conflicts), bad input
+//! and infrastructure failures apart so callers can branch without matching strings.
+
+use crate::{ActorId, EventId, Version};
+
+/// A boxed error from an underlying system (network client, filesystem, …).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store operation failed.
+///
+/// # Examples
+///
+/// Branching on the outcome:
+///
+/// ```
+/// use aether_core::{ErrorKind, StoreError};
+///
+/// fn describe(err: &StoreError) -> &'static str {
+///     match err {
+///         StoreError::VersionConflict { .. } => "re-read the actor and decide again",
+///         e if e.kind() == ErrorKind::InvalidInput => "fix the request",
+///         _ => "retry later",
+///     }
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another event already holds this version or a later one: the caller's view of the actor
+    /// is stale. Nothing was written. Re-read, decide again, retry with a version above
+    /// `current_version`.
+    #[error(
+        "version conflict on actor {actor_id}: attempted version {attempted_version}, but the \
+         current version is {current_version}; re-read and retry above {current_version}"
+    )]
+    VersionConflict {
+        /// The actor whose stream was written.
+        actor_id: ActorId,
+        /// The version the caller tried to write (the first of a batch).
+        attempted_version: Version,
+        /// The actor's actual current version.
+        current_version: Version,
+    },
+    /// The event id already identifies a different event (another actor or version). Ids are
+    /// deduplication keys, so each may name only one event. Nothing was written.
+    #[error(
+        "event id {id} is already used by version {existing_version} of actor {existing_actor}; \
+         an event id may identify only one event"
+    )]
+    EventIdReused {
+        /// The reused id.
+        id: EventId,
+        /// The actor of the event that holds the id.
+        existing_actor: ActorId,
+        /// The version of the event that holds the id.
+        existing_version: Version,
+    },
+    /// The event or batch broke an input rule. Nothing was written.
+    #[error("invalid event: {0}")]
+    InvalidEvent(#[from] InvalidEvent),
+    /// The snapshot broke an input rule. Nothing was written.
+    #[error("invalid snapshot: {0}")]
+    InvalidSnapshot(#[from] InvalidSnapshot),
+    /// The store cannot be reached right now (connection lost, no leader, timeout). The outcome
+    /// of a write that failed this way is unknown only if the message says so.
+    #[error("event store unavailable: {message}")]
+    Unavailable {
+        /// What was unavailable, e.g. which server URL.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The underlying system failed in a way that retrying will not fix by itself.
+    #[error("event store failure: {message}")]
+    Backend {
+        /// What failed.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// The three families of [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A domain outcome: version conflict or reused event id.
+    Conflict,
+    /// Bad input: nothing was written and retrying the same request fails the same way.
+    InvalidInput,
+    /// The store itself failed or could not be reached.
+    Infrastructure,
+}
+
+impl StoreError {
+    /// Which family this error belongs to.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::VersionConflict { .. } | Self::EventIdReused { .. } => ErrorKind::Conflict,
+            Self::InvalidEvent(_) | Self::InvalidSnapshot(_) => ErrorKind::InvalidInput,
+            Self::Unavailable { .. } | Self::Backend { .. } => ErrorKind::Infrastructure,
+        }
+    }
+
+    /// True for [`StoreError::VersionConflict`].
+    pub fn is_version_conflict(&self) -> bool {
+        matches!(self, Self::VersionConflict { .. })
+    }
+
+    /// The actor's current version, if this is a version conflict.
+    pub fn current_version(&self) -> Option<Version> {
+        match self {
+            Self::VersionConflict { current_version, .. } => Some(*current_version),
+            _ => None,
+        }
+    }
+}
+
+/// An input rule an event or batch broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidEvent {
+    /// `event_type` is empty.
+    #[error("event type must not be empty")]
+    EmptyEventType,
+    /// `event_type` is longer than the limit.
+    #[error("event type is {len} bytes long; the limit is {max} bytes")]
+    EventTypeTooLong {
+        /// Length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// `event_type` contains whitespace or a control character.
+    #[error("event type {event_type:?} contains {ch:?} at byte {index}; use printable characters without whitespace")]
+    EventTypeForbiddenChar {
+        /// The rejected type.
+        event_type: String,
+        /// The offending character.
+        ch: char,
+        /// Its byte offset.
+        index: usize,
+    },
+    /// Version 0, which means "no events yet" and cannot be stored.
+    #[error("version must be at least 1 (0 means \"no events yet\")")]
+    ZeroVersion,
+    /// The event encodes to more bytes than the store accepts.
+    #[error("event encodes to {size} bytes of JSON; the limit is {limit} bytes")]
+    TooLarge {
+        /// Encoded size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A batch with no events.
+    #[error("a batch must contain at least one event")]
+    EmptyBatch,
+    /// A batch with more events than the store accepts at once.
+    #[error("a batch holds {len} events; the limit is {max}")]
+    BatchTooLong {
+        /// Number of events in the batch.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A batch containing events of more than one actor.
+    #[error("a batch must concern one actor: event {index} is for {found}, the batch for {expected}")]
+    MixedActors {
+        /// Index of the first event of another actor.
+        index: usize,
+        /// The batch's actor (that of event 0).
+        expected: crate::ActorId,
+        /// The other actor.
+        found: crate::ActorId,
+    },
+    /// Versions within a batch that do not strictly increase.
+    #[error("versions in a batch must strictly increase: event {index} has version {version} after {previous}")]
+    NonIncreasingVersions {
+        /// Index of the offending event.
+        index: usize,
+        /// Its version.
+        version: Version,
+        /// The version of the event before it.
+        previous: Version,
+    },
+    /// The same event id twice in one batch.
+    #[error("event id {id} appears twice in the batch (events {first} and {second})")]
+    DuplicateIdInBatch {
+        /// The repeated id.
+        id: crate::EventId,
+        /// Index of its first occurrence.
+        first: usize,
+        /// Index of its second occurrence.
+        second: usize,
+    },
+    /// One event of a batch is invalid.
+    #[error("event {index} of the batch: {reason}")]
+    InBatch {
+        /// Index of the invalid event.
+        index: usize,
+        /// What is wrong with it.
+        reason: Box<InvalidEvent>,
+    },
+}
+
+/// An input rule a snapshot broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidSnapshot {
+    /// Version 0: a snapshot must cover at least one event.
+    #[error("snapshot version must be at least 1")]
+    ZeroVersion,
+    /// The snapshot claims to cover events that are not stored.
+    #[error("snapshot of actor {actor_id} is at version {version}, but the actor's latest stored version is {latest}")]
+    AheadOfEvents {
+        /// The actor.
+        actor_id: crate::ActorId,
+        /// The snapshot's version.
+        version: Version,
+        /// The actor's latest stored version.
+        latest: Version,
+    },
+    /// The snapshot encodes to more bytes than the store accepts.
+    #[error("snapshot encodes to {size} bytes of JSON; the limit is {limit} bytes")]
+    TooLarge {
+        /// Encoded size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+}
