@@ -1,0 +1,168 @@
+//! The store conformance suite: one public async function per property of the store contract,
+//! and [`run_all`] to run them all against fresh stores from a factory.
+//!
+//! The properties cover capabilities 1–3 of the specification (durable storage with conflict
+//! detection, rebuilding state from history, safe concurrent writes), idempotency, atomic
+//! batches, snapshots and every kind of bad input. Each function panics with a message that
+//! names the broken promise, like any test assertion.
+//!
+//! A store under test implements [`ConformanceTarget`]: the store traits plus two hooks the
+//! suite needs (its limits, and a way to write a raw record as a foreign client could).
+
+mod bad_input;
+mod batch;
+mod concurrency;
+mod idempotency;
+mod replay;
+mod save;
+mod snapshot;
+mod support;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+
+use crate::{ActorId, EventLimits, EventStore, InMemoryEventStore, SnapshotStore, StoreError};
+
+pub use bad_input::*;
+pub use batch::*;
+pub use concurrency::*;
+pub use idempotency::*;
+pub use replay::*;
+pub use save::*;
+pub use snapshot::*;
+
+/// A store the suite can test: both store traits plus two hooks.
+pub trait ConformanceTarget: EventStore + SnapshotStore + Send + Sync + 'static {
+    /// The limits the store enforces (the suite probes their boundaries).
+    fn limits(&self) -> EventLimits;
+
+    /// Writes `raw` as a record on `actor_id`'s stream, bypassing the store's encoder, the way
+    /// another client could. Used to check that undecodable records are reported, not hidden.
+    fn write_raw_record(
+        &self,
+        actor_id: &ActorId,
+        raw: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl ConformanceTarget for InMemoryEventStore {
+    fn limits(&self) -> EventLimits {
+        Self::limits(self)
+    }
+
+    async fn write_raw_record(&self, actor_id: &ActorId, raw: Vec<u8>) -> Result<(), StoreError> {
+        Self::write_raw_record(self, actor_id, raw)
+    }
+}
+
+/// Runs one property against a fresh store from `factory`: `suite_case!(name)`.
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        /// Names of every property, in the order [`run_all`] runs them.
+        pub const PROPERTIES: &[&str] = &[$(stringify!($name)),*];
+
+        async fn run_case<S, F, Fut>(name: &str, factory: &F)
+        where
+            S: ConformanceTarget,
+            F: Fn() -> Fut,
+            Fut: Future<Output = S>,
+        {
+            match name {
+                $(stringify!($name) => $name(factory().await).await,)*
+                other => panic!("unknown conformance property {other:?}"),
+            }
+        }
+    };
+}
+
+cases!(
+    // Capability 1: store events durably with conflict detection.
+    save_then_read_back,
+    unknown_actor_is_empty,
+    version_must_exceed_current,
+    latest_version_with_gaps,
+    actors_are_independent,
+    // Idempotency.
+    resaving_an_event_is_a_duplicate,
+    reusing_an_id_for_another_event_is_rejected,
+    // Atomic batches.
+    batch_is_stored_whole,
+    batch_conflict_writes_nothing,
+    batch_with_a_reused_id_writes_nothing,
+    resaving_a_batch_is_a_duplicate,
+    // Capability 2: rebuild state from history.
+    events_from_version_filters_in_order,
+    events_with_errors_reports_undecodable_records,
+    replay_is_deterministic,
+    // Snapshots.
+    snapshot_round_trip,
+    older_snapshot_never_replaces_newer,
+    snapshot_ahead_of_events_is_rejected,
+    snapshot_plus_tail_equals_full_replay,
+    // Bad input: typed errors, nothing written.
+    rejects_bad_event_types,
+    rejects_version_zero,
+    rejects_events_above_the_size_limit,
+    rejects_bad_batches,
+    rejects_bad_snapshots,
+    ids_and_actor_ids_are_valid_by_construction,
+    // Capability 3: safe concurrent writes.
+    racing_writers_have_exactly_one_winner_per_round,
+    writers_of_different_actors_do_not_conflict,
+    loser_can_reread_and_retry,
+);
+
+/// Runs every property in [`PROPERTIES`], each against a fresh store from `factory`, and panics
+/// at the end listing every property that failed (a failing property does not hide the rest).
+///
+/// The concurrency properties spawn tokio tasks; run this on a multi-threaded runtime to race
+/// them for real (`#[tokio::test(flavor = "multi_thread")]`).
+///
+/// # Panics
+///
+/// If any property fails.
+pub async fn run_all<S, F, Fut>(factory: F)
+where
+    S: ConformanceTarget,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let mut failed = Vec::new();
+    for &name in PROPERTIES {
+        let outcome = AssertUnwindSafe(run_case(name, &factory)).catch_unwind().await;
+        match outcome {
+            Ok(()) => eprintln!("conformance: {name} ... ok"),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(non-string panic)");
+                eprintln!("conformance: {name} ... FAILED: {message}");
+                failed.push(name);
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} conformance properties failed: {failed:?}",
+        failed.len(),
+        PROPERTIES.len()
+    );
+}
+
+/// Runs only the property called `name` against a store from `factory`.
+///
+/// # Panics
+///
+/// If the property fails or `name` is not in [`PROPERTIES`].
+pub async fn run_one<S, F, Fut>(name: &str, factory: F)
+where
+    S: ConformanceTarget,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    run_case(name, &factory).await;
+}
