@@ -1,1 +1,253 @@
-fn main() {}
+//! Quickstart: an event-sourced bank account on Aether's in-memory event store.
+//!
+//! Run it with `cargo run --release --example quickstart` (no server needed). The same code works
+//! with any `EventStore`; only the constructor changes.
+
+use std::fmt;
+
+use aether::{
+    ActorId, ActorSnapshot, DataError, Event, EventStore, InMemoryEventStore, SnapshotStore,
+    StoreError, Version,
+};
+use serde::{Deserialize, Serialize};
+
+type AppResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+// --- Domain events: plain serde structs, stored as each event's JSON `data`. ---
+
+#[derive(Serialize, Deserialize)]
+struct Opened {
+    owner: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Deposited {
+    amount: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Withdrawn {
+    amount: u64,
+}
+
+// --- State: never stored as such, always derived by folding events (or from a snapshot). ---
+
+#[derive(Default, Serialize, Deserialize)]
+struct Account {
+    owner: String,
+    balance: u64,
+    /// The last event folded in: the next event must be saved above it.
+    version: Version,
+}
+
+impl Account {
+    fn apply(&mut self, event: &Event) -> Result<(), DataError> {
+        match event.event_type.as_str() {
+            "Opened" => self.owner = event.data_as::<Opened>()?.owner,
+            "Deposited" => self.balance += event.data_as::<Deposited>()?.amount,
+            "Withdrawn" => {
+                // `decide_withdraw` never emits an overdraft, so this never actually saturates.
+                let amount = event.data_as::<Withdrawn>()?.amount;
+                self.balance = self.balance.saturating_sub(amount);
+            }
+            _ => {} // Unknown types are skipped, so old code can still read newer streams.
+        }
+        self.version = event.version;
+        Ok(())
+    }
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (owner, balance, v) = (&self.owner, self.balance, self.version);
+        write!(f, "{owner}'s balance is {balance} at v{v}")
+    }
+}
+
+/// A domain rule violation: the example's own error, not the library's.
+#[derive(Debug)]
+struct InsufficientFunds {
+    balance: u64,
+    requested: u64,
+}
+
+impl fmt::Display for InsufficientFunds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { balance, requested } = self;
+        write!(f, "only {balance} available, {requested} requested")
+    }
+}
+
+impl std::error::Error for InsufficientFunds {}
+
+/// Pure decision: no I/O, just state in, event (or refusal) out, so it is trivial to test.
+fn decide_withdraw(account: &Account, requested: u64) -> Result<Withdrawn, InsufficientFunds> {
+    let balance = account.balance;
+    if requested > balance {
+        return Err(InsufficientFunds { balance, requested });
+    }
+    Ok(Withdrawn { amount: requested })
+}
+
+/// One writer: the account it writes to and the correlation id that tags everything it writes,
+/// so all events of one request can be found together later.
+struct Writer<'a>(&'a ActorId, &'a str);
+
+impl Writer<'_> {
+    /// Builds an event at an explicit version: the caller, not the store, chooses versions.
+    fn event<T: Serialize>(&self, ty: &str, v: Version, data: &T) -> Result<Event, DataError> {
+        let builder = Event::builder(self.0.clone(), ty).version(v);
+        Ok(builder.data(data)?.correlation_id(self.1).build())
+    }
+}
+
+/// Rebuilds the account from its full history.
+async fn load(store: &InMemoryEventStore, actor: &ActorId) -> AppResult<Account> {
+    let mut account = Account::default();
+    for event in store.events(actor, 0).await? {
+        account.apply(&event)?;
+    }
+    Ok(account)
+}
+
+#[tokio::main]
+async fn main() -> AppResult<()> {
+    let store = InMemoryEventStore::new();
+    let acct = ActorId::new("account-42")?;
+
+    println!("1. Opening an account ...");
+    let owner = "Ada".to_owned();
+    let opened = Writer(&acct, "open-1").event("Opened", 1, &Opened { owner })?;
+    store.save_event(opened).await?;
+    println!("   saved Opened at v1 for {acct}");
+
+    println!("2. Depositing with explicit versions (latest + 1) ...");
+    for amount in [100, 50] {
+        let v = store.latest_version(&acct).await? + 1;
+        let deposit = Writer(&acct, "branch").event("Deposited", v, &Deposited { amount })?;
+        store.save_event(deposit).await?;
+        println!("   saved Deposited {{ amount: {amount} }} at v{v}");
+    }
+
+    println!("3. Two tellers race (optimistic concurrency) ...");
+    let (teller_a, teller_b) = (Writer(&acct, "teller-a"), Writer(&acct, "teller-b"));
+    let seen_by_a = load(&store, &acct).await?;
+    let seen_by_b = load(&store, &acct).await?;
+    println!("   both read: {seen_by_a}");
+    let w = decide_withdraw(&seen_by_a, 30)?;
+    let v = seen_by_a.version + 1;
+    let withdrawal = teller_a.event("Withdrawn", v, &w)?;
+    store.save_event(withdrawal).await?;
+    println!("   teller A withdrew 30 at v{v}");
+    let w = decide_withdraw(&seen_by_b, 80)?;
+    let attempt = teller_b.event("Withdrawn", seen_by_b.version + 1, &w)?;
+    match store.save_event(attempt).await {
+        Err(StoreError::VersionConflict {
+            current_version, ..
+        }) => {
+            println!("   teller B got VersionConflict: account already at v{current_version}");
+            // B decided on stale state, so the decision may be wrong: replay, decide again, retry.
+            let fresh = load(&store, &acct).await?;
+            let w = decide_withdraw(&fresh, 80)?;
+            let v = current_version + 1;
+            let retry = teller_b.event("Withdrawn", v, &w)?;
+            store.save_event(retry).await?;
+            println!("   teller B re-read ({fresh}), re-decided, withdrew 80 at v{v}");
+        }
+        Ok(_) => return Err("expected teller B to conflict".into()),
+        Err(e) => return Err(e.into()),
+    }
+    // The domain, not the store, refuses overdrafts, so nothing reaches the store.
+    match decide_withdraw(&load(&store, &acct).await?, 1_000) {
+        Err(e) => println!("   withdrawing 1000 is refused by the domain: {e}"),
+        Ok(_) => return Err("expected the overdraft to be refused".into()),
+    }
+
+    println!("4. Retrying a save is idempotent ...");
+    let v = store.latest_version(&acct).await? + 1;
+    let deposit = Writer(&acct, "atm-9").event("Deposited", v, &Deposited { amount: 25 })?;
+    let first = store.save_event(deposit.clone()).await?;
+    // E.g. the reply to the first save was lost, so the client sends the very same event again.
+    let again = store.save_event(deposit).await?;
+    println!("   first save: {first:?}; same event again: {again:?} (stored once)");
+
+    println!("5. Rebuilding state by replay ...");
+    let account = load(&store, &acct).await?;
+    println!("   {account}");
+
+    println!("6. Saving a batch atomically (transfer + fee) ...");
+    // Both events are stored or neither: a transfer is never recorded without its fee.
+    let (transfer, fee, v) = (40, 2, account.version + 1);
+    decide_withdraw(&account, transfer + fee)?;
+    let writer = Writer(&acct, "transfer-7");
+    let batch = vec![
+        writer.event("Withdrawn", v, &Withdrawn { amount: transfer })?,
+        writer.event("Withdrawn", v + 1, &Withdrawn { amount: fee })?,
+    ];
+    let outcome = store.save_events(batch).await?;
+    println!(
+        "   {outcome:?}: v{v} transfer of {transfer} + v{} fee of {fee}",
+        v + 1
+    );
+
+    println!("7. Snapshots: replay only the tail ...");
+    let interest = Writer(&acct, "interest");
+    let start = store.latest_version(&acct).await? + 1;
+    for v in start..=1000 {
+        let deposit = interest.event("Deposited", v, &Deposited { amount: 1 })?;
+        store.save_event(deposit).await?;
+    }
+    println!("   added {} deposits of 1, now at v1000", 1001 - start);
+    let state = load(&store, &acct).await?;
+    let v = state.version;
+    let snapshot = ActorSnapshot::new(acct.clone(), v, serde_json::to_value(&state)?);
+    store.save_snapshot(snapshot).await?;
+    println!("   saved a snapshot at v{v}");
+    let later = Writer(&acct, "after-snapshot");
+    let tail = [
+        later.event("Deposited", v + 1, &Deposited { amount: 10 })?,
+        later.event("Withdrawn", v + 2, &Withdrawn { amount: 5 })?,
+        later.event("Deposited", v + 3, &Deposited { amount: 20 })?,
+    ];
+    for event in tail {
+        store.save_event(event).await?;
+    }
+    let full = store.events(&acct, 0).await?;
+    let mut from_full = Account::default();
+    for event in &full {
+        from_full.apply(event)?;
+    }
+    // A snapshot is only a cache: without one we would simply replay everything from v1.
+    let (mut from_snap, snap_v) = match store.latest_snapshot(&acct).await? {
+        Some(s) => (serde_json::from_value::<Account>(s.state)?, s.version),
+        None => (Account::default(), 0),
+    };
+    let tail = store.events(&acct, snap_v + 1).await?;
+    for event in &tail {
+        from_snap.apply(event)?;
+    }
+    let (n_full, n_tail) = (full.len(), tail.len());
+    println!("   full replay: {n_full} events; snapshot at v{snap_v} + {n_tail} tail events");
+    if (from_full.balance, from_full.version) != (from_snap.balance, from_snap.version) {
+        return Err("snapshot and full replay disagree".into());
+    }
+    println!("   both agree: {from_snap}");
+
+    println!("8. Bad input is a typed error, and nothing is written ...");
+    match ActorId::new("accounts.*") {
+        Err(e) => println!("   ActorId::new(\"accounts.*\"): {e}"),
+        Ok(_) => return Err("expected the wildcard actor id to be rejected".into()),
+    }
+    // The builder defaults to version 0, which means "no events yet" and cannot be stored.
+    let no_version = Event::builder(acct.clone(), "Deposited").build();
+    let empty_type = Event::new(acct.clone(), "", from_full.version + 1);
+    for (what, bad) in [("version 0", no_version), ("empty type", empty_type)] {
+        match store.save_event(bad).await {
+            Err(StoreError::InvalidEvent(reason)) => println!("   {what}: InvalidEvent({reason})"),
+            other => return Err(format!("expected InvalidEvent for {what}, got {other:?}").into()),
+        }
+    }
+    let v = store.latest_version(&acct).await?;
+    println!("   the account is still at v{v}");
+    Ok(())
+}

@@ -21,3 +21,8 @@
 
 #[doc(inline)]
 pub use aether_core::*;
+
+/// Compiles and runs the README's code blocks as doc tests, so the README cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

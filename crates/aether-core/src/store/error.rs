@@ -201,7 +201,7 @@ pub enum InvalidEvent {
         /// Index of the invalid event.
         index: usize,
         /// What is wrong with it.
-        reason: Box<InvalidEvent>,
+        reason: Box<Self>,
     },
 }
 

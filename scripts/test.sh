@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, docs, and every test (unit,
+# integration, property, conformance, doc tests). Installs nats-server 2.15.1 if it is missing.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -p aether-core   # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "nats-server"
+NATS_SERVER_BIN=$(scripts/install-nats-server.sh)
+export NATS_SERVER_BIN
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
+
+step "cargo test"
+cargo test --workspace --all-features --locked "$@"
