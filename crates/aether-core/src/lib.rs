@@ -13,6 +13,9 @@
 //! | `name` | [`ActorId`], [`Namespace`], [`EventId`] and the [`InvalidName`] error |
 //! | `event` | [`Event`], [`EventBuilder`], typed data and metadata helpers |
 //! | `snapshot` | [`ActorSnapshot`] |
+//! | `pattern` | [`Pattern`] (NATS-style `*` / `>`) and the routing [`SubjectTrie`] |
+//! | `filter` | [`SubscriptionFilter`] (event types, actor pattern) |
+//! | `bus` | the local [`EventBus`], [`Subscription`], [`NamespacedBus`] |
 //! | `store` | the store traits, outcomes, [`StoreError`], [`EventLimits`], [`InMemoryEventStore`] |
 //! | [`testing`] | the conformance suite every store must pass (feature `testing`) |
 //!
@@ -38,15 +41,24 @@
 //! # }).unwrap();
 //! ```
 
+mod bus;
 mod event;
+mod filter;
 mod name;
+mod pattern;
 mod snapshot;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use bus::{
+    BusConfig, BusMetrics, Delivery, EventBus, NamespacedBus, Overflow, SubscribeOptions,
+    Subscription, SubscriptionMetrics, WithNamespaces,
+};
 pub use event::{DataError, Event, EventBuilder, Version, metadata_keys};
+pub use filter::SubscriptionFilter;
 pub use name::{ActorId, EventId, InvalidName, NameKind, NameRule, Namespace};
+pub use pattern::{Pattern, SubjectTrie, Token};
 pub use snapshot::ActorSnapshot;
 pub use store::{
     BoxError, ErrorKind, EventLimits, EventStore, InMemoryEventStore, InvalidEvent,

@@ -30,7 +30,10 @@ fn check_tokens(
         return fail(NameRule::Empty);
     }
     if name.len() > max_len {
-        return fail(NameRule::TooLong { len: name.len(), max: max_len });
+        return fail(NameRule::TooLong {
+            len: name.len(),
+            max: max_len,
+        });
     }
     if let Some((index, ch)) = name.char_indices().find(|&(_, c)| c != '.' && !char_ok(c)) {
         return fail(NameRule::ForbiddenChar { ch, index, allowed });
@@ -40,7 +43,10 @@ fn check_tokens(
             return fail(NameRule::EmptyToken { index });
         }
         if token == "*" || token == ">" {
-            return fail(NameRule::WildcardToken { index, token: token.to_owned() });
+            return fail(NameRule::WildcardToken {
+                index,
+                token: token.to_owned(),
+            });
         }
     }
     Ok(())

@@ -37,7 +37,12 @@ pub struct ActorSnapshot {
 impl ActorSnapshot {
     /// A snapshot of `state` at `version`, taken now.
     pub fn new(actor_id: ActorId, version: Version, state: serde_json::Value) -> Self {
-        Self { actor_id, version, state, timestamp: Utc::now() }
+        Self {
+            actor_id,
+            version,
+            state,
+            timestamp: Utc::now(),
+        }
     }
 
     /// Size of this snapshot encoded as JSON, in bytes.

@@ -158,7 +158,12 @@ pub trait EventStore: Send + Sync {
         actor_id: &ActorId,
         from_version: Version,
     ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
-        async move { Ok(self.events_with_errors(actor_id, from_version).await?.events) }
+        async move {
+            Ok(self
+                .events_with_errors(actor_id, from_version)
+                .await?
+                .events)
+        }
     }
 
     /// Like [`events`](Self::events), but also returns the records that could not be decoded,

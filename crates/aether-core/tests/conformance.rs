@@ -60,6 +60,10 @@ async fn run_all_passes_on_the_in_memory_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suite_runs_with_non_default_limits() {
-    let limits = aether_core::EventLimits { max_event_bytes: 4096, max_batch_len: 5, max_snapshot_bytes: 2048 };
+    let limits = aether_core::EventLimits {
+        max_event_bytes: 4096,
+        max_batch_len: 5,
+        max_snapshot_bytes: 2048,
+    };
     conformance::run_all(|| async move { InMemoryEventStore::with_limits(limits) }).await;
 }

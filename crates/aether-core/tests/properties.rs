@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use aether_core::{ActorId, Event, EventId, EventStore, InMemoryEventStore, SaveOutcome, StoreError, Version};
+use aether_core::{
+    ActorId, Event, EventId, EventStore, InMemoryEventStore, SaveOutcome, StoreError, Version,
+};
 use futures::FutureExt;
 use proptest::prelude::*;
 
@@ -21,7 +23,8 @@ fn actor(i: usize) -> ActorId {
 
 /// The in-memory store's futures never wait; run them to completion in place.
 fn now<T>(f: impl std::future::Future<Output = T>) -> T {
-    f.now_or_never().expect("in-memory store futures are always ready")
+    f.now_or_never()
+        .expect("in-memory store futures are always ready")
 }
 
 /// How an operation picks its version relative to the actor's current one.
@@ -48,13 +51,29 @@ impl Pick {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Save { actor: usize, pick: Pick },
-    Batch { actor: usize, pick: Pick, gaps: Vec<u64> },
+    Save {
+        actor: usize,
+        pick: Pick,
+    },
+    Batch {
+        actor: usize,
+        pick: Pick,
+        gaps: Vec<u64>,
+    },
     /// Re-save the n-th event any earlier op attempted (same id), unchanged.
-    Resave { nth: usize },
+    Resave {
+        nth: usize,
+    },
     /// Save a new event at `pick` that reuses the id of the n-th attempted event.
-    ReuseId { nth: usize, actor: usize, pick: Pick },
-    Read { actor: usize, from: u64 },
+    ReuseId {
+        nth: usize,
+        actor: usize,
+        pick: Pick,
+    },
+    Read {
+        actor: usize,
+        from: u64,
+    },
 }
 
 fn pick() -> impl Strategy<Value = Pick> {
@@ -94,7 +113,11 @@ fn outcome(result: Result<SaveOutcome, StoreError>) -> Outcome {
         Ok(SaveOutcome::Saved) => Outcome::Saved,
         Ok(SaveOutcome::Duplicate) => Outcome::Duplicate,
         Ok(other) => panic!("unknown outcome {other:?}"),
-        Err(StoreError::VersionConflict { current_version, .. }) => Outcome::Conflict { current: current_version },
+        Err(StoreError::VersionConflict {
+            current_version, ..
+        }) => Outcome::Conflict {
+            current: current_version,
+        },
         Err(StoreError::EventIdReused { .. }) => Outcome::IdReused,
         Err(StoreError::InvalidEvent(_)) => Outcome::Invalid,
         Err(other) => panic!("unexpected error {other}"),
@@ -110,7 +133,10 @@ struct Model {
 
 impl Model {
     fn current(&self, a: &ActorId) -> Version {
-        self.histories.get(a).and_then(|h| h.last()).map_or(0, |e| e.version)
+        self.histories
+            .get(a)
+            .and_then(|h| h.last())
+            .map_or(0, |e| e.version)
     }
 
     fn save(&mut self, batch: Vec<Event>) -> Outcome {
@@ -121,7 +147,11 @@ impl Model {
         }
         let a = batch[0].actor_id.clone();
         let current = self.current(&a);
-        let slot = |e: &Event| self.ids.get(&e.id).map(|s| *s == (e.actor_id.clone(), e.version));
+        let slot = |e: &Event| {
+            self.ids
+                .get(&e.id)
+                .map(|s| *s == (e.actor_id.clone(), e.version))
+        };
         if batch[0].version <= current {
             if batch.iter().all(|e| slot(e) == Some(true)) {
                 return Outcome::Duplicate;

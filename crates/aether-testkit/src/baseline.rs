@@ -25,7 +25,10 @@ impl MutexHashMapStore {
     ///
     /// The current version, when `event.version` is not above it.
     pub fn save_event(&self, event: Event) -> Result<(), Version> {
-        let mut actors = self.actors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut actors = self
+            .actors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let events = actors.entry(event.actor_id.clone()).or_default();
         let current = events.last().map_or(0, |e| e.version);
         if event.version <= current {
@@ -37,13 +40,22 @@ impl MutexHashMapStore {
 
     /// The actor's last version, 0 if unknown.
     pub fn latest_version(&self, actor_id: &ActorId) -> Version {
-        let actors = self.actors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        actors.get(actor_id).and_then(|e| e.last()).map_or(0, |e| e.version)
+        let actors = self
+            .actors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        actors
+            .get(actor_id)
+            .and_then(|e| e.last())
+            .map_or(0, |e| e.version)
     }
 
     /// Copies of the actor's events with `version >= from`.
     pub fn events(&self, actor_id: &ActorId, from: Version) -> Vec<Event> {
-        let actors = self.actors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let actors = self
+            .actors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         actors
             .get(actor_id)
             .map(|events| {

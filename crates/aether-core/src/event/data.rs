@@ -94,7 +94,11 @@ mod tests {
 
     #[test]
     fn round_trips_a_struct() {
-        let moved = Moved { from: "a".into(), to: "b".into(), meters: 3 };
+        let moved = Moved {
+            from: "a".into(),
+            to: "b".into(),
+            meters: 3,
+        };
         let e = event().with_data(&moved).unwrap();
         assert_eq!(e.data_as::<Moved>().unwrap(), moved);
     }
@@ -102,13 +106,21 @@ mod tests {
     #[test]
     fn rejects_non_objects_with_what_was_found() {
         let err = event().with_data(&vec![1, 2]).unwrap_err();
-        assert!(matches!(err, DataError::NotAnObject { found: "an array" }), "{err}");
-        assert!(matches!(event().with_data(&()), Err(DataError::NotAnObject { found: "null" })));
+        assert!(
+            matches!(err, DataError::NotAnObject { found: "an array" }),
+            "{err}"
+        );
+        assert!(matches!(
+            event().with_data(&()),
+            Err(DataError::NotAnObject { found: "null" })
+        ));
     }
 
     #[test]
     fn data_as_reports_mismatch() {
-        let e = event().with_data(&serde_json::json!({ "from": "a" })).unwrap();
+        let e = event()
+            .with_data(&serde_json::json!({ "from": "a" }))
+            .unwrap();
         let err = e.data_as::<Moved>().unwrap_err();
         assert!(err.to_string().contains("missing field"), "{err}");
     }

@@ -42,7 +42,10 @@ pub(super) fn upper_bound(event: &Event) -> usize {
 }
 
 fn object_len(map: &serde_json::Map<String, Value>) -> usize {
-    2 + map.iter().map(|(k, v)| string_len(k) + value_len(v) + 2).sum::<usize>()
+    2 + map
+        .iter()
+        .map(|(k, v)| string_len(k) + value_len(v) + 2)
+        .sum::<usize>()
 }
 
 fn value_len(value: &Value) -> usize {
@@ -91,7 +94,9 @@ mod tests {
     use crate::{ActorId, Event};
 
     fn event_with(data: Value) -> Event {
-        let mut e = Event::new(ActorId::new("a.b").unwrap(), "T", u64::MAX).with_data(&data).unwrap();
+        let mut e = Event::new(ActorId::new("a.b").unwrap(), "T", u64::MAX)
+            .with_data(&data)
+            .unwrap();
         e.set_correlation_id("c\"x\n");
         e.command_id = Some("cmd\u{1}".into());
         e
@@ -99,7 +104,9 @@ mod tests {
 
     #[test]
     fn exact_matches_serialization() {
-        let e = event_with(json!({ "s": "quote\" nl\n ctl\u{2} é", "n": -1.5e300, "a": [1, null, true] }));
+        let e = event_with(
+            json!({ "s": "quote\" nl\n ctl\u{2} é", "n": -1.5e300, "a": [1, null, true] }),
+        );
         assert_eq!(exact(&e), serde_json::to_vec(&e).unwrap().len());
     }
 
@@ -109,7 +116,9 @@ mod tests {
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(Value::from),
             any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
             any::<String>().prop_map(Value::String),
         ];
         leaf.prop_recursive(3, 32, 6, |inner| {

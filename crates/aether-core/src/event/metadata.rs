@@ -99,7 +99,13 @@ mod tests {
         e.set_trace_id("t");
         e.set_span_id("s");
         assert_eq!(
-            (e.correlation_id(), e.causation_id(), e.user_id(), e.trace_id(), e.span_id()),
+            (
+                e.correlation_id(),
+                e.causation_id(),
+                e.user_id(),
+                e.trace_id(),
+                e.span_id()
+            ),
             (Some("c"), Some("k"), Some("u"), Some("t"), Some("s"))
         );
         assert_eq!(e.metadata[keys::TRACE_ID], "t");

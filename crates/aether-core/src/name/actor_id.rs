@@ -84,12 +84,37 @@ mod tests {
         assert_eq!(rule("a..b"), NameRule::EmptyToken { index: 1 });
         assert_eq!(rule(".a"), NameRule::EmptyToken { index: 0 });
         assert_eq!(rule("a."), NameRule::EmptyToken { index: 1 });
-        assert!(matches!(rule("a b"), NameRule::ForbiddenChar { ch: ' ', index: 1, .. }));
-        assert!(matches!(rule("a\nb"), NameRule::ForbiddenChar { ch: '\n', .. }));
+        assert!(matches!(
+            rule("a b"),
+            NameRule::ForbiddenChar {
+                ch: ' ',
+                index: 1,
+                ..
+            }
+        ));
+        assert!(matches!(
+            rule("a\nb"),
+            NameRule::ForbiddenChar { ch: '\n', .. }
+        ));
         assert!(matches!(rule("a\u{7f}"), NameRule::ForbiddenChar { .. }));
-        assert!(matches!(rule("a\u{a0}b"), NameRule::ForbiddenChar { .. }), "no-break space");
-        assert_eq!(rule("x.*"), NameRule::WildcardToken { index: 1, token: "*".into() });
-        assert_eq!(rule(">"), NameRule::WildcardToken { index: 0, token: ">".into() });
+        assert!(
+            matches!(rule("a\u{a0}b"), NameRule::ForbiddenChar { .. }),
+            "no-break space"
+        );
+        assert_eq!(
+            rule("x.*"),
+            NameRule::WildcardToken {
+                index: 1,
+                token: "*".into()
+            }
+        );
+        assert_eq!(
+            rule(">"),
+            NameRule::WildcardToken {
+                index: 0,
+                token: ">".into()
+            }
+        );
         let long = "a".repeat(ActorId::MAX_LEN + 1);
         assert_eq!(rule(&long), NameRule::TooLong { len: 256, max: 255 });
     }

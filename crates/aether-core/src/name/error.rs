@@ -12,6 +12,8 @@ pub enum NameKind {
     Namespace,
     /// An [`EventId`](crate::EventId).
     EventId,
+    /// A subject [`Pattern`](crate::Pattern).
+    Pattern,
 }
 
 impl fmt::Display for NameKind {
@@ -20,6 +22,7 @@ impl fmt::Display for NameKind {
             Self::ActorId => "actor id",
             Self::Namespace => "namespace",
             Self::EventId => "event id",
+            Self::Pattern => "pattern",
         })
     }
 }
@@ -54,6 +57,12 @@ pub enum NameRule {
         index: usize,
         /// A description of the allowed characters.
         allowed: &'static str,
+    },
+    /// In a pattern, `>` is not the last token (it matches everything after it).
+    #[error("token {index} is '>', which may only be the last token")]
+    FullWildcardNotLast {
+        /// Zero-based index of the misplaced `>`.
+        index: usize,
     },
     /// A token is exactly `*` or `>`, which NATS would read as a wildcard.
     #[error("token {index} is the wildcard {token:?}; wildcards belong in patterns, not in names")]

@@ -45,7 +45,10 @@ impl EventId {
             return fail(NameRule::Empty);
         }
         if id.len() > Self::MAX_LEN {
-            return fail(NameRule::TooLong { len: id.len(), max: Self::MAX_LEN });
+            return fail(NameRule::TooLong {
+                len: id.len(),
+                max: Self::MAX_LEN,
+            });
         }
         if let Some((index, ch)) = id.char_indices().find(|&(_, c)| !is_printable_non_space(c)) {
             let allowed = "printable characters without whitespace";
@@ -57,7 +60,9 @@ impl EventId {
     /// A new unique, time-ordered id (UUIDv7, hyphenated lowercase).
     pub fn generate() -> Self {
         let mut buf = uuid::Uuid::encode_buffer();
-        Self(Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf)))
+        Self(Arc::from(
+            &*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf),
+        ))
     }
 }
 
@@ -77,7 +82,10 @@ mod tests {
     #[test]
     fn generated_ids_are_unique_and_time_ordered() {
         let ids: Vec<EventId> = (0..1000).map(|_| EventId::generate()).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "UUIDv7 ids sort by creation");
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "UUIDv7 ids sort by creation"
+        );
     }
 
     #[test]
@@ -85,12 +93,19 @@ mod tests {
         assert_eq!(EventId::new("").unwrap_err().rule(), &NameRule::Empty);
         assert!(matches!(
             EventId::new("a\r\nb").unwrap_err().rule(),
-            NameRule::ForbiddenChar { ch: '\r', index: 1, .. }
+            NameRule::ForbiddenChar {
+                ch: '\r',
+                index: 1,
+                ..
+            }
         ));
         assert!(matches!(
             EventId::new("x".repeat(256)).unwrap_err().rule(),
             NameRule::TooLong { .. }
         ));
-        assert!(EventId::new("a..b.*").is_ok(), "ids have no token structure");
+        assert!(
+            EventId::new("a..b.*").is_ok(),
+            "ids have no token structure"
+        );
     }
 }

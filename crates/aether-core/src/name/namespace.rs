@@ -79,11 +79,27 @@ mod tests {
     fn rejects_each_rule_with_its_reason() {
         assert_eq!(rule(""), NameRule::Empty);
         assert_eq!(rule("a..b"), NameRule::EmptyToken { index: 1 });
-        assert!(matches!(rule("a.*"), NameRule::ForbiddenChar { ch: '*', index: 2, .. }));
-        assert!(matches!(rule("a.>"), NameRule::ForbiddenChar { ch: '>', .. }));
-        assert!(matches!(rule("a b"), NameRule::ForbiddenChar { ch: ' ', .. }));
+        assert!(matches!(
+            rule("a.*"),
+            NameRule::ForbiddenChar {
+                ch: '*',
+                index: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            rule("a.>"),
+            NameRule::ForbiddenChar { ch: '>', .. }
+        ));
+        assert!(matches!(
+            rule("a b"),
+            NameRule::ForbiddenChar { ch: ' ', .. }
+        ));
         assert!(matches!(rule("é"), NameRule::ForbiddenChar { ch: 'é', .. }));
-        assert!(matches!(rule("a/b"), NameRule::ForbiddenChar { ch: '/', .. }));
+        assert!(matches!(
+            rule("a/b"),
+            NameRule::ForbiddenChar { ch: '/', .. }
+        ));
         let long = "a".repeat(Namespace::MAX_LEN + 1);
         assert_eq!(rule(&long), NameRule::TooLong { len: 81, max: 80 });
     }

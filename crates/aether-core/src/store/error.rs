@@ -112,7 +112,9 @@ impl StoreError {
     /// The actor's current version, if this is a version conflict.
     pub fn current_version(&self) -> Option<Version> {
         match self {
-            Self::VersionConflict { current_version, .. } => Some(*current_version),
+            Self::VersionConflict {
+                current_version, ..
+            } => Some(*current_version),
             _ => None,
         }
     }
@@ -134,7 +136,9 @@ pub enum InvalidEvent {
         max: usize,
     },
     /// `event_type` contains whitespace or a control character.
-    #[error("event type {event_type:?} contains {ch:?} at byte {index}; use printable characters without whitespace")]
+    #[error(
+        "event type {event_type:?} contains {ch:?} at byte {index}; use printable characters without whitespace"
+    )]
     EventTypeForbiddenChar {
         /// The rejected type.
         event_type: String,
@@ -166,7 +170,9 @@ pub enum InvalidEvent {
         max: usize,
     },
     /// A batch containing events of more than one actor.
-    #[error("a batch must concern one actor: event {index} is for {found}, the batch for {expected}")]
+    #[error(
+        "a batch must concern one actor: event {index} is for {found}, the batch for {expected}"
+    )]
     MixedActors {
         /// Index of the first event of another actor.
         index: usize,
@@ -176,7 +182,9 @@ pub enum InvalidEvent {
         found: crate::ActorId,
     },
     /// Versions within a batch that do not strictly increase.
-    #[error("versions in a batch must strictly increase: event {index} has version {version} after {previous}")]
+    #[error(
+        "versions in a batch must strictly increase: event {index} has version {version} after {previous}"
+    )]
     NonIncreasingVersions {
         /// Index of the offending event.
         index: usize,
@@ -213,7 +221,9 @@ pub enum InvalidSnapshot {
     #[error("snapshot version must be at least 1")]
     ZeroVersion,
     /// The snapshot claims to cover events that are not stored.
-    #[error("snapshot of actor {actor_id} is at version {version}, but the actor's latest stored version is {latest}")]
+    #[error(
+        "snapshot of actor {actor_id} is at version {version}, but the actor's latest stored version is {latest}"
+    )]
     AheadOfEvents {
         /// The actor.
         actor_id: crate::ActorId,

@@ -36,7 +36,11 @@ pub(crate) const MAX_EVENT_TYPE_LEN: usize = 255;
 
 impl Default for EventLimits {
     fn default() -> Self {
-        Self { max_event_bytes: 1 << 20, max_batch_len: 1000, max_snapshot_bytes: 1 << 20 }
+        Self {
+            max_event_bytes: 1 << 20,
+            max_batch_len: 1000,
+            max_snapshot_bytes: 1 << 20,
+        }
     }
 }
 
@@ -54,7 +58,10 @@ impl EventLimits {
             return Err(InvalidEvent::ZeroVersion);
         }
         if let Some(size) = event.encoded_len_above(self.max_event_bytes) {
-            return Err(InvalidEvent::TooLarge { size, limit: self.max_event_bytes });
+            return Err(InvalidEvent::TooLarge {
+                size,
+                limit: self.max_event_bytes,
+            });
         }
         Ok(())
     }
@@ -70,11 +77,17 @@ impl EventLimits {
             return Err(InvalidEvent::EmptyBatch);
         };
         if events.len() > self.max_batch_len {
-            return Err(InvalidEvent::BatchTooLong { len: events.len(), max: self.max_batch_len });
+            return Err(InvalidEvent::BatchTooLong {
+                len: events.len(),
+                max: self.max_batch_len,
+            });
         }
         for (index, event) in events.iter().enumerate() {
             self.check_event(event)
-                .map_err(|reason| InvalidEvent::InBatch { index, reason: Box::new(reason) })?;
+                .map_err(|reason| InvalidEvent::InBatch {
+                    index,
+                    reason: Box::new(reason),
+                })?;
             if event.actor_id != first.actor_id {
                 return Err(InvalidEvent::MixedActors {
                     index,
@@ -118,7 +131,10 @@ impl EventLimits {
         }
         let size = snapshot.encoded_len();
         if size > self.max_snapshot_bytes {
-            return Err(InvalidSnapshot::TooLarge { size, limit: self.max_snapshot_bytes });
+            return Err(InvalidSnapshot::TooLarge {
+                size,
+                limit: self.max_snapshot_bytes,
+            });
         }
         Ok(())
     }
@@ -134,8 +150,9 @@ fn check_event_type(event_type: &str) -> Result<(), InvalidEvent> {
             max: MAX_EVENT_TYPE_LEN,
         });
     }
-    if let Some((index, ch)) =
-        event_type.char_indices().find(|&(_, c)| c.is_control() || c.is_whitespace())
+    if let Some((index, ch)) = event_type
+        .char_indices()
+        .find(|&(_, c)| c.is_control() || c.is_whitespace())
     {
         return Err(InvalidEvent::EventTypeForbiddenChar {
             event_type: event_type.to_owned(),
@@ -164,10 +181,17 @@ mod tests {
         e.event_type = "has space".into();
         assert!(matches!(
             limits.check_event(&e),
-            Err(InvalidEvent::EventTypeForbiddenChar { ch: ' ', index: 3, .. })
+            Err(InvalidEvent::EventTypeForbiddenChar {
+                ch: ' ',
+                index: 3,
+                ..
+            })
         ));
         e.event_type = "x".repeat(256);
-        assert!(matches!(limits.check_event(&e), Err(InvalidEvent::EventTypeTooLong { .. })));
+        assert!(matches!(
+            limits.check_event(&e),
+            Err(InvalidEvent::EventTypeTooLong { .. })
+        ));
         e.event_type = "order.placed/v2".into();
         assert_eq!(limits.check_event(&e), Ok(()));
     }
@@ -176,35 +200,67 @@ mod tests {
     fn size_limit_is_exact_at_the_boundary() {
         let e = event("a", 1);
         let size = e.encoded_len();
-        let at = EventLimits { max_event_bytes: size, ..Default::default() };
+        let at = EventLimits {
+            max_event_bytes: size,
+            ..Default::default()
+        };
         assert_eq!(at.check_event(&e), Ok(()));
-        let below = EventLimits { max_event_bytes: size - 1, ..Default::default() };
-        assert_eq!(below.check_event(&e), Err(InvalidEvent::TooLarge { size, limit: size - 1 }));
+        let below = EventLimits {
+            max_event_bytes: size - 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            below.check_event(&e),
+            Err(InvalidEvent::TooLarge {
+                size,
+                limit: size - 1
+            })
+        );
     }
 
     #[test]
     fn batch_rules_report_the_offending_index() {
-        let limits = EventLimits { max_batch_len: 3, ..Default::default() };
+        let limits = EventLimits {
+            max_batch_len: 3,
+            ..Default::default()
+        };
         assert_eq!(limits.check_batch(&[]), Err(InvalidEvent::EmptyBatch));
         let four: Vec<_> = (1..=4).map(|v| event("a", v)).collect();
-        assert_eq!(limits.check_batch(&four), Err(InvalidEvent::BatchTooLong { len: 4, max: 3 }));
+        assert_eq!(
+            limits.check_batch(&four),
+            Err(InvalidEvent::BatchTooLong { len: 4, max: 3 })
+        );
         let mixed = [event("a", 1), event("b", 2)];
-        assert!(matches!(limits.check_batch(&mixed), Err(InvalidEvent::MixedActors { index: 1, .. })));
+        assert!(matches!(
+            limits.check_batch(&mixed),
+            Err(InvalidEvent::MixedActors { index: 1, .. })
+        ));
         let flat = [event("a", 2), event("a", 2)];
         assert_eq!(
             limits.check_batch(&flat),
-            Err(InvalidEvent::NonIncreasingVersions { index: 1, version: 2, previous: 2 })
+            Err(InvalidEvent::NonIncreasingVersions {
+                index: 1,
+                version: 2,
+                previous: 2
+            })
         );
         let zero = [event("a", 0), event("a", 1)];
         assert_eq!(
             limits.check_batch(&zero),
-            Err(InvalidEvent::InBatch { index: 0, reason: Box::new(InvalidEvent::ZeroVersion) })
+            Err(InvalidEvent::InBatch {
+                index: 0,
+                reason: Box::new(InvalidEvent::ZeroVersion)
+            })
         );
         let mut twice = [event("a", 1), event("a", 2)];
         twice[1].id = twice[0].id.clone();
         assert!(matches!(
             limits.check_batch(&twice),
-            Err(InvalidEvent::DuplicateIdInBatch { first: 0, second: 1, .. })
+            Err(InvalidEvent::DuplicateIdInBatch {
+                first: 0,
+                second: 1,
+                ..
+            })
         ));
     }
 }

@@ -74,7 +74,10 @@ struct Slot {
 
 impl Slot {
     fn of(event: &Event) -> Self {
-        Self { actor_id: event.actor_id.clone(), version: event.version }
+        Self {
+            actor_id: event.actor_id.clone(),
+            version: event.version,
+        }
     }
 
     fn reused_by(&self, id: &EventId) -> StoreError {
@@ -94,7 +97,12 @@ impl Default for Inner {
 
 impl Inner {
     fn new(limits: EventLimits) -> Self {
-        Self { limits, actors: sharded(), event_ids: sharded(), snapshots: sharded() }
+        Self {
+            limits,
+            actors: sharded(),
+            event_ids: sharded(),
+            snapshots: sharded(),
+        }
     }
 }
 
@@ -116,7 +124,9 @@ impl InMemoryEventStore {
 
     /// An empty store that enforces `limits`.
     pub fn with_limits(limits: EventLimits) -> Self {
-        Self { inner: Arc::new(Inner::new(limits)) }
+        Self {
+            inner: Arc::new(Inner::new(limits)),
+        }
     }
 
     /// The limits this store enforces.
@@ -130,7 +140,12 @@ impl InMemoryEventStore {
         if let Some(log) = self.inner.actors.get(actor_id) {
             return f(&mut log.write().unwrap_or_else(PoisonError::into_inner));
         }
-        let log = self.inner.actors.entry(actor_id.clone()).or_default().downgrade();
+        let log = self
+            .inner
+            .actors
+            .entry(actor_id.clone())
+            .or_default()
+            .downgrade();
         f(&mut log.write().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -233,7 +248,9 @@ impl InMemoryEventStore {
                 source: None,
             }),
             Err(error) => {
-                self.with_log_mut(actor_id, |log| log.append_undecodable(raw, error.to_string()));
+                self.with_log_mut(actor_id, |log| {
+                    log.append_undecodable(raw, error.to_string())
+                });
                 Ok(())
             }
         }
@@ -269,8 +286,9 @@ fn count_saved(outcome: &Result<SaveOutcome, StoreError>, events: usize) {
 
 impl EventStore for InMemoryEventStore {
     async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
-        let _span = tracing::trace_span!("save_event", actor = %event.actor_id, version = event.version)
-            .entered();
+        let _span =
+            tracing::trace_span!("save_event", actor = %event.actor_id, version = event.version)
+                .entered();
         let outcome = self.save_one(event);
         count_saved(&outcome, 1);
         outcome
@@ -285,12 +303,20 @@ impl EventStore for InMemoryEventStore {
     }
 
     async fn latest_version(&self, actor_id: &ActorId) -> Result<Version, StoreError> {
-        Ok(self.with_log(actor_id, ActorLog::latest_version).unwrap_or(0))
+        Ok(self
+            .with_log(actor_id, ActorLog::latest_version)
+            .unwrap_or(0))
     }
 
-    async fn events(&self, actor_id: &ActorId, from_version: Version) -> Result<Vec<Event>, StoreError> {
+    async fn events(
+        &self,
+        actor_id: &ActorId,
+        from_version: Version,
+    ) -> Result<Vec<Event>, StoreError> {
         let _span = tracing::trace_span!("events", actor = %actor_id, from_version).entered();
-        Ok(self.with_log(actor_id, |log| log.events_from(from_version).to_vec()).unwrap_or_default())
+        Ok(self
+            .with_log(actor_id, |log| log.events_from(from_version).to_vec())
+            .unwrap_or_default())
     }
 
     async fn events_with_errors(
@@ -298,16 +324,20 @@ impl EventStore for InMemoryEventStore {
         actor_id: &ActorId,
         from_version: Version,
     ) -> Result<ReplayResult, StoreError> {
-        let _span = tracing::trace_span!("events_with_errors", actor = %actor_id, from_version)
-            .entered();
-        Ok(self.with_log(actor_id, |log| log.replay_from(from_version)).unwrap_or_default())
+        let _span =
+            tracing::trace_span!("events_with_errors", actor = %actor_id, from_version).entered();
+        Ok(self
+            .with_log(actor_id, |log| log.replay_from(from_version))
+            .unwrap_or_default())
     }
 }
 
 impl SnapshotStore for InMemoryEventStore {
     async fn save_snapshot(&self, snapshot: ActorSnapshot) -> Result<SnapshotOutcome, StoreError> {
         self.inner.limits.check_snapshot(&snapshot)?;
-        let latest = self.with_log(&snapshot.actor_id, ActorLog::latest_version).unwrap_or(0);
+        let latest = self
+            .with_log(&snapshot.actor_id, ActorLog::latest_version)
+            .unwrap_or(0);
         if snapshot.version > latest {
             return Err(InvalidSnapshot::AheadOfEvents {
                 actor_id: snapshot.actor_id,
@@ -318,7 +348,9 @@ impl SnapshotStore for InMemoryEventStore {
         }
         match self.inner.snapshots.entry(snapshot.actor_id.clone()) {
             Entry::Occupied(stored) if stored.get().version > snapshot.version => {
-                Ok(SnapshotOutcome::KeptNewer { stored_version: stored.get().version })
+                Ok(SnapshotOutcome::KeptNewer {
+                    stored_version: stored.get().version,
+                })
             }
             Entry::Occupied(mut stored) => {
                 stored.insert(snapshot);
@@ -331,7 +363,10 @@ impl SnapshotStore for InMemoryEventStore {
         }
     }
 
-    async fn latest_snapshot(&self, actor_id: &ActorId) -> Result<Option<ActorSnapshot>, StoreError> {
+    async fn latest_snapshot(
+        &self,
+        actor_id: &ActorId,
+    ) -> Result<Option<ActorSnapshot>, StoreError> {
         Ok(self.inner.snapshots.get(actor_id).map(|s| s.clone()))
     }
 }

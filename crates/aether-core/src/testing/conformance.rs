@@ -131,7 +131,9 @@ where
 {
     let mut failed = Vec::new();
     for &name in PROPERTIES {
-        let outcome = AssertUnwindSafe(run_case(name, &factory)).catch_unwind().await;
+        let outcome = AssertUnwindSafe(run_case(name, &factory))
+            .catch_unwind()
+            .await;
         match outcome {
             Ok(()) => eprintln!("conformance: {name} ... ok"),
             Err(panic) => {

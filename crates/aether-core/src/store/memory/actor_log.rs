@@ -34,7 +34,11 @@ impl ActorLog {
         let position = (self.events.len() + self.undecodable.len() + 1) as u64;
         self.undecodable.push(Undecodable {
             events_before: self.events.len(),
-            error: ReplayError { position, raw, error },
+            error: ReplayError {
+                position,
+                raw,
+                error,
+            },
         });
     }
 

@@ -9,7 +9,10 @@ pub async fn batch_is_stored_whole<S: ConformanceTarget>(store: S) {
     let a = actor("cart-1");
     let head = save_versions(&store, &a, &[1]).await;
     let batch: Vec<Event> = [2, 3, 7].iter().map(|&v| event(&a, v)).collect();
-    assert_eq!(store.save_events(batch.clone()).await.expect("batch"), SaveOutcome::Saved);
+    assert_eq!(
+        store.save_events(batch.clone()).await.expect("batch"),
+        SaveOutcome::Saved
+    );
     assert_history(&store, &a, &[head, batch].concat()).await;
 }
 
@@ -39,7 +42,10 @@ pub async fn batch_with_a_reused_id_writes_nothing<S: ConformanceTarget>(store: 
     assert_history(&store, &a, &[]).await;
     // The ids of the rejected batch were not claimed.
     let retry = vec![batch[0].clone(), batch[1].clone()];
-    assert_eq!(store.save_events(retry.clone()).await.expect("retry"), SaveOutcome::Saved);
+    assert_eq!(
+        store.save_events(retry.clone()).await.expect("retry"),
+        SaveOutcome::Saved
+    );
     assert_history(&store, &a, &retry).await;
 }
 
@@ -49,7 +55,10 @@ pub async fn resaving_a_batch_is_a_duplicate<S: ConformanceTarget>(store: S) {
     let a = actor("cart-1");
     let batch: Vec<Event> = [1, 2, 3].iter().map(|&v| event(&a, v)).collect();
     store.save_events(batch.clone()).await.expect("batch");
-    assert_eq!(store.save_events(batch.clone()).await.expect("resave"), SaveOutcome::Duplicate);
+    assert_eq!(
+        store.save_events(batch.clone()).await.expect("resave"),
+        SaveOutcome::Duplicate
+    );
     let overlapping = vec![batch[2].clone(), event(&a, 4)];
     assert_conflict(store.save_events(overlapping).await, 3, 3);
     assert_history(&store, &a, &batch).await;

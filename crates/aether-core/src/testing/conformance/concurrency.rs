@@ -46,10 +46,17 @@ pub async fn racing_writers_have_exactly_one_winner_per_round<S: ConformanceTarg
         let mut won = Vec::new();
         for rounds in &per_writer {
             let (read, attempt, result) = &rounds[round];
-            assert_eq!(*read, expected_read, "round {round}: every writer reads the same version");
+            assert_eq!(
+                *read, expected_read,
+                "round {round}: every writer reads the same version"
+            );
             match result {
                 Ok(SaveOutcome::Saved) => won.push(attempt.clone()),
-                Err(StoreError::VersionConflict { attempted_version, current_version, .. }) => {
+                Err(StoreError::VersionConflict {
+                    attempted_version,
+                    current_version,
+                    ..
+                }) => {
                     assert_eq!(
                         (*attempted_version, *current_version),
                         (read + 1, read + 1),
@@ -59,7 +66,12 @@ pub async fn racing_writers_have_exactly_one_winner_per_round<S: ConformanceTarg
                 other => panic!("round {round}: unexpected outcome {other:?}"),
             }
         }
-        assert_eq!(won.len(), 1, "round {round}: exactly one winner, got {}", won.len());
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: exactly one winner, got {}",
+            won.len()
+        );
         winners.extend(won);
     }
     assert_history(&*store, &a, &winners).await;
@@ -104,6 +116,9 @@ pub async fn loser_can_reread_and_retry<S: ConformanceTarget>(store: S) {
     let reread = store.latest_version(&a).await.expect("latest");
     assert_eq!(reread, n + 1);
     let retry = event(&a, reread + 1);
-    store.save_event(retry.clone()).await.expect("retry with N+2");
+    store
+        .save_event(retry.clone())
+        .await
+        .expect("retry with N+2");
     assert_history(&store, &a, &[base, winner, retry]).await;
 }

@@ -9,11 +9,20 @@ use crate::{Event, SaveOutcome, StoreError};
 pub async fn resaving_an_event_is_a_duplicate<S: ConformanceTarget>(store: S) {
     let a = actor("account-1");
     let first = event(&a, 1);
-    assert_eq!(store.save_event(first.clone()).await.expect("save"), SaveOutcome::Saved);
-    assert_eq!(store.save_event(first.clone()).await.expect("resave"), SaveOutcome::Duplicate);
+    assert_eq!(
+        store.save_event(first.clone()).await.expect("save"),
+        SaveOutcome::Saved
+    );
+    assert_eq!(
+        store.save_event(first.clone()).await.expect("resave"),
+        SaveOutcome::Duplicate
+    );
     let later = save_versions(&store, &a, &[2, 3]).await;
     assert_eq!(
-        store.save_event(first.clone()).await.expect("resave after later versions"),
+        store
+            .save_event(first.clone())
+            .await
+            .expect("resave after later versions"),
         SaveOutcome::Duplicate
     );
     assert_history(&store, &a, &[vec![first], later].concat()).await;
@@ -27,15 +36,34 @@ pub async fn reusing_an_id_for_another_event_is_rejected<S: ConformanceTarget>(s
     let original = event(&a, 1);
     store.save_event(original.clone()).await.expect("save");
 
-    let same_actor_next_version = Event { version: 2, ..event(&a, 2) };
-    let same_actor_next_version = Event { id: original.id.clone(), ..same_actor_next_version };
-    let other_actor = Event { id: original.id.clone(), ..event(&b, 1) };
+    let same_actor_next_version = Event {
+        version: 2,
+        ..event(&a, 2)
+    };
+    let same_actor_next_version = Event {
+        id: original.id.clone(),
+        ..same_actor_next_version
+    };
+    let other_actor = Event {
+        id: original.id.clone(),
+        ..event(&b, 1)
+    };
     for reuse in [same_actor_next_version, other_actor] {
         match store.save_event(reuse.clone()).await {
-            Err(StoreError::EventIdReused { id, existing_actor, existing_version }) => {
-                assert_eq!((id, existing_actor, existing_version), (original.id.clone(), a.clone(), 1));
+            Err(StoreError::EventIdReused {
+                id,
+                existing_actor,
+                existing_version,
+            }) => {
+                assert_eq!(
+                    (id, existing_actor, existing_version),
+                    (original.id.clone(), a.clone(), 1)
+                );
             }
-            other => panic!("reusing id {} for {} v{}: expected EventIdReused, got {other:?}", reuse.id, reuse.actor_id, reuse.version),
+            other => panic!(
+                "reusing id {} for {} v{}: expected EventIdReused, got {other:?}",
+                reuse.id, reuse.actor_id, reuse.version
+            ),
         }
     }
     assert_history(&store, &a, std::slice::from_ref(&original)).await;

@@ -22,7 +22,11 @@ pub(super) fn versions(events: &[Event]) -> Vec<Version> {
 }
 
 /// Saves events with the given versions, asserting each is stored.
-pub(super) async fn save_versions<S: EventStore>(store: &S, actor_id: &ActorId, vs: &[Version]) -> Vec<Event> {
+pub(super) async fn save_versions<S: EventStore>(
+    store: &S,
+    actor_id: &ActorId,
+    vs: &[Version],
+) -> Vec<Event> {
     let mut saved = Vec::new();
     for &v in vs {
         let e = event(actor_id, v);
@@ -36,7 +40,11 @@ pub(super) async fn save_versions<S: EventStore>(store: &S, actor_id: &ActorId, 
 }
 
 /// Asserts the actor's stored history is exactly `expected`.
-pub(super) async fn assert_history<S: EventStore>(store: &S, actor_id: &ActorId, expected: &[Event]) {
+pub(super) async fn assert_history<S: EventStore>(
+    store: &S,
+    actor_id: &ActorId,
+    expected: &[Event],
+) {
     let stored = store.events(actor_id, 0).await.expect("events");
     assert_eq!(
         stored,
@@ -46,19 +54,35 @@ pub(super) async fn assert_history<S: EventStore>(store: &S, actor_id: &ActorId,
         versions(expected)
     );
     let latest = expected.last().map_or(0, |e| e.version);
-    assert_eq!(store.latest_version(actor_id).await.expect("latest_version"), latest);
+    assert_eq!(
+        store
+            .latest_version(actor_id)
+            .await
+            .expect("latest_version"),
+        latest
+    );
 }
 
 #[track_caller]
-pub(super) fn assert_conflict(result: Result<impl std::fmt::Debug, StoreError>, attempted: Version, current: Version) {
+pub(super) fn assert_conflict(
+    result: Result<impl std::fmt::Debug, StoreError>,
+    attempted: Version,
+    current: Version,
+) {
     match result {
-        Err(StoreError::VersionConflict { attempted_version, current_version, .. }) => {
+        Err(StoreError::VersionConflict {
+            attempted_version,
+            current_version,
+            ..
+        }) => {
             assert_eq!(
                 (attempted_version, current_version),
                 (attempted, current),
                 "conflict must carry (attempted, current)"
             );
         }
-        other => panic!("expected a version conflict (attempted {attempted}, current {current}), got {other:?}"),
+        other => panic!(
+            "expected a version conflict (attempted {attempted}, current {current}), got {other:?}"
+        ),
     }
 }

@@ -1,0 +1,133 @@
+//! Delivery counters of the bus and of each subscription: readable through the API, and
+//! emitted through the `metrics` crate.
+//!
+//! Metric names: `aether_bus_published_total`, `aether_bus_delivered_total`,
+//! `aether_bus_dropped_total` (per bus); `aether_bus_subscription_delivered_total`,
+//! `aether_bus_subscription_dropped_total` and the gauge `aether_bus_subscription_queue_high_water`,
+//! labelled with the subscription's `pattern` (per subscription). Handles are registered when the
+//! bus or subscription is created, so install your `metrics` recorder before that.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Totals of one bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct BusMetrics {
+    /// Events published.
+    pub published: u64,
+    /// Deliveries into subscriber queues (one event to three subscribers counts three).
+    pub delivered: u64,
+    /// Deliveries dropped because a subscriber's queue was full.
+    pub dropped: u64,
+}
+
+/// Counters of one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SubscriptionMetrics {
+    /// Events put into this subscription's queue.
+    pub delivered: u64,
+    /// Events that matched but were dropped because the queue was full.
+    pub dropped: u64,
+    /// Largest number of events ever waiting in the queue.
+    pub queue_high_water: u64,
+}
+
+pub(super) struct BusCounters {
+    published: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    published_metric: metrics::Counter,
+    delivered_metric: metrics::Counter,
+    dropped_metric: metrics::Counter,
+}
+
+impl BusCounters {
+    pub(super) fn new() -> Self {
+        Self {
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            published_metric: metrics::counter!("aether_bus_published_total"),
+            delivered_metric: metrics::counter!("aether_bus_delivered_total"),
+            dropped_metric: metrics::counter!("aether_bus_dropped_total"),
+        }
+    }
+
+    pub(super) fn record(&self, delivered: u64, dropped: u64) {
+        self.published.fetch_add(1, Relaxed);
+        self.published_metric.increment(1);
+        if delivered > 0 {
+            self.delivered.fetch_add(delivered, Relaxed);
+            self.delivered_metric.increment(delivered);
+        }
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped, Relaxed);
+            self.dropped_metric.increment(dropped);
+        }
+    }
+
+    pub(super) fn read(&self) -> BusMetrics {
+        BusMetrics {
+            published: self.published.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+        }
+    }
+}
+
+pub(super) struct SubscriptionCounters {
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    high_water: AtomicU64,
+    delivered_metric: metrics::Counter,
+    dropped_metric: metrics::Counter,
+    high_water_metric: metrics::Gauge,
+}
+
+impl SubscriptionCounters {
+    pub(super) fn new(pattern: &str) -> Self {
+        let label = ("pattern", pattern.to_owned());
+        Self {
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            high_water: AtomicU64::new(0),
+            delivered_metric: metrics::counter!(
+                "aether_bus_subscription_delivered_total",
+                std::slice::from_ref(&label)
+            ),
+            dropped_metric: metrics::counter!(
+                "aether_bus_subscription_dropped_total",
+                std::slice::from_ref(&label)
+            ),
+            high_water_metric: metrics::gauge!(
+                "aether_bus_subscription_queue_high_water",
+                &[label]
+            ),
+        }
+    }
+
+    pub(super) fn delivered(&self, queue_len: u64) {
+        self.delivered.fetch_add(1, Relaxed);
+        self.delivered_metric.increment(1);
+        if queue_len > self.high_water.load(Relaxed) {
+            let before = self.high_water.fetch_max(queue_len, Relaxed);
+            if queue_len > before {
+                self.high_water_metric.set(queue_len as f64);
+            }
+        }
+    }
+
+    pub(super) fn dropped(&self) {
+        self.dropped.fetch_add(1, Relaxed);
+        self.dropped_metric.increment(1);
+    }
+
+    pub(super) fn read(&self) -> SubscriptionMetrics {
+        SubscriptionMetrics {
+            delivered: self.delivered.load(Relaxed),
+            dropped: self.dropped.load(Relaxed),
+            queue_high_water: self.high_water.load(Relaxed),
+        }
+    }
+}
