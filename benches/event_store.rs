@@ -17,7 +17,7 @@ use aether::{
     ActorId, ActorSnapshot, Event, EventStore, InMemoryEventStore, SaveOutcome, SnapshotStore,
     Version,
 };
-use aether_testkit::baseline::MutexHashMapStore;
+use aether_testkit::baseline::{MutexContractStore, MutexHashMapStore};
 use aether_testkit::fixtures::{actors, history, interleaved, small_event};
 use criterion::measurement::WallTime;
 use criterion::{
@@ -28,6 +28,7 @@ use futures::FutureExt;
 
 const OURS: &str = "InMemoryEventStore";
 const BASELINE: &str = "MutexHashMapStore";
+const SAME_WORK: &str = "MutexContractStore";
 
 /// Saves per iteration of `save_sequential_one_actor`.
 const SEQUENTIAL_SAVES: usize = 10_000;
@@ -54,6 +55,10 @@ fn save_ours(store: &InMemoryEventStore, event: Event) {
 
 fn save_baseline(store: &MutexHashMapStore, event: Event) {
     store.save_event(event).expect("fixture versions increase");
+}
+
+fn save_same_work(store: &MutexContractStore, event: Event) {
+    assert_eq!(store.save_event(event), Ok(true));
 }
 
 /// Runs `run` on a fresh input from `setup`, `iters` times, and returns the time spent in `run`
@@ -120,6 +125,25 @@ fn save_sequential_one_actor(c: &mut Criterion) {
                 |(store, events)| {
                     for event in events {
                         save_baseline(&store, event);
+                    }
+                    store
+                },
+            )
+        });
+    });
+    group.bench_function(SAME_WORK, |b| {
+        b.iter_custom(|iters| {
+            timed(
+                iters,
+                || {
+                    (
+                        MutexContractStore::new(),
+                        history(&actor_id, SEQUENTIAL_SAVES),
+                    )
+                },
+                |(store, events)| {
+                    for event in events {
+                        save_same_work(&store, event);
                     }
                     store
                 },
@@ -196,6 +220,17 @@ fn save_2_threads_10k_actors(c: &mut Criterion) {
                     let store = MutexHashMapStore::new();
                     let events = per_thread_events(&all_actors, threads);
                     total += save_in_threads(&store, events, save_baseline);
+                }
+                total
+            });
+        });
+        group.bench_function(BenchmarkId::new(SAME_WORK, label), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let store = MutexContractStore::new();
+                    let events = per_thread_events(&all_actors, threads);
+                    total += save_in_threads(&store, events, save_same_work);
                 }
                 total
             });

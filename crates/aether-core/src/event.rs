@@ -91,10 +91,10 @@ impl Event {
 
     /// Returns `Some(exact encoded size)` if the event encodes to more than `limit` bytes.
     ///
-    /// Cheap for events far below the limit: a tight upper bound is computed first and the exact
-    /// size only when the bound exceeds the limit.
+    /// Cheap for events far below the limit: upper bounds are computed first and the exact size
+    /// only when they exceed the limit.
     pub(crate) fn encoded_len_above(&self, limit: usize) -> Option<usize> {
-        if encoded_len::upper_bound(self) <= limit {
+        if encoded_len::loose_bound(self) <= limit || encoded_len::tight_bound(self) <= limit {
             return None;
         }
         let exact = encoded_len::exact(self);

@@ -12,9 +12,15 @@
 //! A save holds its actor's write lock while it checks the version and claims the event ids, so
 //! the version check and the append are one atomic step. Locks are always taken in the order
 //! actor shard → actor log → id shard, and never the other way round, so there is no deadlock.
+//!
+//! Every operation completes before its future is first polled (the futures are
+//! `std::future::Ready`): nothing here ever waits, and moving the event into a future state
+//! machine would only cost copies.
 
 mod actor_log;
 
+use std::future::{Future, ready};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use dashmap::DashMap;
@@ -61,8 +67,44 @@ pub struct InMemoryEventStore {
 struct Inner {
     limits: EventLimits,
     actors: DashMap<ActorId, RwLock<ActorLog>, RandomState>,
-    event_ids: DashMap<EventId, Slot, RandomState>,
+    event_ids: DashMap<IdKey, Slot, BuildHasherDefault<PassThrough>>,
+    id_hasher: RandomState,
     snapshots: DashMap<ActorId, ActorSnapshot, RandomState>,
+    metrics: StoreMetrics,
+}
+
+/// An event id with its hash computed once, so that growing the index never rehashes ids.
+#[derive(Clone, PartialEq, Eq)]
+struct IdKey {
+    hash: u64,
+    id: EventId,
+}
+
+impl Hash for IdKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hands the precomputed hash of an [`IdKey`] through unchanged.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `IdKey` is hashed with this hasher, and it writes a single u64.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
 }
 
 /// Where an event id is stored.
@@ -89,6 +131,32 @@ impl Slot {
     }
 }
 
+/// `metrics` handles, registered once per store rather than looked up per save.
+struct StoreMetrics {
+    saved: metrics::Counter,
+    duplicates: metrics::Counter,
+    conflicts: metrics::Counter,
+}
+
+impl StoreMetrics {
+    fn new() -> Self {
+        Self {
+            saved: metrics::counter!("aether_store_events_saved_total", "store" => "memory"),
+            duplicates: metrics::counter!("aether_store_duplicates_total", "store" => "memory"),
+            conflicts: metrics::counter!("aether_store_version_conflicts_total", "store" => "memory"),
+        }
+    }
+
+    fn record(&self, outcome: &Result<SaveOutcome, StoreError>, events: usize) {
+        match outcome {
+            Ok(SaveOutcome::Saved) => self.saved.increment(events as u64),
+            Ok(SaveOutcome::Duplicate) => self.duplicates.increment(1),
+            Err(StoreError::VersionConflict { .. }) => self.conflicts.increment(1),
+            Err(_) => {}
+        }
+    }
+}
+
 impl Default for Inner {
     fn default() -> Self {
         Self::new(EventLimits::default())
@@ -99,9 +167,18 @@ impl Inner {
     fn new(limits: EventLimits) -> Self {
         Self {
             limits,
-            actors: sharded(),
-            event_ids: sharded(),
-            snapshots: sharded(),
+            actors: DashMap::with_hasher_and_shard_amount(RandomState::default(), SHARDS),
+            event_ids: DashMap::with_hasher_and_shard_amount(BuildHasherDefault::default(), SHARDS),
+            id_hasher: RandomState::default(),
+            snapshots: DashMap::with_hasher_and_shard_amount(RandomState::default(), SHARDS),
+            metrics: StoreMetrics::new(),
+        }
+    }
+
+    fn id_key(&self, id: &EventId) -> IdKey {
+        IdKey {
+            hash: self.id_hasher.hash_one(id.as_str()),
+            id: id.clone(),
         }
     }
 }
@@ -114,6 +191,10 @@ impl std::fmt::Debug for InMemoryEventStore {
             .field("limits", &self.inner.limits)
             .finish()
     }
+}
+
+fn write_lock(log: &RwLock<ActorLog>) -> std::sync::RwLockWriteGuard<'_, ActorLog> {
+    log.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl InMemoryEventStore {
@@ -138,7 +219,7 @@ impl InMemoryEventStore {
     fn with_log_mut<R>(&self, actor_id: &ActorId, f: impl FnOnce(&mut ActorLog) -> R) -> R {
         // Fast path: the actor exists; only a shared lock on its shard is taken.
         if let Some(log) = self.inner.actors.get(actor_id) {
-            return f(&mut log.write().unwrap_or_else(PoisonError::into_inner));
+            return f(&mut write_lock(&log));
         }
         let log = self
             .inner
@@ -146,7 +227,7 @@ impl InMemoryEventStore {
             .entry(actor_id.clone())
             .or_default()
             .downgrade();
-        f(&mut log.write().unwrap_or_else(PoisonError::into_inner))
+        f(&mut write_lock(&log))
     }
 
     /// Runs `f` on the actor's log under its read lock; `None` for an unknown actor.
@@ -157,59 +238,87 @@ impl InMemoryEventStore {
 
     fn save_one(&self, event: Event) -> Result<SaveOutcome, StoreError> {
         self.inner.limits.check_event(&event)?;
-        self.with_log_mut(&event.actor_id.clone(), |log| {
-            let current = log.latest_version();
-            if event.version <= current {
-                return match self.inner.event_ids.get(&event.id) {
-                    Some(slot) if *slot == Slot::of(&event) => Ok(SaveOutcome::Duplicate),
-                    Some(slot) => Err(slot.reused_by(&event.id)),
-                    None => Err(conflict(&event, current)),
-                };
+        // The lookup borrows the map, not the event, so the event can be moved in afterwards.
+        let outcome = match self.inner.actors.get(&event.actor_id) {
+            Some(log) => self.append_one(&mut write_lock(&log), event),
+            None => {
+                let log = self
+                    .inner
+                    .actors
+                    .entry(event.actor_id.clone())
+                    .or_default()
+                    .downgrade();
+                self.append_one(&mut write_lock(&log), event)
             }
-            match self.inner.event_ids.entry(event.id.clone()) {
-                // The slot (actor, version) is free, so an existing id names another event.
-                Entry::Occupied(slot) => return Err(slot.get().reused_by(&event.id)),
-                Entry::Vacant(free) => {
-                    free.insert(Slot::of(&event));
-                }
+        };
+        self.inner.metrics.record(&outcome, 1);
+        outcome
+    }
+
+    /// The version check, deduplication and append of one event, under its actor's lock.
+    fn append_one(&self, log: &mut ActorLog, event: Event) -> Result<SaveOutcome, StoreError> {
+        let current = log.latest_version();
+        let key = self.inner.id_key(&event.id);
+        if event.version <= current {
+            return match self.inner.event_ids.get(&key) {
+                Some(slot) if *slot == Slot::of(&event) => Ok(SaveOutcome::Duplicate),
+                Some(slot) => Err(slot.reused_by(&event.id)),
+                None => Err(conflict(&event, current)),
+            };
+        }
+        match self.inner.event_ids.entry(key) {
+            // The slot (actor, version) is free, so an existing id names another event.
+            Entry::Occupied(slot) => return Err(slot.get().reused_by(&event.id)),
+            Entry::Vacant(free) => {
+                free.insert(Slot::of(&event));
             }
-            log.append(event);
-            Ok(SaveOutcome::Saved)
-        })
+        }
+        log.append(event);
+        Ok(SaveOutcome::Saved)
     }
 
     fn save_batch(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
         self.inner.limits.check_batch(&events)?;
+        let len = events.len();
         let actor_id = events[0].actor_id.clone();
-        self.with_log_mut(&actor_id, |log| {
-            let current = log.latest_version();
-            if events[0].version <= current {
-                return match self.stale_batch_error(&events, current) {
-                    Some(err) => Err(err),
-                    None => Ok(SaveOutcome::Duplicate),
-                };
-            }
-            for (claimed, event) in events.iter().enumerate() {
-                match self.inner.event_ids.entry(event.id.clone()) {
-                    Entry::Occupied(slot) => {
-                        let err = slot.get().reused_by(&event.id);
-                        drop(slot);
-                        // All or nothing: release the ids this batch already claimed.
-                        for earlier in &events[..claimed] {
-                            self.inner.event_ids.remove(&earlier.id);
-                        }
-                        return Err(err);
+        let outcome = self.with_log_mut(&actor_id, |log| self.append_batch(log, events));
+        self.inner.metrics.record(&outcome, len);
+        outcome
+    }
+
+    fn append_batch(
+        &self,
+        log: &mut ActorLog,
+        events: Vec<Event>,
+    ) -> Result<SaveOutcome, StoreError> {
+        let current = log.latest_version();
+        if events[0].version <= current {
+            return match self.stale_batch_error(&events, current) {
+                Some(err) => Err(err),
+                None => Ok(SaveOutcome::Duplicate),
+            };
+        }
+        let keys: Vec<IdKey> = events.iter().map(|e| self.inner.id_key(&e.id)).collect();
+        for (claimed, (event, key)) in events.iter().zip(&keys).enumerate() {
+            match self.inner.event_ids.entry(key.clone()) {
+                Entry::Occupied(slot) => {
+                    let err = slot.get().reused_by(&event.id);
+                    drop(slot);
+                    // All or nothing: release the ids this batch already claimed.
+                    for earlier in &keys[..claimed] {
+                        self.inner.event_ids.remove(earlier);
                     }
-                    Entry::Vacant(free) => {
-                        free.insert(Slot::of(event));
-                    }
+                    return Err(err);
+                }
+                Entry::Vacant(free) => {
+                    free.insert(Slot::of(event));
                 }
             }
-            for event in events {
-                log.append(event);
-            }
-            Ok(SaveOutcome::Saved)
-        })
+        }
+        for event in events {
+            log.append(event);
+        }
+        Ok(SaveOutcome::Saved)
     }
 
     /// For a batch whose first version is not above `current`: the error to report, or `None`
@@ -217,13 +326,43 @@ impl InMemoryEventStore {
     fn stale_batch_error(&self, events: &[Event], current: Version) -> Option<StoreError> {
         let mut all_stored = true;
         for event in events {
-            match self.inner.event_ids.get(&event.id) {
+            match self.inner.event_ids.get(&self.inner.id_key(&event.id)) {
                 Some(slot) if *slot == Slot::of(event) => {}
                 Some(slot) => return Some(slot.reused_by(&event.id)),
                 None => all_stored = false,
             }
         }
         (!all_stored).then(|| conflict(&events[0], current))
+    }
+
+    fn save_snapshot_now(&self, snapshot: ActorSnapshot) -> Result<SnapshotOutcome, StoreError> {
+        self.inner.limits.check_snapshot(&snapshot)?;
+        let latest = self
+            .with_log(&snapshot.actor_id, ActorLog::latest_version)
+            .unwrap_or(0);
+        if snapshot.version > latest {
+            return Err(InvalidSnapshot::AheadOfEvents {
+                actor_id: snapshot.actor_id,
+                version: snapshot.version,
+                latest,
+            }
+            .into());
+        }
+        match self.inner.snapshots.entry(snapshot.actor_id.clone()) {
+            Entry::Occupied(stored) if stored.get().version > snapshot.version => {
+                Ok(SnapshotOutcome::KeptNewer {
+                    stored_version: stored.get().version,
+                })
+            }
+            Entry::Occupied(mut stored) => {
+                stored.insert(snapshot);
+                Ok(SnapshotOutcome::Saved)
+            }
+            Entry::Vacant(free) => {
+                free.insert(snapshot);
+                Ok(SnapshotOutcome::Saved)
+            }
+        }
     }
 
     /// Records `raw` on the actor's log as a foreign client could write it.
@@ -257,12 +396,7 @@ impl InMemoryEventStore {
     }
 }
 
-fn sharded<K: Eq + std::hash::Hash, V>() -> DashMap<K, V, RandomState> {
-    DashMap::with_hasher_and_shard_amount(RandomState::default(), SHARDS)
-}
-
 fn conflict(event: &Event, current: Version) -> StoreError {
-    metrics::counter!("aether_store_version_conflicts_total", "store" => "memory").increment(1);
     tracing::debug!(actor = %event.actor_id, attempted = event.version, current, "version conflict");
     StoreError::VersionConflict {
         actor_id: event.actor_id.clone(),
@@ -271,102 +405,62 @@ fn conflict(event: &Event, current: Version) -> StoreError {
     }
 }
 
-fn count_saved(outcome: &Result<SaveOutcome, StoreError>, events: usize) {
-    match outcome {
-        Ok(SaveOutcome::Saved) => {
-            metrics::counter!("aether_store_events_saved_total", "store" => "memory")
-                .increment(events as u64);
-        }
-        Ok(SaveOutcome::Duplicate) => {
-            metrics::counter!("aether_store_duplicates_total", "store" => "memory").increment(1);
-        }
-        Err(_) => {}
-    }
-}
-
 impl EventStore for InMemoryEventStore {
-    async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
-        let _span =
-            tracing::trace_span!("save_event", actor = %event.actor_id, version = event.version)
-                .entered();
-        let outcome = self.save_one(event);
-        count_saved(&outcome, 1);
-        outcome
+    fn save_event(
+        &self,
+        event: Event,
+    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
+        ready(self.save_one(event))
     }
 
-    async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
-        let _span = tracing::trace_span!("save_events", len = events.len()).entered();
-        let len = events.len();
-        let outcome = self.save_batch(events);
-        count_saved(&outcome, len);
-        outcome
+    fn save_events(
+        &self,
+        events: Vec<Event>,
+    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
+        ready(self.save_batch(events))
     }
 
-    async fn latest_version(&self, actor_id: &ActorId) -> Result<Version, StoreError> {
-        Ok(self
+    fn latest_version(
+        &self,
+        actor_id: &ActorId,
+    ) -> impl Future<Output = Result<Version, StoreError>> + Send {
+        ready(Ok(self
             .with_log(actor_id, ActorLog::latest_version)
-            .unwrap_or(0))
+            .unwrap_or(0)))
     }
 
-    async fn events(
+    fn events(
         &self,
         actor_id: &ActorId,
         from_version: Version,
-    ) -> Result<Vec<Event>, StoreError> {
-        let _span = tracing::trace_span!("events", actor = %actor_id, from_version).entered();
-        Ok(self
-            .with_log(actor_id, |log| log.events_from(from_version).to_vec())
-            .unwrap_or_default())
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
+        let events = self.with_log(actor_id, |log| log.events_from(from_version).to_vec());
+        ready(Ok(events.unwrap_or_default()))
     }
 
-    async fn events_with_errors(
+    fn events_with_errors(
         &self,
         actor_id: &ActorId,
         from_version: Version,
-    ) -> Result<ReplayResult, StoreError> {
-        let _span =
-            tracing::trace_span!("events_with_errors", actor = %actor_id, from_version).entered();
-        Ok(self
+    ) -> impl Future<Output = Result<ReplayResult, StoreError>> + Send {
+        ready(Ok(self
             .with_log(actor_id, |log| log.replay_from(from_version))
-            .unwrap_or_default())
+            .unwrap_or_default()))
     }
 }
 
 impl SnapshotStore for InMemoryEventStore {
-    async fn save_snapshot(&self, snapshot: ActorSnapshot) -> Result<SnapshotOutcome, StoreError> {
-        self.inner.limits.check_snapshot(&snapshot)?;
-        let latest = self
-            .with_log(&snapshot.actor_id, ActorLog::latest_version)
-            .unwrap_or(0);
-        if snapshot.version > latest {
-            return Err(InvalidSnapshot::AheadOfEvents {
-                actor_id: snapshot.actor_id,
-                version: snapshot.version,
-                latest,
-            }
-            .into());
-        }
-        match self.inner.snapshots.entry(snapshot.actor_id.clone()) {
-            Entry::Occupied(stored) if stored.get().version > snapshot.version => {
-                Ok(SnapshotOutcome::KeptNewer {
-                    stored_version: stored.get().version,
-                })
-            }
-            Entry::Occupied(mut stored) => {
-                stored.insert(snapshot);
-                Ok(SnapshotOutcome::Saved)
-            }
-            Entry::Vacant(free) => {
-                free.insert(snapshot);
-                Ok(SnapshotOutcome::Saved)
-            }
-        }
+    fn save_snapshot(
+        &self,
+        snapshot: ActorSnapshot,
+    ) -> impl Future<Output = Result<SnapshotOutcome, StoreError>> + Send {
+        ready(self.save_snapshot_now(snapshot))
     }
 
-    async fn latest_snapshot(
+    fn latest_snapshot(
         &self,
         actor_id: &ActorId,
-    ) -> Result<Option<ActorSnapshot>, StoreError> {
-        Ok(self.inner.snapshots.get(actor_id).map(|s| s.clone()))
+    ) -> impl Future<Output = Result<Option<ActorSnapshot>, StoreError>> + Send {
+        ready(Ok(self.inner.snapshots.get(actor_id).map(|s| s.clone())))
     }
 }
