@@ -6,8 +6,9 @@
 use std::fmt;
 
 use aether::{
-    ActorId, ActorSnapshot, DataError, Event, EventStore, InMemoryEventStore, SnapshotStore,
-    StoreError, Version,
+    ActorId, ActorSnapshot, DataError, Event, EventBus, EventStore, InMemoryEventStore, Namespace,
+    Pattern, SnapshotStore, StoreError, SubscribeOptions, Subscription, SubscriptionFilter,
+    Version,
 };
 use serde::{Deserialize, Serialize};
 
@@ -249,5 +250,53 @@ async fn main() -> AppResult<()> {
     }
     let v = store.latest_version(&acct).await?;
     println!("   the account is still at v{v}");
+
+    println!("9. Routing events on the local bus ...");
+    route_on_the_bus(&full[full.len() - 3..]).await?;
     Ok(())
+}
+
+/// Publishes events for two tenants and shows who receives what.
+async fn route_on_the_bus(recent: &[Event]) -> AppResult<()> {
+    let bus = EventBus::new();
+    // Tenant code gets a handle confined to its namespace: it cannot reach another tenant.
+    let (eu, us) = (
+        bus.namespace(Namespace::new("bank.eu")?),
+        bus.namespace(Namespace::new("bank.us")?),
+    );
+    let mut eu_app = eu.subscribe();
+    let mut us_app = us.subscribe();
+    // Trusted components may cross namespaces, but only through an explicitly named call.
+    let mut audit =
+        bus.subscribe_across_namespaces(&Pattern::new("bank.>")?, SubscribeOptions::new());
+    let mut withdrawals =
+        eu.subscribe_with_filter(SubscriptionFilter::new().event_types(["Withdrawn"]));
+
+    for event in recent {
+        eu.publish(event.clone()).await;
+    }
+    us.publish(Event::new(ActorId::new("account-7")?, "Opened", 1))
+        .await;
+
+    println!(
+        "   bank.eu app received {}, bank.us app received {}",
+        count(&mut eu_app),
+        count(&mut us_app)
+    );
+    println!(
+        "   Withdrawn-only subscriber received {}",
+        count(&mut withdrawals)
+    );
+    for _ in 0..audit.queued() {
+        if let Some((namespace, event)) = audit.recv_with_namespace().await {
+            let (ty, v, actor) = (&event.event_type, event.version, &event.actor_id);
+            println!("   audit saw {ty} v{v} of {actor} in {namespace}");
+        }
+    }
+    Ok(())
+}
+
+/// Takes everything queued on `subscription` and says how many there were.
+fn count(subscription: &mut Subscription) -> usize {
+    std::iter::from_fn(|| subscription.try_recv()).count()
 }
