@@ -57,9 +57,79 @@ impl ConformanceTarget for InMemoryEventStore {
     }
 }
 
-/// Runs one property against a fresh store from `factory`: `suite_case!(name)`.
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
+/// Calls `$callback!` with the list of every property: the one place the list is written.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_properties {
+    ($callback:path { $($args:tt)* }) => {
+        $callback! { $($args)* ;
+            // Capability 1: store events durably with conflict detection.
+            save_then_read_back,
+            unknown_actor_is_empty,
+            version_must_exceed_current,
+            latest_version_with_gaps,
+            actors_are_independent,
+            // Idempotency.
+            resaving_an_event_is_a_duplicate,
+            reusing_an_id_for_another_event_is_rejected,
+            // Atomic batches.
+            batch_is_stored_whole,
+            batch_conflict_writes_nothing,
+            batch_with_a_reused_id_writes_nothing,
+            resaving_a_batch_is_a_duplicate,
+            // Capability 2: rebuild state from history.
+            events_from_version_filters_in_order,
+            events_with_errors_reports_undecodable_records,
+            replay_is_deterministic,
+            // Snapshots.
+            snapshot_round_trip,
+            older_snapshot_never_replaces_newer,
+            snapshot_ahead_of_events_is_rejected,
+            snapshot_plus_tail_equals_full_replay,
+            // Bad input: typed errors, nothing written.
+            rejects_bad_event_types,
+            rejects_version_zero,
+            rejects_events_above_the_size_limit,
+            rejects_bad_batches,
+            rejects_bad_snapshots,
+            ids_and_actor_ids_are_valid_by_construction,
+            // Capability 3: safe concurrent writes.
+            racing_writers_have_exactly_one_winner_per_round,
+            writers_of_different_actors_do_not_conflict,
+            loser_can_reread_and_retry,
+        }
+    };
+}
+
+/// Generates one `#[tokio::test]` per conformance property, each on a fresh store from
+/// `$factory` (an expression evaluating to a future of the store). Needs `tokio` (with the
+/// `macros` and `rt-multi-thread` features) among the calling crate's dev-dependencies.
+///
+/// ```ignore
+/// aether_core::conformance_tests!(async { MyStore::connect().await });
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::__conformance_properties!($crate::__conformance_tests { $factory });
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($factory:expr ; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                $crate::testing::conformance::$name($factory.await).await;
+            }
+        )*
+    };
+}
+
+macro_rules! dispatch {
+    (; $($name:ident),* $(,)?) => {
         /// Names of every property, in the order [`run_all`] runs them.
         pub const PROPERTIES: &[&str] = &[$(stringify!($name)),*];
 
@@ -77,42 +147,7 @@ macro_rules! cases {
     };
 }
 
-cases!(
-    // Capability 1: store events durably with conflict detection.
-    save_then_read_back,
-    unknown_actor_is_empty,
-    version_must_exceed_current,
-    latest_version_with_gaps,
-    actors_are_independent,
-    // Idempotency.
-    resaving_an_event_is_a_duplicate,
-    reusing_an_id_for_another_event_is_rejected,
-    // Atomic batches.
-    batch_is_stored_whole,
-    batch_conflict_writes_nothing,
-    batch_with_a_reused_id_writes_nothing,
-    resaving_a_batch_is_a_duplicate,
-    // Capability 2: rebuild state from history.
-    events_from_version_filters_in_order,
-    events_with_errors_reports_undecodable_records,
-    replay_is_deterministic,
-    // Snapshots.
-    snapshot_round_trip,
-    older_snapshot_never_replaces_newer,
-    snapshot_ahead_of_events_is_rejected,
-    snapshot_plus_tail_equals_full_replay,
-    // Bad input: typed errors, nothing written.
-    rejects_bad_event_types,
-    rejects_version_zero,
-    rejects_events_above_the_size_limit,
-    rejects_bad_batches,
-    rejects_bad_snapshots,
-    ids_and_actor_ids_are_valid_by_construction,
-    // Capability 3: safe concurrent writes.
-    racing_writers_have_exactly_one_winner_per_round,
-    writers_of_different_actors_do_not_conflict,
-    loser_can_reread_and_retry,
-);
+crate::__conformance_properties!(dispatch {});
 
 /// Runs every property in [`PROPERTIES`], each against a fresh store from `factory`, and panics
 /// at the end listing every property that failed (a failing property does not hide the rest).
