@@ -3,17 +3,19 @@
 //! and delivery metrics.
 //!
 //! ```text
-//! publish(ns, event) ─► SubjectTrie.match(ns) ─► filter? ─► subscriber queue (bounded)
-//!                                                             └─ full: drop + count, or wait
+//! publish(ns, event) ─► exact map / wildcard trie ─► filter? ─► subscriber queue (bounded)
+//!                                                          └─ full: drop + count, or wait
 //! ```
 //!
-//! Routing goes through a [`SubjectTrie`], so a publish costs in proportion to the
-//! subscriptions it matches, not to all subscriptions. Events are shared as `Arc<Event>`: a
+//! Exact subscriptions are found with one hash lookup of the namespace and wildcard ones through
+//! a [`SubjectTrie`](crate::SubjectTrie), so a publish costs in proportion to the subscriptions
+//! it matches, not to all subscriptions. Events are shared as `Arc<Event>`: a
 //! fan-out to a hundred subscribers copies a pointer a hundred times, not the event.
 
 mod metrics;
 mod namespaced;
 mod options;
+mod routes;
 mod subscription;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -21,7 +23,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::mpsc;
 
-use crate::{Event, Namespace, Pattern, SubjectTrie, SubscriptionFilter};
+use crate::{Event, Namespace, Pattern, SubscriptionFilter};
+use routes::Routes;
 use subscription::{Delivered, Offer, Subscriber, SubscriberState};
 
 pub use metrics::{BusMetrics, SubscriptionMetrics};
@@ -77,7 +80,7 @@ pub struct EventBus {
 
 struct Inner {
     config: BusConfig,
-    routes: RwLock<SubjectTrie<Arc<Subscriber>>>,
+    routes: RwLock<Routes>,
     next_key: AtomicU64,
     counters: metrics::BusCounters,
 }
@@ -92,7 +95,7 @@ impl Inner {
     fn new(config: BusConfig) -> Self {
         Self {
             config,
-            routes: RwLock::new(SubjectTrie::new()),
+            routes: RwLock::new(Routes::default()),
             next_key: AtomicU64::new(0),
             counters: metrics::BusCounters::new(),
         }
@@ -174,7 +177,7 @@ impl EventBus {
             .routes
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        routes.for_each_match(namespace.as_str(), |_, subscriber| {
+        routes.for_each_match(namespace.as_str(), |subscriber| {
             if !subscriber.filter.matches(&event) {
                 return;
             }
@@ -256,6 +259,9 @@ impl EventBus {
             capacity,
         });
         let subscriber = Arc::new(Subscriber {
+            filter: state.filter.clone(),
+            overflow: state.overflow,
+            capacity,
             state: state.clone(),
             sender,
         });

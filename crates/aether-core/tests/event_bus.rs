@@ -375,3 +375,66 @@ fn metrics_are_emitted_through_the_metrics_crate() {
         DebugValue::Counter(2)
     );
 }
+
+mod routing_property {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn token() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just("a"), Just("b"), Just("c")]
+    }
+
+    fn namespace() -> impl Strategy<Value = String> {
+        prop::collection::vec(token(), 1..4).prop_map(|t| t.join("."))
+    }
+
+    fn pattern() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop_oneof![3 => token(), 1 => Just("*")], 1..4)
+            .prop_flat_map(|tokens| (Just(tokens), any::<bool>()))
+            .prop_map(|(mut tokens, rest)| {
+                if rest {
+                    tokens.push(">");
+                }
+                tokens.join(".")
+            })
+    }
+
+    proptest! {
+        /// Exact subscriptions (hash map) and wildcard ones (trie) together deliver exactly what
+        /// `Pattern::matches` says, whatever subscriptions come and go.
+        #[test]
+        fn each_subscription_gets_exactly_its_matches(
+            exact in prop::collection::vec(namespace(), 0..6),
+            wildcard in prop::collection::vec(pattern(), 0..6),
+            dropped in prop::collection::vec(any::<bool>(), 12),
+            published in prop::collection::vec(namespace(), 1..20),
+        ) {
+            let bus = EventBus::new();
+            let mut subs: Vec<(Pattern, Subscription)> = exact
+                .iter()
+                .map(|n| (Pattern::new(n).unwrap(), bus.subscribe(&ns(n))))
+                .chain(wildcard.iter().map(|p| {
+                    let p = Pattern::new(p).unwrap();
+                    let s = bus.subscribe_across_namespaces(&p, SubscribeOptions::new());
+                    (p, s)
+                }))
+                .collect();
+            let mut keep = dropped.iter();
+            subs.retain(|_| !keep.next().copied().unwrap_or(false));
+            prop_assert_eq!(bus.subscriber_count(), subs.len());
+            for (i, n) in published.iter().enumerate() {
+                bus.try_publish(&ns(n), event("a", "E", i as u64 + 1));
+            }
+            for (pattern, sub) in &mut subs {
+                let expected: Vec<u64> = published
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| pattern.matches(n))
+                    .map(|(i, _)| i as u64 + 1)
+                    .collect();
+                let got: Vec<u64> = drain(sub).iter().map(|e| e.version).collect();
+                prop_assert_eq!(got, expected, "pattern {}", pattern);
+            }
+        }
+    }
+}

@@ -25,11 +25,15 @@ pub(super) struct SubscriberState {
     pub(super) counters: SubscriptionCounters,
 }
 
-/// The bus's side of a subscription: the state plus the sending end of its queue. Only the
-/// bus holds it, so the queue closes (and the stream ends) when the bus goes away.
+/// The bus's side of a subscription: the sending end of its queue, with copies of the fields
+/// routing reads on every publish (one pointer away rather than two). Only the bus holds it, so
+/// the queue closes (and the stream ends) when the bus goes away.
 pub(super) struct Subscriber {
-    pub(super) state: Arc<SubscriberState>,
+    pub(super) filter: SubscriptionFilter,
+    pub(super) overflow: Overflow,
+    pub(super) capacity: usize,
     pub(super) sender: mpsc::Sender<Delivered>,
+    pub(super) state: Arc<SubscriberState>,
 }
 
 impl std::ops::Deref for Subscriber {
