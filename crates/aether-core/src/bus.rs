@@ -181,7 +181,8 @@ impl EventBus {
             if !subscriber.filter.matches(&event) {
                 return;
             }
-            match subscriber.offer((namespace.clone(), event.clone())) {
+            let sent_namespace = subscriber.wants_namespace.then(|| namespace.clone());
+            match subscriber.offer((sent_namespace, event.clone())) {
                 Offer::Delivered => delivery.delivered += 1,
                 Offer::Closed => {}
                 Offer::Full(item) => match subscriber.overflow {
@@ -226,7 +227,7 @@ impl EventBus {
 
     /// Subscribes to `namespace` with explicit options (filter, queue size, overflow policy).
     pub fn subscribe_with(&self, namespace: &Namespace, options: SubscribeOptions) -> Subscription {
-        self.add_subscriber(Pattern::exact(namespace), options)
+        self.add_subscriber(Pattern::exact(namespace), Some(namespace.clone()), options)
     }
 
     /// Subscribes to every namespace matching `pattern` (`*` one token, `>` the rest).
@@ -240,10 +241,15 @@ impl EventBus {
         pattern: &Pattern,
         options: SubscribeOptions,
     ) -> Subscription {
-        self.add_subscriber(pattern.clone(), options)
+        self.add_subscriber(pattern.clone(), None, options)
     }
 
-    fn add_subscriber(&self, pattern: Pattern, options: SubscribeOptions) -> Subscription {
+    fn add_subscriber(
+        &self,
+        pattern: Pattern,
+        exact_namespace: Option<Namespace>,
+        options: SubscribeOptions,
+    ) -> Subscription {
         let capacity = options
             .queue_capacity
             .unwrap_or(self.inner.config.queue_capacity)
@@ -252,6 +258,7 @@ impl EventBus {
         let key = self.inner.next_key.fetch_add(1, Relaxed);
         let state = Arc::new(SubscriberState {
             key,
+            exact: exact_namespace,
             counters: metrics::SubscriptionCounters::new(pattern.as_str()),
             pattern,
             filter: options.filter,
@@ -259,6 +266,7 @@ impl EventBus {
             capacity,
         });
         let subscriber = Arc::new(Subscriber {
+            wants_namespace: state.exact.is_none(),
             filter: state.filter.clone(),
             overflow: state.overflow,
             capacity,

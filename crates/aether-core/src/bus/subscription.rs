@@ -12,13 +12,17 @@ use super::metrics::{SubscriptionCounters, SubscriptionMetrics};
 use super::options::Overflow;
 use crate::{Event, Namespace, Pattern, SubscriptionFilter};
 
-/// What travels through a subscriber's queue: the event and the namespace it was published in.
-pub(super) type Delivered = (Namespace, Arc<Event>);
+/// What travels through a subscriber's queue: the event, and the namespace it was published in
+/// for wildcard subscriptions (an exact subscription knows its namespace, so none is sent and no
+/// reference count is touched per delivery).
+pub(super) type Delivered = (Option<Namespace>, Arc<Event>);
 
 /// What the bus and the [`Subscription`] share about one subscription.
 pub(super) struct SubscriberState {
     pub(super) key: u64,
     pub(super) pattern: Pattern,
+    /// The namespace of an exact subscription; `None` for a wildcard one.
+    pub(super) exact: Option<Namespace>,
     pub(super) filter: SubscriptionFilter,
     pub(super) overflow: Overflow,
     pub(super) capacity: usize,
@@ -29,6 +33,8 @@ pub(super) struct SubscriberState {
 /// routing reads on every publish (one pointer away rather than two). Only the bus holds it, so
 /// the queue closes (and the stream ends) when the bus goes away.
 pub(super) struct Subscriber {
+    /// True if deliveries must carry their namespace (wildcard subscriptions).
+    pub(super) wants_namespace: bool,
     pub(super) filter: SubscriptionFilter,
     pub(super) overflow: Overflow,
     pub(super) capacity: usize,
@@ -119,7 +125,13 @@ impl Subscription {
     /// The next event and the namespace it was published in. Useful on cross-namespace
     /// subscriptions, where the namespace is not implied.
     pub async fn recv_with_namespace(&mut self) -> Option<(Namespace, Arc<Event>)> {
-        self.receiver.recv().await
+        let (namespace, event) = self.receiver.recv().await?;
+        Some((self.namespace_of(namespace), event))
+    }
+
+    fn namespace_of(&self, sent: Option<Namespace>) -> Namespace {
+        sent.or_else(|| self.subscriber.exact.clone())
+            .expect("wildcard deliveries carry their namespace; exact subscriptions know theirs")
     }
 
     /// The next queued event, without waiting; `None` if the queue is empty.
@@ -197,6 +209,7 @@ impl Stream for WithNamespaces {
     type Item = (Namespace, Arc<Event>);
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.receiver.poll_recv(cx)
+        let polled = self.0.receiver.poll_recv(cx);
+        polled.map(|item| item.map(|(namespace, event)| (self.0.namespace_of(namespace), event)))
     }
 }
