@@ -101,3 +101,53 @@ impl Event {
         (exact > limit).then_some(exact)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_shape_matches_the_go_original() {
+        let at = DateTime::parse_from_rfc3339("2026-11-23T10:00:00.123456789Z")
+            .unwrap()
+            .to_utc();
+        let event = Event::builder(ActorId::new("order-1").unwrap(), "OrderPlaced")
+            .id(EventId::new("e-1").unwrap())
+            .version(3)
+            .data(&json!({ "total": 42 }))
+            .unwrap()
+            .correlation_id("c-1")
+            .command_id("cmd-9")
+            .timestamp(at)
+            .build();
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            json!({
+                "id": "e-1",
+                "eventType": "OrderPlaced",
+                "actorId": "order-1",
+                "version": 3,
+                "data": { "total": 42 },
+                "metadata": { "correlationId": "c-1" },
+                "timestamp": "2026-11-23T10:00:00.123456789Z",
+                "commandId": "cmd-9",
+            })
+        );
+        let decoded: Event = serde_json::from_value(serde_json::to_value(&event).unwrap()).unwrap();
+        assert_eq!(decoded, event);
+    }
+
+    #[test]
+    fn optional_fields_may_be_absent_when_decoding() {
+        let decoded: Event = serde_json::from_value(json!({
+            "id": "e-1", "eventType": "T", "actorId": "a", "version": 1,
+            "timestamp": "2026-11-23T10:00:00Z"
+        }))
+        .unwrap();
+        assert!(
+            decoded.data.is_empty() && decoded.metadata.is_empty() && decoded.command_id.is_none()
+        );
+    }
+}
