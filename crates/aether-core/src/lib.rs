@@ -58,7 +58,7 @@ pub use bus::{
 pub use event::{DataError, Event, EventBuilder, Version, metadata_keys};
 pub use filter::SubscriptionFilter;
 pub use name::{ActorId, EventId, InvalidName, NameKind, NameRule, Namespace};
-pub use pattern::{Pattern, SubjectTrie, Token};
+pub use pattern::{Pattern, PatternToken, SubjectTrie};
 pub use snapshot::ActorSnapshot;
 pub use store::{
     BoxError, ErrorKind, EventLimits, EventStore, InMemoryEventStore, InvalidEvent,

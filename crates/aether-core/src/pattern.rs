@@ -40,12 +40,12 @@ pub use trie::SubjectTrie;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Pattern {
     raw: Arc<str>,
-    tokens: Arc<[Token]>,
+    tokens: Arc<[PatternToken]>,
 }
 
 /// One token of a [`Pattern`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Token {
+pub enum PatternToken {
     /// Matches exactly this token.
     Literal(Box<str>),
     /// `*`: matches any single token.
@@ -89,10 +89,10 @@ impl Pattern {
         for (index, token) in raw.split('.').enumerate() {
             tokens.push(match token {
                 "" => return fail(NameRule::EmptyToken { index }),
-                "*" => Token::Any,
-                ">" if index + 1 == count => Token::Rest,
+                "*" => PatternToken::Any,
+                ">" if index + 1 == count => PatternToken::Rest,
                 ">" => return fail(NameRule::FullWildcardNotLast { index }),
-                literal => Token::Literal(literal.into()),
+                literal => PatternToken::Literal(literal.into()),
             });
         }
         Ok(Self {
@@ -107,14 +107,16 @@ impl Pattern {
             raw: Arc::from(namespace.as_str()),
             tokens: namespace
                 .tokens()
-                .map(|t| Token::Literal(t.into()))
+                .map(|t| PatternToken::Literal(t.into()))
                 .collect(),
         }
     }
 
     /// True if the pattern contains `*` or `>`, i.e. can match more than one subject.
     pub fn is_wildcard(&self) -> bool {
-        self.tokens.iter().any(|t| !matches!(t, Token::Literal(_)))
+        self.tokens
+            .iter()
+            .any(|t| !matches!(t, PatternToken::Literal(_)))
     }
 
     /// The pattern as written.
@@ -123,7 +125,7 @@ impl Pattern {
     }
 
     /// The pattern's tokens.
-    pub fn tokens(&self) -> &[Token] {
+    pub fn tokens(&self) -> &[PatternToken] {
         &self.tokens
     }
 
@@ -132,9 +134,9 @@ impl Pattern {
         let mut subject = subject.split('.');
         for token in self.tokens.iter() {
             match (token, subject.next()) {
-                (Token::Rest, Some(_)) => return true,
-                (Token::Any, Some(_)) => {}
-                (Token::Literal(l), Some(s)) if **l == *s => {}
+                (PatternToken::Rest, Some(_)) => return true,
+                (PatternToken::Any, Some(_)) => {}
+                (PatternToken::Literal(l), Some(s)) if **l == *s => {}
                 _ => return false,
             }
         }

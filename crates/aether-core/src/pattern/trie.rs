@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use super::{Pattern, Token};
+use super::{Pattern, PatternToken};
 
 /// Values registered under [`Pattern`]s, found by subject.
 ///
@@ -106,9 +106,9 @@ impl<V> SubjectTrie<V> {
         let mut node = &mut self.root;
         for token in pattern.tokens() {
             node = match token {
-                Token::Literal(l) => node.literals.entry(l.clone()).or_default(),
-                Token::Any => node.any.get_or_insert_with(Box::default),
-                Token::Rest => {
+                PatternToken::Literal(l) => node.literals.entry(l.clone()).or_default(),
+                PatternToken::Any => node.any.get_or_insert_with(Box::default),
+                PatternToken::Rest => {
                     node.rest.push((key, value));
                     self.len += 1;
                     return;
@@ -152,7 +152,7 @@ fn visit<'s, V>(
     }
 }
 
-fn remove_from<V>(node: &mut Node<V>, tokens: &[Token], key: u64) -> Option<V> {
+fn remove_from<V>(node: &mut Node<V>, tokens: &[PatternToken], key: u64) -> Option<V> {
     let take = |list: &mut Vec<(u64, V)>| {
         let at = list.iter().position(|(k, _)| *k == key)?;
         Some(list.swap_remove(at).1)
@@ -161,8 +161,8 @@ fn remove_from<V>(node: &mut Node<V>, tokens: &[Token], key: u64) -> Option<V> {
         return take(&mut node.here);
     };
     match token {
-        Token::Rest => take(&mut node.rest),
-        Token::Any => {
+        PatternToken::Rest => take(&mut node.rest),
+        PatternToken::Any => {
             let child = node.any.as_mut()?;
             let removed = remove_from(child, rest, key);
             if child.is_empty() {
@@ -170,7 +170,7 @@ fn remove_from<V>(node: &mut Node<V>, tokens: &[Token], key: u64) -> Option<V> {
             }
             removed
         }
-        Token::Literal(l) => {
+        PatternToken::Literal(l) => {
             let child = node.literals.get_mut(l)?;
             let removed = remove_from(child, rest, key);
             if child.is_empty() {
