@@ -130,35 +130,40 @@ impl EventBus {
             waiting.is_empty(),
             "route only defers drops when it may wait"
         );
-        self.finish(delivery, std::iter::empty())
+        delivery
     }
 
     /// Publishes `event` in `namespace`.
     ///
     /// Never fails and never waits for a slow subscriber with [`Overflow::DropNewest`] (the
     /// default): that subscriber loses the event and the loss is counted. For subscribers with
-    /// [`Overflow::Block`] it waits up to their timeout for room (needs a tokio runtime with
-    /// time enabled), then drops and counts.
+    /// [`Overflow::Block`] whose queue is full it waits — for all of them at once, so at most the
+    /// longest of their timeouts — then drops and counts. Waiting needs a tokio runtime with time
+    /// enabled.
+    ///
+    /// Cancel-safe: if the returned future is dropped while waiting, the events still waiting
+    /// are counted as dropped, never lost silently.
     pub async fn publish(&self, namespace: &Namespace, event: Event) -> Delivery {
         let (mut delivery, waiting) = self.route(namespace, event, true);
-        let mut dropped = Vec::new();
-        for (subscriber, item) in waiting {
-            let Overflow::Block { timeout } = subscriber.overflow else {
-                unreachable!("only blocking subscribers wait");
+        if waiting.is_empty() {
+            return delivery;
+        }
+        let waits = waiting.into_iter().map(|(subscriber, item)| {
+            let pending = PendingDelivery {
+                subscriber,
+                bus: &self.inner,
+                resolved: false,
             };
-            match tokio::time::timeout(timeout, subscriber.sender.send(item)).await {
-                Ok(Ok(())) => {
-                    subscriber.delivered();
-                    delivery.delivered += 1;
-                }
-                Ok(Err(_closed)) => {}
-                Err(_elapsed) => {
-                    delivery.dropped += 1;
-                    dropped.push(subscriber);
-                }
+            pending.wait(item)
+        });
+        for outcome in futures::future::join_all(waits).await {
+            match outcome {
+                WaitOutcome::Delivered => delivery.delivered += 1,
+                WaitOutcome::Dropped => delivery.dropped += 1,
+                WaitOutcome::Closed => {}
             }
         }
-        self.finish(delivery, dropped.iter())
+        delivery
     }
 
     /// Offers the event to every matching subscriber. Returns what happened and, when
@@ -194,21 +199,11 @@ impl EventBus {
                 },
             }
         });
-        (delivery, full)
-    }
-
-    fn finish<'a>(
-        &self,
-        delivery: Delivery,
-        dropped: impl Iterator<Item = &'a Arc<Subscriber>>,
-    ) -> Delivery {
-        for subscriber in dropped {
-            subscriber.counters.dropped();
-        }
+        drop(routes);
         self.inner
             .counters
             .record(delivery.delivered as u64, delivery.dropped as u64);
-        delivery
+        (delivery, full)
     }
 
     /// Subscribes to every event published in `namespace` (exactly that namespace).
@@ -250,10 +245,11 @@ impl EventBus {
         exact_namespace: Option<Namespace>,
         options: SubscribeOptions,
     ) -> Subscription {
+        // tokio's bounded channel panics above its semaphore's limit; clamp instead.
         let capacity = options
             .queue_capacity
             .unwrap_or(self.inner.config.queue_capacity)
-            .max(1);
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         let (sender, receiver) = mpsc::channel(capacity);
         let key = self.inner.next_key.fetch_add(1, Relaxed);
         let state = Arc::new(SubscriberState {
@@ -298,6 +294,51 @@ impl EventBus {
     /// The bus's totals.
     pub fn metrics(&self) -> BusMetrics {
         self.inner.counters.read()
+    }
+}
+
+/// How one wait for room in a [`Overflow::Block`] subscriber's queue ended.
+enum WaitOutcome {
+    Delivered,
+    Dropped,
+    Closed,
+}
+
+/// An event waiting for room in one subscriber's queue. Unless the wait resolves, dropping it
+/// (timeout, or the publish future itself being dropped) counts the event as dropped.
+struct PendingDelivery<'a> {
+    subscriber: Arc<Subscriber>,
+    bus: &'a Inner,
+    resolved: bool,
+}
+
+impl PendingDelivery<'_> {
+    async fn wait(mut self, item: Delivered) -> WaitOutcome {
+        let Overflow::Block { timeout } = self.subscriber.overflow else {
+            unreachable!("only blocking subscribers wait");
+        };
+        match tokio::time::timeout(timeout, self.subscriber.sender.send(item)).await {
+            Ok(Ok(())) => {
+                self.resolved = true;
+                self.subscriber.delivered();
+                self.bus.counters.add_delivered(1);
+                WaitOutcome::Delivered
+            }
+            Ok(Err(_closed)) => {
+                self.resolved = true;
+                WaitOutcome::Closed
+            }
+            Err(_elapsed) => WaitOutcome::Dropped,
+        }
+    }
+}
+
+impl Drop for PendingDelivery<'_> {
+    fn drop(&mut self) {
+        if !self.resolved {
+            self.subscriber.counters.dropped();
+            self.bus.counters.add_dropped(1);
+        }
     }
 }
 

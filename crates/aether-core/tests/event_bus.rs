@@ -438,3 +438,77 @@ mod routing_property {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_publish_counts_what_it_was_waiting_to_deliver() {
+    let bus = EventBus::new();
+    let orders = ns("orders");
+    let block = SubscribeOptions::new()
+        .queue_capacity(1)
+        .overflow(Overflow::Block {
+            timeout: Duration::from_secs(5),
+        });
+    let blocked = bus.subscribe_with(&orders, block);
+    let mut normal = bus.subscribe(&orders);
+    bus.publish(&orders, event("o", "E", 1)).await;
+    // The blocked queue is full; give up on the publish after 20 ms.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(20),
+        bus.publish(&orders, event("o", "E", 2)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the publish was still waiting");
+    assert_eq!(
+        blocked.metrics().dropped,
+        1,
+        "the abandoned delivery is counted"
+    );
+    assert_eq!(drain(&mut normal).len(), 2, "the other subscriber got both");
+    let m = bus.metrics();
+    assert_eq!((m.published, m.delivered, m.dropped), (2, 3, 1));
+    let per_subscription = blocked.metrics().delivered + normal.metrics().delivered;
+    assert_eq!(
+        m.delivered, per_subscription,
+        "bus and subscription counters agree"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocked_subscribers_are_waited_for_together() {
+    let bus = EventBus::new();
+    let orders = ns("orders");
+    let block = || {
+        SubscribeOptions::new()
+            .queue_capacity(1)
+            .overflow(Overflow::Block {
+                timeout: Duration::from_millis(100),
+            })
+    };
+    let (_a, _b, _c) = (
+        bus.subscribe_with(&orders, block()),
+        bus.subscribe_with(&orders, block()),
+        bus.subscribe_with(&orders, block()),
+    );
+    bus.publish(&orders, event("o", "E", 1)).await;
+    let started = tokio::time::Instant::now();
+    let delivery = bus.publish(&orders, event("o", "E", 2)).await;
+    assert_eq!((delivery.delivered, delivery.dropped), (0, 3));
+    assert!(
+        started.elapsed() < Duration::from_millis(150),
+        "one timeout, not three: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn huge_queue_sizes_are_clamped_not_a_panic() {
+    let bus = EventBus::with_config(BusConfig {
+        queue_capacity: usize::MAX,
+        ..BusConfig::default()
+    });
+    let orders = ns("orders");
+    let mut sub = bus.subscribe_with(&orders, SubscribeOptions::new().queue_capacity(usize::MAX));
+    let _default = bus.subscribe(&orders);
+    bus.try_publish(&orders, event("o", "E", 1));
+    assert!(sub.try_recv().is_some());
+}

@@ -54,16 +54,27 @@ impl BusCounters {
         }
     }
 
+    /// Counts one publish with what routing settled at once.
     pub(super) fn record(&self, delivered: u64, dropped: u64) {
         self.published.fetch_add(1, Relaxed);
         self.published_metric.increment(1);
-        if delivered > 0 {
-            self.delivered.fetch_add(delivered, Relaxed);
-            self.delivered_metric.increment(delivered);
+        self.add_delivered(delivered);
+        self.add_dropped(dropped);
+    }
+
+    /// Counts deliveries settled after routing (waits for room).
+    pub(super) fn add_delivered(&self, n: u64) {
+        if n > 0 {
+            self.delivered.fetch_add(n, Relaxed);
+            self.delivered_metric.increment(n);
         }
-        if dropped > 0 {
-            self.dropped.fetch_add(dropped, Relaxed);
-            self.dropped_metric.increment(dropped);
+    }
+
+    /// Counts drops settled after routing (waits that timed out or were cancelled).
+    pub(super) fn add_dropped(&self, n: u64) {
+        if n > 0 {
+            self.dropped.fetch_add(n, Relaxed);
+            self.dropped_metric.increment(n);
         }
     }
 

@@ -73,7 +73,8 @@ impl SubscribeOptions {
         self
     }
 
-    /// This subscription's queue size (at least 1; 0 is treated as 1).
+    /// This subscription's queue size (0 is treated as 1; sizes above tokio's channel limit are
+    /// clamped to it).
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = Some(capacity.max(1));
         self

@@ -299,6 +299,14 @@ impl InMemoryEventStore {
             };
         }
         let keys: Vec<IdKey> = events.iter().map(|e| self.inner.id_key(&e.id)).collect();
+        // Check every id before claiming any, so that a batch refused for a stored id never
+        // holds ids it gives back (another writer could otherwise see them for a moment). Only
+        // two writers racing for the same new id can still make a claim roll back.
+        for (event, key) in events.iter().zip(&keys) {
+            if let Some(slot) = self.inner.event_ids.get(key) {
+                return Err(slot.reused_by(&event.id));
+            }
+        }
         for (claimed, (event, key)) in events.iter().zip(&keys).enumerate() {
             match self.inner.event_ids.entry(key.clone()) {
                 Entry::Occupied(slot) => {
