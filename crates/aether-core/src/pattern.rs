@@ -130,7 +130,11 @@ impl Pattern {
     }
 
     /// True if `subject` (a `.`-separated name such as a namespace or an actor id) matches.
+    /// A subject with an empty token (`""`, `"a."`, `"a..b"`) matches nothing, as in NATS.
     pub fn matches(&self, subject: &str) -> bool {
+        if subject.split('.').any(str::is_empty) {
+            return false;
+        }
         let mut subject = subject.split('.');
         for token in self.tokens.iter() {
             match (token, subject.next()) {
@@ -202,6 +206,15 @@ mod tests {
         assert!(m("*.*.>", "a.b.c"));
         assert!(!m("*.*.>", "a.b"));
         assert!(m("a*", "a*"), "`*` inside a token is a literal");
+        for (pattern, subject) in [
+            ("*", ""),
+            (">", ""),
+            ("a.*", "a."),
+            ("a.>", "a.."),
+            (">", "a..b"),
+        ] {
+            assert!(!m(pattern, subject), "{pattern} must not match {subject:?}");
+        }
         assert!(!m("a*", "ab"));
     }
 

@@ -33,8 +33,8 @@ pub use memory::InMemoryEventStore;
 pub enum SaveOutcome {
     /// The event (or batch) was new and is now stored.
     Saved,
-    /// Exactly this event (same id, actor and version) was already stored, so nothing was
-    /// written. Typical after a retry whose first attempt did land.
+    /// An event with the same id, actor and version was already stored (payloads are not
+    /// compared), so nothing was written. Typical after a retry whose first attempt did land.
     Duplicate,
 }
 
@@ -86,6 +86,14 @@ pub struct ReplayError {
 /// Versions are supplied by the caller and must be strictly greater than the actor's current
 /// version (gaps allowed). The store never retries on the caller's behalf: on a conflict it reports
 /// the current version and the caller decides what to do.
+///
+/// A store may carry out an operation before its future is first polled (the in-memory store
+/// completes every call at once): dropping an un-awaited `save_event` future does not mean the
+/// event was not saved. Await what you start; resend the same event if unsure (a duplicate is
+/// recognised).
+///
+/// The traits return `impl Future`, so there is no `dyn EventStore`; to choose a store at run
+/// time, wrap the candidates in an enum of your own or stay generic.
 ///
 /// # Examples
 ///

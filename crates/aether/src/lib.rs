@@ -3,9 +3,9 @@
 //! A NATS-native distributed actor system with event sourcing. This facade crate is what
 //! applications depend on; it re-exports the pieces from the `aether-*` crates.
 //!
-//! Today it provides the core: events, validated names, the event store contract and the
-//! in-memory store ([`aether_core`]). The JetStream store, the event bus and the cluster arrive
-//! as features of this crate.
+//! Today it provides the single-process core ([`aether_core`]): events, validated names, the
+//! event store contract with the in-memory store, patterns and the local event bus. The
+//! JetStream store, the bus across nodes and the cluster arrive as features of this crate.
 //!
 //! ```
 //! use aether::{ActorId, Event, EventStore, InMemoryEventStore};

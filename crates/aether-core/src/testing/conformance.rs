@@ -97,6 +97,8 @@ macro_rules! __conformance_properties {
             racing_writers_have_exactly_one_winner_per_round,
             writers_of_different_actors_do_not_conflict,
             loser_can_reread_and_retry,
+            concurrent_retries_of_one_event_store_it_once,
+            batches_and_single_saves_never_interleave,
         }
     };
 }

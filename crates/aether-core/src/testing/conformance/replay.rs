@@ -91,7 +91,8 @@ pub async fn events_with_errors_reports_undecodable_records<S: ConformanceTarget
     assert_eq!(tail.errors.len(), 2, "only records after version 2");
 }
 
-/// Replaying the same history twice yields the same events and therefore the same state.
+/// Replaying the same history twice yields the same events in the same order, and folding them
+/// gives the state the saved events imply.
 pub async fn replay_is_deterministic<S: ConformanceTarget>(store: S) {
     let a = actor("ledger-1");
     save_versions(&store, &a, &(1..=50).collect::<Vec<_>>()).await;

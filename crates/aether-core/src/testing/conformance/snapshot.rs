@@ -63,8 +63,8 @@ pub async fn snapshot_ahead_of_events_is_rejected<S: ConformanceTarget>(store: S
     assert_eq!(store.latest_snapshot(&a).await.expect("latest"), None);
 }
 
-/// Snapshot plus the tail after it gives the same state as a full replay, and reads only the
-/// tail.
+/// Snapshot plus the tail after it gives the same state as a full replay, and the tail after the
+/// snapshot is exactly the newer events.
 pub async fn snapshot_plus_tail_equals_full_replay<S: ConformanceTarget>(store: S) {
     let a = actor("account-1");
     save_versions(&store, &a, &(1..=100).collect::<Vec<_>>()).await;
@@ -84,5 +84,8 @@ pub async fn snapshot_plus_tail_equals_full_replay<S: ConformanceTarget>(store: 
         balance(&full),
         "snapshot + tail must equal full replay"
     );
-    assert_eq!(replayed, 5, "only the 5 events after the snapshot are read");
+    assert_eq!(
+        replayed, 5,
+        "the tail after the snapshot is exactly the 5 newer events"
+    );
 }
