@@ -132,7 +132,7 @@ impl Pattern {
     /// True if `subject` (a `.`-separated name such as a namespace or an actor id) matches.
     /// A subject with an empty token (`""`, `"a."`, `"a..b"`) matches nothing, as in NATS.
     pub fn matches(&self, subject: &str) -> bool {
-        if subject.split('.').any(str::is_empty) {
+        if has_empty_token(subject) {
             return false;
         }
         let mut subject = subject.split('.');
@@ -146,6 +146,14 @@ impl Pattern {
         }
         subject.next().is_none()
     }
+}
+
+/// True if `subject` has an empty `.`-separated token; one scan, no splitting.
+fn has_empty_token(subject: &str) -> bool {
+    subject.is_empty()
+        || subject.starts_with('.')
+        || subject.ends_with('.')
+        || subject.contains("..")
 }
 
 impl From<&Namespace> for Pattern {

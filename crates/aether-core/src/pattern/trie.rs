@@ -131,7 +131,7 @@ impl<V> SubjectTrie<V> {
     /// Calls `f(key, value)` for every value whose pattern matches `subject`, each once. A
     /// subject with an empty token matches nothing, as in [`Pattern::matches`].
     pub fn for_each_match(&self, subject: &str, mut f: impl FnMut(u64, &V)) {
-        if subject.split('.').any(str::is_empty) {
+        if super::has_empty_token(subject) {
             return;
         }
         visit(&self.root, subject.split('.'), &mut f);
