@@ -119,6 +119,19 @@ pub fn actor_subject(namespace: &Namespace, actor_id: &ActorId) -> String {
     )
 }
 
+/// The actor whose subject `subject` is, if it is an actor subject of `namespace`.
+///
+/// The inverse of [`actor_subject`]: `None` for subjects of other namespaces, malformed tokens
+/// and tokens that do not decode to a valid [`ActorId`].
+pub fn actor_of_subject(namespace: &Namespace, subject: &str) -> Option<ActorId> {
+    let rest = subject.strip_prefix(SUBJECT_PREFIX)?.strip_prefix('.')?;
+    let (ns_token, actor_token) = rest.split_once('.')?;
+    if ns_token != encode_token(namespace.as_str()) {
+        return None;
+    }
+    ActorId::new(decode_token(actor_token).ok()?).ok()
+}
+
 /// The KV bucket holding `namespace`'s snapshots.
 pub fn snapshot_bucket(namespace: &Namespace) -> String {
     format!(
@@ -135,6 +148,23 @@ pub fn snapshot_key(actor_id: &ActorId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actor_of_subject_inverts_actor_subject() {
+        let ns = Namespace::new("prod.tenant-a").unwrap();
+        for id in ["a", "x.*", "x.>", "..", "A_b-c", "ü"] {
+            let actor = ActorId::new(id).unwrap();
+            assert_eq!(
+                actor_of_subject(&ns, &actor_subject(&ns, &actor)),
+                Some(actor)
+            );
+        }
+        let other = Namespace::new("prod").unwrap();
+        let actor = ActorId::new("a").unwrap();
+        assert_eq!(actor_of_subject(&other, &actor_subject(&ns, &actor)), None);
+        assert_eq!(actor_of_subject(&ns, "ae.x"), None);
+        assert_eq!(actor_of_subject(&ns, "zz.prod_2etenant-a.a"), None);
+    }
 
     #[test]
     fn examples_from_the_notes() {

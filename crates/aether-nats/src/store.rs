@@ -1,0 +1,186 @@
+//! [`JetStreamEventStore`]: the event store and snapshot store on NATS JetStream.
+//!
+//! One handle serves one namespace: its events live in one stream (named by an injective
+//! encoding of the namespace, see [`naming`](crate::naming)), one subject per actor, and its
+//! snapshots in one KV bucket. Every append carries
+//! `Nats-Expected-Last-Subject-Sequence` = the stream sequence of the actor's head it was based
+//! on, so **the server** decides every race; a lost race (error 10071, or 10164 in clusters)
+//! becomes [`StoreError::VersionConflict`] with the actor's current version. Outcomes the
+//! client cannot know (a timeout, a reconnect, a duplicate) are settled by reading the first
+//! message after that sequence (the "slot check"): a write that landed is never reported as a
+//! conflict. See `docs/adr/0004-jetstream-store.md` for the decisions behind it.
+
+mod append;
+mod codec;
+mod config;
+mod connect;
+mod failure;
+mod read;
+mod snapshots;
+
+use std::sync::Arc;
+
+use aether_core::{
+    ActorId, ActorSnapshot, Event, EventLimits, EventStore, Namespace, ReplayResult, SaveOutcome,
+    SnapshotOutcome, SnapshotStore, StoreError, Version,
+};
+use async_nats::jetstream;
+
+pub use codec::{TYPE_HEADER, VERSION_HEADER};
+pub use config::JetStreamConfig;
+
+/// Room left under the server's `max_payload` for an event's headers (id, version, type,
+/// expected sequence, batch headers) and a snapshot's wrapper.
+const HEADER_ALLOWANCE: usize = 4096;
+
+/// The event store and snapshot store of one namespace, on NATS JetStream.
+///
+/// Cloning is cheap and shares the connection. [`for_namespace`](Self::for_namespace) opens
+/// another namespace on the same connection.
+///
+/// # Examples
+///
+/// ```no_run
+/// use aether_core::{ActorId, Event, EventStore, Namespace};
+/// use aether_nats::JetStreamEventStore;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = JetStreamEventStore::connect("nats://127.0.0.1:4222", Namespace::new("prod")?).await?;
+/// let account = ActorId::new("account-1")?;
+/// store.save_event(Event::new(account.clone(), "Opened", 1)).await?;
+/// assert_eq!(store.latest_version(&account).await?, 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct JetStreamEventStore {
+    inner: Arc<Inner>,
+}
+
+/// Everything a store handle needs; shared by its clones.
+#[derive(Debug)]
+struct Inner {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: jetstream::stream::Stream,
+    snapshots: jetstream::kv::Store,
+    namespace: Namespace,
+    stream_name: String,
+    config: JetStreamConfig,
+    limits: EventLimits,
+    /// Where the store connected, for error messages.
+    url: String,
+    /// Head lookups through Direct Get (any replica) are only read-your-writes on one replica;
+    /// replicated streams read heads from the leader.
+    direct_reads: bool,
+}
+
+/// An actor loaded for activation: its latest snapshot and the events after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedActor {
+    /// The latest snapshot, if any.
+    pub snapshot: Option<ActorSnapshot>,
+    /// The events after the snapshot (all events without one), in version order.
+    pub events: Vec<Event>,
+}
+
+impl JetStreamEventStore {
+    /// The namespace this handle serves.
+    pub fn namespace(&self) -> &Namespace {
+        &self.inner.namespace
+    }
+
+    /// The JetStream stream holding this namespace's events.
+    pub fn stream_name(&self) -> &str {
+        &self.inner.stream_name
+    }
+
+    /// The limits this store enforces: the defaults, with event and snapshot sizes capped to
+    /// what fits in the server's `max_payload` next to the headers.
+    pub fn limits(&self) -> EventLimits {
+        self.inner.limits
+    }
+
+    /// The underlying NATS connection.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    /// Loads `actor_id` for activation: its latest snapshot plus the events stored after it,
+    /// replayed from the stream sequence the snapshot recorded (so the cost is the tail, not
+    /// the history).
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors; never a partial tail.
+    pub async fn load_actor(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
+        self.inner.load_actor(actor_id).await
+    }
+}
+
+impl EventStore for JetStreamEventStore {
+    async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
+        self.inner.save_one(event).await
+    }
+
+    async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
+        self.inner.save_batch(events).await
+    }
+
+    async fn latest_version(&self, actor_id: &ActorId) -> Result<Version, StoreError> {
+        let subject = self.inner.subject(actor_id);
+        Ok(self.inner.head(actor_id, &subject).await?.version)
+    }
+
+    async fn events_with_errors(
+        &self,
+        actor_id: &ActorId,
+        from_version: Version,
+    ) -> Result<ReplayResult, StoreError> {
+        self.inner.events_with_errors(actor_id, from_version).await
+    }
+}
+
+impl SnapshotStore for JetStreamEventStore {
+    async fn save_snapshot(&self, snapshot: ActorSnapshot) -> Result<SnapshotOutcome, StoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+
+    async fn latest_snapshot(
+        &self,
+        actor_id: &ActorId,
+    ) -> Result<Option<ActorSnapshot>, StoreError> {
+        Ok(self
+            .inner
+            .stored_snapshot(actor_id)
+            .await?
+            .map(|stored| stored.snapshot))
+    }
+}
+
+impl Inner {
+    fn subject(&self, actor_id: &ActorId) -> String {
+        crate::naming::actor_subject(&self.namespace, actor_id)
+    }
+}
+
+impl JetStreamEventStore {
+    /// Publishes `raw` on `actor_id`'s subject with no Aether headers, as a foreign client
+    /// could. Such records are reported by `events_with_errors` and skipped by `events`.
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors.
+    pub async fn publish_raw(&self, actor_id: &ActorId, raw: Vec<u8>) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let subject = inner.subject(actor_id);
+        let ack = inner
+            .js
+            .publish(subject.clone(), raw.into())
+            .await
+            .map_err(|e| failure::publish_error(&inner.stream_name, &subject, e))?;
+        ack.await
+            .map(drop)
+            .map_err(|e| failure::publish_error(&inner.stream_name, &subject, e))
+    }
+}

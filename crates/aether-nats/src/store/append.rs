@@ -1,0 +1,348 @@
+//! Appending: single events and atomic batches, guarded by the server's expected-sequence check,
+//! with every uncertain outcome settled before it is reported.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aether_core::{Event, SaveOutcome, StoreError};
+use async_nats::HeaderMap;
+use async_nats::header::{
+    NATS_BATCH_COMMIT, NATS_BATCH_COMMIT_FINAL, NATS_BATCH_ID, NATS_BATCH_SEQUENCE,
+};
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::time::Instant;
+
+use super::Inner;
+use super::codec::{self, RecordHeader};
+use super::failure::{PublishFailure, classify, publish_error, unavailable};
+use super::read::Head;
+use crate::naming::{actor_of_subject, stream_subjects};
+
+/// First pause between retries of an uncertain write; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Progress of one save through retries.
+struct Attempts {
+    deadline: Instant,
+    backoff: Duration,
+    /// An earlier attempt of this call may have landed: a stored copy found now counts as
+    /// `Saved`, not `Duplicate`.
+    uncertain: bool,
+}
+
+impl Attempts {
+    fn new(inner: &Inner) -> Self {
+        Self {
+            deadline: Instant::now() + inner.config.retry_timeout,
+            backoff: FIRST_BACKOFF,
+            uncertain: false,
+        }
+    }
+
+    fn found_stored(&self) -> SaveOutcome {
+        if self.uncertain {
+            SaveOutcome::Saved
+        } else {
+            SaveOutcome::Duplicate
+        }
+    }
+
+    /// Waits before the next try, or gives up past the deadline.
+    async fn pause(
+        &mut self,
+        url: &str,
+        subject: &str,
+        cause: &(dyn std::fmt::Display + Sync),
+    ) -> Result<(), StoreError> {
+        if Instant::now() + self.backoff > self.deadline {
+            return Err(StoreError::Unavailable {
+                message: format!(
+                    "NATS at {url}: the write to {subject} could not be confirmed ({cause}); \
+                     its outcome is unknown: save the same event again to settle it"
+                ),
+                source: None,
+            });
+        }
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        Ok(())
+    }
+}
+
+impl Inner {
+    pub(crate) async fn save_one(&self, event: Event) -> Result<SaveOutcome, StoreError> {
+        self.limits.check_event(&event)?;
+        let subject = self.subject(&event.actor_id);
+        let mut attempts = Attempts::new(self);
+        let mut head = self.head(&event.actor_id, &subject).await?;
+        loop {
+            if event.version <= head.version {
+                return self
+                    .settle_stale(&subject, &head, std::slice::from_ref(&event), &attempts)
+                    .await;
+            }
+            let (headers, payload) = codec::encode(&event, Some(head.seq))?;
+            let failure = match self.publish(&subject, headers, payload).await {
+                Ok(ack) if !ack.duplicate => return Ok(SaveOutcome::Saved),
+                Ok(ack) => {
+                    return self
+                        .settle_duplicate_ack(&event, &subject, ack.sequence, &attempts)
+                        .await;
+                }
+                Err(e) => e,
+            };
+            match classify(&failure) {
+                PublishFailure::Conflict => {
+                    if self
+                        .slot_holds(&subject, head.seq, &event.id.to_string())
+                        .await?
+                    {
+                        return Ok(attempts.found_stored());
+                    }
+                    head = self.head(&event.actor_id, &subject).await?;
+                }
+                PublishFailure::Transient => {
+                    attempts.uncertain = true;
+                    attempts.pause(&self.url, &subject, &failure).await?;
+                    match self
+                        .slot_holds(&subject, head.seq, &event.id.to_string())
+                        .await
+                    {
+                        Ok(true) => return Ok(SaveOutcome::Saved),
+                        // Empty slot, or not readable yet: resending with the same expected
+                        // sequence is safe, the original and the resend cannot both land.
+                        Ok(false) | Err(_) => {}
+                    }
+                }
+                PublishFailure::DuplicateIdInBatch | PublishFailure::Fatal => {
+                    return Err(publish_error(&self.stream_name, &subject, failure));
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn save_batch(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
+        self.limits.check_batch(&events)?;
+        if events.len() == 1 {
+            return self
+                .save_one(events.into_iter().next().expect("one event"))
+                .await;
+        }
+        let actor_id = events[0].actor_id.clone();
+        let subject = self.subject(&actor_id);
+        let mut attempts = Attempts::new(self);
+        let mut head = self.head(&actor_id, &subject).await?;
+        let first_id = events[0].id.to_string();
+        loop {
+            if events[0].version <= head.version {
+                return self.settle_stale(&subject, &head, &events, &attempts).await;
+            }
+            let failure = match self.publish_batch(&subject, &events, head.seq).await? {
+                Ok(_) => return Ok(SaveOutcome::Saved),
+                Err(e) => e,
+            };
+            match classify(&failure) {
+                PublishFailure::Conflict => {
+                    // The batch is atomic: its first event in the slot means all of it is there.
+                    if self.slot_holds(&subject, head.seq, &first_id).await? {
+                        return Ok(attempts.found_stored());
+                    }
+                    head = self.head(&actor_id, &subject).await?;
+                }
+                PublishFailure::DuplicateIdInBatch => {
+                    if self.slot_holds(&subject, head.seq, &first_id).await? {
+                        return Ok(attempts.found_stored());
+                    }
+                    return Err(self.find_reused_id(&events).await?);
+                }
+                PublishFailure::Transient => {
+                    attempts.uncertain = true;
+                    attempts.pause(&self.url, &subject, &failure).await?;
+                    if let Ok(true) = self.slot_holds(&subject, head.seq, &first_id).await {
+                        return Ok(SaveOutcome::Saved);
+                    }
+                }
+                PublishFailure::Fatal => {
+                    return Err(publish_error(&self.stream_name, &subject, failure));
+                }
+            }
+        }
+    }
+
+    async fn publish(
+        &self,
+        subject: &str,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<PublishAck, PublishError> {
+        let message = PublishMessage::build().payload(payload).headers(headers);
+        self.js
+            .send_publish(subject.to_owned(), message)
+            .await?
+            .await
+    }
+
+    /// Publishes `events` as one ADR-50 atomic batch whose first message carries the expected
+    /// sequence. The outer error is a dead connection; the inner one is the server's answer.
+    async fn publish_batch(
+        &self,
+        subject: &str,
+        events: &[Event],
+        expected: u64,
+    ) -> Result<Result<PublishAck, PublishError>, StoreError> {
+        let batch_id = uuid::Uuid::now_v7().simple().to_string();
+        let last = events.len() - 1;
+        for (i, event) in events.iter().enumerate() {
+            let (mut headers, payload) = codec::encode(event, (i == 0).then_some(expected))?;
+            headers.insert(NATS_BATCH_ID, batch_id.as_str());
+            headers.insert(NATS_BATCH_SEQUENCE, (i + 1).to_string());
+            if i < last {
+                // Staged messages need no reply: the commit's ack speaks for the batch.
+                self.client
+                    .publish_with_headers(subject.to_owned(), headers, payload)
+                    .await
+                    .map_err(|e| unavailable(&self.url, "stage a batch message", e))?;
+            } else {
+                headers.insert(NATS_BATCH_COMMIT, NATS_BATCH_COMMIT_FINAL);
+                return Ok(self.publish(subject, headers, payload).await);
+            }
+        }
+        unreachable!("a checked batch is not empty")
+    }
+
+    /// The slot check: a write that carried expected sequence `after` can only be the first
+    /// message on the subject after it. True if that message carries `id`.
+    async fn slot_holds(&self, subject: &str, after: u64, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .next_message(subject, after + 1)
+            .await?
+            .is_some_and(|m| RecordHeader::of(&m).id.as_deref() == Some(id)))
+    }
+
+    /// Every event's version is at or below the head: either all of them are stored exactly
+    /// (a duplicate) or this is a version conflict.
+    async fn settle_stale(
+        &self,
+        subject: &str,
+        head: &Head,
+        events: &[Event],
+        attempts: &Attempts,
+    ) -> Result<SaveOutcome, StoreError> {
+        let actor_id = &events[0].actor_id;
+        for event in events {
+            let stored = self
+                .floor_record(actor_id, subject, head, event.version)
+                .await?;
+            let same = stored.is_some_and(|r| {
+                r.version == Some(event.version) && r.id.as_deref() == Some(event.id.as_str())
+            });
+            if !same {
+                return Err(StoreError::VersionConflict {
+                    actor_id: actor_id.clone(),
+                    attempted_version: events[0].version,
+                    current_version: head.version,
+                });
+            }
+        }
+        Ok(attempts.found_stored())
+    }
+
+    /// JetStream recognised `event.id` and pointed at the original at `seq`: the same event
+    /// (a duplicate) or another one (a reused id).
+    async fn settle_duplicate_ack(
+        &self,
+        event: &Event,
+        subject: &str,
+        seq: u64,
+        attempts: &Attempts,
+    ) -> Result<SaveOutcome, StoreError> {
+        let original = self.message_at(seq).await?.ok_or_else(|| StoreError::Backend {
+            message: format!(
+                "JetStream reported event id {} as a duplicate of sequence {seq}, which cannot be read",
+                event.id
+            ),
+            source: None,
+        })?;
+        let record = RecordHeader::of(&original);
+        if original.subject.as_str() == subject && record.version == Some(event.version) {
+            return Ok(attempts.found_stored());
+        }
+        Err(self.reused(event, &original.subject, &record))
+    }
+
+    fn reused(&self, event: &Event, subject: &str, record: &RecordHeader) -> StoreError {
+        match (actor_of_subject(&self.namespace, subject), record.version) {
+            (Some(existing_actor), Some(existing_version)) => StoreError::EventIdReused {
+                id: event.id.clone(),
+                existing_actor,
+                existing_version,
+            },
+            _ => StoreError::Backend {
+                message: format!(
+                    "event id {} is already used by a foreign record at sequence {} on {subject}",
+                    event.id, record.seq
+                ),
+                source: None,
+            },
+        }
+    }
+
+    /// An atomic batch was refused because one of its ids is stored (10201), which does not
+    /// say which. JetStream only deduplicates within its window, so the holder was written
+    /// within it: scan the window's headers for the batch's ids.
+    async fn find_reused_id(&self, events: &[Event]) -> Result<StoreError, StoreError> {
+        let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let window = self.config.duplicate_window + Duration::from_secs(5);
+        let start = time::OffsetDateTime::now_utc() - window;
+        let what = "find the stored event whose id a batch reuses";
+        let last = self
+            .stream
+            .clone()
+            .info()
+            .await
+            .map_err(|e| unavailable(&self.url, what, e))?
+            .state
+            .last_sequence;
+        let consumer = self
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: stream_subjects(&self.namespace),
+                deliver_policy: DeliverPolicy::ByStartTime { start_time: start },
+                headers_only: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&self.url, what, e))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable(&self.url, what, e))?;
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(self.config.request_timeout, messages.next()).await
+        {
+            let Ok(info) = message.info() else { break };
+            let record = RecordHeader::from_headers(info.stream_sequence, message.headers.as_ref());
+            if let Some(id) = record.id.as_deref().filter(|id| ids.contains(id)) {
+                let event = events.iter().find(|e| e.id.as_str() == id).expect("in ids");
+                return Ok(self.reused(event, &message.subject, &record));
+            }
+            if info.stream_sequence >= last {
+                break;
+            }
+        }
+        Err(StoreError::Backend {
+            message: format!(
+                "JetStream refused a batch for {}: one of its event ids is already stored, but \
+                 no stored event with one of its ids was found in the last {window:?}",
+                events[0].actor_id
+            ),
+            source: None,
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! How an event sits in a JetStream message: the event's JSON as payload, and the version, type
+//! and id in headers so that head lookups never parse the payload.
+
+use aether_core::{ActorId, Event, StoreError, Version};
+use async_nats::HeaderMap;
+use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::jetstream::message::StreamMessage;
+use bytes::Bytes;
+
+/// Header carrying the event's version (ASCII decimal).
+pub const VERSION_HEADER: &str = "Aether-Version";
+/// Header carrying the event's type.
+pub const TYPE_HEADER: &str = "Aether-Type";
+
+/// The headers and payload of `event`, guarded by `expected` (the stream sequence of the
+/// actor's head the write is based on), or unguarded for later messages of an atomic batch.
+pub(crate) fn encode(
+    event: &Event,
+    expected: Option<u64>,
+) -> Result<(HeaderMap, Bytes), StoreError> {
+    let payload = serde_json::to_vec(event).map_err(|e| StoreError::Backend {
+        message: format!("could not encode event {}: {e}", event.id),
+        source: Some(Box::new(e)),
+    })?;
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, event.id.as_str());
+    headers.insert(VERSION_HEADER, event.version.to_string());
+    headers.insert(TYPE_HEADER, event.event_type.as_str());
+    if let Some(expected) = expected {
+        headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string());
+    }
+    Ok((headers, Bytes::from(payload)))
+}
+
+/// What the headers of a stored message say, without looking at its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecordHeader {
+    /// Stream sequence of the message.
+    pub seq: u64,
+    /// `Aether-Version`, if present and a number ≥ 1 (absent: a foreign record).
+    pub version: Option<Version>,
+    /// `Nats-Msg-Id`, if present.
+    pub id: Option<String>,
+}
+
+impl RecordHeader {
+    pub(crate) fn of(message: &StreamMessage) -> Self {
+        Self::from_headers(message.sequence, Some(&message.headers))
+    }
+
+    pub(crate) fn from_headers(seq: u64, headers: Option<&HeaderMap>) -> Self {
+        let get = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+        Self {
+            seq,
+            version: get(VERSION_HEADER)
+                .and_then(|v| v.parse().ok())
+                .filter(|&v| v >= 1),
+            id: get("Nats-Msg-Id").map(str::to_owned),
+        }
+    }
+}
+
+/// Decodes a stored message of `actor_id`'s subject as an event, or says why it is not one.
+///
+/// A record is an event only if its payload is a valid event of this actor and its
+/// `Aether-Version` header agrees with the payload: the header is what head lookups trust.
+pub(crate) fn decode(
+    actor_id: &ActorId,
+    header: &RecordHeader,
+    payload: &[u8],
+) -> Result<Event, String> {
+    let event: Event = serde_json::from_slice(payload).map_err(|e| format!("not an event: {e}"))?;
+    if &event.actor_id != actor_id {
+        return Err(format!(
+            "event of actor {} on the subject of actor {actor_id}",
+            event.actor_id
+        ));
+    }
+    match header.version {
+        Some(v) if v == event.version => Ok(event),
+        Some(v) => Err(format!(
+            "header {VERSION_HEADER}: {v} disagrees with the payload's version {}",
+            event.version
+        )),
+        None => Err(format!(
+            "no valid {VERSION_HEADER} header: not written by an Aether store"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_through_headers_and_payload() {
+        let actor = ActorId::new("a.b").unwrap();
+        let event = Event::new(actor.clone(), "Opened", 7);
+        let (headers, payload) = encode(&event, Some(3)).unwrap();
+        let header = RecordHeader::from_headers(11, Some(&headers));
+        assert_eq!(header.version, Some(7));
+        assert_eq!(header.id.as_deref(), Some(event.id.as_str()));
+        assert_eq!(decode(&actor, &header, &payload).unwrap(), event);
+    }
+
+    #[test]
+    fn foreign_and_inconsistent_records_are_errors() {
+        let actor = ActorId::new("a").unwrap();
+        let event = Event::new(actor.clone(), "Opened", 7);
+        let (mut headers, payload) = encode(&event, None).unwrap();
+        let other = ActorId::new("b").unwrap();
+        let header = RecordHeader::from_headers(1, Some(&headers));
+        assert!(
+            decode(&other, &header, &payload)
+                .unwrap_err()
+                .contains("actor")
+        );
+        assert!(decode(&actor, &RecordHeader::from_headers(1, None), &payload).is_err());
+        headers.insert(VERSION_HEADER, "8");
+        let header = RecordHeader::from_headers(1, Some(&headers));
+        assert!(
+            decode(&actor, &header, &payload)
+                .unwrap_err()
+                .contains("disagrees")
+        );
+        headers.insert(VERSION_HEADER, "0");
+        assert_eq!(RecordHeader::from_headers(1, Some(&headers)).version, None);
+        assert!(
+            decode(&actor, &header, b"\x00garbage")
+                .unwrap_err()
+                .starts_with("not an event")
+        );
+    }
+}

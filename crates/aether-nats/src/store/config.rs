@@ -1,0 +1,49 @@
+//! [`JetStreamConfig`]: how the JetStream store sets up its stream and bucket, and how long it
+//! waits and retries.
+
+use std::time::Duration;
+
+/// Settings of a [`JetStreamEventStore`](crate::JetStreamEventStore).
+///
+/// The defaults suit a single development server; production clusters set `replicas: 3`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use aether_nats::JetStreamConfig;
+///
+/// let config = JetStreamConfig { replicas: 3, ..JetStreamConfig::default() };
+/// assert_eq!(config.duplicate_window, Duration::from_secs(120));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamConfig {
+    /// Replicas of the namespace's stream and snapshot bucket (1, 3 or 5). Used when the
+    /// store creates them; an existing stream keeps its own. Default 1.
+    pub replicas: usize,
+    /// The stream's deduplication window: how long JetStream remembers event ids. A reused id
+    /// is reported as [`EventIdReused`](aether_core::StoreError::EventIdReused) within this
+    /// window; a resent event is recognised as a duplicate at any age. Default 120 s.
+    pub duplicate_window: Duration,
+    /// How long one request to the server (publish ack, get) may take. Default 5 s.
+    pub request_timeout: Duration,
+    /// How long a write whose outcome is uncertain (timeout, reconnect, leader election) is
+    /// retried and checked before giving up with
+    /// [`Unavailable`](aether_core::StoreError::Unavailable). Default 30 s, longer than a
+    /// JetStream leader election (~7 s after a crash).
+    pub retry_timeout: Duration,
+    /// How long connecting may take before the URL is reported unreachable. Default 5 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for JetStreamConfig {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(5),
+            retry_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}

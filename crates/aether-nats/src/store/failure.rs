@@ -1,0 +1,101 @@
+//! What a failed JetStream call means for the store: a lost race, a duplicate, something to
+//! retry, or a real error. JetStream reports lost races as error 10071 on a single server and
+//! 10164 in clusters (where async-nats files it under `Other`), so the codes are matched here.
+
+use std::error::Error as _;
+
+use aether_core::StoreError;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+
+/// JetStream error codes the store acts on (`server/errors.json`).
+mod code {
+    pub(super) const WRONG_LAST_SEQUENCE: u64 = 10071;
+    pub(super) const WRONG_LAST_SEQUENCE_CLUSTERED: u64 = 10164;
+    pub(super) const EXPECTED_CHECK_UNAVAILABLE: u64 = 10163;
+    pub(super) const BATCH_INCOMPLETE: u64 = 10176;
+    pub(super) const BATCH_DUPLICATE_MESSAGE_ID: u64 = 10201;
+    pub(super) const BATCH_TOO_MANY_INFLIGHT: u64 = 10210;
+    pub(super) const BATCH_DISABLED: u64 = 10174;
+}
+
+/// The meaning of a failed publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublishFailure {
+    /// The expected-sequence check failed: someone else wrote first (or our earlier attempt did).
+    Conflict,
+    /// An atomic batch carried an event id that is already stored (10201).
+    DuplicateIdInBatch,
+    /// The outcome is unknown or the server is briefly unable: check the slot, then retry.
+    Transient,
+    /// Anything else: report it.
+    Fatal,
+}
+
+/// The JetStream API error code behind a publish error, if the server sent one.
+pub(crate) fn error_code(error: &PublishError) -> Option<u64> {
+    let js = error
+        .source()?
+        .downcast_ref::<async_nats::jetstream::Error>()?;
+    Some(js.error_code().0)
+}
+
+pub(crate) fn classify(error: &PublishError) -> PublishFailure {
+    match error.kind() {
+        PublishErrorKind::WrongLastSequence => return PublishFailure::Conflict,
+        // StreamNotFound is also "no responders": a clustered stream without a leader just now.
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::StreamNotFound
+        | PublishErrorKind::MaxAckPending => return PublishFailure::Transient,
+        _ => {}
+    }
+    match error_code(error) {
+        Some(code::WRONG_LAST_SEQUENCE | code::WRONG_LAST_SEQUENCE_CLUSTERED) => {
+            PublishFailure::Conflict
+        }
+        Some(code::BATCH_DUPLICATE_MESSAGE_ID) => PublishFailure::DuplicateIdInBatch,
+        Some(
+            code::EXPECTED_CHECK_UNAVAILABLE
+            | code::BATCH_INCOMPLETE
+            | code::BATCH_TOO_MANY_INFLIGHT,
+        ) => PublishFailure::Transient,
+        _ => PublishFailure::Fatal,
+    }
+}
+
+/// A publish error the store does not handle, as a [`StoreError`] that says where it happened.
+pub(crate) fn publish_error(stream: &str, subject: &str, error: PublishError) -> StoreError {
+    let hint = match error_code(&error) {
+        Some(code::BATCH_DISABLED) => {
+            " (the stream does not allow atomic batches: set allow_atomic_publish, server ≥ 2.12)"
+        }
+        _ => "",
+    };
+    StoreError::Backend {
+        message: format!("publish to {subject} on stream {stream} failed: {error}{hint}"),
+        source: Some(Box::new(error)),
+    }
+}
+
+/// The server could not be reached or did not answer in time.
+pub(crate) fn unavailable(
+    url: &str,
+    what: &str,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> StoreError {
+    StoreError::Unavailable {
+        message: format!("NATS at {url}: {what}: {error}"),
+        source: Some(Box::new(error)),
+    }
+}
+
+/// The server answered with an error the store cannot act on.
+pub(crate) fn backend(
+    what: impl std::fmt::Display,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> StoreError {
+    StoreError::Backend {
+        message: format!("{what}: {error}"),
+        source: Some(Box::new(error)),
+    }
+}
