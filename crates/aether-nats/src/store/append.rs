@@ -107,7 +107,8 @@ impl Inner {
                     }
                     head = self.head(&event.actor_id, &subject).await?;
                 }
-                PublishFailure::Transient => {
+                PublishFailure::Busy => attempts.pause(&self.url, &subject, &failure).await?,
+                PublishFailure::Uncertain => {
                     attempts.uncertain = true;
                     attempts.pause(&self.url, &subject, &failure).await?;
                     match self
@@ -161,7 +162,8 @@ impl Inner {
                     }
                     return Err(self.find_reused_id(&events).await?);
                 }
-                PublishFailure::Transient => {
+                PublishFailure::Busy => attempts.pause(&self.url, &subject, &failure).await?,
+                PublishFailure::Uncertain => {
                     attempts.uncertain = true;
                     attempts.pause(&self.url, &subject, &failure).await?;
                     if let Ok(true) = self.slot_holds(&subject, head.seq, &first_id).await {

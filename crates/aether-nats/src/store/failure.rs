@@ -16,6 +16,7 @@ mod code {
     pub(super) const BATCH_DUPLICATE_MESSAGE_ID: u64 = 10201;
     pub(super) const BATCH_TOO_MANY_INFLIGHT: u64 = 10210;
     pub(super) const BATCH_DISABLED: u64 = 10174;
+    pub(super) const DUPLICATE_ID_IN_PROCESS: u64 = 10158;
 }
 
 /// The meaning of a failed publish.
@@ -25,8 +26,11 @@ pub(crate) enum PublishFailure {
     Conflict,
     /// An atomic batch carried an event id that is already stored (10201).
     DuplicateIdInBatch,
-    /// The outcome is unknown or the server is briefly unable: check the slot, then retry.
-    Transient,
+    /// The outcome is unknown (no ack came back): check the slot, then retry.
+    Uncertain,
+    /// The server refused for now and stored nothing (no leader yet, a copy of this id still
+    /// in process, too many batches in flight): wait, then retry.
+    Busy,
     /// Anything else: report it.
     Fatal,
 }
@@ -42,11 +46,13 @@ pub(crate) fn error_code(error: &PublishError) -> Option<u64> {
 pub(crate) fn classify(error: &PublishError) -> PublishFailure {
     match error.kind() {
         PublishErrorKind::WrongLastSequence => return PublishFailure::Conflict,
+        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+            return PublishFailure::Uncertain;
+        }
         // StreamNotFound is also "no responders": a clustered stream without a leader just now.
-        PublishErrorKind::TimedOut
-        | PublishErrorKind::BrokenPipe
-        | PublishErrorKind::StreamNotFound
-        | PublishErrorKind::MaxAckPending => return PublishFailure::Transient,
+        PublishErrorKind::StreamNotFound | PublishErrorKind::MaxAckPending => {
+            return PublishFailure::Busy;
+        }
         _ => {}
     }
     match error_code(error) {
@@ -57,8 +63,9 @@ pub(crate) fn classify(error: &PublishError) -> PublishFailure {
         Some(
             code::EXPECTED_CHECK_UNAVAILABLE
             | code::BATCH_INCOMPLETE
-            | code::BATCH_TOO_MANY_INFLIGHT,
-        ) => PublishFailure::Transient,
+            | code::BATCH_TOO_MANY_INFLIGHT
+            | code::DUPLICATE_ID_IN_PROCESS,
+        ) => PublishFailure::Busy,
         _ => PublishFailure::Fatal,
     }
 }
