@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn actor_of_subject_inverts_actor_subject() {
         let ns = Namespace::new("prod.tenant-a").unwrap();
-        for id in ["a", "x.*", "x.>", "..", "A_b-c", "ü"] {
+        for id in ["a", "a.b", "A_b-c", "ü", "x*y", "_41"] {
             let actor = ActorId::new(id).unwrap();
             assert_eq!(
                 actor_of_subject(&ns, &actor_subject(&ns, &actor)),

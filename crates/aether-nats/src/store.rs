@@ -15,6 +15,7 @@ mod codec;
 mod config;
 mod connect;
 mod failure;
+mod head_cache;
 mod read;
 mod snapshots;
 
@@ -73,6 +74,8 @@ struct Inner {
     /// Head lookups through Direct Get (any replica) are only read-your-writes on one replica;
     /// replicated streams read heads from the leader.
     direct_reads: bool,
+    /// Heads seen by this handle: a first-try hint for appends, never an answer.
+    heads: head_cache::HeadCache,
 }
 
 /// An actor loaded for activation: its latest snapshot and the events after it.

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use aether_core::{Event, SaveOutcome, StoreError};
+use aether_core::{ActorId, Event, SaveOutcome, StoreError};
 use async_nats::HeaderMap;
 use async_nats::header::{
     NATS_BATCH_COMMIT, NATS_BATCH_COMMIT_FINAL, NATS_BATCH_ID, NATS_BATCH_SEQUENCE,
@@ -80,16 +80,24 @@ impl Inner {
         self.limits.check_event(&event)?;
         let subject = self.subject(&event.actor_id);
         let mut attempts = Attempts::new(self);
-        let mut head = self.head(&event.actor_id, &subject).await?;
+        let (mut head, mut fresh) = self.hinted_head(&event.actor_id, &subject).await?;
         loop {
             if event.version <= head.version {
+                if !fresh {
+                    // Never report a conflict from a hint: read the real head first.
+                    (head, fresh) = (self.fresh_head(&event.actor_id, &subject).await?, true);
+                    continue;
+                }
                 return self
                     .settle_stale(&subject, &head, std::slice::from_ref(&event), &attempts)
                     .await;
             }
             let (headers, payload) = codec::encode(&event, Some(head.seq))?;
             let failure = match self.publish(&subject, headers, payload).await {
-                Ok(ack) if !ack.duplicate => return Ok(SaveOutcome::Saved),
+                Ok(ack) if !ack.duplicate => {
+                    self.remember(&event, ack.sequence);
+                    return Ok(SaveOutcome::Saved);
+                }
                 Ok(ack) => {
                     return self
                         .settle_duplicate_ack(&event, &subject, ack.sequence, &attempts)
@@ -105,7 +113,7 @@ impl Inner {
                     {
                         return Ok(attempts.found_stored());
                     }
-                    head = self.head(&event.actor_id, &subject).await?;
+                    (head, fresh) = (self.fresh_head(&event.actor_id, &subject).await?, true);
                 }
                 PublishFailure::Busy => attempts.pause(&self.url, &subject, &failure).await?,
                 PublishFailure::Uncertain => {
@@ -138,14 +146,21 @@ impl Inner {
         let actor_id = events[0].actor_id.clone();
         let subject = self.subject(&actor_id);
         let mut attempts = Attempts::new(self);
-        let mut head = self.head(&actor_id, &subject).await?;
+        let (mut head, mut fresh) = self.hinted_head(&actor_id, &subject).await?;
         let first_id = events[0].id.to_string();
         loop {
             if events[0].version <= head.version {
+                if !fresh {
+                    (head, fresh) = (self.fresh_head(&actor_id, &subject).await?, true);
+                    continue;
+                }
                 return self.settle_stale(&subject, &head, &events, &attempts).await;
             }
             let failure = match self.publish_batch(&subject, &events, head.seq).await? {
-                Ok(_) => return Ok(SaveOutcome::Saved),
+                Ok(ack) => {
+                    self.remember(events.last().expect("checked batch"), ack.sequence);
+                    return Ok(SaveOutcome::Saved);
+                }
                 Err(e) => e,
             };
             match classify(&failure) {
@@ -154,7 +169,7 @@ impl Inner {
                     if self.slot_holds(&subject, head.seq, &first_id).await? {
                         return Ok(attempts.found_stored());
                     }
-                    head = self.head(&actor_id, &subject).await?;
+                    (head, fresh) = (self.fresh_head(&actor_id, &subject).await?, true);
                 }
                 PublishFailure::DuplicateIdInBatch => {
                     if self.slot_holds(&subject, head.seq, &first_id).await? {
@@ -175,6 +190,41 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// The cached head if there is one (`false`: a hint), else a fresh read (`true`).
+    async fn hinted_head(
+        &self,
+        actor_id: &ActorId,
+        subject: &str,
+    ) -> Result<(Head, bool), StoreError> {
+        match self.heads.get(actor_id) {
+            Some(hint) => Ok((hint, false)),
+            None => Ok((self.fresh_head(actor_id, subject).await?, true)),
+        }
+    }
+
+    async fn fresh_head(&self, actor_id: &ActorId, subject: &str) -> Result<Head, StoreError> {
+        let head = self.head(actor_id, subject).await?;
+        self.heads.put(actor_id, head.clone());
+        Ok(head)
+    }
+
+    /// After a write of `event` (the last of its batch) landed at `seq`.
+    fn remember(&self, event: &Event, seq: u64) {
+        let record = RecordHeader {
+            seq,
+            version: Some(event.version),
+            id: Some(event.id.to_string()),
+        };
+        self.heads.put(
+            &event.actor_id,
+            Head {
+                seq,
+                version: event.version,
+                record: Some(record),
+            },
+        );
     }
 
     async fn publish(

@@ -34,6 +34,10 @@ pub struct JetStreamConfig {
     pub retry_timeout: Duration,
     /// How long connecting may take before the URL is reported unreachable. Default 5 s.
     pub connect_timeout: Duration,
+    /// How many actors' heads a handle remembers from its own writes, so that its next append
+    /// to the same actor needs no read first (0: always read). Only a hint: the server still
+    /// checks every append. Default 10 000.
+    pub head_cache_capacity: usize,
 }
 
 impl Default for JetStreamConfig {
@@ -44,6 +48,7 @@ impl Default for JetStreamConfig {
             request_timeout: Duration::from_secs(5),
             retry_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            head_cache_capacity: 10_000,
         }
     }
 }

@@ -11,6 +11,7 @@ use async_nats::{ConnectOptions, ServerAddr};
 use tokio::time::Instant;
 
 use super::failure::unavailable;
+use super::head_cache::HeadCache;
 use super::{HEADER_ALLOWANCE, Inner, JetStreamConfig, JetStreamEventStore};
 use crate::naming::{snapshot_bucket, stream_name, stream_subjects};
 
@@ -116,8 +117,10 @@ impl JetStreamEventStore {
             max_snapshot_bytes: defaults.max_snapshot_bytes.min(room),
             ..defaults
         };
+        let heads = HeadCache::new(config.head_cache_capacity);
         Ok(Self {
             inner: Arc::new(Inner {
+                heads,
                 client,
                 js,
                 stream_name: stream_name(&namespace),
