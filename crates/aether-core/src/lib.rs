@@ -63,5 +63,5 @@ pub use snapshot::ActorSnapshot;
 pub use store::{
     BoxError, ErrorKind, EventLimits, EventStore, InMemoryEventStore, InvalidEvent,
     InvalidSnapshot, ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome, SnapshotStore,
-    StoreError,
+    StoreError, StoreMetrics,
 };

@@ -17,6 +17,7 @@
 mod error;
 mod limits;
 mod memory;
+mod metrics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::{ActorId, ActorSnapshot, Event, Version};
 pub use error::{BoxError, ErrorKind, InvalidEvent, InvalidSnapshot, StoreError};
 pub use limits::EventLimits;
 pub use memory::InMemoryEventStore;
+pub use metrics::StoreMetrics;
 
 /// What a successful save did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -76,6 +76,7 @@ struct Inner {
     direct_reads: bool,
     /// Heads seen by this handle: a first-try hint for appends, never an answer.
     heads: head_cache::HeadCache,
+    metrics: aether_core::StoreMetrics,
 }
 
 /// An actor loaded for activation: its latest snapshot and the events after it.
@@ -123,11 +124,16 @@ impl JetStreamEventStore {
 
 impl EventStore for JetStreamEventStore {
     async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
-        self.inner.save_one(event).await
+        let outcome = self.inner.save_one(event).await;
+        self.inner.metrics.record(&outcome, 1);
+        outcome
     }
 
     async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
-        self.inner.save_batch(events).await
+        let len = events.len();
+        let outcome = self.inner.save_batch(events).await;
+        self.inner.metrics.record(&outcome, len);
+        outcome
     }
 
     async fn latest_version(&self, actor_id: &ActorId) -> Result<Version, StoreError> {

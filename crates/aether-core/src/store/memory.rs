@@ -29,7 +29,7 @@ use foldhash::fast::RandomState;
 
 use super::{
     EventLimits, EventStore, InvalidSnapshot, ReplayResult, SaveOutcome, SnapshotOutcome,
-    SnapshotStore, StoreError,
+    SnapshotStore, StoreError, StoreMetrics,
 };
 use crate::{ActorId, ActorSnapshot, Event, EventId, Version};
 use actor_log::ActorLog;
@@ -131,32 +131,6 @@ impl Slot {
     }
 }
 
-/// `metrics` handles, registered once per store rather than looked up per save.
-struct StoreMetrics {
-    saved: metrics::Counter,
-    duplicates: metrics::Counter,
-    conflicts: metrics::Counter,
-}
-
-impl StoreMetrics {
-    fn new() -> Self {
-        Self {
-            saved: metrics::counter!("aether_store_events_saved_total", "store" => "memory"),
-            duplicates: metrics::counter!("aether_store_duplicates_total", "store" => "memory"),
-            conflicts: metrics::counter!("aether_store_version_conflicts_total", "store" => "memory"),
-        }
-    }
-
-    fn record(&self, outcome: &Result<SaveOutcome, StoreError>, events: usize) {
-        match outcome {
-            Ok(SaveOutcome::Saved) => self.saved.increment(events as u64),
-            Ok(SaveOutcome::Duplicate) => self.duplicates.increment(1),
-            Err(StoreError::VersionConflict { .. }) => self.conflicts.increment(1),
-            Err(_) => {}
-        }
-    }
-}
-
 impl Default for Inner {
     fn default() -> Self {
         Self::new(EventLimits::default())
@@ -171,7 +145,7 @@ impl Inner {
             event_ids: DashMap::with_hasher_and_shard_amount(BuildHasherDefault::default(), SHARDS),
             id_hasher: RandomState::default(),
             snapshots: DashMap::with_hasher_and_shard_amount(RandomState::default(), SHARDS),
-            metrics: StoreMetrics::new(),
+            metrics: StoreMetrics::new("memory"),
         }
     }
 

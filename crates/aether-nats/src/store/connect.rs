@@ -121,6 +121,7 @@ impl JetStreamEventStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 heads,
+                metrics: aether_core::StoreMetrics::new("jetstream"),
                 client,
                 js,
                 stream_name: stream_name(&namespace),
