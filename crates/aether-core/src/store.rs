@@ -10,7 +10,8 @@
 //! - a batch of one actor's events is stored all or nothing;
 //! - saving an event that is already stored (same id, actor and version) succeeds as
 //!   [`SaveOutcome::Duplicate`] and stores nothing; reusing an id for another event fails with
-//!   [`StoreError::EventIdReused`];
+//!   [`StoreError::EventIdReused`] (an engine may bound how long it remembers ids: the
+//!   JetStream store detects reuse within its deduplication window, see ADR 0004);
 //! - invalid input is rejected with a typed error before anything is written;
 //! - events are append-only: there is no update or delete.
 
