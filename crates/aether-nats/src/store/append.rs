@@ -108,7 +108,7 @@ impl Inner {
             match classify(&failure) {
                 PublishFailure::Conflict => {
                     if self
-                        .slot_holds(&subject, head.seq, &event.id.to_string())
+                        .slot_holds(&subject, head.seq, event.id.as_ref())
                         .await?
                     {
                         return Ok(attempts.found_stored());
@@ -119,14 +119,10 @@ impl Inner {
                 PublishFailure::Uncertain => {
                     attempts.uncertain = true;
                     attempts.pause(&self.url, &subject, &failure).await?;
-                    match self
-                        .slot_holds(&subject, head.seq, &event.id.to_string())
-                        .await
-                    {
-                        Ok(true) => return Ok(SaveOutcome::Saved),
-                        // Empty slot, or not readable yet: resending with the same expected
-                        // sequence is safe, the original and the resend cannot both land.
-                        Ok(false) | Err(_) => {}
+                    // An empty or unreadable slot means resend: with the same expected sequence,
+                    // the original and the resend cannot both land.
+                    if let Ok(true) = self.slot_holds(&subject, head.seq, event.id.as_ref()).await {
+                        return Ok(SaveOutcome::Saved);
                     }
                 }
                 PublishFailure::DuplicateIdInBatch | PublishFailure::Fatal => {

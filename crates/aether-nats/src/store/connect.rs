@@ -108,9 +108,7 @@ impl JetStreamEventStore {
         let snapshots = retry_until(deadline, || ensure_bucket(&js, &namespace, &config))
             .await
             .map_err(|e| with_url(e, &url))?;
-        let room = usize::try_from(info.max_payload)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(HEADER_ALLOWANCE);
+        let room = info.max_payload.saturating_sub(HEADER_ALLOWANCE);
         let defaults = EventLimits::default();
         let limits = EventLimits {
             max_event_bytes: defaults.max_event_bytes.min(room),
