@@ -1,14 +1,19 @@
-//! Quickstart: an event-sourced bank account on Aether's in-memory event store.
+//! Quickstart: an event-sourced bank account on Aether's event store.
 //!
-//! Run it with `cargo run --release --example quickstart` (no server needed). The same code works
-//! with any `EventStore`; only the constructor changes.
+//! Run it with `cargo run --release --example quickstart` (no server needed: the in-memory
+//! store), or on NATS JetStream with
+//! `cargo run --release --example quickstart -- --nats nats://127.0.0.1:4222` (a
+//! `nats-server -js`, 2.12 or later). The story is the same code on both engines, generic over
+//! the store; only the constructor changes. On NATS every run uses a fresh namespace,
+//! `quickstart-<unix time in ms>`, so reruns never collide with earlier ones.
 
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aether::{
-    ActorId, ActorSnapshot, DataError, Event, EventBus, EventStore, InMemoryEventStore, Namespace,
-    Pattern, SnapshotStore, StoreError, SubscribeOptions, Subscription, SubscriptionFilter,
-    Version,
+    ActorId, ActorSnapshot, DataError, Event, EventBus, EventStore, InMemoryEventStore,
+    JetStreamEventStore, Namespace, Pattern, SnapshotStore, StoreError, SubscribeOptions,
+    Subscription, SubscriptionFilter, Version,
 };
 use serde::{Deserialize, Serialize};
 
@@ -103,7 +108,7 @@ impl Writer<'_> {
 }
 
 /// Rebuilds the account from its full history.
-async fn load(store: &InMemoryEventStore, actor: &ActorId) -> AppResult<Account> {
+async fn load<S: EventStore>(store: &S, actor: &ActorId) -> AppResult<Account> {
     let mut account = Account::default();
     for event in store.events(actor, 0).await? {
         account.apply(&event)?;
@@ -111,9 +116,51 @@ async fn load(store: &InMemoryEventStore, actor: &ActorId) -> AppResult<Account>
     Ok(account)
 }
 
+const USAGE: &str = "usage: quickstart [--nats <url>]";
+
+/// The engine chosen on the command line: `--nats <url>` (or `--nats=<url>`), else in memory.
+fn nats_url_from_args() -> AppResult<Option<String>> {
+    let mut args = std::env::args().skip(1);
+    let mut url = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--nats" => url = Some(args.next().ok_or(format!("--nats needs a URL; {USAGE}"))?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => match arg.strip_prefix("--nats=") {
+                Some(value) => url = Some(value.to_owned()),
+                None => return Err(format!("unknown argument {arg:?}; {USAGE}").into()),
+            },
+        }
+    }
+    Ok(url)
+}
+
 #[tokio::main]
 async fn main() -> AppResult<()> {
-    let store = InMemoryEventStore::new();
+    let recent = match nats_url_from_args()? {
+        None => run_story(&InMemoryEventStore::new()).await?,
+        Some(url) => {
+            let millis = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+            let namespace = Namespace::new(format!("quickstart-{millis}"))?;
+            let store = JetStreamEventStore::connect(&url, namespace)
+                .await
+                .map_err(|e| format!("--nats {url}: {e}"))?;
+            let (ns, stream) = (store.namespace(), store.stream_name());
+            println!("Engine: NATS JetStream at {url} (namespace {ns}, stream {stream})");
+            run_story(&store).await?
+        }
+    };
+
+    println!("9. Routing events on the local bus ...");
+    route_on_the_bus(&recent).await?;
+    Ok(())
+}
+
+/// Sections 1 to 8 on `store`, whatever the engine. Returns the account's last three events.
+async fn run_story<S: EventStore + SnapshotStore>(store: &S) -> AppResult<Vec<Event>> {
     let acct = ActorId::new("account-42")?;
 
     println!("1. Opening an account ...");
@@ -132,8 +179,8 @@ async fn main() -> AppResult<()> {
 
     println!("3. Two tellers race (optimistic concurrency) ...");
     let (teller_a, teller_b) = (Writer(&acct, "teller-a"), Writer(&acct, "teller-b"));
-    let seen_by_a = load(&store, &acct).await?;
-    let seen_by_b = load(&store, &acct).await?;
+    let seen_by_a = load(store, &acct).await?;
+    let seen_by_b = load(store, &acct).await?;
     println!("   both read: {seen_by_a}");
     let w = decide_withdraw(&seen_by_a, 30)?;
     let v = seen_by_a.version + 1;
@@ -148,7 +195,7 @@ async fn main() -> AppResult<()> {
         }) => {
             println!("   teller B got VersionConflict: account already at v{current_version}");
             // B decided on stale state, so the decision may be wrong: replay, decide again, retry.
-            let fresh = load(&store, &acct).await?;
+            let fresh = load(store, &acct).await?;
             let w = decide_withdraw(&fresh, 80)?;
             let v = current_version + 1;
             let retry = teller_b.event("Withdrawn", v, &w)?;
@@ -159,7 +206,7 @@ async fn main() -> AppResult<()> {
         Err(e) => return Err(e.into()),
     }
     // The domain, not the store, refuses overdrafts, so nothing reaches the store.
-    match decide_withdraw(&load(&store, &acct).await?, 1_000) {
+    match decide_withdraw(&load(store, &acct).await?, 1_000) {
         Err(e) => println!("   withdrawing 1000 is refused by the domain: {e}"),
         Ok(_) => return Err("expected the overdraft to be refused".into()),
     }
@@ -173,7 +220,7 @@ async fn main() -> AppResult<()> {
     println!("   first save: {first:?}; same event again: {again:?} (stored once)");
 
     println!("5. Rebuilding state by replay ...");
-    let account = load(&store, &acct).await?;
+    let account = load(store, &acct).await?;
     println!("   {account}");
 
     println!("6. Saving a batch atomically (transfer + fee) ...");
@@ -199,7 +246,7 @@ async fn main() -> AppResult<()> {
         store.save_event(deposit).await?;
     }
     println!("   added {} deposits of 1, now at v1000", 1001 - start);
-    let state = load(&store, &acct).await?;
+    let state = load(store, &acct).await?;
     let v = state.version;
     let snapshot = ActorSnapshot::new(acct.clone(), v, serde_json::to_value(&state)?);
     store.save_snapshot(snapshot).await?;
@@ -250,10 +297,7 @@ async fn main() -> AppResult<()> {
     }
     let v = store.latest_version(&acct).await?;
     println!("   the account is still at v{v}");
-
-    println!("9. Routing events on the local bus ...");
-    route_on_the_bus(&full[full.len() - 3..]).await?;
-    Ok(())
+    Ok(full[full.len() - 3..].to_vec())
 }
 
 /// Publishes events for two tenants and shows who receives what.

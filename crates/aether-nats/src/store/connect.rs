@@ -46,7 +46,13 @@ impl JetStreamEventStore {
     ) -> Result<Self, StoreError> {
         let addrs = url
             .split(',')
-            .map(|one| one.trim().parse::<ServerAddr>())
+            .map(|one| match one.trim() {
+                "" => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "empty server address",
+                )),
+                one => one.parse::<ServerAddr>(),
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| unavailable(url, "not a valid NATS URL", e))?;
         let client = ConnectOptions::new()

@@ -104,7 +104,11 @@ impl Inner {
             });
         };
         let record = RecordHeader::of(&last);
-        if let Some(version) = record.version {
+        // The header is trusted only on a record that is a valid event: a foreign client could
+        // forge `Aether-Version` on garbage. One parse, no extra round trip.
+        if let Some(version) = record.version
+            && decode(actor_id, &record, &last.payload).is_ok()
+        {
             return Ok(Head {
                 seq: record.seq,
                 version,
@@ -143,7 +147,8 @@ impl Inner {
                 continue;
             };
             let record = RecordHeader::of(&message);
-            match record.version {
+            let valid = decode(actor_id, &record, &message.payload).is_ok();
+            match record.version.filter(|_| valid) {
                 Some(v) if v <= version => {
                     lo = record.seq + 1;
                     best = Some(record);
