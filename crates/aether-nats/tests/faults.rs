@@ -28,6 +28,10 @@ use aether_nats::{JetStreamConfig, JetStreamEventStore};
 use aether_testkit::nats_server::{NatsCluster, NatsServer, Node};
 use tokio::time::Instant;
 
+#[path = "support/read_back.rs"]
+mod read_back;
+use read_back::read_all;
+
 /// Actors the writer cycles through.
 const ACTORS: usize = 3;
 /// Acknowledged events to wait for before a fault, and after recovery.
@@ -290,26 +294,6 @@ async fn verify(
                 (event.version, event.id.as_str()),
                 (a.version, a.id.as_str())
             );
-        }
-    }
-}
-
-async fn read_all(store: &JetStreamEventStore, actor: &ActorId) -> Vec<Event> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match store.events_with_errors(actor, 0).await {
-            Ok(replay) => {
-                assert!(
-                    replay.errors.is_empty(),
-                    "undecodable records: {:?}",
-                    replay.errors
-                );
-                return replay.events;
-            }
-            Err(e) if e.kind() == ErrorKind::Infrastructure && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("read back {actor}: {e}"),
         }
     }
 }

@@ -21,6 +21,10 @@ use aether_testkit::nats_server::{NatsCluster, NatsServer};
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 
+#[path = "support/read_back.rs"]
+mod read_back;
+use read_back::read_all;
+
 /// Processes racing.
 const WRITERS: u32 = 4;
 /// Rounds per race.
@@ -428,27 +432,6 @@ async fn check(store: &JetStreamEventStore, actor: &ActorId, results: &[RoundRes
             1,
             "acknowledged event {id} stored exactly once"
         );
-    }
-}
-
-/// The actor's whole history, retrying infrastructure errors for a while.
-async fn read_all(store: &JetStreamEventStore, actor: &ActorId) -> Vec<Event> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match store.events_with_errors(actor, 0).await {
-            Ok(replay) => {
-                assert!(
-                    replay.errors.is_empty(),
-                    "undecodable records: {:?}",
-                    replay.errors
-                );
-                return replay.events;
-            }
-            Err(e) if e.kind() == ErrorKind::Infrastructure && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => panic!("read back {actor}: {e}"),
-        }
     }
 }
 
