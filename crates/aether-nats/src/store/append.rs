@@ -107,12 +107,9 @@ impl Inner {
             };
             match classify(&failure) {
                 PublishFailure::Conflict => {
-                    if self
-                        .slot_holds(&subject, head.seq, event.id.as_ref())
-                        .await?
-                    {
-                        return Ok(attempts.found_stored());
-                    }
+                    // No slot check needed: if this event (ours or an earlier copy) is stored,
+                    // the fresh head is at or past its version, and `settle_stale` finds it by
+                    // version. A lost race thus costs two requests, not three.
                     (head, fresh) = (self.fresh_head(&event.actor_id, &subject).await?, true);
                 }
                 PublishFailure::Busy => attempts.pause(&self.url, &subject, &failure).await?,
@@ -161,10 +158,7 @@ impl Inner {
             };
             match classify(&failure) {
                 PublishFailure::Conflict => {
-                    // The batch is atomic: its first event in the slot means all of it is there.
-                    if self.slot_holds(&subject, head.seq, &first_id).await? {
-                        return Ok(attempts.found_stored());
-                    }
+                    // As for single events: a stored copy is found by version after the read.
                     (head, fresh) = (self.fresh_head(&actor_id, &subject).await?, true);
                 }
                 PublishFailure::DuplicateIdInBatch => {

@@ -49,13 +49,24 @@ impl RecordHeader {
     }
 
     pub(crate) fn from_headers(seq: u64, headers: Option<&HeaderMap>) -> Self {
-        let get = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+        Self {
+            id: headers
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_owned()),
+            ..Self::without_id(seq, headers)
+        }
+    }
+
+    /// Sequence and version only: replay checks versions and takes ids from payloads, so it
+    /// skips copying the id header.
+    pub(crate) fn without_id(seq: u64, headers: Option<&HeaderMap>) -> Self {
         Self {
             seq,
-            version: get(VERSION_HEADER)
-                .and_then(|v| v.parse().ok())
+            version: headers
+                .and_then(|h| h.get(VERSION_HEADER))
+                .and_then(|v| v.as_str().parse().ok())
                 .filter(|&v| v >= 1),
-            id: get("Nats-Msg-Id").map(str::to_owned),
+            id: None,
         }
     }
 }

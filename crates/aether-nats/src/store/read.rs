@@ -62,12 +62,27 @@ impl Inner {
         }
     }
 
-    /// The first message on `subject` at or after stream sequence `from` (a leader read).
+    /// The first message on `subject` at or after stream sequence `from` (Direct Get on a
+    /// single replica, a leader read otherwise, as for heads).
     pub(crate) async fn next_message(
         &self,
         subject: &str,
         from: u64,
     ) -> Result<Option<StreamMessage>, StoreError> {
+        if self.direct_reads {
+            let request = self
+                .stream
+                .direct_get_next_for_subject(subject, Some(from.max(1)));
+            return match request.await {
+                Ok(message) => Ok(Some(message)),
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+                Err(e) => Err(unavailable(
+                    &self.url,
+                    &format!("read {subject} from sequence {from}"),
+                    e,
+                )),
+            };
+        }
         let request = self
             .stream
             .raw_message_builder()
@@ -231,7 +246,7 @@ impl Inner {
             if seq > last {
                 break;
             }
-            let record = RecordHeader::from_headers(seq, message.headers.as_ref());
+            let record = RecordHeader::without_id(seq, message.headers.as_ref());
             match decode(actor_id, &record, &message.payload) {
                 Ok(event) => scan.events.push((seq, event)),
                 Err(error) => scan.errors.push(ReplayError {
