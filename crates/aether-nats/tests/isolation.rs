@@ -126,12 +126,25 @@ async fn read_all(
 /// Publishes `payload` (no Aether headers) on `subject` as a foreign client, and returns the
 /// stream sequence it was stored at.
 async fn publish_foreign(js: &jetstream::Context, subject: &str, payload: &[u8]) -> u64 {
-    js.publish(subject.to_owned(), payload.to_vec().into())
-        .await
-        .expect("publish")
-        .await
-        .expect("publish ack")
-        .sequence
+    publish_raw(js, subject, None, payload).await
+}
+
+/// Publishes `payload` with `headers` (if any) and returns the stream sequence it was stored at.
+async fn publish_raw(
+    js: &jetstream::Context,
+    subject: &str,
+    headers: Option<async_nats::HeaderMap>,
+    payload: &[u8],
+) -> u64 {
+    let payload = payload.to_vec().into();
+    let sent = match headers {
+        Some(headers) => {
+            js.publish_with_headers(subject.to_owned(), headers, payload)
+                .await
+        }
+        None => js.publish(subject.to_owned(), payload).await,
+    };
+    sent.expect("publish").await.expect("publish ack").sequence
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -838,12 +851,7 @@ async fn publish_with_version_header(
 ) -> u64 {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(aether_nats::VERSION_HEADER, version);
-    js.publish_with_headers(subject.to_owned(), headers, payload.to_vec().into())
-        .await
-        .expect("publish")
-        .await
-        .expect("publish ack")
-        .sequence
+    publish_raw(js, subject, Some(headers), payload).await
 }
 
 /// A foreign record that carries an `Aether-Version` header but is no event (garbage payload)

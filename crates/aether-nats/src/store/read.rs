@@ -5,7 +5,9 @@
 use aether_core::{ActorId, Event, ReplayError, ReplayResult, StoreError, Version};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::message::StreamMessage;
-use async_nats::jetstream::stream::{DirectGetErrorKind, RawMessageErrorKind};
+use async_nats::jetstream::stream::{
+    DirectGetError, DirectGetErrorKind, RawMessageError, RawMessageErrorKind,
+};
 use futures::StreamExt;
 
 use super::codec::{RecordHeader, decode};
@@ -38,27 +40,13 @@ impl Inner {
         &self,
         subject: &str,
     ) -> Result<Option<StreamMessage>, StoreError> {
+        let what = || format!("read the head of {subject}");
         if self.direct_reads {
-            match self.stream.direct_get_last_for_subject(subject).await {
-                Ok(message) => Ok(Some(message)),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-                Err(e) => Err(unavailable(
-                    &self.url,
-                    &format!("read the head of {subject}"),
-                    e,
-                )),
-            }
+            let found = self.stream.direct_get_last_for_subject(subject).await;
+            self.direct(found, what)
         } else {
             let request = self.stream.raw_message_builder().last_by_subject(subject);
-            match request.send().await {
-                Ok(message) => Ok(Some(message)),
-                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
-                Err(e) => Err(unavailable(
-                    &self.url,
-                    &format!("read the head of {subject}"),
-                    e,
-                )),
-            }
+            self.leader(request.send().await, what)
         }
     }
 
@@ -69,43 +57,54 @@ impl Inner {
         subject: &str,
         from: u64,
     ) -> Result<Option<StreamMessage>, StoreError> {
+        let from = from.max(1);
+        let what = || format!("read {subject} from sequence {from}");
         if self.direct_reads {
+            let found = self
+                .stream
+                .direct_get_next_for_subject(subject, Some(from))
+                .await;
+            self.direct(found, what)
+        } else {
             let request = self
                 .stream
-                .direct_get_next_for_subject(subject, Some(from.max(1)));
-            return match request.await {
-                Ok(message) => Ok(Some(message)),
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-                Err(e) => Err(unavailable(
-                    &self.url,
-                    &format!("read {subject} from sequence {from}"),
-                    e,
-                )),
-            };
+                .raw_message_builder()
+                .sequence(from)
+                .next_by_subject(subject);
+            self.leader(request.send().await, what)
         }
-        let request = self
-            .stream
-            .raw_message_builder()
-            .sequence(from.max(1))
-            .next_by_subject(subject);
-        match request.send().await {
+    }
+
+    /// A Direct Get's answer: the message, none, or the server unavailable.
+    fn direct(
+        &self,
+        found: Result<StreamMessage, DirectGetError>,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<StreamMessage>, StoreError> {
+        match found {
+            Ok(message) => Ok(Some(message)),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(&self.url, &what(), e)),
+        }
+    }
+
+    /// A leader read's answer: the message, none, or the server unavailable.
+    fn leader(
+        &self,
+        found: Result<StreamMessage, RawMessageError>,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<StreamMessage>, StoreError> {
+        match found {
             Ok(message) => Ok(Some(message)),
             Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(unavailable(
-                &self.url,
-                &format!("read {subject} from sequence {from}"),
-                e,
-            )),
+            Err(e) => Err(unavailable(&self.url, &what(), e)),
         }
     }
 
     /// The message at stream sequence `seq` (a leader read).
     pub(crate) async fn message_at(&self, seq: u64) -> Result<Option<StreamMessage>, StoreError> {
-        match self.stream.get_raw_message(seq).await {
-            Ok(message) => Ok(Some(message)),
-            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(unavailable(&self.url, &format!("read sequence {seq}"), e)),
-        }
+        let found = self.stream.get_raw_message(seq).await;
+        self.leader(found, || format!("read sequence {seq}"))
     }
 
     /// The actor's head. If a foreign record sits on top, the version comes from a scan of the
