@@ -27,6 +27,21 @@ use crate::naming::{actor_of_subject, stream_subjects};
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// The stored record holding one of a refused batch's ids.
+struct Holder {
+    /// Which event of the batch.
+    index: usize,
+    subject: String,
+    record: RecordHeader,
+}
+
+/// `now + after`, or a far-off instant if that overflows (`Duration::MAX` means "no limit").
+pub(crate) fn deadline_after(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// Progress of one save through retries.
 struct Attempts {
     deadline: Instant,
@@ -39,7 +54,7 @@ struct Attempts {
 impl Attempts {
     fn new(inner: &Inner) -> Self {
         Self {
-            deadline: Instant::now() + inner.config.retry_timeout,
+            deadline: deadline_after(inner.config.retry_timeout),
             backoff: FIRST_BACKOFF,
             uncertain: false,
         }
@@ -60,7 +75,10 @@ impl Attempts {
         subject: &str,
         cause: &(dyn std::fmt::Display + Sync),
     ) -> Result<(), StoreError> {
-        if Instant::now() + self.backoff > self.deadline {
+        if Instant::now()
+            .checked_add(self.backoff)
+            .is_none_or(|t| t > self.deadline)
+        {
             return Err(StoreError::Unavailable {
                 message: format!(
                     "NATS at {url}: the write to {subject} could not be confirmed ({cause}); \
@@ -110,7 +128,13 @@ impl Inner {
                     // No slot check needed: if this event (ours or an earlier copy) is stored,
                     // the fresh head is at or past its version, and `settle_stale` finds it by
                     // version. A lost race thus costs two requests, not three.
+                    let tried = head.seq;
                     (head, fresh) = (self.fresh_head(&event.actor_id, &subject).await?, true);
+                    if head.seq == tried {
+                        // 10164: another write to this subject is still in flight (perhaps our
+                        // own timed-out one); wait for it rather than spin.
+                        attempts.pause(&self.url, &subject, &failure).await?;
+                    }
                 }
                 PublishFailure::Busy => attempts.pause(&self.url, &subject, &failure).await?,
                 PublishFailure::Uncertain => {
@@ -118,7 +142,7 @@ impl Inner {
                     attempts.pause(&self.url, &subject, &failure).await?;
                     // An empty or unreadable slot means resend: with the same expected sequence,
                     // the original and the resend cannot both land.
-                    if let Ok(true) = self.slot_holds(&subject, head.seq, event.id.as_ref()).await {
+                    if let Ok(true) = self.slot_holds(&subject, head.seq, &event).await {
                         return Ok(SaveOutcome::Saved);
                     }
                 }
@@ -140,7 +164,6 @@ impl Inner {
         let subject = self.subject(&actor_id);
         let mut attempts = Attempts::new(self);
         let (mut head, mut fresh) = self.hinted_head(&actor_id, &subject).await?;
-        let first_id = events[0].id.to_string();
         loop {
             if events[0].version <= head.version {
                 if !fresh {
@@ -159,20 +182,37 @@ impl Inner {
             match classify(&failure) {
                 PublishFailure::Conflict => {
                     // As for single events: a stored copy is found by version after the read.
+                    let tried = head.seq;
                     (head, fresh) = (self.fresh_head(&actor_id, &subject).await?, true);
+                    if head.seq == tried {
+                        attempts.pause(&self.url, &subject, &failure).await?;
+                    }
                 }
                 PublishFailure::DuplicateIdInBatch => {
-                    if self.slot_holds(&subject, head.seq, &first_id).await? {
-                        return Ok(attempts.found_stored());
+                    // Some id of the batch is stored. If the batch is at or below the real head,
+                    // `settle_stale` compares every event (a duplicate or a conflict); only
+                    // otherwise does another event hold one of its ids.
+                    (head, fresh) = (self.fresh_head(&actor_id, &subject).await?, true);
+                    if events[0].version <= head.version {
+                        continue;
                     }
-                    return Err(self.find_reused_id(&events).await?);
+                    let holder = self.find_holder(&events).await?;
+                    let event = &events[holder.index];
+                    if holder.subject == subject && holder.record.version == Some(event.version) {
+                        continue; // a copy of this batch landed meanwhile: settle on the next turn
+                    }
+                    return Err(self.reused(event, &holder.subject, &holder.record));
                 }
                 PublishFailure::Busy => attempts.pause(&self.url, &subject, &failure).await?,
                 PublishFailure::Uncertain => {
                     attempts.uncertain = true;
                     attempts.pause(&self.url, &subject, &failure).await?;
-                    if let Ok(true) = self.slot_holds(&subject, head.seq, &first_id).await {
-                        return Ok(SaveOutcome::Saved);
+                    // Settle by reading: if the batch landed, the head is at or past its first
+                    // version and `settle_stale` finds every event. Otherwise resending against
+                    // the fresh head is safe: a delayed original expecting the old sequence can
+                    // no longer land once the head moved, and both cannot land if it did not.
+                    if let Ok(fresh_head) = self.fresh_head(&actor_id, &subject).await {
+                        (head, fresh) = (fresh_head, true);
                     }
                 }
                 PublishFailure::Fatal => {
@@ -259,12 +299,21 @@ impl Inner {
     }
 
     /// The slot check: a write that carried expected sequence `after` can only be the first
-    /// message on the subject after it. True if that message carries `id`.
-    async fn slot_holds(&self, subject: &str, after: u64, id: &str) -> Result<bool, StoreError> {
+    /// message on the subject after it. True if that message is `event` (same id and version).
+    async fn slot_holds(
+        &self,
+        subject: &str,
+        after: u64,
+        event: &Event,
+    ) -> Result<bool, StoreError> {
         Ok(self
-            .next_message(subject, after + 1)
+            .next_message(subject, after.saturating_add(1))
             .await?
-            .is_some_and(|m| RecordHeader::of(&m).id.as_deref() == Some(id)))
+            .is_some_and(|m| {
+                let record = RecordHeader::of(&m);
+                record.id.as_deref() == Some(event.id.as_str())
+                    && record.version == Some(event.version)
+            }))
     }
 
     /// Every event's version is at or below the head: either all of them are stored exactly
@@ -338,10 +387,19 @@ impl Inner {
     /// An atomic batch was refused because one of its ids is stored (10201), which does not
     /// say which. JetStream only deduplicates within its window, so the holder was written
     /// within it: scan the window's headers for the batch's ids.
-    async fn find_reused_id(&self, events: &[Event]) -> Result<StoreError, StoreError> {
+    async fn find_holder(&self, events: &[Event]) -> Result<Holder, StoreError> {
         let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
-        let window = self.config.duplicate_window + Duration::from_secs(5);
-        let start = time::OffsetDateTime::now_utc() - window;
+        let window = self
+            .config
+            .duplicate_window
+            .saturating_add(Duration::from_secs(5));
+        let start = time::Duration::try_from(window)
+            .ok()
+            .and_then(|w| time::OffsetDateTime::now_utc().checked_sub(w));
+        let deliver_policy = match start {
+            Some(start_time) => DeliverPolicy::ByStartTime { start_time },
+            None => DeliverPolicy::All,
+        };
         let what = "find the stored event whose id a batch reuses";
         let last = self
             .stream
@@ -355,7 +413,7 @@ impl Inner {
             .stream
             .create_consumer(pull::OrderedConfig {
                 filter_subject: stream_subjects(&self.namespace),
-                deliver_policy: DeliverPolicy::ByStartTime { start_time: start },
+                deliver_policy,
                 headers_only: true,
                 ..Default::default()
             })
@@ -370,9 +428,17 @@ impl Inner {
         {
             let Ok(info) = message.info() else { break };
             let record = RecordHeader::from_headers(info.stream_sequence, message.headers.as_ref());
-            if let Some(id) = record.id.as_deref().filter(|id| ids.contains(id)) {
-                let event = events.iter().find(|e| e.id.as_str() == id).expect("in ids");
-                return Ok(self.reused(event, &message.subject, &record));
+            if let Some(index) = record
+                .id
+                .as_deref()
+                .filter(|id| ids.contains(id))
+                .and_then(|id| events.iter().position(|e| e.id.as_str() == id))
+            {
+                return Ok(Holder {
+                    index,
+                    subject: message.subject.to_string(),
+                    record,
+                });
             }
             if info.stream_sequence >= last {
                 break;

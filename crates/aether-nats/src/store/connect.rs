@@ -106,7 +106,7 @@ impl JetStreamEventStore {
         let js = jetstream::ContextBuilder::new()
             .timeout(config.request_timeout)
             .build(client.clone());
-        let deadline = Instant::now() + config.retry_timeout;
+        let deadline = super::append::deadline_after(config.retry_timeout);
         let stream = retry_until(deadline, || ensure_stream(&js, &namespace, &config))
             .await
             .map_err(|e| with_url(e, &url))?;
@@ -226,6 +226,20 @@ async fn ensure_stream(
             found.max_age != Duration::ZERO,
             "a max_age (events must never expire)",
         ),
+        (
+            found.max_messages > 0,
+            "a max_messages limit (history would be dropped)",
+        ),
+        (
+            found.max_bytes > 0,
+            "a max_bytes limit (history would be dropped)",
+        ),
+        (
+            found.max_messages_per_subject > 0,
+            "a max_messages_per_subject limit (an actor's history would be dropped)",
+        ),
+        (found.sealed, "the stream is sealed"),
+        (found.mirror.is_some(), "the stream is a mirror (read-only)"),
     ]
     .into_iter()
     .filter_map(|(bad, what)| bad.then_some(what))

@@ -60,6 +60,8 @@ pub(crate) fn classify(error: &PublishError) -> PublishFailure {
             PublishFailure::Conflict
         }
         Some(code::BATCH_DUPLICATE_MESSAGE_ID) => PublishFailure::DuplicateIdInBatch,
+        // No JetStream answer at all (e.g. an ack that did not parse): the write may have landed.
+        None if error.kind() == PublishErrorKind::Other => PublishFailure::Uncertain,
         Some(
             code::EXPECTED_CHECK_UNAVAILABLE
             | code::BATCH_INCOMPLETE

@@ -284,6 +284,16 @@ impl Inner {
             });
         };
         let (first, snapshot) = match stored {
+            Some(s) if s.stream_sequence > last.sequence => {
+                return Err(StoreError::Backend {
+                    message: format!(
+                        "the snapshot of {actor_id} claims to cover stream sequence {}, beyond \
+                         the actor's last message at {}: it was not written by this store",
+                        s.stream_sequence, last.sequence
+                    ),
+                    source: None,
+                });
+            }
             Some(s) => (s.stream_sequence + 1, Some(s.snapshot)),
             None => (1, None),
         };

@@ -4,6 +4,8 @@
 
 use aether_core::{ActorId, ActorSnapshot, InvalidSnapshot, SnapshotOutcome, StoreError};
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::Inner;
@@ -48,7 +50,26 @@ impl Inner {
         .map_err(|e| backend("encode a snapshot", e))?;
         let key = snapshot_key(&actor_id);
         let what = || format!("save the snapshot of {actor_id}");
+        let deadline = super::append::deadline_after(self.config.retry_timeout);
+        let mut attempt = 0u32;
         loop {
+            attempt = attempt.saturating_add(1);
+            if attempt > 1 {
+                // Another writer won the compare-and-swap (or a replica answered with a stale
+                // revision): back off a little, within the retry budget.
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::Unavailable {
+                        message: format!(
+                            "NATS at {}: {}: the compare-and-swap kept failing",
+                            self.url,
+                            what()
+                        ),
+                        source: None,
+                    });
+                }
+                let pause = Duration::from_millis(u64::from(attempt.min(20)) * 5);
+                tokio::time::sleep(pause).await;
+            }
             let entry = self
                 .snapshots
                 .entry(key.as_str())
