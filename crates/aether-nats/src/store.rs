@@ -175,12 +175,10 @@ impl Inner {
 
 impl JetStreamEventStore {
     /// Publishes `raw` on `actor_id`'s subject with no Aether headers, as a foreign client
-    /// could. Such records are reported by `events_with_errors` and skipped by `events`.
-    ///
-    /// # Errors
-    ///
-    /// Infrastructure errors.
-    pub async fn publish_raw(&self, actor_id: &ActorId, raw: Vec<u8>) -> Result<(), StoreError> {
+    /// could (the conformance suite's hook; not part of the public API, since an event store
+    /// should not offer a way to write garbage into it).
+    #[cfg(feature = "testing")]
+    pub(crate) async fn publish_raw(&self, actor_id: &ActorId, raw: Vec<u8>) -> Result<(), StoreError> {
         let inner = &self.inner;
         let subject = inner.subject(actor_id);
         let ack = inner
