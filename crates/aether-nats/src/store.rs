@@ -178,7 +178,11 @@ impl JetStreamEventStore {
     /// could (the conformance suite's hook; not part of the public API, since an event store
     /// should not offer a way to write garbage into it).
     #[cfg(feature = "testing")]
-    pub(crate) async fn publish_raw(&self, actor_id: &ActorId, raw: Vec<u8>) -> Result<(), StoreError> {
+    pub(crate) async fn publish_raw(
+        &self,
+        actor_id: &ActorId,
+        raw: Vec<u8>,
+    ) -> Result<(), StoreError> {
         let inner = &self.inner;
         let subject = inner.subject(actor_id);
         let ack = inner
