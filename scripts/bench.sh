@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every benchmark; each criterion group prints ours next to its baseline from the same run.
-#   scripts/bench.sh                  # everything (about 10 minutes), then the memory report
+# Runs every benchmark; each prints ours next to its baseline from the same run.
+#   scripts/bench.sh                  # everything (about 12 minutes): criterion groups, the memory
+#                                     # report, and the JetStream store against raw async-nats
 #   scripts/bench.sh save_sequential  # only criterion groups matching a filter
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,4 +9,7 @@ cargo bench -p aether --bench event_store -- "$@"
 cargo bench -p aether --bench event_bus -- "$@"
 if [ $# -eq 0 ]; then
   cargo bench -p aether --bench event_store_memory
+  # Starts its own nats-server (>= 2.12); install one with scripts/install-nats-server.sh.
+  NATS_SERVER_BIN="${NATS_SERVER_BIN:-$(scripts/install-nats-server.sh)}" \
+    cargo bench -p aether-nats --bench jetstream_store
 fi
