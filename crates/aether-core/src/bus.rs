@@ -12,6 +12,7 @@
 //! it matches, not to all subscriptions. Events are shared as `Arc<Event>`: a
 //! fan-out to a hundred subscribers copies a pointer a hundred times, not the event.
 
+mod interest;
 mod metrics;
 mod namespaced;
 mod options;
@@ -27,6 +28,7 @@ use crate::{Event, Namespace, Pattern, SubscriptionFilter};
 use routes::Routes;
 use subscription::{Delivered, Offer, Subscriber, SubscriberState};
 
+pub use interest::InterestListener;
 pub use metrics::{BusMetrics, SubscriptionMetrics};
 pub use namespaced::NamespacedBus;
 pub use options::{BusConfig, Overflow, SubscribeOptions};
@@ -80,6 +82,7 @@ pub struct EventBus {
 
 struct Inner {
     config: BusConfig,
+    listener: Option<Arc<dyn InterestListener>>,
     routes: RwLock<Routes>,
     next_key: AtomicU64,
     counters: metrics::BusCounters,
@@ -87,14 +90,15 @@ struct Inner {
 
 impl Default for Inner {
     fn default() -> Self {
-        Self::new(BusConfig::default())
+        Self::new(BusConfig::default(), None)
     }
 }
 
 impl Inner {
-    fn new(config: BusConfig) -> Self {
+    fn new(config: BusConfig, listener: Option<Arc<dyn InterestListener>>) -> Self {
         Self {
             config,
+            listener,
             routes: RwLock::new(Routes::default()),
             next_key: AtomicU64::new(0),
             counters: metrics::BusCounters::new(),
@@ -102,10 +106,13 @@ impl Inner {
     }
 
     fn remove(&self, pattern: &Pattern, key: u64) {
-        self.routes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(pattern, key);
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        if routes.remove(pattern, key)
+            && let Some(listener) = &self.listener
+        {
+            // Under the lock, so that listeners see gains and losses in the order they happened.
+            listener.interest_changed(pattern, false);
+        }
     }
 }
 
@@ -118,14 +125,48 @@ impl EventBus {
     /// A bus with `config` as the default for its subscriptions.
     pub fn with_config(config: BusConfig) -> Self {
         Self {
-            inner: Arc::new(Inner::new(config)),
+            inner: Arc::new(Inner::new(config, None)),
+        }
+    }
+
+    /// A bus that tells `listener` whenever a namespace pattern gains its first subscriber or
+    /// loses its last one: the hook a transport uses to hold interest elsewhere (a NATS
+    /// subscription per pattern) exactly while someone here listens.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use aether_core::{BusConfig, EventBus, InterestListener, Namespace, Pattern};
+    ///
+    /// #[derive(Default)]
+    /// struct Log(Mutex<Vec<String>>);
+    /// impl InterestListener for Log {
+    ///     fn interest_changed(&self, pattern: &Pattern, interested: bool) {
+    ///         self.0.lock().unwrap().push(format!("{pattern} {interested}"));
+    ///     }
+    /// }
+    ///
+    /// let log = Arc::new(Log::default());
+    /// let bus = EventBus::with_interest_listener(BusConfig::default(), log.clone());
+    /// let orders = Namespace::new("orders")?;
+    /// let first = bus.subscribe(&orders);
+    /// let second = bus.subscribe(&orders);
+    /// drop(first);
+    /// drop(second);
+    /// assert_eq!(*log.0.lock().unwrap(), ["orders true", "orders false"]);
+    /// # Ok::<(), aether_core::InvalidName>(())
+    /// ```
+    pub fn with_interest_listener(config: BusConfig, listener: Arc<dyn InterestListener>) -> Self {
+        Self {
+            inner: Arc::new(Inner::new(config, Some(listener))),
         }
     }
 
     /// Publishes `event` in `namespace` without ever waiting: a subscriber whose queue is full
     /// loses this event (counted), whatever its overflow policy.
     pub fn try_publish(&self, namespace: &Namespace, event: Event) -> Delivery {
-        let (delivery, waiting) = self.route(namespace, event, false);
+        let (delivery, waiting) = self.route(namespace, Arc::new(event), None, false);
         debug_assert!(
             waiting.is_empty(),
             "route only defers drops when it may wait"
@@ -144,7 +185,43 @@ impl EventBus {
     /// Cancel-safe: if the returned future is dropped while waiting, the events still waiting
     /// are counted as dropped, never lost silently.
     pub async fn publish(&self, namespace: &Namespace, event: Event) -> Delivery {
-        let (mut delivery, waiting) = self.route(namespace, event, true);
+        let (delivery, waiting) = self.route(namespace, Arc::new(event), None, true);
+        self.settle(delivery, waiting).await
+    }
+
+    /// Delivers `event`, published in `namespace` somewhere else, to the subscribers of
+    /// `pattern` only — not to every matching subscriber. For transports: when each pattern
+    /// has its own remote subscription, a remote event arrives once per matching pattern and
+    /// must reach each pattern's subscribers once. Filters and overflow policies apply as for
+    /// [`publish`](Self::publish) (waits for room for [`Overflow::Block`] subscribers); counted
+    /// in `delivered`/`dropped`, not in `published`.
+    pub async fn deliver_to_pattern(
+        &self,
+        pattern: &Pattern,
+        namespace: &Namespace,
+        event: Arc<Event>,
+    ) -> Delivery {
+        let (delivery, waiting) = self.route(namespace, event, Some(pattern), true);
+        self.settle(delivery, waiting).await
+    }
+
+    /// [`deliver_to_pattern`](Self::deliver_to_pattern) without ever waiting: a full queue
+    /// loses the event (counted) whatever its overflow policy.
+    pub fn try_deliver_to_pattern(
+        &self,
+        pattern: &Pattern,
+        namespace: &Namespace,
+        event: Arc<Event>,
+    ) -> Delivery {
+        self.route(namespace, event, Some(pattern), false).0
+    }
+
+    /// Waits for room for the events routing could not place at once.
+    async fn settle(
+        &self,
+        mut delivery: Delivery,
+        waiting: Vec<(Arc<Subscriber>, Delivered)>,
+    ) -> Delivery {
         if waiting.is_empty() {
             return delivery;
         }
@@ -166,15 +243,16 @@ impl EventBus {
         delivery
     }
 
-    /// Offers the event to every matching subscriber. Returns what happened and, when
-    /// `may_wait`, the full queues of [`Overflow::Block`] subscribers still to be waited for.
+    /// Offers the event to every matching subscriber (of `only`, if given). Returns what
+    /// happened and, when `may_wait`, the full queues of [`Overflow::Block`] subscribers still
+    /// to be waited for. A publish (`only` = `None`) is counted as published.
     fn route(
         &self,
         namespace: &Namespace,
-        event: Event,
+        event: Arc<Event>,
+        only: Option<&Pattern>,
         may_wait: bool,
     ) -> (Delivery, Vec<(Arc<Subscriber>, Delivered)>) {
-        let event = Arc::new(event);
         let mut delivery = Delivery::default();
         let mut full = Vec::new();
         let routes = self
@@ -182,7 +260,7 @@ impl EventBus {
             .routes
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        routes.for_each_match(namespace.as_str(), |subscriber| {
+        routes.for_each_match(namespace.as_str(), only, |subscriber| {
             if !subscriber.filter.matches(&event) {
                 return;
             }
@@ -200,9 +278,13 @@ impl EventBus {
             }
         });
         drop(routes);
-        self.inner
-            .counters
-            .record(delivery.delivered as u64, delivery.dropped as u64);
+        let counters = &self.inner.counters;
+        if only.is_none() {
+            counters.record(delivery.delivered as u64, delivery.dropped as u64);
+        } else {
+            counters.add_delivered(delivery.delivered as u64);
+            counters.add_dropped(delivery.dropped as u64);
+        }
         (delivery, full)
     }
 
@@ -269,11 +351,17 @@ impl EventBus {
             state: state.clone(),
             sender,
         });
-        self.inner
+        let mut routes = self
+            .inner
             .routes
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(&state.pattern, key, subscriber);
+            .unwrap_or_else(PoisonError::into_inner);
+        if routes.insert(&state.pattern, key, subscriber)
+            && let Some(listener) = &self.inner.listener
+        {
+            listener.interest_changed(&state.pattern, true);
+        }
+        drop(routes);
         Subscription::new(receiver, state, Arc::downgrade(&self.inner))
     }
 

@@ -5,15 +5,23 @@
 //! - [`JetStreamEventStore`]: the [`EventStore`](aether_core::EventStore) and
 //!   [`SnapshotStore`](aether_core::SnapshotStore) of one namespace, on a JetStream stream and
 //!   KV bucket, with the version check enforced by the server;
+//! - [`NatsEventBus`]: the event bus across nodes — the local bus's API, live delivery over core
+//!   NATS with every loss counted, and durable named subscriptions on a JetStream bus stream;
 //! - [`naming`]: the injective mapping from namespaces and actor ids to stream names, subjects
 //!   and KV keys.
 //!
 //! With feature `testing`, the store implements `aether_core`'s `ConformanceTarget`, so the
 //! same conformance suite runs against it.
 
+mod bus;
 pub mod naming;
 mod store;
 #[cfg(feature = "testing")]
 mod testing;
 
+pub use bus::{
+    BusError, DurableBacklog, DurableConfig, DurableMetrics, DurableName, DurableOptions,
+    DurableStart, DurableSubscription, NatsBusConfig, NatsBusMetrics, NatsEventBus,
+    NatsNamespacedBus, wire,
+};
 pub use store::{JetStreamConfig, JetStreamEventStore, LoadedActor, TYPE_HEADER, VERSION_HEADER};

@@ -1,0 +1,452 @@
+//! [`NatsEventBus`]: the event bus across nodes. The same API as the local
+//! [`EventBus`](aether_core::EventBus) — the same [`Subscription`]s, filters and options — with
+//! events reaching the other nodes through NATS.
+//!
+//! ```text
+//! publish(ns, e) ─► local subscribers at once (as the local bus)
+//!               └─► outgoing queue ─► NATS  aether.events.<ns>  (Aether-Origin, Aether-Seq)
+//!
+//! NATS aether.events.<pattern> ─► reader of <pattern> ─► subscribers of <pattern> on this node
+//!      (one NATS subscription per pattern with local subscribers; own events ignored)
+//! ```
+//!
+//! **Live mode** ([`publish`](NatsEventBus::publish)) is at-most-once: a node that is not
+//! listening misses the event. Every loss on the network path is counted in
+//! [`metrics`](NatsEventBus::metrics) — a full outgoing queue, a refused send, a slow consumer,
+//! a reconnect, and on the receiving side any gap in a sender's per-namespace sequence.
+//!
+//! **Durable mode** ([`publish_durable`](NatsEventBus::publish_durable) and
+//! [`subscribe_durable`](NatsEventBus::subscribe_durable)) stores events in a JetStream bus
+//! stream and delivers them at-least-once, in order, to named subscriptions that catch up on
+//! what they missed; see [`DurableSubscription`]. Decisions in
+//! `docs/adr/0005-nats-event-bus.md`.
+
+mod config;
+mod durable;
+mod error;
+mod interest;
+mod metrics;
+mod namespaced;
+mod outgoing;
+pub mod wire;
+
+use std::sync::Arc;
+
+use aether_core::{
+    Delivery, Event, EventBus, Namespace, Pattern, SubscribeOptions, Subscription,
+    SubscriptionFilter,
+};
+use async_nats::{Client, ConnectOptions, ServerAddr};
+use tokio::sync::{OnceCell, mpsc, oneshot};
+
+use interest::AbortOnDrop;
+use metrics::NetworkCounters;
+use outgoing::Outgoing;
+
+pub use config::{DurableConfig, NatsBusConfig};
+pub use durable::{
+    DurableBacklog, DurableMetrics, DurableName, DurableOptions, DurableStart, DurableSubscription,
+};
+pub use error::BusError;
+pub use metrics::NatsBusMetrics;
+pub use namespaced::NatsNamespacedBus;
+
+/// An event bus shared by every node connected to the same NATS. Cheap to clone; clones share
+/// subscriptions, connection and metrics. Dropping the last clone stops its background tasks
+/// (events already queued for NATS are still sent) and ends its subscriptions.
+///
+/// Moving code from one node to many is a change of constructor: `EventBus::new()` becomes
+/// `NatsEventBus::connect(url).await?`, and `publish`, `try_publish`, `subscribe*`,
+/// `namespace` and `metrics` keep their meaning.
+///
+/// Interest is registered with NATS in the background: a subscription receives local events at
+/// once, and remote ones as soon as NATS knows about it — [`flush`](Self::flush) waits for that.
+///
+/// # Examples
+///
+/// ```no_run
+/// use aether_core::{ActorId, Event, Namespace};
+/// use aether_nats::NatsEventBus;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let node_a = NatsEventBus::connect("nats://127.0.0.1:4222").await?;
+/// let node_b = NatsEventBus::connect("nats://127.0.0.1:4222").await?;
+/// let orders = Namespace::new("prod.orders")?;
+///
+/// let mut on_b = node_b.subscribe(&orders);
+/// node_b.flush().await?; // B's interest has reached NATS
+/// node_a.publish(&orders, Event::new(ActorId::new("order-1")?, "OrderPlaced", 1)).await;
+/// let event = on_b.recv().await.expect("delivered across nodes");
+/// assert_eq!(event.event_type, "OrderPlaced");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct NatsEventBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    local: EventBus,
+    client: Client,
+    url: String,
+    origin: Arc<str>,
+    outgoing: mpsc::Sender<Outgoing>,
+    interest: mpsc::UnboundedSender<interest::Command>,
+    counters: Arc<NetworkCounters>,
+    config: NatsBusConfig,
+    bus_stream: OnceCell<durable::BusStream>,
+    /// Holds the interest task (and through it the readers) for as long as the bus lives.
+    _interest_task: AbortOnDrop,
+}
+
+impl NatsEventBus {
+    /// Connects to NATS at `url` (several servers: comma-separated) with the default
+    /// [`NatsBusConfig`].
+    ///
+    /// # Errors
+    ///
+    /// See [`connect_with`](Self::connect_with).
+    pub async fn connect(url: &str) -> Result<Self, BusError> {
+        Self::connect_with(url, NatsBusConfig::default()).await
+    }
+
+    /// Connects to NATS at `url` (several servers: comma-separated). The connection reconnects
+    /// on its own after an outage. Must be called within a tokio runtime: the bus runs
+    /// background tasks on it.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Unavailable`] naming the URL if it is malformed or no server answers within
+    /// `config.connect_timeout`.
+    pub async fn connect_with(url: &str, config: NatsBusConfig) -> Result<Self, BusError> {
+        let unavailable =
+            |message: &str, source: Option<aether_core::BoxError>| BusError::Unavailable {
+                url: url.to_owned(),
+                message: message.to_owned(),
+                source,
+            };
+        let addrs = url
+            .split(',')
+            .map(|one| match one.trim() {
+                "" => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "empty server address",
+                )),
+                one => one.parse::<ServerAddr>(),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unavailable("not a valid NATS URL", Some(Box::new(e))))?;
+        let counters = Arc::new(NetworkCounters::new());
+        let events = counters.clone();
+        let client = ConnectOptions::new()
+            .connection_timeout(config.connect_timeout)
+            .subscription_capacity(config.subscription_capacity.max(1))
+            .name("aether-event-bus")
+            .event_callback(move |event| {
+                let counters = events.clone();
+                async move {
+                    match event {
+                        async_nats::Event::SlowConsumer(_) => counters.slow_consumer.incr(),
+                        async_nats::Event::Disconnected => counters.disconnects.incr(),
+                        _ => {}
+                    }
+                }
+            })
+            .connect(addrs)
+            .await
+            .map_err(|e| unavailable("cannot connect", Some(Box::new(e))))?;
+        Ok(Self::start(client, url.to_owned(), config, counters))
+    }
+
+    fn start(
+        client: Client,
+        url: String,
+        config: NatsBusConfig,
+        counters: Arc<NetworkCounters>,
+    ) -> Self {
+        let origin: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
+        let (interest_tx, interest_rx) = mpsc::unbounded_channel();
+        let local = EventBus::with_interest_listener(
+            config.local,
+            Arc::new(interest::Relay(interest_tx.clone())),
+        );
+        let (outgoing_tx, outgoing_rx) = mpsc::channel(config.outgoing_queue.max(1));
+        tokio::spawn(outgoing::run(
+            client.clone(),
+            async_nats::HeaderValue::from(&*origin),
+            outgoing_rx,
+            counters.clone(),
+        ));
+        let shared = interest::Shared {
+            client: client.clone(),
+            bus: local.clone(),
+            origin: origin.clone(),
+            counters: counters.clone(),
+        };
+        let interest_task = AbortOnDrop(tokio::spawn(interest::run(shared, interest_rx)));
+        Self {
+            inner: Arc::new(Inner {
+                local,
+                client,
+                url,
+                origin,
+                outgoing: outgoing_tx,
+                interest: interest_tx,
+                counters,
+                config,
+                bus_stream: OnceCell::new(),
+                _interest_task: interest_task,
+            }),
+        }
+    }
+
+    /// Publishes `event` in `namespace`: to local subscribers as
+    /// [`EventBus::publish`](aether_core::EventBus::publish) does, and to the other nodes
+    /// through NATS (waiting for room in the outgoing queue if it is full). Never fails: a send
+    /// that NATS refuses is counted in [`NatsBusMetrics::send_failed`].
+    pub async fn publish(&self, namespace: &Namespace, event: Event) -> Delivery {
+        if let Some(outgoing) = self.encode(namespace, &event)
+            && self.inner.outgoing.send(outgoing).await.is_err()
+        {
+            self.inner.counters.send_failed.incr();
+        }
+        self.inner.local.publish(namespace, event).await
+    }
+
+    /// Publishes `event` in `namespace` without ever waiting: local subscribers as
+    /// [`EventBus::try_publish`](aether_core::EventBus::try_publish), and other nodes unless the
+    /// outgoing queue is full (then counted in [`NatsBusMetrics::send_dropped`]).
+    pub fn try_publish(&self, namespace: &Namespace, event: Event) -> Delivery {
+        if let Some(outgoing) = self.encode(namespace, &event) {
+            match self.inner.outgoing.try_send(outgoing) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => self.inner.counters.send_dropped.incr(),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.inner.counters.send_failed.incr();
+                }
+            }
+        }
+        self.inner.local.try_publish(namespace, event)
+    }
+
+    fn encode(&self, namespace: &Namespace, event: &Event) -> Option<Outgoing> {
+        match wire::encode(event) {
+            Ok(payload) => Some(Outgoing::Event {
+                namespace: namespace.clone(),
+                payload,
+            }),
+            Err(error) => {
+                self.inner.counters.send_failed.incr();
+                tracing::warn!(%error, "event bus: event not sent to other nodes");
+                None
+            }
+        }
+    }
+
+    /// Stores `event` in the bus stream (waiting for JetStream's acknowledgement), then
+    /// delivers it to local subscribers. Live subscribers on other nodes receive it too; durable
+    /// subscriptions receive it even if they are away now. The event id is the message id, so
+    /// retrying after an error stores the event once (within the stream's duplicate window).
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Encode`] if the event cannot be encoded, [`BusError::Backend`] if the bus
+    /// stream cannot be opened or did not acknowledge (then no local subscriber has it; other
+    /// nodes may, if only the acknowledgement was lost — retry).
+    pub async fn publish_durable(
+        &self,
+        namespace: &Namespace,
+        event: Event,
+    ) -> Result<Delivery, BusError> {
+        let payload = wire::encode(&event)?;
+        self.bus_stream()
+            .await?
+            .publish(&self.inner.origin, namespace, &event, payload)
+            .await?;
+        self.inner.counters.durable_published.incr();
+        Ok(self.inner.local.publish(namespace, event).await)
+    }
+
+    /// Subscribes to every event published in `namespace`, on any node.
+    pub fn subscribe(&self, namespace: &Namespace) -> Subscription {
+        self.inner.local.subscribe(namespace)
+    }
+
+    /// Subscribes to the events of `namespace` that pass `filter`, on any node.
+    pub fn subscribe_with_filter(
+        &self,
+        namespace: &Namespace,
+        filter: SubscriptionFilter,
+    ) -> Subscription {
+        self.inner.local.subscribe_with_filter(namespace, filter)
+    }
+
+    /// Subscribes to `namespace` with explicit options (filter, queue size, overflow policy).
+    pub fn subscribe_with(&self, namespace: &Namespace, options: SubscribeOptions) -> Subscription {
+        self.inner.local.subscribe_with(namespace, options)
+    }
+
+    /// Subscribes to every namespace matching `pattern`, on any node. **Crosses namespace
+    /// boundaries**: for trusted components only, as
+    /// [`EventBus::subscribe_across_namespaces`](aether_core::EventBus::subscribe_across_namespaces).
+    pub fn subscribe_across_namespaces(
+        &self,
+        pattern: &Pattern,
+        options: SubscribeOptions,
+    ) -> Subscription {
+        self.inner
+            .local
+            .subscribe_across_namespaces(pattern, options)
+    }
+
+    /// Opens the durable subscription `name` to `namespace`, creating it if it does not exist
+    /// (starting as `options` says) and resuming where it left off if it does.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::InvalidDurableName`] for a bad name (nothing created);
+    /// [`BusError::DurableNameTaken`] if `name` follows another namespace or pattern;
+    /// [`BusError::Backend`] if the bus stream or the consumer cannot be opened.
+    pub async fn subscribe_durable(
+        &self,
+        name: &str,
+        namespace: &Namespace,
+        options: DurableOptions,
+    ) -> Result<DurableSubscription, BusError> {
+        self.open_durable(None, name, Pattern::exact(namespace), options)
+            .await
+    }
+
+    /// Opens the durable subscription `name` to every namespace matching `pattern`. **Crosses
+    /// namespace boundaries**, like
+    /// [`subscribe_across_namespaces`](Self::subscribe_across_namespaces).
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe_durable`](Self::subscribe_durable).
+    pub async fn subscribe_durable_across_namespaces(
+        &self,
+        name: &str,
+        pattern: &Pattern,
+        options: DurableOptions,
+    ) -> Result<DurableSubscription, BusError> {
+        self.open_durable(None, name, pattern.clone(), options)
+            .await
+    }
+
+    async fn open_durable(
+        &self,
+        scope: Option<&Namespace>,
+        name: &str,
+        pattern: Pattern,
+        options: DurableOptions,
+    ) -> Result<DurableSubscription, BusError> {
+        let name = DurableName::new(name)?;
+        let consumer_name = name.consumer_name(scope);
+        let stream = self.bus_stream().await?;
+        DurableSubscription::open(stream, name, &consumer_name, pattern, options).await
+    }
+
+    /// Deletes the durable subscription `name` (made on this bus, not on a tenant handle) and
+    /// its position; `Ok(false)` if there was none.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::InvalidDurableName`] for a bad name, [`BusError::Backend`] if the server
+    /// refused.
+    pub async fn delete_durable(&self, name: &str) -> Result<bool, BusError> {
+        self.delete_durable_in(None, name).await
+    }
+
+    async fn delete_durable_in(
+        &self,
+        scope: Option<&Namespace>,
+        name: &str,
+    ) -> Result<bool, BusError> {
+        let name = DurableName::new(name)?;
+        self.bus_stream()
+            .await?
+            .delete(&name.consumer_name(scope))
+            .await
+    }
+
+    async fn bus_stream(&self) -> Result<&durable::BusStream, BusError> {
+        self.inner
+            .bus_stream
+            .get_or_try_init(|| {
+                durable::BusStream::open(
+                    self.inner.client.clone(),
+                    self.inner.config.durable.clone(),
+                )
+            })
+            .await
+    }
+
+    /// Waits until every subscription made and every event published on this bus so far is
+    /// known to the NATS server: after it, events published anywhere reach this bus's
+    /// subscriptions, and this bus's events have left it.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Unavailable`] if the bus's background tasks have stopped.
+    pub async fn flush(&self) -> Result<(), BusError> {
+        let stopped = || BusError::Unavailable {
+            url: self.inner.url.clone(),
+            message: "the bus's background tasks have stopped".to_owned(),
+            source: None,
+        };
+        let (interest_done, interest_flushed) = oneshot::channel();
+        self.inner
+            .interest
+            .send(interest::Command::Flush(interest_done))
+            .map_err(|_| stopped())?;
+        let (outgoing_done, outgoing_flushed) = oneshot::channel();
+        self.inner
+            .outgoing
+            .send(Outgoing::Flush(outgoing_done))
+            .await
+            .map_err(|_| stopped())?;
+        interest_flushed.await.map_err(|_| stopped())?;
+        outgoing_flushed.await.map_err(|_| stopped())
+    }
+
+    /// A handle confined to `namespace`: what tenant code should receive.
+    pub fn namespace(&self, namespace: Namespace) -> NatsNamespacedBus {
+        NatsNamespacedBus::new(self.clone(), namespace)
+    }
+
+    /// Number of live local subscriptions.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.local.subscriber_count()
+    }
+
+    /// The bus's totals: local deliveries and the network path, losses included.
+    pub fn metrics(&self) -> NatsBusMetrics {
+        self.inner
+            .counters
+            .read()
+            .with_local(self.inner.local.metrics())
+    }
+
+    /// This bus instance's origin id (the `Aether-Origin` header on what it sends).
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// The NATS connection (to share it with a
+    /// [`JetStreamEventStore`](crate::JetStreamEventStore), for example).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+}
+
+impl std::fmt::Debug for NatsEventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsEventBus")
+            .field("url", &self.inner.url)
+            .field("origin", &self.inner.origin)
+            .field("subscribers", &self.subscriber_count())
+            .field("metrics", &self.metrics())
+            .finish_non_exhaustive()
+    }
+}

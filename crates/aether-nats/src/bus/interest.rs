@@ -1,0 +1,215 @@
+//! NATS interest follows local interest, per pattern: the bus's
+//! [`InterestListener`] sends each gain or loss to one task, which opens a NATS subscription on
+//! `aether.events.<pattern>` for the first local subscriber of a pattern and closes it after
+//! the last. Each NATS subscription has a reader task that decodes what arrives and hands it to
+//! the local subscribers of **its** pattern only (NATS delivers a message once per matching
+//! subscription, so overlapping patterns each get their copy, and no subscriber gets two).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aether_core::{EventBus, InterestListener, Pattern};
+use async_nats::Client;
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::metrics::NetworkCounters;
+use super::wire;
+
+pub(crate) enum Command {
+    Interest {
+        pattern: Pattern,
+        interested: bool,
+    },
+    /// Answered once every change sent before it is known to the server.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The bus's listener: forwards changes to the interest task, in order.
+pub(crate) struct Relay(pub(crate) mpsc::UnboundedSender<Command>);
+
+impl InterestListener for Relay {
+    fn interest_changed(&self, pattern: &Pattern, interested: bool) {
+        // Fails only once the bus is shutting down, when interest no longer matters.
+        let _ = self.0.send(Command::Interest {
+            pattern: pattern.clone(),
+            interested,
+        });
+    }
+}
+
+/// What the readers need to share.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) bus: EventBus,
+    pub(crate) origin: Arc<str>,
+    pub(crate) counters: Arc<NetworkCounters>,
+}
+
+/// One pattern's NATS subscription and its reader.
+struct Reader {
+    stop: oneshot::Sender<()>,
+    task: AbortOnDrop,
+}
+
+/// A task that is aborted when its handle goes away (so a stopped bus leaves no readers).
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) async fn run(shared: Shared, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut readers: HashMap<Pattern, Reader> = HashMap::new();
+    while let Some(command) = commands.recv().await {
+        match command {
+            Command::Interest {
+                pattern,
+                interested: true,
+            } => {
+                if readers.contains_key(&pattern) {
+                    continue;
+                }
+                let subject = wire::subject_filter(&pattern);
+                match shared.client.subscribe(subject).await {
+                    Ok(subscriber) => {
+                        let (stop, stopped) = oneshot::channel();
+                        let task = tokio::spawn(read(
+                            shared.clone(),
+                            pattern.clone(),
+                            subscriber,
+                            stopped,
+                        ));
+                        readers.insert(
+                            pattern,
+                            Reader {
+                                stop,
+                                task: AbortOnDrop(task),
+                            },
+                        );
+                    }
+                    // Only a closed client refuses to subscribe; the bus is going away.
+                    Err(error) => tracing::warn!(%error, %pattern, "event bus: cannot subscribe"),
+                }
+            }
+            Command::Interest {
+                pattern,
+                interested: false,
+            } => {
+                if let Some(reader) = readers.remove(&pattern) {
+                    let _ = reader.stop.send(());
+                    // Wait for the reader's unsubscribe to be queued, so a later flush covers it.
+                    let mut task = reader.task;
+                    let _ = (&mut task.0).await;
+                }
+            }
+            Command::Flush(done) => {
+                if let Err(error) = shared.client.flush().await {
+                    tracing::debug!(%error, "event bus: flush failed");
+                }
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Reads one pattern's NATS subscription until told to stop.
+async fn read(
+    shared: Shared,
+    pattern: Pattern,
+    mut subscriber: async_nats::Subscriber,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut gaps = GapCounter::default();
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            message = subscriber.next() => match message {
+                Some(message) => message,
+                None => break,
+            },
+        };
+        let provenance = wire::provenance(message.headers.as_ref());
+        if provenance.origin == Some(&*shared.origin) {
+            continue; // our own event: local subscribers already have it
+        }
+        let (Some(namespace), Some(event)) = (
+            wire::namespace_of(message.subject.as_str()),
+            wire::decode(&message.payload),
+        ) else {
+            shared.counters.undecodable.incr();
+            continue;
+        };
+        if let (Some(origin), Some(sequence)) = (provenance.origin, provenance.sequence) {
+            shared
+                .counters
+                .lost
+                .add(gaps.observe(origin, namespace.as_str(), sequence));
+        }
+        shared.counters.received.incr();
+        shared
+            .bus
+            .deliver_to_pattern(&pattern, &namespace, Arc::new(event))
+            .await;
+    }
+    if let Err(error) = subscriber.unsubscribe().await {
+        tracing::debug!(%error, %pattern, "event bus: unsubscribe failed");
+    }
+}
+
+/// The last sequence number seen per (sender, namespace): a jump means events were lost.
+#[derive(Default)]
+pub(crate) struct GapCounter {
+    last: HashMap<Box<str>, HashMap<Box<str>, u64>>,
+}
+
+impl GapCounter {
+    /// Records `sequence` from `origin` in `namespace`; returns how many events were skipped.
+    /// The first event seen from a sender starts its count (events before our subscription
+    /// existed were not ours to receive); a repeated or older number (not expected from one
+    /// connection) counts nothing.
+    pub(crate) fn observe(&mut self, origin: &str, namespace: &str, sequence: u64) -> u64 {
+        let per_namespace = match self.last.get_mut(origin) {
+            Some(per_namespace) => per_namespace,
+            None => self.last.entry(origin.into()).or_default(),
+        };
+        match per_namespace.get_mut(namespace) {
+            Some(last) => {
+                let skipped = sequence.saturating_sub(*last).saturating_sub(1);
+                *last = (*last).max(sequence);
+                skipped
+            }
+            None => {
+                per_namespace.insert(namespace.into(), sequence);
+                0
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GapCounter;
+
+    #[test]
+    fn gaps_are_counted_per_sender_and_namespace() {
+        let mut gaps = GapCounter::default();
+        assert_eq!(
+            gaps.observe("a", "ns", 5),
+            0,
+            "first sight starts the count"
+        );
+        assert_eq!(gaps.observe("a", "ns", 6), 0);
+        assert_eq!(gaps.observe("a", "ns", 9), 2);
+        assert_eq!(gaps.observe("a", "other", 1), 0);
+        assert_eq!(gaps.observe("b", "ns", 1), 0);
+        assert_eq!(gaps.observe("a", "ns", 9), 0, "a repeat is not a loss");
+        assert_eq!(gaps.observe("a", "ns", 7), 0, "nor is an old number");
+        assert_eq!(gaps.observe("a", "ns", 10), 0);
+    }
+}

@@ -1,0 +1,136 @@
+//! [`NatsBusMetrics`]: the local bus's totals plus what happened on the network path, where
+//! every loss is counted rather than silent.
+//!
+//! Also emitted through the `metrics` crate: `aether_bus_nats_sent_total`,
+//! `aether_bus_nats_send_failed_total`, `aether_bus_nats_send_dropped_total`,
+//! `aether_bus_nats_received_total`, `aether_bus_nats_lost_total`,
+//! `aether_bus_nats_undecodable_total`, `aether_bus_nats_slow_consumer_total`,
+//! `aether_bus_nats_disconnects_total`, `aether_bus_nats_durable_published_total`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use aether_core::BusMetrics;
+
+/// Totals of one [`NatsEventBus`](super::NatsEventBus).
+///
+/// `published`, `delivered` and `dropped` mean what they mean on the local bus (`delivered` and
+/// `dropped` include events that came from other nodes). The rest describe the network path.
+/// **Losses** show in `send_dropped`, `send_failed` (this node's events that did not leave it),
+/// `lost` (other nodes' events that never arrived: gaps in a sender's sequence),
+/// `slow_consumer` and `disconnects` (the client's own notices of moments when events may
+/// have been lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct NatsBusMetrics {
+    /// Events published on this bus.
+    pub published: u64,
+    /// Deliveries into local subscriber queues, local and remote events alike.
+    pub delivered: u64,
+    /// Deliveries dropped because a local subscriber's queue was full.
+    pub dropped: u64,
+    /// Events handed to the NATS client for other nodes.
+    pub sent: u64,
+    /// Events the NATS client refused to send (connection closed, or its buffer full while
+    /// disconnected).
+    pub send_failed: u64,
+    /// Events dropped before reaching the client because the outgoing queue was full
+    /// ([`try_publish`](super::NatsEventBus::try_publish) only).
+    pub send_dropped: u64,
+    /// Events received from other nodes (once per local pattern they matched).
+    pub received: u64,
+    /// Events of other nodes that never arrived: gaps in a sender's sequence for a namespace,
+    /// as seen by one of this node's NATS subscriptions.
+    pub lost: u64,
+    /// Received messages that were not events of a valid namespace (ignored).
+    pub undecodable: u64,
+    /// Slow-consumer notices from the client: a NATS subscription's buffer overflowed and
+    /// messages were dropped (they also show in `lost`).
+    pub slow_consumer: u64,
+    /// Times the connection was lost (events sent meanwhile by others may be lost; they show in
+    /// `lost` once the sender's next event arrives).
+    pub disconnects: u64,
+    /// Events stored in the bus stream by [`publish_durable`](super::NatsEventBus::publish_durable).
+    pub durable_published: u64,
+}
+
+impl NatsBusMetrics {
+    pub(crate) fn with_local(mut self, local: BusMetrics) -> Self {
+        self.published = local.published;
+        self.delivered = local.delivered;
+        self.dropped = local.dropped;
+        self
+    }
+}
+
+/// One counter, readable through the API and mirrored to the `metrics` crate.
+pub(crate) struct Counter {
+    value: AtomicU64,
+    metric: metrics::Counter,
+}
+
+impl Counter {
+    pub(crate) fn new(name: &'static str) -> Self {
+        Self {
+            value: AtomicU64::new(0),
+            metric: metrics::counter!(name),
+        }
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        if n > 0 {
+            self.value.fetch_add(n, Relaxed);
+            self.metric.increment(n);
+        }
+    }
+
+    pub(crate) fn incr(&self) {
+        self.add(1);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.value.load(Relaxed)
+    }
+}
+
+pub(crate) struct NetworkCounters {
+    pub(crate) sent: Counter,
+    pub(crate) send_failed: Counter,
+    pub(crate) send_dropped: Counter,
+    pub(crate) received: Counter,
+    pub(crate) lost: Counter,
+    pub(crate) undecodable: Counter,
+    pub(crate) slow_consumer: Counter,
+    pub(crate) disconnects: Counter,
+    pub(crate) durable_published: Counter,
+}
+
+impl NetworkCounters {
+    pub(crate) fn new() -> Self {
+        Self {
+            sent: Counter::new("aether_bus_nats_sent_total"),
+            send_failed: Counter::new("aether_bus_nats_send_failed_total"),
+            send_dropped: Counter::new("aether_bus_nats_send_dropped_total"),
+            received: Counter::new("aether_bus_nats_received_total"),
+            lost: Counter::new("aether_bus_nats_lost_total"),
+            undecodable: Counter::new("aether_bus_nats_undecodable_total"),
+            slow_consumer: Counter::new("aether_bus_nats_slow_consumer_total"),
+            disconnects: Counter::new("aether_bus_nats_disconnects_total"),
+            durable_published: Counter::new("aether_bus_nats_durable_published_total"),
+        }
+    }
+
+    pub(crate) fn read(&self) -> NatsBusMetrics {
+        NatsBusMetrics {
+            sent: self.sent.get(),
+            send_failed: self.send_failed.get(),
+            send_dropped: self.send_dropped.get(),
+            received: self.received.get(),
+            lost: self.lost.get(),
+            undecodable: self.undecodable.get(),
+            slow_consumer: self.slow_consumer.get(),
+            disconnects: self.disconnects.get(),
+            durable_published: self.durable_published.get(),
+            ..NatsBusMetrics::default()
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! How an event travels on the bus: subject `aether.events.<namespace>`, the event's JSON as
+//! payload, and headers naming the bus instance that sent it (`Aether-Origin`) and its place in
+//! that sender's sequence for the namespace (`Aether-Seq`), from which receivers count losses.
+
+use aether_core::{Event, Namespace, Pattern};
+use async_nats::{HeaderMap, HeaderValue, Subject};
+use bytes::Bytes;
+
+use super::BusError;
+
+/// First tokens of every bus subject; the namespace's tokens follow.
+pub const SUBJECT_PREFIX: &str = "aether.events";
+/// Header naming the bus instance that published the event.
+pub const ORIGIN_HEADER: &str = "Aether-Origin";
+/// Header with the event's number in its sender's sequence for its namespace (1, 2, …).
+pub const SEQUENCE_HEADER: &str = "Aether-Seq";
+
+/// The subject events of `namespace` travel on.
+pub(crate) fn subject(namespace: &Namespace) -> Subject {
+    Subject::from(format!("{SUBJECT_PREFIX}.{namespace}"))
+}
+
+/// The subject filter of `pattern` (namespace wildcards are NATS wildcards).
+pub(crate) fn subject_filter(pattern: &Pattern) -> String {
+    format!("{SUBJECT_PREFIX}.{pattern}")
+}
+
+/// The namespace a bus subject belongs to; `None` for anything that is not one.
+pub(crate) fn namespace_of(subject: &str) -> Option<Namespace> {
+    let rest = subject.strip_prefix(SUBJECT_PREFIX)?.strip_prefix('.')?;
+    Namespace::new(rest).ok()
+}
+
+pub(crate) fn encode(event: &Event) -> Result<Bytes, BusError> {
+    serde_json::to_vec(event)
+        .map(Bytes::from)
+        .map_err(|source| BusError::Encode {
+            event_id: event.id.to_string(),
+            source,
+        })
+}
+
+pub(crate) fn decode(payload: &[u8]) -> Option<Event> {
+    serde_json::from_slice(payload).ok()
+}
+
+/// Headers of a live message.
+pub(crate) fn live_headers(origin: &HeaderValue, sequence: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(ORIGIN_HEADER, origin.clone());
+    headers.insert(SEQUENCE_HEADER, sequence.to_string());
+    headers
+}
+
+/// What a received message's headers say about where it came from.
+pub(crate) struct Provenance<'a> {
+    pub(crate) origin: Option<&'a str>,
+    pub(crate) sequence: Option<u64>,
+}
+
+pub(crate) fn provenance(headers: Option<&HeaderMap>) -> Provenance<'_> {
+    let get = |name| headers.and_then(|h| h.get(name)).map(HeaderValue::as_str);
+    Provenance {
+        origin: get(ORIGIN_HEADER),
+        sequence: get(SEQUENCE_HEADER).and_then(|s| s.parse().ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_round_trip_to_namespaces() {
+        let ns = Namespace::new("prod.tenant-a").unwrap();
+        assert_eq!(subject(&ns).as_str(), "aether.events.prod.tenant-a");
+        assert_eq!(namespace_of("aether.events.prod.tenant-a"), Some(ns));
+        assert_eq!(namespace_of("aether.events"), None);
+        assert_eq!(namespace_of("aether.eventsx.a"), None);
+        assert_eq!(namespace_of("ae.a.b"), None);
+        let pattern = Pattern::new("prod.*").unwrap();
+        assert_eq!(subject_filter(&pattern), "aether.events.prod.*");
+    }
+
+    #[test]
+    fn garbage_does_not_decode() {
+        assert!(decode(b"not json").is_none());
+        assert!(decode(b"{}").is_none());
+    }
+}
