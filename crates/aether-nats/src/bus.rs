@@ -138,8 +138,9 @@ impl NatsEventBus {
             .map_err(|e| unavailable("not a valid NATS URL", Some(Box::new(e))))?;
         let counters = Arc::new(NetworkCounters::new());
         let events = counters.clone();
-        let client = ConnectOptions::new()
-            .connection_timeout(config.connect_timeout)
+        let server_count = u32::try_from(addrs.len()).unwrap_or(u32::MAX).max(1);
+        let connecting = ConnectOptions::new()
+            .connection_timeout(config.connect_timeout / server_count)
             .subscription_capacity(config.subscription_capacity.max(1))
             .name("aether-event-bus")
             .event_callback(move |event| {
@@ -152,8 +153,15 @@ impl NatsEventBus {
                     }
                 }
             })
-            .connect(addrs)
+            .connect(addrs);
+        let client = tokio::time::timeout(config.connect_timeout, connecting)
             .await
+            .map_err(|e| {
+                unavailable(
+                    "no server answered within connect_timeout",
+                    Some(Box::new(e)),
+                )
+            })?
             .map_err(|e| unavailable("cannot connect", Some(Box::new(e))))?;
         Ok(Self::start(client, url.to_owned(), config, counters))
     }
@@ -407,7 +415,24 @@ impl NatsEventBus {
             .await
             .map_err(|_| stopped())?;
         interest_flushed.await.map_err(|_| stopped())?;
-        outgoing_flushed.await.map_err(|_| stopped())
+        outgoing_flushed.await.map_err(|_| stopped())?;
+        // `Client::flush` only writes the buffer to the socket. A request on the same
+        // connection is answered after the server processed everything sent before it: here a
+        // fresh inbox nobody listens on, answered at once with "no responders".
+        match self
+            .inner
+            .client
+            .request(self.inner.client.new_inbox(), bytes::Bytes::new())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+            Err(e) => Err(BusError::Unavailable {
+                url: self.inner.url.clone(),
+                message: "the server did not confirm the flush".to_owned(),
+                source: Some(Box::new(e)),
+            }),
+        }
     }
 
     /// A handle confined to `namespace`: what tenant code should receive.

@@ -115,6 +115,9 @@ pub struct DurableSubscription {
     messages: pull::Stream,
     /// The event last handed over, acknowledged when the subscriber asks for the next one.
     taken: Option<jetstream::Message>,
+    /// Stream sequences up to this one were delivered before this subscription opened: seen
+    /// again, they are redeliveries (the server's count restarts when a consumer is rewound).
+    redelivery_horizon: u64,
     counters: Arc<DurableCounters>,
 }
 
@@ -146,9 +149,10 @@ impl DurableSubscription {
         pattern: Pattern,
         options: DurableOptions,
     ) -> Result<Self, BusError> {
-        let consumer = stream
+        let mut consumer = stream
             .consumer(consumer_name, &name, &pattern, options.start)
             .await?;
+        let redelivery_horizon = stream.rewind_abandoned(&mut consumer, &name).await?;
         let messages = consumer
             .messages()
             .await
@@ -160,6 +164,7 @@ impl DurableSubscription {
             consumer,
             messages,
             taken: None,
+            redelivery_horizon,
             counters: Arc::new(DurableCounters::new()),
         })
     }
@@ -184,8 +189,10 @@ impl DurableSubscription {
     pub async fn recv_with_namespace(
         &mut self,
     ) -> Result<Option<(Namespace, Arc<Event>)>, BusError> {
-        if let Some(done) = self.taken.take() {
-            self.acknowledge(&done, false).await?;
+        // Cleared only once acknowledged, so a cancelled call acknowledges it next time.
+        if let Some(done) = &self.taken {
+            self.acknowledge(done, false).await?;
+            self.taken = None;
         }
         loop {
             let message = match self.messages.next().await {
@@ -199,8 +206,8 @@ impl DurableSubscription {
                 }
                 Some(Ok(message)) => message,
             };
-            let decoded =
-                wire::namespace_of(message.subject.as_str()).zip(wire::decode(&message.payload));
+            let decoded = wire::durable_namespace_of(message.subject.as_str())
+                .zip(wire::decode(&message.payload));
             let Some((namespace, event)) = decoded else {
                 self.counters.undecodable.incr();
                 message
@@ -217,7 +224,9 @@ impl DurableSubscription {
                 self.acknowledge(&message, false).await?;
                 continue;
             }
-            if message.info().is_ok_and(|info| info.delivered > 1) {
+            if message.info().is_ok_and(|info| {
+                info.delivered > 1 || info.stream_sequence <= self.redelivery_horizon
+            }) {
                 self.counters.redelivered.incr();
             }
             self.counters.received.incr();

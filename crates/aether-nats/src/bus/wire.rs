@@ -1,5 +1,6 @@
-//! How an event travels on the bus: subject `aether.events.<namespace>`, the event's JSON as
-//! payload, and headers naming the bus instance that sent it (`Aether-Origin`) and its place in
+//! How an event travels on the bus: subject `aether.events.<namespace>` (live) or
+//! `aether.durable.<namespace>` (stored in the bus stream, which republishes each stored event on
+//! the live subject), the event's JSON as payload, and headers naming the bus instance that sent it (`Aether-Origin`) and its place in
 //! that sender's sequence for the namespace (`Aether-Seq`), from which receivers count losses.
 
 use aether_core::{Event, Namespace, Pattern};
@@ -8,26 +9,48 @@ use bytes::Bytes;
 
 use super::BusError;
 
-/// First tokens of every bus subject; the namespace's tokens follow.
+/// First tokens of every live subject; the namespace's tokens follow.
 pub const SUBJECT_PREFIX: &str = "aether.events";
+/// First tokens of every durable subject (captured by the bus stream); the namespace's tokens
+/// follow.
+pub const DURABLE_SUBJECT_PREFIX: &str = "aether.durable";
 /// Header naming the bus instance that published the event.
 pub const ORIGIN_HEADER: &str = "Aether-Origin";
 /// Header with the event's number in its sender's sequence for its namespace (1, 2, …).
 pub const SEQUENCE_HEADER: &str = "Aether-Seq";
 
-/// The subject events of `namespace` travel on.
+/// The live subject of `namespace`.
 pub(crate) fn subject(namespace: &Namespace) -> Subject {
     Subject::from(format!("{SUBJECT_PREFIX}.{namespace}"))
 }
 
-/// The subject filter of `pattern` (namespace wildcards are NATS wildcards).
+/// The durable subject of `namespace`.
+pub(crate) fn durable_subject(namespace: &Namespace) -> Subject {
+    Subject::from(format!("{DURABLE_SUBJECT_PREFIX}.{namespace}"))
+}
+
+/// The live subject filter of `pattern` (namespace wildcards are NATS wildcards).
 pub(crate) fn subject_filter(pattern: &Pattern) -> String {
     format!("{SUBJECT_PREFIX}.{pattern}")
 }
 
-/// The namespace a bus subject belongs to; `None` for anything that is not one.
+/// The durable subject filter of `pattern`.
+pub(crate) fn durable_filter(pattern: &Pattern) -> String {
+    format!("{DURABLE_SUBJECT_PREFIX}.{pattern}")
+}
+
+/// The namespace a live subject belongs to; `None` for anything that is not one.
 pub(crate) fn namespace_of(subject: &str) -> Option<Namespace> {
-    let rest = subject.strip_prefix(SUBJECT_PREFIX)?.strip_prefix('.')?;
+    namespace_after(SUBJECT_PREFIX, subject)
+}
+
+/// The namespace a durable subject belongs to; `None` for anything that is not one.
+pub(crate) fn durable_namespace_of(subject: &str) -> Option<Namespace> {
+    namespace_after(DURABLE_SUBJECT_PREFIX, subject)
+}
+
+fn namespace_after(prefix: &str, subject: &str) -> Option<Namespace> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
     Namespace::new(rest).ok()
 }
 
@@ -80,6 +103,12 @@ mod tests {
         assert_eq!(namespace_of("ae.a.b"), None);
         let pattern = Pattern::new("prod.*").unwrap();
         assert_eq!(subject_filter(&pattern), "aether.events.prod.*");
+        assert_eq!(durable_filter(&pattern), "aether.durable.prod.*");
+        let ns = Namespace::new("a.b").unwrap();
+        assert_eq!(durable_subject(&ns).as_str(), "aether.durable.a.b");
+        assert_eq!(durable_namespace_of("aether.durable.a.b"), Some(ns));
+        assert_eq!(durable_namespace_of("aether.events.a.b"), None);
+        assert_eq!(namespace_of("aether.durable.a.b"), None);
     }
 
     #[test]

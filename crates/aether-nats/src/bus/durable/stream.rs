@@ -14,6 +14,8 @@ pub(crate) struct BusStream {
     context: jetstream::Context,
     stream: stream::Stream,
     config: DurableConfig,
+    /// The server can reset a consumer to its ack floor (nats-server 2.14+).
+    can_reset: bool,
 }
 
 impl BusStream {
@@ -22,9 +24,17 @@ impl BusStream {
         client: async_nats::Client,
         config: DurableConfig,
     ) -> Result<Self, BusError> {
+        let can_reset = server_at_least(&client.server_info().version, (2, 14));
         let mut context = jetstream::new(client);
         context.set_timeout(config.request_timeout);
-        let subjects = format!("{}.>", wire::SUBJECT_PREFIX);
+        let subjects = format!("{}.>", wire::DURABLE_SUBJECT_PREFIX);
+        // Each stored event is republished on its live subject, so live subscribers see durable
+        // events too — once stored, never before — while live publishes are never stored.
+        let republish = stream::Republish {
+            source: subjects.clone(),
+            destination: format!("{}.>", wire::SUBJECT_PREFIX),
+            headers_only: false,
+        };
         let wanted = stream::Config {
             name: config.stream_name.clone(),
             subjects: vec![subjects.clone()],
@@ -38,6 +48,7 @@ impl BusStream {
             num_replicas: config.replicas,
             duplicate_window: config.duplicate_window,
             allow_direct: true,
+            republish: Some(republish.clone()),
             ..Default::default()
         };
         let mut stream = context.get_or_create_stream(wanted).await.map_err(|e| {
@@ -46,11 +57,12 @@ impl BusStream {
         let info = stream.info().await.map_err(|e| {
             BusError::backend(format!("cannot read bus stream {}", config.stream_name), e)
         })?;
-        if !info.config.subjects.contains(&subjects) {
+        if info.config.subjects != [subjects.clone()] || info.config.republish != Some(republish) {
             return Err(BusError::Backend {
                 message: format!(
-                    "stream {} exists with subjects {:?}, not {subjects:?}",
-                    config.stream_name, info.config.subjects
+                    "stream {} exists with subjects {:?} and republish {:?}; the bus needs \
+                     exactly {subjects:?}, republished to the live subjects",
+                    config.stream_name, info.config.subjects, info.config.republish
                 ),
                 source: None,
             });
@@ -59,6 +71,7 @@ impl BusStream {
             context,
             stream,
             config,
+            can_reset,
         })
     }
 
@@ -79,7 +92,7 @@ impl BusStream {
             source: Some(e),
         };
         self.context
-            .publish_with_headers(wire::subject(namespace), headers, payload)
+            .publish_with_headers(wire::durable_subject(namespace), headers, payload)
             .await
             .map_err(|e| failed(Box::new(e)))?
             .await
@@ -96,7 +109,7 @@ impl BusStream {
         pattern: &Pattern,
         start: DurableStart,
     ) -> Result<consumer::Consumer<pull::Config>, BusError> {
-        let filter = wire::subject_filter(pattern);
+        let filter = wire::durable_filter(pattern);
         let wanted = pull::Config {
             durable_name: Some(consumer_name.to_owned()),
             filter_subject: filter.clone(),
@@ -129,6 +142,29 @@ impl BusStream {
         Ok(consumer)
     }
 
+    /// Called when a subscriber (re)opens `consumer`: if events are still out with a
+    /// subscriber that is gone (unacknowledged, and nobody is pulling), rewinds the consumer to
+    /// its ack floor so they come again now and in order, instead of after `ack_wait` and
+    /// behind newer events. Returns the highest stream sequence delivered before, so that
+    /// events up to it can be counted as redeliveries (a reset restarts delivery counts).
+    pub(crate) async fn rewind_abandoned(
+        &self,
+        consumer: &mut consumer::Consumer<pull::Config>,
+        name: &DurableName,
+    ) -> Result<u64, BusError> {
+        let info = consumer.info().await.map_err(|e| {
+            BusError::backend(format!("cannot read durable subscription {name}"), e)
+        })?;
+        let delivered = info.delivered.stream_sequence;
+        if !self.can_reset || info.num_ack_pending == 0 || info.num_waiting > 0 {
+            return Ok(delivered);
+        }
+        consumer.reset(None).await.map_err(|e| {
+            BusError::backend(format!("cannot rewind durable subscription {name}"), e)
+        })?;
+        Ok(delivered)
+    }
+
     /// Deletes a durable subscription's consumer; `false` if there was none.
     pub(crate) async fn delete(&self, consumer_name: &str) -> Result<bool, BusError> {
         match self.stream.delete_consumer(consumer_name).await {
@@ -147,5 +183,25 @@ impl BusStream {
                 e,
             )),
         }
+    }
+}
+
+/// True if a `major.minor.patch` server version is at least `wanted`.
+fn server_at_least(version: &str, wanted: (u64, u64)) -> bool {
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= wanted
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_versions_compare_by_major_and_minor() {
+        assert!(super::server_at_least("2.14.0", (2, 14)));
+        assert!(super::server_at_least("2.15.1", (2, 14)));
+        assert!(super::server_at_least("3.0.0-beta", (2, 14)));
+        assert!(!super::server_at_least("2.12.9", (2, 14)));
+        assert!(!super::server_at_least("garbage", (2, 14)));
     }
 }
