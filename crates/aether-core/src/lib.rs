@@ -1,8 +1,9 @@
 //! # Aether core
 //!
 //! The network-free heart of Aether: the [`Event`] model, validated names ([`ActorId`],
-//! [`Namespace`], [`EventId`]), the store contract ([`EventStore`], [`SnapshotStore`]) and the
-//! [`InMemoryEventStore`] that implements it.
+//! [`Namespace`], [`EventId`], [`NodeId`]), the store contract ([`EventStore`],
+//! [`SnapshotStore`]), the [`InMemoryEventStore`] that implements it, and the pure shard
+//! placement ([`shard_for`], [`assign_shards`]) that the cluster builds on.
 //!
 //! Most applications depend on the `aether` facade crate, which re-exports everything here.
 //!
@@ -10,13 +11,14 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | `name` | [`ActorId`], [`Namespace`], [`EventId`] and the [`InvalidName`] error |
+//! | `name` | [`ActorId`], [`Namespace`], [`EventId`], [`NodeId`] and the [`InvalidName`] error |
 //! | `event` | [`Event`], [`EventBuilder`], typed data and metadata helpers |
 //! | `snapshot` | [`ActorSnapshot`] |
 //! | `pattern` | [`Pattern`] (NATS-style `*` / `>`) and the routing [`SubjectTrie`] |
 //! | `filter` | [`SubscriptionFilter`] (event types, actor pattern) |
 //! | `bus` | the local [`EventBus`], [`Subscription`], [`NamespacedBus`] |
 //! | `store` | the store traits, outcomes, [`StoreError`], [`EventLimits`], [`InMemoryEventStore`] |
+//! | `placement` | [`shard_for`] (actor → [`ShardId`]), [`assign_shards`] ([`Member`]s → [`ShardMap`]), [`shard_moves`] |
 //! | [`testing`] | the conformance suite every store must pass (feature `testing`) |
 //!
 //! ## Example
@@ -46,6 +48,7 @@ mod event;
 mod filter;
 mod name;
 mod pattern;
+mod placement;
 mod snapshot;
 mod store;
 #[cfg(feature = "testing")]
@@ -57,8 +60,12 @@ pub use bus::{
 };
 pub use event::{DataError, Event, EventBuilder, Version, metadata_keys};
 pub use filter::SubscriptionFilter;
-pub use name::{ActorId, EventId, InvalidName, NameKind, NameRule, Namespace};
+pub use name::{ActorId, EventId, InvalidName, NameKind, NameRule, Namespace, NodeId};
 pub use pattern::{Pattern, PatternToken, SubjectTrie};
+pub use placement::{
+    Member, PlacementError, ShardCount, ShardId, ShardMap, ShardMove, assign_shards, shard_for,
+    shard_moves,
+};
 pub use snapshot::ActorSnapshot;
 pub use store::{
     BoxError, ErrorKind, EventLimits, EventStore, InMemoryEventStore, InvalidEvent,

@@ -1,4 +1,4 @@
-//! Validated names: [`ActorId`], [`Namespace`] and [`EventId`].
+//! Validated names: [`ActorId`], [`Namespace`], [`EventId`] and [`NodeId`].
 //!
 //! A name is checked once, when it is constructed (or deserialized); afterwards the type itself is
 //! the proof that it is valid, so stores, buses and the cluster never re-check it. Every rule that
@@ -8,11 +8,13 @@ mod actor_id;
 mod error;
 mod event_id;
 mod namespace;
+mod node_id;
 
 pub use actor_id::ActorId;
 pub use error::{InvalidName, NameKind, NameRule};
 pub use event_id::EventId;
 pub use namespace::Namespace;
+pub use node_id::NodeId;
 
 /// Checks the rules shared by all token-structured names (`.`-separated, non-empty tokens).
 ///

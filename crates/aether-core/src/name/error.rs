@@ -12,6 +12,8 @@ pub enum NameKind {
     Namespace,
     /// An [`EventId`](crate::EventId).
     EventId,
+    /// A [`NodeId`](crate::NodeId).
+    NodeId,
     /// A subject [`Pattern`](crate::Pattern).
     Pattern,
 }
@@ -22,6 +24,7 @@ impl fmt::Display for NameKind {
             Self::ActorId => "actor id",
             Self::Namespace => "namespace",
             Self::EventId => "event id",
+            Self::NodeId => "node id",
             Self::Pattern => "pattern",
         })
     }
