@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, docs, and every test (unit,
-# integration, property, conformance, doc tests). Installs nats-server 2.15.1 if it is missing.
+# integration, property, conformance, doc tests), then the two_nodes example against a real
+# nats-server. Installs nats-server 2.15.1 if it is missing.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -p aether-core   # extra arguments go to `cargo test`
@@ -24,3 +25,6 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --lock
 
 step "cargo test"
 cargo test --workspace --all-features --locked "$@"
+
+step "example: two_nodes (two nodes on NATS; exits non-zero if any delivery check fails)"
+cargo run --locked -p aether --example two_nodes

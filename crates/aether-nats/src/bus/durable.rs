@@ -1,8 +1,10 @@
 //! Durable mode: events published with
 //! [`publish_durable`](super::NatsEventBus::publish_durable) are stored in the bus stream
-//! (subjects `aether.events.>`, see `docs/adr/0005-nats-event-bus.md`), and a
+//! (subjects `aether.durable.>`, each stored event republished on its live subject; see
+//! `docs/adr/0005-nats-event-bus.md`), and a
 //! [`DurableSubscription`] is a named durable pull consumer on it, filtered to a namespace or a
-//! namespace pattern. At-least-once and in stream order; an event is acknowledged once the
+//! namespace pattern. At-least-once and in stream order (a subscription reopened after its
+//! subscriber died gets that subscriber's unacknowledged events again first); an event is acknowledged once the
 //! subscriber is done with it (it asks for the next one, or calls
 //! [`ack`](DurableSubscription::ack)), so a subscriber that dies mid-event gets it again.
 //! There are no drops: at most `max_ack_pending` events are out at once, and the server holds
