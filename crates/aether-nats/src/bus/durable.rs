@@ -288,6 +288,34 @@ impl DurableSubscription {
         })
     }
 
+    /// Leaves the subscription cleanly: stops pulling and makes sure the server has forgotten
+    /// this subscriber's outstanding pull request before returning, so no event published
+    /// afterwards is handed to a subscriber that is gone (merely dropping the subscription
+    /// leaves that request on the server until it expires or is next checked, and an event
+    /// given to it comes back only after `ack_wait`). The event last handed over is **not**
+    /// acknowledged — call [`ack`](Self::ack) first if it was processed — and is delivered
+    /// again to whoever opens the name next.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Backend`] if the server did not answer; the subscription is closed anyway.
+    pub async fn close(self) -> Result<(), BusError> {
+        let Self {
+            name,
+            mut consumer,
+            messages,
+            ..
+        } = self;
+        // Dropping the stream unsubscribes its inbox; a consumer-info request on the same
+        // connection comes after that, and the server drops pull requests nobody listens to
+        // when it answers one.
+        drop(messages);
+        consumer.info().await.map_err(|e| {
+            BusError::backend(format!("cannot close durable subscription {name}"), e)
+        })?;
+        Ok(())
+    }
+
     /// The subscription's name.
     pub fn name(&self) -> &DurableName {
         &self.name
