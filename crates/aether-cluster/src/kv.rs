@@ -73,7 +73,10 @@ impl ClusterStore {
         let members_bucket = format!("{name}-members");
         let leader_bucket = format!("{name}-leader");
         // Markers must outlive the slowest watcher's reconnect; the TTL is a fine bound.
-        let marker_ttl = config.member_ttl.max(config.lease_ttl).max(Duration::from_secs(1));
+        let marker_ttl = config
+            .member_ttl
+            .max(config.lease_ttl)
+            .max(Duration::from_secs(1));
         let members = ttl_bucket(&js, &members_bucket, config.replicas, marker_ttl).await?;
         let leader = ttl_bucket(&js, &leader_bucket, config.replicas, marker_ttl).await?;
         let shard_map = js
