@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every benchmark; each prints ours next to its baseline from the same run.
-#   scripts/bench.sh                  # everything (about 12 minutes): criterion groups, the memory
-#                                     # report, and the JetStream store against raw async-nats
+#   scripts/bench.sh                  # everything (about 15 minutes): criterion groups, the memory
+#                                     # report, the JetStream store and the NATS event bus against
+#                                     # raw async-nats
 #   scripts/bench.sh save_sequential  # only criterion groups matching a filter
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +13,6 @@ if [ $# -eq 0 ]; then
   # Starts its own nats-server (>= 2.12); install one with scripts/install-nats-server.sh.
   NATS_SERVER_BIN="${NATS_SERVER_BIN:-$(scripts/install-nats-server.sh)}" \
     cargo bench -p aether-nats --bench jetstream_store
+  NATS_SERVER_BIN="${NATS_SERVER_BIN:-$(scripts/install-nats-server.sh)}" \
+    cargo bench -p aether-nats --bench nats_bus
 fi
