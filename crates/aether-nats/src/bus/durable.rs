@@ -117,8 +117,10 @@ pub struct DurableSubscription {
     messages: pull::Stream,
     /// The event last handed over, acknowledged when the subscriber asks for the next one.
     taken: Option<jetstream::Message>,
-    /// Stream sequences up to this one were delivered before this subscription opened: seen
-    /// again, they are redeliveries (the server's count restarts when a consumer is rewound).
+    /// Stream sequences up to this one were delivered before (to an earlier subscriber, or to
+    /// this one): seen again, they are redeliveries even when the server's delivery count says
+    /// otherwise (it restarts when a consumer is rewound, and can roll back when a server is
+    /// killed before persisting it).
     redelivery_horizon: u64,
     counters: Arc<DurableCounters>,
 }
@@ -226,10 +228,11 @@ impl DurableSubscription {
                 self.acknowledge(&message, false).await?;
                 continue;
             }
-            if message.info().is_ok_and(|info| {
-                info.delivered > 1 || info.stream_sequence <= self.redelivery_horizon
-            }) {
-                self.counters.redelivered.incr();
+            if let Ok(info) = message.info() {
+                if info.delivered > 1 || info.stream_sequence <= self.redelivery_horizon {
+                    self.counters.redelivered.incr();
+                }
+                self.redelivery_horizon = self.redelivery_horizon.max(info.stream_sequence);
             }
             self.counters.received.incr();
             self.taken = Some(message);

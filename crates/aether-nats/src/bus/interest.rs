@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aether_core::{EventBus, InterestListener, Pattern};
+use aether_core::{EventBus, InterestListener, Namespace, Pattern};
 use async_nats::Client;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -117,7 +117,9 @@ pub(crate) async fn run(shared: Shared, mut commands: mpsc::UnboundedReceiver<Co
     }
 }
 
-/// Reads one pattern's NATS subscription until told to stop.
+/// Reads one pattern's NATS subscription until told to stop. Takes whatever the client has
+/// buffered at once (one wake-up per batch, not per message) and remembers the last subject's
+/// namespace, since consecutive messages mostly share one.
 async fn read(
     shared: Shared,
     pattern: Pattern,
@@ -125,38 +127,48 @@ async fn read(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut gaps = GapCounter::default();
+    let mut last_namespace: Option<(async_nats::Subject, Namespace)> = None;
+    let mut batches = (&mut subscriber).ready_chunks(256);
     loop {
-        let message = tokio::select! {
+        let batch = tokio::select! {
             biased;
             _ = &mut stop => break,
-            message = subscriber.next() => match message {
-                Some(message) => message,
+            batch = batches.next() => match batch {
+                Some(batch) => batch,
                 None => break,
             },
         };
-        let provenance = wire::provenance(message.headers.as_ref());
-        if provenance.origin == Some(&*shared.origin) {
-            continue; // our own event: local subscribers already have it
-        }
-        let (Some(namespace), Some(event)) = (
-            wire::namespace_of(message.subject.as_str()),
-            wire::decode(&message.payload),
-        ) else {
-            shared.counters.undecodable.incr();
-            continue;
-        };
-        if let (Some(origin), Some(sequence)) = (provenance.origin, provenance.sequence) {
+        for message in batch {
+            let provenance = wire::provenance(message.headers.as_ref());
+            if provenance.origin == Some(&*shared.origin) {
+                continue; // our own event: local subscribers already have it
+            }
+            let namespace = match &last_namespace {
+                Some((subject, namespace)) if *subject == message.subject => {
+                    Some(namespace.clone())
+                }
+                _ => wire::namespace_of(message.subject.as_str()).inspect(|namespace| {
+                    last_namespace = Some((message.subject.clone(), namespace.clone()));
+                }),
+            };
+            let (Some(namespace), Some(event)) = (namespace, wire::decode(&message.payload)) else {
+                shared.counters.undecodable.incr();
+                continue;
+            };
+            if let (Some(origin), Some(sequence)) = (provenance.origin, provenance.sequence) {
+                shared
+                    .counters
+                    .lost
+                    .add(gaps.observe(origin, namespace.as_str(), sequence));
+            }
+            shared.counters.received.incr();
             shared
-                .counters
-                .lost
-                .add(gaps.observe(origin, namespace.as_str(), sequence));
+                .bus
+                .deliver_to_pattern(&pattern, &namespace, Arc::new(event))
+                .await;
         }
-        shared.counters.received.incr();
-        shared
-            .bus
-            .deliver_to_pattern(&pattern, &namespace, Arc::new(event))
-            .await;
     }
+    drop(batches);
     if let Err(error) = subscriber.unsubscribe().await {
         tracing::debug!(%error, %pattern, "event bus: unsubscribe failed");
     }

@@ -4,7 +4,7 @@
 //! that sender's sequence for the namespace (`Aether-Seq`), from which receivers count losses.
 
 use aether_core::{Event, Namespace, Pattern};
-use async_nats::{HeaderMap, HeaderValue, Subject};
+use async_nats::{HeaderMap, HeaderName, HeaderValue, Subject};
 use bytes::Bytes;
 
 use super::BusError;
@@ -18,6 +18,9 @@ pub const DURABLE_SUBJECT_PREFIX: &str = "aether.durable";
 pub const ORIGIN_HEADER: &str = "Aether-Origin";
 /// Header with the event's number in its sender's sequence for its namespace (1, 2, …).
 pub const SEQUENCE_HEADER: &str = "Aether-Seq";
+// Built once: converting a `&str` name validates and allocates on every lookup.
+const ORIGIN: HeaderName = HeaderName::from_static(ORIGIN_HEADER);
+const SEQUENCE: HeaderName = HeaderName::from_static(SEQUENCE_HEADER);
 
 /// The live subject of `namespace`.
 pub(crate) fn subject(namespace: &Namespace) -> Subject {
@@ -70,8 +73,8 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Event> {
 /// Headers of a live message.
 pub(crate) fn live_headers(origin: &HeaderValue, sequence: u64) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    headers.insert(ORIGIN_HEADER, origin.clone());
-    headers.insert(SEQUENCE_HEADER, sequence.to_string());
+    headers.insert(ORIGIN, origin.clone());
+    headers.insert(SEQUENCE, sequence.to_string());
     headers
 }
 
@@ -84,8 +87,8 @@ pub(crate) struct Provenance<'a> {
 pub(crate) fn provenance(headers: Option<&HeaderMap>) -> Provenance<'_> {
     let get = |name| headers.and_then(|h| h.get(name)).map(HeaderValue::as_str);
     Provenance {
-        origin: get(ORIGIN_HEADER),
-        sequence: get(SEQUENCE_HEADER).and_then(|s| s.parse().ok()),
+        origin: get(ORIGIN),
+        sequence: get(SEQUENCE).and_then(|s| s.parse().ok()),
     }
 }
 
