@@ -104,8 +104,12 @@ pub struct DurableBacklog {
     pub redelivering: u64,
 }
 
-/// A named durable subscription; see the [module docs](self) and
-/// [`NatsEventBus::subscribe_durable`](super::NatsEventBus::subscribe_durable).
+/// A named durable subscription, opened with
+/// [`NatsEventBus::subscribe_durable`](super::NatsEventBus::subscribe_durable): a JetStream
+/// durable consumer on the bus stream. At-least-once and in stream order; each event is
+/// acknowledged when the subscriber is done with it (asks for the next, or calls
+/// [`ack`](Self::ack)), so an event being processed when the subscriber dies comes again; no
+/// drops — at most `max_ack_pending` events are out, the server holds the rest.
 ///
 /// One subscriber per name at a time: two subscriptions open under the same name share its
 /// events between them (each event goes to one), like a work queue.
