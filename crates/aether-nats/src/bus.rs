@@ -36,7 +36,7 @@ use aether_core::{
     Delivery, Event, EventBus, Namespace, Pattern, SubscribeOptions, Subscription,
     SubscriptionFilter,
 };
-use async_nats::{Client, ConnectOptions, ServerAddr};
+use async_nats::{Client, ConnectOptions};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use interest::AbortOnDrop;
@@ -125,16 +125,7 @@ impl NatsEventBus {
                 message: message.to_owned(),
                 source,
             };
-        let addrs = url
-            .split(',')
-            .map(|one| match one.trim() {
-                "" => Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "empty server address",
-                )),
-                one => one.parse::<ServerAddr>(),
-            })
-            .collect::<Result<Vec<_>, _>>()
+        let addrs = crate::server_addrs::parse_server_addrs(url)
             .map_err(|e| unavailable("not a valid NATS URL", Some(Box::new(e))))?;
         let counters = Arc::new(NetworkCounters::new());
         let events = counters.clone();

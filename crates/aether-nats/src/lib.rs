@@ -15,6 +15,7 @@
 
 mod bus;
 pub mod naming;
+mod server_addrs;
 mod store;
 #[cfg(feature = "testing")]
 mod testing;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aether_core::{EventLimits, Namespace, StoreError};
 use async_nats::jetstream::{self, kv, stream};
-use async_nats::{ConnectOptions, ServerAddr};
+use async_nats::ConnectOptions;
 use tokio::time::Instant;
 
 use super::failure::unavailable;
@@ -44,16 +44,7 @@ impl JetStreamEventStore {
         namespace: Namespace,
         config: JetStreamConfig,
     ) -> Result<Self, StoreError> {
-        let addrs = url
-            .split(',')
-            .map(|one| match one.trim() {
-                "" => Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "empty server address",
-                )),
-                one => one.parse::<ServerAddr>(),
-            })
-            .collect::<Result<Vec<_>, _>>()
+        let addrs = crate::server_addrs::parse_server_addrs(url)
             .map_err(|e| unavailable(url, "not a valid NATS URL", e))?;
         let client = ConnectOptions::new()
             .connection_timeout(config.connect_timeout)
