@@ -11,6 +11,7 @@
 //! | `kv` | the buckets and stream the cluster keeps in JetStream, and TTL/CAS helpers |
 //! | `membership` | member announcements (TTL keys), the watched member set, failure detection |
 //! | `lease` | the leader lease: acquire, renew by CAS with a fresh TTL, release; epochs |
+//! | `manager` | [`ClusterManager`]: a node's membership, election, shard map and rebalancer |
 //! | `shard_map_store` | the versioned shard map in KV (CAS, epoch-fenced) and its history stream |
 //!
 //! Placement itself (actor → shard → node) is the pure function in `aether_core`
@@ -20,8 +21,10 @@ mod config;
 mod error;
 pub mod kv;
 pub mod lease;
+pub mod manager;
 pub mod membership;
 pub mod shard_map_store;
 
 pub use config::{ClusterConfig, NodeMetadata};
 pub use error::ClusterError;
+pub use manager::{ClusterManager, TopologyEvent};

@@ -167,26 +167,37 @@ impl Membership {
     ///
     /// # Errors
     ///
-    /// [`ClusterError::Unavailable`] if the key could not be deleted; everything is stopped
-    /// anyway and the key expires after the member TTL.
+    /// [`ClusterError::Unavailable`] if the key could not be deleted within [`LEAVE_PATIENCE`]
+    /// (the connection may be failing over to another server meanwhile, so failed attempts are
+    /// retried); everything is stopped anyway and the key expires after the member TTL.
     pub async fn leave(mut self) -> Result<(), ClusterError> {
         self.announcer.abort();
         let _ = (&mut self.announcer).await;
-        let result = self
-            .store
-            .members
-            .delete(self.local.id.as_str())
-            .await
-            .map_err(|e| ClusterError::Unavailable {
-                message: format!("cannot delete member key {}", self.local.id),
-                source: Some(Box::new(e)),
-            });
+        let deadline = tokio::time::Instant::now() + LEAVE_PATIENCE;
+        let result = loop {
+            match self.store.members.delete(self.local.id.as_str()).await {
+                Ok(()) => break Ok(()),
+                // Deleting twice is harmless (a second delete marker), so retry freely.
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    break Err(ClusterError::Unavailable {
+                        message: format!("cannot delete member key {}", self.local.id),
+                        source: Some(Box::new(e)),
+                    });
+                }
+            }
+        };
         for task in &self.tasks {
             task.abort();
         }
         result
     }
 }
+
+/// How long [`Membership::leave`] keeps trying to delete this node's key.
+pub const LEAVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Drop for Membership {
     fn drop(&mut self) {

@@ -1,0 +1,214 @@
+//! `aether-cluster-node`: one cluster node as a process, for tests, benchmarks and trying the
+//! cluster layer by hand.
+//!
+//! ```text
+//! aether-cluster-node --nats <url[,url…]> --id <node id> [--cluster <name>] [--shards N]
+//!     [--heartbeat-ms MS] [--member-ttl-ms MS] [--probe-timeout-ms MS] [--lease-ttl-ms MS]
+//!     [--lease-margin-ms MS] [--stabilization-ms MS] [--max-moves N] [--move-interval-ms MS]
+//!     [--request-timeout-ms MS] [--replicas N]
+//! ```
+//!
+//! With several NATS URLs it connects to the first that answers, in the order given (and
+//! reconnects to the others in that order), so tests know which server each node uses.
+//!
+//! It prints one JSON line to stdout whenever its view changes:
+//!
+//! ```json
+//! {"node":"n1","leader":"n2","epoch":7,"leads":false,"map_version":3,"map_epoch":7,
+//!  "counts":{"n1":33,"n2":34,"n3":33},"members":["n1","n2","n3"]}
+//! ```
+//!
+//! and, on SIGTERM or SIGINT, leaves the cluster gracefully (member key deleted, lease released)
+//! and prints `{"node":"n1","stopped":true,"ok":true}` before exiting. Errors go to stderr;
+//! the exit code is 2 for bad arguments, 1 for anything else.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aether_cluster::{ClusterConfig, ClusterManager};
+use aether_core::{NodeId, ShardCount};
+use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
+
+const USAGE: &str = "usage: aether-cluster-node --nats <url[,url...]> --id <node id> \
+[--cluster NAME] [--shards N] [--heartbeat-ms MS] [--member-ttl-ms MS] [--probe-timeout-ms MS] \
+[--lease-ttl-ms MS] [--lease-margin-ms MS] [--stabilization-ms MS] [--max-moves N] \
+[--move-interval-ms MS] [--request-timeout-ms MS] [--replicas N]";
+
+struct Args {
+    nats: Vec<String>,
+    config: ClusterConfig,
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    let mut args = args.peekable();
+    while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            return Err(USAGE.to_owned());
+        }
+        let Some(name) = flag.strip_prefix("--") else {
+            return Err(format!("unexpected argument {flag:?}\n{USAGE}"));
+        };
+        let (name, value) = match name.split_once('=') {
+            Some((name, value)) => (name.to_owned(), value.to_owned()),
+            None => (
+                name.to_owned(),
+                args.next()
+                    .ok_or_else(|| format!("--{name} needs a value\n{USAGE}"))?,
+            ),
+        };
+        values.insert(name, value);
+    }
+    let nats = values
+        .remove("nats")
+        .ok_or_else(|| format!("--nats is required\n{USAGE}"))?;
+    let id = values
+        .remove("id")
+        .ok_or_else(|| format!("--id is required\n{USAGE}"))?;
+    let id = NodeId::new(id).map_err(|e| format!("--id: {e}"))?;
+    let mut config = ClusterConfig::new(id);
+    let number = |value: &str, name: &str| -> Result<u64, String> {
+        value
+            .parse::<u64>()
+            .map_err(|e| format!("--{name} {value:?}: {e}"))
+    };
+    for (name, value) in values {
+        let ms = || number(&value, &name).map(Duration::from_millis);
+        match name.as_str() {
+            "cluster" => config.cluster_name = value.clone(),
+            "shards" => {
+                let count =
+                    u32::try_from(number(&value, &name)?).map_err(|e| format!("--shards: {e}"))?;
+                config.shard_count =
+                    ShardCount::new(count).map_err(|e| format!("--shards: {e}"))?;
+            }
+            "heartbeat-ms" => config.heartbeat = ms()?,
+            "member-ttl-ms" => config.member_ttl = ms()?,
+            "probe-timeout-ms" => config.probe_timeout = ms()?,
+            "lease-ttl-ms" => config.lease_ttl = ms()?,
+            "lease-margin-ms" => config.lease_margin = ms()?,
+            "stabilization-ms" => config.stabilization_delay = ms()?,
+            "max-moves" => {
+                config.max_moves_per_step = usize::try_from(number(&value, &name)?)
+                    .map_err(|e| format!("--max-moves: {e}"))?;
+            }
+            "move-interval-ms" => config.move_interval = ms()?,
+            "request-timeout-ms" => config.request_timeout = ms()?,
+            "replicas" => {
+                config.replicas = usize::try_from(number(&value, &name)?)
+                    .map_err(|e| format!("--replicas: {e}"))?;
+            }
+            other => return Err(format!("unknown option --{other}\n{USAGE}")),
+        }
+    }
+    Ok(Args {
+        nats: nats.split(',').map(str::to_owned).collect(),
+        config,
+    })
+}
+
+/// The node's view as one JSON line.
+fn state_line(manager: &ClusterManager) -> String {
+    let map = manager.shard_map();
+    let counts: BTreeMap<String, u32> = map
+        .as_ref()
+        .map(|s| s.map.nodes().map(|(n, c)| (n.to_string(), c)).collect())
+        .unwrap_or_default();
+    let members: Vec<String> = manager.members().iter().map(|m| m.id.to_string()).collect();
+    json!({
+        "node": manager.node_id().as_str(),
+        "leader": manager.leader().map(|l| l.to_string()),
+        "epoch": manager.epoch(),
+        "leads": manager.is_leader(),
+        "map_version": map.as_ref().map(|s| s.version),
+        "map_epoch": map.as_ref().map(|s| s.epoch),
+        "counts": counts,
+        "members": members,
+    })
+    .to_string()
+}
+
+fn emit(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let node = args.config.node_id.clone();
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .retain_servers_order()
+        .connect(args.nats.clone())
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", args.nats.join(",")))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let manager = ClusterManager::start(client, args.config)
+        .await
+        .map_err(|e| format!("cannot start node {node}: {e}"))?;
+    let mut leader = manager.watch_leader();
+    let mut map = manager.watch_shard_map();
+    let Some(mut members) = manager.watch_members() else {
+        return Err("membership is not running".to_owned());
+    };
+    let mut last = String::new();
+    loop {
+        let line = state_line(&manager);
+        if line != last {
+            emit(&line);
+            last = line;
+        }
+        let closed = tokio::select! {
+            changed = leader.changed() => changed.is_err(),
+            changed = map.changed() => changed.is_err(),
+            changed = members.changed() => changed.is_err(),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        if closed {
+            return Err(format!("node {node}: a cluster task stopped unexpectedly"));
+        }
+    }
+    let result = manager.shutdown().await;
+    emit(
+        &json!({
+            "node": node.as_str(),
+            "stopped": true,
+            "ok": result.is_ok(),
+        })
+        .to_string(),
+    );
+    result.map_err(|e| format!("node {node}: graceful shutdown incomplete: {e}"))
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! [`ClusterManager`]: one node's whole part in the cluster — membership, the leader lease, the
+//! shard map it follows and, while it leads, the rebalancer that writes that map (ADR 0006,
+//! "Rebalancing").
+//!
+//! ```text
+//!  Membership ──events──► topology task ──► TopologyEvent (broadcast)
+//!  LeaderElector ─state─┘        ▲
+//!        │ fence                 │ ShardsMoved
+//!        ▼                       │
+//!  rebalancer (leader only) ──write──► shard-map KV ──watch──► map task ──► watch of the map
+//! ```
+//!
+//! The rebalancer runs only while this node holds a valid lease and stamps every write with the
+//! lease's fence. On becoming leader and after every change of the member set it waits for the
+//! stabilisation delay (restarted by each further change), then computes **one** target map for
+//! that member set with [`aether_core::assign_shards`] and steps toward it:
+//!
+//! - shards without a live owner (a failed or departed node, or no map yet) are reassigned at
+//!   once, in one write;
+//! - moves between live nodes are throttled: at most `max_moves_per_step` per write, one write
+//!   per `move_interval`;
+//! - while [`MembershipHealth::frozen`] (a mass disappearance) or while this node's membership
+//!   view is not synchronised, nothing is written.
+//!
+//! Every write is a [`ShardMapStore::write`] (CAS on the map's revision, fenced by the epoch); on
+//! a conflict the rebalancer re-reads the map and recomputes.
+
+mod rebalancer;
+mod topology;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aether_core::{ActorId, NodeId, ShardMove};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::kv::ClusterStore;
+use crate::lease::{LeaderElector, LeaderState};
+use crate::membership::{MemberInfo, Membership, MembershipHealth};
+use crate::shard_map_store::{ShardMapStore, StoredShardMap};
+use crate::{ClusterConfig, ClusterError};
+
+use topology::Shared;
+
+/// Capacity of the topology event channel; a receiver that falls further behind gets
+/// [`broadcast::error::RecvError::Lagged`] and should re-read the manager's state.
+pub const TOPOLOGY_EVENT_CAPACITY: usize = 1024;
+
+/// A change of the cluster's topology, as this node observed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TopologyEvent {
+    /// A node announced itself (a new node, or a known node restarted).
+    NodeJoined(MemberInfo),
+    /// A node left gracefully.
+    NodeLeft(NodeId),
+    /// A node's key expired and it did not answer a probe: removed.
+    NodeFailed(NodeId),
+    /// A node acquired the leader lease.
+    LeaderElected {
+        /// The new leader.
+        node: NodeId,
+        /// Its epoch (fencing token).
+        epoch: u64,
+    },
+    /// A new shard-map version was adopted by this node.
+    ShardsMoved {
+        /// The new version.
+        version: u64,
+        /// The epoch it was written under.
+        epoch: u64,
+        /// The shards whose owner differs from the map this node held before (for the first
+        /// map this node sees: every assigned shard, from no owner).
+        moved: Vec<ShardMove>,
+    },
+}
+
+/// One node's membership, leader election, shard map and (while leading) rebalancing.
+///
+/// Dropping it (or [`abort`](Self::abort)) stops everything as a crash would: the member key
+/// and the lease expire after their TTLs. [`shutdown`](Self::shutdown) leaves gracefully.
+///
+/// ```no_run
+/// use aether_cluster::{ClusterConfig, ClusterManager, TopologyEvent};
+/// use aether_core::{ActorId, NodeId};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+/// let manager = ClusterManager::start(client, ClusterConfig::new(NodeId::new("node-1")?)).await?;
+/// let mut events = manager.subscribe();
+/// if let Ok(TopologyEvent::ShardsMoved { version, moved, .. }) = events.recv().await {
+///     println!("map v{version}: {} shards moved", moved.len());
+/// }
+/// println!("account-42 lives on {:?}", manager.owner_of(&ActorId::new("account-42")?));
+/// manager.shutdown().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ClusterManager {
+    node: NodeId,
+    membership: Option<Membership>,
+    elector: Option<Arc<LeaderElector>>,
+    leader: watch::Receiver<LeaderState>,
+    map: watch::Receiver<Option<Arc<StoredShardMap>>>,
+    shared: Arc<Shared>,
+    map_store: ShardMapStore,
+    rebalancer: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ClusterManager {
+    /// Opens the cluster's buckets, announces this node, starts the leader election, reads the
+    /// current shard map and starts following it (and rebalancing while this node leads).
+    ///
+    /// # Errors
+    ///
+    /// - [`ClusterError::InvalidConfig`] for settings that cannot work (see
+    ///   [`Membership::start`] and [`LeaderElector::start`]; `max_moves_per_step` must be at
+    ///   least 1) or when a live node already uses this node id;
+    /// - [`ClusterError::Unavailable`] / [`ClusterError::Backend`] if NATS cannot be reached or
+    ///   refuses. Nothing keeps running after an error (a started membership is withdrawn).
+    pub async fn start(
+        client: async_nats::Client,
+        config: ClusterConfig,
+    ) -> Result<Self, ClusterError> {
+        if config.max_moves_per_step == 0 {
+            return Err(ClusterError::InvalidConfig(
+                "max_moves_per_step must be at least 1, or a new node never gets shards".to_owned(),
+            ));
+        }
+        let store = ClusterStore::open(client, &config).await?;
+        let map_store = ShardMapStore::new(store.clone(), &config);
+        // Not fatal: a freshly created (e.g. R3) bucket may not answer yet; the map task reads
+        // the map again every few heartbeats and watches it.
+        let initial = match map_store.load().await {
+            Ok(initial) => initial,
+            Err(error) => {
+                tracing::warn!(%error, "cluster manager: cannot read the shard map yet");
+                None
+            }
+        };
+        let membership = Membership::start(&store, &config).await?;
+        let elector = match LeaderElector::start(store, &config) {
+            Ok(elector) => Arc::new(elector),
+            Err(error) => {
+                let _ = membership.leave().await;
+                return Err(error);
+            }
+        };
+        let (events, _) = broadcast::channel(TOPOLOGY_EVENT_CAPACITY);
+        let (map_tx, map) = watch::channel(None);
+        let shared = Arc::new(Shared::new(map_tx, events));
+        if let Some((stored, _)) = initial {
+            shared.adopt(stored);
+        }
+        let leader = elector.subscribe();
+        let poll_every = config.heartbeat.max(Duration::from_millis(500)) * 2;
+        let tasks = vec![
+            tokio::spawn(topology::forward(
+                membership.subscribe(),
+                leader.clone(),
+                Arc::clone(&shared),
+            )),
+            tokio::spawn(topology::follow_map(
+                map_store.clone(),
+                Arc::clone(&shared),
+                poll_every,
+            )),
+        ];
+        let rebalancer = rebalancer::Rebalancer::new(
+            Arc::clone(&elector),
+            membership.watch_members(),
+            membership.watch_health(),
+            map_store.clone(),
+            Arc::clone(&shared),
+            &config,
+        );
+        Ok(Self {
+            node: config.node_id,
+            membership: Some(membership),
+            elector: Some(elector),
+            leader,
+            map,
+            shared,
+            map_store,
+            rebalancer: Some(tokio::spawn(rebalancer.run())),
+            tasks,
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// The current members, this node included, sorted by id.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        self.membership
+            .as_ref()
+            .map(Membership::members)
+            .unwrap_or_default()
+    }
+
+    /// The member set as a [`watch`] channel.
+    pub fn watch_members(&self) -> Option<watch::Receiver<Vec<MemberInfo>>> {
+        self.membership.as_ref().map(Membership::watch_members)
+    }
+
+    /// Whether this node's membership view is synchronised and whether the map is frozen.
+    pub fn health(&self) -> MembershipHealth {
+        self.membership
+            .as_ref()
+            .map(Membership::health)
+            .unwrap_or_default()
+    }
+
+    /// The leader as this node sees it; `None` while nobody holds the lease.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader.borrow().leader.clone()
+    }
+
+    /// The epoch of the current leader's lease (the last one seen while there is none; 0 before
+    /// any).
+    pub fn epoch(&self) -> u64 {
+        self.leader.borrow().epoch
+    }
+
+    /// Whether this node holds a valid leader lease.
+    pub fn is_leader(&self) -> bool {
+        self.leader.borrow().this_node_leads
+    }
+
+    /// When this node last acquired or renewed the leader lease (send time, monotonic clock);
+    /// `None` if it never held it. For diagnostics and failover measurements.
+    pub fn lease_renewed_at(&self) -> Option<tokio::time::Instant> {
+        self.elector.as_ref().and_then(|e| e.renewed_at())
+    }
+
+    /// The leader state as a [`watch`] channel (leader, epoch, whether this node leads).
+    pub fn watch_leader(&self) -> watch::Receiver<LeaderState> {
+        self.leader.clone()
+    }
+
+    /// The newest shard map this node has seen; `None` before the first map is written.
+    pub fn shard_map(&self) -> Option<Arc<StoredShardMap>> {
+        self.map.borrow().clone()
+    }
+
+    /// The shard map as a [`watch`] channel: changed on every new version this node adopts.
+    pub fn watch_shard_map(&self) -> watch::Receiver<Option<Arc<StoredShardMap>>> {
+        self.map.clone()
+    }
+
+    /// The node that owns `actor`'s shard in the current map; `None` without a map (or if the
+    /// shard has no owner).
+    pub fn owner_of(&self, actor: &ActorId) -> Option<NodeId> {
+        self.map
+            .borrow()
+            .as_ref()
+            .and_then(|stored| stored.map.owner_of(actor).cloned())
+    }
+
+    /// Topology events from now on. Subscribe, then read the current state, so that nothing is
+    /// missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<TopologyEvent> {
+        self.shared.subscribe()
+    }
+
+    /// The shard-map store (for reading the map's history).
+    pub fn map_store(&self) -> &ShardMapStore {
+        &self.map_store
+    }
+
+    /// Leaves gracefully: stops rebalancing, deletes this node's member key (the others see it
+    /// leave at once) and releases the lease if this node holds it (another node takes over
+    /// without waiting for the TTL).
+    ///
+    /// # Errors
+    ///
+    /// The first error of leaving or releasing ([`ClusterError::Unavailable`] if NATS did not
+    /// answer: the key or lease then expires after its TTL). Everything is stopped anyway.
+    pub async fn shutdown(mut self) -> Result<(), ClusterError> {
+        if let Some(rebalancer) = self.rebalancer.take() {
+            rebalancer.abort();
+            let _ = rebalancer.await;
+        }
+        let left = match self.membership.take() {
+            Some(membership) => membership.leave().await,
+            None => Ok(()),
+        };
+        let released = match self.elector.take().map(Arc::try_unwrap) {
+            Some(Ok(elector)) => elector.shutdown().await,
+            // Only the rebalancer holds another reference, and it has stopped.
+            Some(Err(_)) | None => Ok(()),
+        };
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        left.and(released)
+    }
+
+    /// Stops everything at once without leaving or releasing, as a crash would: the member key
+    /// and the lease expire after their TTLs.
+    pub async fn abort(mut self) {
+        if let Some(rebalancer) = self.rebalancer.take() {
+            rebalancer.abort();
+            let _ = rebalancer.await;
+        }
+        if let Some(Ok(elector)) = self.elector.take().map(Arc::try_unwrap) {
+            elector.abort().await;
+        }
+        drop(self.membership.take());
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for ClusterManager {
+    fn drop(&mut self) {
+        if let Some(rebalancer) = self.rebalancer.take() {
+            rebalancer.abort();
+        }
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}

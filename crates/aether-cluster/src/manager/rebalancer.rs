@@ -1,0 +1,273 @@
+//! The rebalancer: while this node leads, steps the shard map toward the assignment for the
+//! live members (see the [module docs](super) for the rules).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aether_core::{Member, NodeId, ShardCount, ShardMap, ShardMove, assign_shards, shard_moves};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::topology::Shared;
+use crate::lease::{LeaderElector, LeaseFence};
+use crate::membership::{MemberInfo, MembershipHealth};
+use crate::shard_map_store::ShardMapStore;
+use crate::{ClusterConfig, ClusterError};
+
+/// Pause before retrying after a lost CAS (someone wrote between our read and our write).
+const CONFLICT_RETRY: Duration = Duration::from_millis(100);
+/// Pause before retrying after NATS did not answer or refused.
+const ERROR_RETRY: Duration = Duration::from_millis(500);
+
+/// The member set as placement sees it: (id, weight), sorted by id.
+type MemberKey = Vec<(NodeId, u32)>;
+
+fn member_key(members: &[MemberInfo]) -> MemberKey {
+    let mut key: MemberKey = members
+        .iter()
+        .map(|m| (m.id.clone(), m.metadata.weight))
+        .collect();
+    key.sort();
+    key
+}
+
+/// The rebalancer task's inputs.
+pub(super) struct Rebalancer {
+    elector: Arc<LeaderElector>,
+    leader: watch::Receiver<crate::lease::LeaderState>,
+    members: watch::Receiver<Vec<MemberInfo>>,
+    health: watch::Receiver<MembershipHealth>,
+    store: ShardMapStore,
+    shared: Arc<Shared>,
+    shards: ShardCount,
+    stabilization: Duration,
+    max_moves: usize,
+    move_interval: Duration,
+}
+
+/// How a leader session ended.
+enum End {
+    /// The fence is invalid (or was refused): wait for a new one.
+    FenceGone,
+    /// Membership stopped: the manager is shutting down.
+    Closed,
+}
+
+/// What a step asks for next.
+enum Next {
+    /// Nothing to do until the member set changes.
+    Idle,
+    /// Step again after this long.
+    After(Duration),
+    /// Frozen or not synchronised: step again when the health changes.
+    Blocked,
+    /// Not (or no longer) allowed to write under this fence.
+    Lost,
+}
+
+/// The target for one member set, computed once.
+struct Target {
+    members: MemberKey,
+    map: ShardMap,
+}
+
+impl Rebalancer {
+    pub(super) fn new(
+        elector: Arc<LeaderElector>,
+        members: watch::Receiver<Vec<MemberInfo>>,
+        health: watch::Receiver<MembershipHealth>,
+        store: ShardMapStore,
+        shared: Arc<Shared>,
+        config: &ClusterConfig,
+    ) -> Self {
+        Self {
+            leader: elector.subscribe(),
+            elector,
+            members,
+            health,
+            store,
+            shared,
+            shards: config.shard_count,
+            stabilization: config.stabilization_delay,
+            max_moves: config.max_moves_per_step.max(1),
+            move_interval: config.move_interval,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        loop {
+            self.leader.borrow_and_update();
+            let Some(fence) = self.elector.fence() else {
+                if self.leader.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            tracing::debug!(epoch = fence.epoch(), "rebalancer: leading");
+            match self.lead(&fence).await {
+                End::Closed => return,
+                End::FenceGone => fence.invalidated().await,
+            }
+        }
+    }
+
+    /// Rebalances under `fence` until it is invalid or refused.
+    async fn lead(&mut self, fence: &LeaseFence) -> End {
+        let mut target: Option<Target> = None;
+        let mut members = member_key(&self.members.borrow_and_update());
+        self.health.borrow_and_update();
+        let mut wake = Some(Instant::now() + self.stabilization);
+        let mut blocked = false;
+        loop {
+            let sleep = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = fence.invalidated() => return End::FenceGone,
+                changed = self.members.changed() => {
+                    if changed.is_err() {
+                        return End::Closed;
+                    }
+                    let now = member_key(&self.members.borrow_and_update());
+                    if now != members {
+                        members = now;
+                        target = None;
+                        blocked = false;
+                        wake = Some(Instant::now() + self.stabilization);
+                    }
+                }
+                changed = self.health.changed() => {
+                    if changed.is_err() {
+                        return End::Closed;
+                    }
+                    let health = self.health.borrow_and_update().clone();
+                    if blocked && health.synced && !health.frozen {
+                        blocked = false;
+                        wake = Some(Instant::now());
+                    }
+                }
+                () = sleep => {
+                    wake = None;
+                    match self.step(fence, &mut target).await {
+                        Next::Idle => {}
+                        Next::After(delay) => wake = Some(Instant::now() + delay),
+                        Next::Blocked => blocked = true,
+                        Next::Lost => return End::FenceGone,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the next map toward the target, if there is anything to do.
+    async fn step(&self, fence: &LeaseFence, target: &mut Option<Target>) -> Next {
+        let health = self.health.borrow().clone();
+        if health.frozen || !health.synced {
+            tracing::info!(
+                frozen = health.frozen,
+                synced = health.synced,
+                "rebalancer: membership not trustworthy; not writing the shard map"
+            );
+            return Next::Blocked;
+        }
+        if !fence.is_valid() {
+            return Next::Lost;
+        }
+        let (current, revision) = match self.store.load().await {
+            Ok(Some((stored, revision))) => (Some(stored), revision),
+            Ok(None) => (None, 0),
+            Err(error) => {
+                tracing::warn!(%error, "rebalancer: cannot read the shard map");
+                return Next::After(ERROR_RETRY);
+            }
+        };
+        let infos = self.members.borrow().clone();
+        let key = member_key(&infos);
+        let live: BTreeSet<NodeId> = infos.iter().map(|m| m.id.clone()).collect();
+        let placement: Vec<Member> = infos.iter().map(MemberInfo::as_member).collect();
+        let base = current
+            .as_ref()
+            .map_or_else(|| ShardMap::unassigned(self.shards), |s| s.map.clone());
+        if target.as_ref().is_none_or(|t| t.members != key) {
+            match assign_shards(current.as_ref().map(|s| &s.map), &placement, self.shards) {
+                Ok(map) => {
+                    *target = Some(Target { members: key, map });
+                }
+                Err(error) => {
+                    tracing::error!(%error, "rebalancer: cannot compute the shard map");
+                    return Next::Idle;
+                }
+            }
+        }
+        let Some(goal) = target.as_ref() else {
+            return Next::Idle;
+        };
+        let moves = shard_moves(&base, &goal.map);
+        if moves.is_empty() {
+            return Next::Idle;
+        }
+        let (urgent, between_live): (Vec<ShardMove>, Vec<ShardMove>) = moves
+            .into_iter()
+            .partition(|m| m.from.as_ref().is_none_or(|from| !live.contains(from)));
+        let (step, remaining, reason) = if urgent.is_empty() {
+            let n = between_live.len().min(self.max_moves);
+            let reason = format!(
+                "rebalance: {n} of {} moves between live nodes toward {} members",
+                between_live.len(),
+                live.len()
+            );
+            (between_live[..n].to_vec(), between_live.len() - n, reason)
+        } else {
+            let gone: BTreeSet<String> = urgent
+                .iter()
+                .filter_map(|m| m.from.as_ref().map(ToString::to_string))
+                .collect();
+            let reason = if current.is_none() {
+                format!("initial assignment to {} members", live.len())
+            } else if gone.is_empty() {
+                format!("assigned {} unowned shards", urgent.len())
+            } else {
+                let gone: Vec<String> = gone.into_iter().collect();
+                format!(
+                    "reassigned {} shards of departed nodes {}",
+                    urgent.len(),
+                    gone.join(", ")
+                )
+            };
+            (urgent, between_live.len(), reason)
+        };
+        let next = match base.apply_moves(&step) {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::error!(%error, "rebalancer: moves do not apply to the map");
+                *target = None;
+                return Next::After(CONFLICT_RETRY);
+            }
+        };
+        match self.store.write(fence, next, &reason, revision).await {
+            Ok(written) => {
+                self.shared.adopt(written.stored);
+                if remaining > 0 {
+                    Next::After(self.move_interval)
+                } else {
+                    Next::Idle
+                }
+            }
+            Err(ClusterError::Conflict { .. }) => {
+                tracing::info!("rebalancer: the shard map changed meanwhile; recomputing");
+                *target = None;
+                Next::After(CONFLICT_RETRY)
+            }
+            Err(ClusterError::NotLeader) => Next::Lost,
+            Err(error) => {
+                tracing::warn!(%error, "rebalancer: cannot write the shard map");
+                Next::After(ERROR_RETRY)
+            }
+        }
+    }
+}

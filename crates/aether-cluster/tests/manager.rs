@@ -1,0 +1,377 @@
+//! [`ClusterManager`] against a real `nats-server`: several managers in one process, each on its
+//! own connection, with test timings (heartbeat 500 ms, member TTL 2 s, lease TTL 3 s,
+//! stabilisation 500 ms, 100 shards). What must hold, and why:
+//!
+//! - **start**: three managers elect exactly one leader within 5 s, and all converge on the
+//!   same map, balanced 33/33/34 — the basic promise of the cluster layer;
+//! - **graceful leave**: a follower that shuts down loses exactly its shards (nobody else's
+//!   move) and the others agree on the new map — sticky placement, no rebalance storm;
+//! - **leader crash**: a leader aborted without releasing is replaced within lease TTL + 1 s of
+//!   its last renewal with a higher epoch, and its shards are then reassigned; all maps agree;
+//! - **join**: a fourth node gets at most ⌈S/(n+1)⌉ + 1 % of S moves in total, and with a small
+//!   `max_moves_per_step` they are spread over several map versions, none over the limit —
+//!   throttled rebalancing.
+//!
+//! Measured times are printed with `--nocapture`. Needs `nats-server` ≥ 2.12; fails (never
+//! skips) with the install command when it is missing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aether_cluster::{ClusterConfig, ClusterManager, TopologyEvent};
+use aether_core::{NodeId, ShardCount, ShardMap};
+use aether_testkit::nats_server::NatsServer;
+use tokio::time::{Instant, sleep, timeout};
+
+const SHARDS: u32 = 100;
+const LEASE_TTL: Duration = Duration::from_secs(3);
+/// Longest wait for one network step.
+const STEP: Duration = Duration::from_secs(10);
+
+fn start_server() -> NatsServer {
+    NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn node(id: &str) -> NodeId {
+    NodeId::new(id).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A cluster name no other test uses.
+fn cluster_name() -> String {
+    format!("mgr-{}", uuid::Uuid::now_v7().simple())
+}
+
+fn config(cluster: &str, id: &str) -> ClusterConfig {
+    let mut config = ClusterConfig::new(node(id));
+    config.heartbeat = Duration::from_millis(500);
+    config.member_ttl = Duration::from_secs(2);
+    config.probe_timeout = Duration::from_millis(500);
+    config.lease_ttl = LEASE_TTL;
+    config.lease_margin = Duration::from_millis(500);
+    config.stabilization_delay = Duration::from_millis(500);
+    config.move_interval = Duration::from_millis(200);
+    config.request_timeout = Duration::from_secs(1);
+    config.shard_count = ShardCount::new(SHARDS).unwrap_or_else(|e| panic!("{e}"));
+    config.cluster_name = cluster.to_owned();
+    config
+}
+
+async fn start(url: &str, config: ClusterConfig) -> ClusterManager {
+    let client = timeout(STEP, async_nats::connect(url))
+        .await
+        .unwrap_or_else(|_| panic!("connect to {url} timed out"))
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    let id = config.node_id.clone();
+    timeout(STEP, ClusterManager::start(client, config))
+        .await
+        .unwrap_or_else(|_| panic!("starting manager {id} timed out"))
+        .unwrap_or_else(|e| panic!("starting manager {id}: {e}"))
+}
+
+async fn start_all(url: &str, cluster: &str, ids: &[&str]) -> Vec<ClusterManager> {
+    let mut managers = Vec::new();
+    for id in ids {
+        managers.push(start(url, config(cluster, id)).await);
+    }
+    managers
+}
+
+fn counts(map: &ShardMap) -> BTreeMap<String, u32> {
+    map.nodes().map(|(n, c)| (n.to_string(), c)).collect()
+}
+
+/// The agreed leader, epoch and map if every manager sees the same leader (exactly one of them
+/// leading), the same map version, a complete map over exactly `nodes` nodes, balanced within
+/// one shard, and `nodes` members.
+fn converged(managers: &[&ClusterManager], nodes: usize) -> Option<(NodeId, u64, ShardMap, u64)> {
+    let first = managers.first()?;
+    let leader = first.leader()?;
+    let epoch = first.epoch();
+    let stored = first.shard_map()?;
+    if managers.iter().filter(|m| m.is_leader()).count() != 1 {
+        return None;
+    }
+    for m in managers {
+        let map = m.shard_map()?;
+        if m.leader().as_ref() != Some(&leader)
+            || m.epoch() != epoch
+            || map.version != stored.version
+            || map.map != stored.map
+            || m.members().len() != nodes
+        {
+            return None;
+        }
+    }
+    let counts: Vec<u32> = stored.map.nodes().map(|(_, c)| c).collect();
+    let (min, max) = (counts.iter().min()?, counts.iter().max()?);
+    (stored.map.is_complete() && counts.len() == nodes && max - min <= 1)
+        .then(|| (leader, epoch, stored.map.clone(), stored.version))
+}
+
+async fn wait_converged(
+    managers: &[&ClusterManager],
+    nodes: usize,
+    limit: Duration,
+    what: &str,
+) -> (NodeId, u64, ShardMap, u64) {
+    let started = Instant::now();
+    loop {
+        if let Some(agreed) = converged(managers, nodes) {
+            return agreed;
+        }
+        if started.elapsed() > limit {
+            let views: Vec<String> = managers
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}: leader {:?}@{} leads={} members={} map={:?}",
+                        m.node_id(),
+                        m.leader(),
+                        m.epoch(),
+                        m.is_leader(),
+                        m.members().len(),
+                        m.shard_map().map(|s| (s.version, s.epoch, counts(&s.map)))
+                    )
+                })
+                .collect();
+            panic!(
+                "{what}: not converged after {limit:?}:\n{}",
+                views.join("\n")
+            );
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn shutdown_all(managers: Vec<ClusterManager>) {
+    for m in managers {
+        let id = m.node_id().clone();
+        timeout(STEP, m.shutdown())
+            .await
+            .unwrap_or_else(|_| panic!("shutting down {id} timed out"))
+            .unwrap_or_else(|e| panic!("shutting down {id}: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_managers_elect_one_leader_and_share_a_balanced_map() {
+    let server = start_server();
+    let cluster = cluster_name();
+    let started = Instant::now();
+    let managers = start_all(&server.url(), &cluster, &["n1", "n2", "n3"]).await;
+    let mut events = managers[0].subscribe();
+    let refs: Vec<&ClusterManager> = managers.iter().collect();
+    let leader_at = loop {
+        if refs.iter().filter(|m| m.is_leader()).count() == 1
+            && refs.iter().all(|m| m.leader().is_some())
+        {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no leader within 5 s"
+        );
+        sleep(Duration::from_millis(5)).await;
+    };
+    let (leader, epoch, map, version) =
+        wait_converged(&refs, 3, Duration::from_secs(10), "three managers").await;
+    let converged_at = started.elapsed();
+    println!("time to first leader: {leader_at:?}; to an agreed 3-node map: {converged_at:?}");
+    let mut sorted: Vec<u32> = counts(&map).into_values().collect();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [33, 33, 34]);
+    assert!(epoch > 0);
+    assert!(managers.iter().any(|m| m.node_id() == &leader));
+
+    // Every node answers placement questions the same way.
+    for i in 0..50 {
+        let actor =
+            aether_core::ActorId::new(format!("actor-{i}")).unwrap_or_else(|e| panic!("{e}"));
+        let owner = managers[0].owner_of(&actor);
+        assert!(owner.is_some());
+        assert!(managers.iter().all(|m| m.owner_of(&actor) == owner));
+    }
+
+    // The map is stable: no further versions while membership does not change.
+    sleep(Duration::from_secs(2)).await;
+    assert!(
+        managers
+            .iter()
+            .all(|m| m.shard_map().is_some_and(|s| s.version == version))
+    );
+    // The events a subscriber saw are typed; at least the last map version was announced
+    // unless it was adopted before subscribing.
+    let mut saw_map = managers[0].shard_map().is_some();
+    while let Ok(event) = events.try_recv() {
+        if let TopologyEvent::ShardsMoved { version: v, .. } = event {
+            assert!(v <= version);
+            saw_map = true;
+        }
+    }
+    assert!(saw_map);
+    shutdown_all(managers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_of_a_follower_moves_only_its_shards() {
+    let server = start_server();
+    let cluster = cluster_name();
+    let mut managers = start_all(&server.url(), &cluster, &["n1", "n2", "n3"]).await;
+    let refs: Vec<&ClusterManager> = managers.iter().collect();
+    let (leader, _, before, _) =
+        wait_converged(&refs, 3, Duration::from_secs(10), "three managers").await;
+    let follower = managers
+        .iter()
+        .position(|m| m.node_id() != &leader)
+        .unwrap_or_else(|| unreachable!());
+    let mut events = managers[(follower + 1) % 3].subscribe();
+    let leaving = managers.remove(follower);
+    let leaving_id = leaving.node_id().clone();
+    let left_at = Instant::now();
+    timeout(STEP, leaving.shutdown())
+        .await
+        .unwrap_or_else(|_| panic!("shutdown timed out"))
+        .unwrap_or_else(|e| panic!("shutdown: {e}"));
+    let refs: Vec<&ClusterManager> = managers.iter().collect();
+    let (_, _, after, _) =
+        wait_converged(&refs, 2, Duration::from_secs(5), "after a graceful leave").await;
+    println!(
+        "graceful leave → shards reassigned and agreed in {:?}",
+        left_at.elapsed()
+    );
+    assert_eq!(after.count_of(&leaving_id), 0);
+    let moves = aether_core::shard_moves(&before, &after);
+    assert_eq!(moves.len() as u32, before.count_of(&leaving_id));
+    assert!(moves.iter().all(|m| m.from.as_ref() == Some(&leaving_id)));
+    let mut saw_left = false;
+    while let Ok(event) = events.try_recv() {
+        saw_left |= event == TopologyEvent::NodeLeft(leaving_id.clone());
+    }
+    assert!(saw_left, "no NodeLeft({leaving_id}) event");
+    shutdown_all(managers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_leader_is_replaced_and_its_shards_reassigned() {
+    let server = start_server();
+    let cluster = cluster_name();
+    let mut managers = start_all(&server.url(), &cluster, &["n1", "n2", "n3"]).await;
+    let refs: Vec<&ClusterManager> = managers.iter().collect();
+    let (leader, epoch, _, version) =
+        wait_converged(&refs, 3, Duration::from_secs(10), "three managers").await;
+    let index = managers
+        .iter()
+        .position(|m| m.node_id() == &leader)
+        .unwrap_or_else(|| unreachable!());
+    let crashed = managers.remove(index);
+    let renewed = crashed
+        .lease_renewed_at()
+        .unwrap_or_else(|| panic!("the leader never renewed"));
+    let aborted_at = Instant::now();
+    crashed.abort().await;
+
+    // A new leader, agreed by both survivors.
+    let (new_leader, new_epoch) = loop {
+        let leaders: Vec<_> = managers.iter().map(|m| m.leader()).collect();
+        if managers.iter().filter(|m| m.is_leader()).count() == 1
+            && leaders.iter().all(|l| l.is_some() && l == &leaders[0])
+            && leaders[0].as_ref() != Some(&leader)
+        {
+            break (
+                leaders[0].clone().unwrap_or_else(|| unreachable!()),
+                managers[0].epoch(),
+            );
+        }
+        assert!(
+            renewed.elapsed() < LEASE_TTL + Duration::from_secs(1),
+            "no new leader within lease TTL + 1 s of the last renewal"
+        );
+        sleep(Duration::from_millis(5)).await;
+    };
+    println!(
+        "failover: new leader {new_leader} {:?} after the last renewal ({:?} after the abort)",
+        renewed.elapsed(),
+        aborted_at.elapsed()
+    );
+    assert!(new_epoch > epoch);
+
+    let refs: Vec<&ClusterManager> = managers.iter().collect();
+    let (_, _, after, after_version) = wait_converged(
+        &refs,
+        2,
+        Duration::from_secs(10),
+        "after the leader's crash",
+    )
+    .await;
+    println!(
+        "leader crash → its shards reassigned and agreed in {:?}",
+        aborted_at.elapsed()
+    );
+    assert_eq!(after.count_of(&leader), 0);
+    assert!(after_version > version);
+    shutdown_all(managers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_node_gets_its_share_in_throttled_steps() {
+    const MAX_MOVES: usize = 5;
+    let server = start_server();
+    let cluster = cluster_name();
+    let mut managers = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        let mut config = config(&cluster, id);
+        config.max_moves_per_step = MAX_MOVES;
+        managers.push(start(&server.url(), config).await);
+    }
+    let refs: Vec<&ClusterManager> = managers.iter().collect();
+    let (_, _, before, version) =
+        wait_converged(&refs, 3, Duration::from_secs(15), "three managers").await;
+    // Let any throttled start-up steps finish (three nodes joined one after the other).
+    sleep(Duration::from_secs(1)).await;
+    let before_version = managers[0].shard_map().map_or(version, |s| s.version);
+    let before = managers[0].shard_map().map_or(before, |s| s.map.clone());
+
+    let mut config = config(&cluster, "n4");
+    config.max_moves_per_step = MAX_MOVES;
+    let joined_at = Instant::now();
+    managers.push(start(&server.url(), config).await);
+    let refs: Vec<&ClusterManager> = managers.iter().collect();
+    let (_, _, after, after_version) =
+        wait_converged(&refs, 4, Duration::from_secs(15), "after a fourth node").await;
+    println!(
+        "join → balanced 4-node map in {:?} over {} versions",
+        joined_at.elapsed(),
+        after_version - before_version
+    );
+    let total = aether_core::shard_moves(&before, &after);
+    let bound = SHARDS.div_ceil(4) + SHARDS / 100;
+    assert!(
+        total.len() as u32 <= bound,
+        "{} moves, bound {bound}",
+        total.len()
+    );
+    assert!(total.iter().all(|m| m.to.as_ref() == Some(&node("n4"))));
+
+    let history = timeout(STEP, managers[0].map_store().history())
+        .await
+        .unwrap_or_else(|_| panic!("reading the history timed out"))
+        .unwrap_or_else(|e| panic!("reading the history: {e}"));
+    let steps: Vec<_> = history
+        .iter()
+        .filter(|c| c.version > before_version && c.version <= after_version)
+        .collect();
+    assert_eq!(steps.len() as u64, after_version - before_version);
+    assert!(
+        steps.len() >= total.len().div_ceil(MAX_MOVES),
+        "{} versions for {} moves",
+        steps.len(),
+        total.len()
+    );
+    assert!(steps.iter().all(|c| c.moved.len() <= MAX_MOVES));
+    let versions: Vec<u64> = history.iter().map(|c| c.version).collect();
+    assert!(
+        versions.windows(2).all(|w| w[1] == w[0] + 1),
+        "{versions:?}"
+    );
+    shutdown_all(managers).await;
+}

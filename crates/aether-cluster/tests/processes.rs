@@ -1,0 +1,657 @@
+//! The cluster as separate `aether-cluster-node` processes against real `nats-server`s, with
+//! test timings (heartbeat 500 ms, member TTL 2 s, probe timeout 500 ms, lease TTL 3 s,
+//! stabilisation 500 ms, 100 shards). Each node prints its view as JSON lines; the tests read
+//! them and kill, pause and resume processes with real signals. What must hold, and why:
+//!
+//! - **start**: three processes elect one leader within 5 s and agree on the map, 33/33/34;
+//! - **leader crash** (SIGKILL): a new leader within lease TTL + 1 s of the old one's last
+//!   renewal (as seen on the lease key), then its shards are reassigned and all maps agree;
+//! - **follower crash** (SIGKILL): its shards are reassigned and all maps agree within
+//!   member TTL + probe timeout + stabilisation + 2 s of slack;
+//! - **join**: a fourth process gets at most ⌈S/(n+1)⌉ + 1 % of S shards moved in total;
+//! - **pause** (SIGSTOP past every TTL, then SIGCONT) of the leader: the others take over; the
+//!   paused node rejoins; the map history is one chain with strictly increasing versions;
+//! - **NATS outage** (nats-server stopped longer than the member TTL, then started again): no
+//!   shard changes owner because of it;
+//! - **NATS node loss** (3-server NATS cluster, R3 buckets, one server killed): the Aether
+//!   cluster keeps its leader, epoch and map.
+//!
+//! Tests run one at a time (a shared lock) so the measured times are not distorted by each
+//! other's processes; the times are printed with `--nocapture`. Needs `nats-server` ≥ 2.12;
+//! fails (never skips) with the install command when it is missing.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use aether_cluster::ClusterConfig;
+use aether_cluster::kv::{ClusterStore, LEASE_KEY};
+use aether_cluster::shard_map_store::ShardMapStore;
+use aether_core::{NodeId, ShardCount};
+use aether_testkit::nats_server::{NatsCluster, NatsServer, READY_TIMEOUT};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep, timeout};
+
+const SHARDS: u32 = 100;
+const MEMBER_TTL: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+const LEASE_TTL: Duration = Duration::from_secs(3);
+const STABILIZATION: Duration = Duration::from_millis(500);
+/// Longest wait for one network step.
+const STEP: Duration = Duration::from_secs(10);
+
+/// One test at a time: the measured times must not include other tests' load.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn cluster_name() -> String {
+    format!("proc-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A node's view, as its last JSON line said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct View {
+    leader: Option<String>,
+    epoch: u64,
+    leads: bool,
+    map_version: Option<u64>,
+    counts: BTreeMap<String, u64>,
+    members: Vec<String>,
+}
+
+impl View {
+    fn parse(line: &Value) -> Option<Self> {
+        Some(Self {
+            leader: line.get("leader")?.as_str().map(str::to_owned),
+            epoch: line.get("epoch")?.as_u64()?,
+            leads: line.get("leads")?.as_bool()?,
+            map_version: line.get("map_version")?.as_u64(),
+            counts: line
+                .get("counts")?
+                .as_object()?
+                .iter()
+                .map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                .collect::<Option<_>>()?,
+            members: line
+                .get("members")?
+                .as_array()?
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<_>>()?,
+        })
+    }
+}
+
+/// A running `aether-cluster-node`.
+struct NodeProcess {
+    id: String,
+    child: Child,
+    view: Arc<Mutex<View>>,
+}
+
+impl NodeProcess {
+    fn spawn(nats: &[String], cluster: &str, id: &str, replicas: usize) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aether-cluster-node"))
+            .args(["--nats", &nats.join(","), "--id", id, "--cluster", cluster])
+            .args(["--shards", &SHARDS.to_string()])
+            .args(["--heartbeat-ms", "500"])
+            .args(["--member-ttl-ms", &MEMBER_TTL.as_millis().to_string()])
+            .args(["--probe-timeout-ms", &PROBE_TIMEOUT.as_millis().to_string()])
+            .args(["--lease-ttl-ms", &LEASE_TTL.as_millis().to_string()])
+            .args(["--lease-margin-ms", "500"])
+            .args(["--stabilization-ms", &STABILIZATION.as_millis().to_string()])
+            .args(["--request-timeout-ms", "1000"])
+            .args(["--replicas", &replicas.to_string()])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn aether-cluster-node {id}: {e}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("no stdout for {id}"));
+        let view = Arc::new(Mutex::new(View::default()));
+        let view_in = Arc::clone(&view);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if let Some(parsed) = View::parse(&value) {
+                    *view_in.lock().unwrap_or_else(PoisonError::into_inner) = parsed;
+                }
+            }
+        });
+        Self {
+            id: id.to_owned(),
+            child,
+            view,
+        }
+    }
+
+    fn view(&self) -> View {
+        self.view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .id()
+            .unwrap_or_else(|| panic!("{} has exited", self.id));
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{signal} {pid}: {e}"));
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
+    async fn sigkill(mut self) {
+        self.child
+            .start_kill()
+            .unwrap_or_else(|e| panic!("SIGKILL {}: {e}", self.id));
+        let _ = timeout(STEP, self.child.wait()).await;
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    async fn terminate(mut self) {
+        self.signal("TERM");
+        let status = timeout(STEP, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not exit after SIGTERM", self.id))
+            .unwrap_or_else(|e| panic!("{}: {e}", self.id));
+        assert!(status.success(), "{} exited with {status}", self.id);
+    }
+}
+
+async fn terminate_all(nodes: Vec<NodeProcess>) {
+    for node in nodes {
+        node.terminate().await;
+    }
+}
+
+/// What all nodes agree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Agreed {
+    leader: String,
+    epoch: u64,
+    version: u64,
+    counts: BTreeMap<String, u64>,
+}
+
+/// The agreed view if every node sees the same leader (exactly one leading), the same map
+/// version and counts over exactly `n` nodes (balanced within one), and `n` members.
+fn converged(nodes: &[&NodeProcess], n: usize) -> Option<Agreed> {
+    let views: Vec<View> = nodes.iter().map(|p| p.view()).collect();
+    let first = views.first()?;
+    let leader = first.leader.clone()?;
+    if views.iter().filter(|v| v.leads).count() != 1 {
+        return None;
+    }
+    let same = views.iter().all(|v| {
+        v.leader.as_ref() == Some(&leader)
+            && v.epoch == first.epoch
+            && v.map_version == first.map_version
+            && v.counts == first.counts
+            && v.members.len() == n
+    });
+    let (min, max) = (first.counts.values().min()?, first.counts.values().max()?);
+    let total: u64 = first.counts.values().sum();
+    (same && first.counts.len() == n && max - min <= 1 && total == u64::from(SHARDS)).then(|| {
+        Agreed {
+            leader,
+            epoch: first.epoch,
+            version: first.map_version.unwrap_or(0),
+            counts: first.counts.clone(),
+        }
+    })
+}
+
+async fn wait_converged(nodes: &[&NodeProcess], n: usize, limit: Duration, what: &str) -> Agreed {
+    let started = Instant::now();
+    loop {
+        if let Some(agreed) = converged(nodes, n) {
+            return agreed;
+        }
+        if started.elapsed() > limit {
+            let views: Vec<String> = nodes
+                .iter()
+                .map(|p| format!("{}: {:?}", p.id, p.view()))
+                .collect();
+            panic!(
+                "{what}: not converged after {limit:?}:\n{}",
+                views.join("\n")
+            );
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn test_config(cluster: &str, replicas: usize) -> ClusterConfig {
+    let mut config = ClusterConfig::new(NodeId::new("observer").unwrap_or_else(|e| panic!("{e}")));
+    config.cluster_name = cluster.to_owned();
+    config.shard_count = ShardCount::new(SHARDS).unwrap_or_else(|e| panic!("{e}"));
+    config.member_ttl = MEMBER_TTL;
+    config.lease_ttl = LEASE_TTL;
+    config.replicas = replicas;
+    config.request_timeout = Duration::from_secs(2);
+    config
+}
+
+/// The test's own handle on the cluster's buckets (never a member).
+async fn observe(url: &str, cluster: &str, replicas: usize) -> ClusterStore {
+    let client = timeout(STEP, async_nats::connect(url))
+        .await
+        .unwrap_or_else(|_| panic!("connect to {url} timed out"))
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    timeout(
+        STEP,
+        ClusterStore::open(client, &test_config(cluster, replicas)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("opening the cluster store timed out"))
+    .unwrap_or_else(|e| panic!("opening the cluster store: {e}"))
+}
+
+fn spawn_all(nats: &[String], cluster: &str, ids: &[&str]) -> Vec<NodeProcess> {
+    ids.iter()
+        .map(|id| NodeProcess::spawn(nats, cluster, id, 1))
+        .collect()
+}
+
+fn start_server() -> NatsServer {
+    NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_agree_then_a_follower_dies_and_a_fourth_joins() {
+    let _serial = SERIAL.lock().await;
+    let server = start_server();
+    let cluster = cluster_name();
+    let urls = [server.url()];
+    let started = Instant::now();
+    let mut nodes = spawn_all(&urls, &cluster, &["n1", "n2", "n3"]);
+    let first_leader = loop {
+        let views: Vec<View> = nodes.iter().map(NodeProcess::view).collect();
+        if views.iter().filter(|v| v.leads).count() == 1 {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no leader within 5 s of spawning: {views:?}"
+        );
+        sleep(Duration::from_millis(5)).await;
+    };
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let agreed = wait_converged(&refs, 3, Duration::from_secs(10), "three nodes").await;
+    println!(
+        "processes: first leader {first_leader:?} after spawning; agreed 3-node map after {:?}",
+        started.elapsed()
+    );
+    let mut counts: Vec<u64> = agreed.counts.values().copied().collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [33, 33, 34]);
+
+    // SIGKILL a follower: its shards go to the others once it is detected.
+    let follower = nodes
+        .iter()
+        .position(|p| p.id != agreed.leader)
+        .unwrap_or_else(|| unreachable!());
+    let victim = nodes.remove(follower);
+    let victim_id = victim.id.clone();
+    let killed_at = Instant::now();
+    victim.sigkill().await;
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let bound = MEMBER_TTL + PROBE_TIMEOUT + STABILIZATION + Duration::from_secs(2);
+    let after_kill = wait_converged(&refs, 2, bound, "after SIGKILL of a follower").await;
+    let reassigned = killed_at.elapsed();
+    println!(
+        "processes: follower SIGKILL → shards reassigned and agreed in {reassigned:?} (bound {bound:?})"
+    );
+    assert!(!after_kill.counts.contains_key(&victim_id));
+    assert_eq!(
+        after_kill.leader, agreed.leader,
+        "a follower's death changed the leader"
+    );
+
+    // A fourth (here: third again) node joins: it takes only its share.
+    let store = observe(&server.url(), &cluster, 1).await;
+    let map_store = ShardMapStore::new(store.clone(), &test_config(&cluster, 1));
+    let before = timeout(STEP, map_store.load())
+        .await
+        .unwrap_or_else(|_| panic!("load timed out"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no map"));
+    let joined_at = Instant::now();
+    nodes.push(NodeProcess::spawn(&urls, &cluster, "n4", 1));
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let after_join = wait_converged(&refs, 3, Duration::from_secs(10), "after n4 joined").await;
+    println!(
+        "processes: join → balanced map in {:?}",
+        joined_at.elapsed()
+    );
+    let after = timeout(STEP, map_store.load())
+        .await
+        .unwrap_or_else(|_| panic!("load timed out"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no map"));
+    assert_eq!(after.0.version, after_join.version);
+    let moves = aether_core::shard_moves(&before.0.map, &after.0.map);
+    let bound = u64::from(SHARDS).div_ceil(3) + u64::from(SHARDS) / 100;
+    assert!(
+        moves.len() as u64 <= bound,
+        "{} moves, bound {bound}",
+        moves.len()
+    );
+    assert!(
+        moves
+            .iter()
+            .all(|m| m.to.as_ref().map(NodeId::as_str) == Some("n4"))
+    );
+    terminate_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_within_the_lease_ttl() {
+    let _serial = SERIAL.lock().await;
+    let server = start_server();
+    let cluster = cluster_name();
+    let urls = [server.url()];
+    let mut nodes = spawn_all(&urls, &cluster, &["n1", "n2", "n3"]);
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let agreed = wait_converged(&refs, 3, Duration::from_secs(10), "three nodes").await;
+
+    // Watch the lease key: the time of the last renewal the server received.
+    let store = observe(&server.url(), &cluster, 1).await;
+    let last_write = Arc::new(Mutex::new(Instant::now()));
+    let last_write_in = Arc::clone(&last_write);
+    let mut watch = timeout(STEP, store.leader.watch(LEASE_KEY))
+        .await
+        .unwrap_or_else(|_| panic!("watch timed out"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let watcher = tokio::spawn(async move {
+        while let Some(Ok(entry)) = watch.next().await {
+            if entry.operation == async_nats::jetstream::kv::Operation::Put {
+                *last_write_in.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+            }
+        }
+    });
+    // Wait for one renewal to be seen, so the watch is live.
+    let since = *last_write.lock().unwrap_or_else(PoisonError::into_inner);
+    let started = Instant::now();
+    while *last_write.lock().unwrap_or_else(PoisonError::into_inner) == since {
+        assert!(started.elapsed() < LEASE_TTL, "no lease renewal seen");
+        sleep(Duration::from_millis(5)).await;
+    }
+
+    let index = nodes
+        .iter()
+        .position(|p| p.id == agreed.leader)
+        .unwrap_or_else(|| unreachable!());
+    let leader = nodes.remove(index);
+    let killed_at = Instant::now();
+    leader.sigkill().await;
+    let renewed = *last_write.lock().unwrap_or_else(PoisonError::into_inner);
+    watcher.abort();
+    let failover = loop {
+        let views: Vec<View> = nodes.iter().map(NodeProcess::view).collect();
+        if views.iter().filter(|v| v.leads).count() == 1
+            && views.iter().all(|v| {
+                v.leader.is_some()
+                    && v.leader == views[0].leader
+                    && v.leader.as_deref() != Some(&agreed.leader)
+            })
+        {
+            break renewed.elapsed();
+        }
+        assert!(
+            renewed.elapsed() < LEASE_TTL + Duration::from_secs(1),
+            "no new leader within lease TTL + 1 s of the last renewal: {views:?}"
+        );
+        sleep(Duration::from_millis(5)).await;
+    };
+    println!(
+        "processes: leader SIGKILL → new leader {failover:?} after its last renewal ({:?} after the kill)",
+        killed_at.elapsed()
+    );
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let after = wait_converged(
+        &refs,
+        2,
+        Duration::from_secs(10),
+        "after the leader's SIGKILL",
+    )
+    .await;
+    println!(
+        "processes: leader SIGKILL → its shards reassigned and agreed in {:?}",
+        killed_at.elapsed()
+    );
+    assert!(after.epoch > agreed.epoch);
+    assert!(!after.counts.contains_key(&agreed.leader));
+    terminate_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_rejoins_and_the_history_is_one_chain() {
+    let _serial = SERIAL.lock().await;
+    let server = start_server();
+    let cluster = cluster_name();
+    let urls = [server.url()];
+    let nodes = spawn_all(&urls, &cluster, &["n1", "n2", "n3"]);
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let agreed = wait_converged(&refs, 3, Duration::from_secs(10), "three nodes").await;
+    let paused = nodes
+        .iter()
+        .find(|p| p.id == agreed.leader)
+        .unwrap_or_else(|| unreachable!());
+    paused.signal("STOP");
+    let pause = LEASE_TTL.max(MEMBER_TTL) + Duration::from_secs(2);
+    sleep(pause).await;
+    let others: Vec<&NodeProcess> = nodes.iter().filter(|p| p.id != paused.id).collect();
+    let during = others.iter().map(|p| p.view()).collect::<Vec<_>>();
+    assert!(
+        during
+            .iter()
+            .all(|v| v.leader.is_some() && v.leader.as_deref() != Some(&paused.id)),
+        "no new leader while {} was paused for {pause:?}: {during:?}",
+        paused.id
+    );
+    let resumed_at = Instant::now();
+    paused.signal("CONT");
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let after = wait_converged(&refs, 3, Duration::from_secs(15), "after SIGCONT").await;
+    println!(
+        "processes: leader paused {pause:?} → after SIGCONT all 3 agree again in {:?}",
+        resumed_at.elapsed()
+    );
+    assert!(after.epoch > agreed.epoch);
+    assert_ne!(after.leader, paused.id);
+
+    let store = observe(&server.url(), &cluster, 1).await;
+    let history = timeout(
+        STEP,
+        ShardMapStore::new(store, &test_config(&cluster, 1)).history(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("history timed out"))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let versions: Vec<u64> = history.iter().map(|c| c.version).collect();
+    assert_eq!(versions.first(), Some(&1));
+    assert!(
+        versions.windows(2).all(|w| w[1] == w[0] + 1),
+        "{versions:?}"
+    );
+    assert!(
+        history.windows(2).all(|w| w[1].epoch >= w[0].epoch),
+        "{history:?}"
+    );
+    assert_eq!(versions.last(), Some(&after.version));
+    terminate_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_longer_than_the_member_ttl_moves_no_shard() {
+    let _serial = SERIAL.lock().await;
+    let mut server = start_server();
+    let cluster = cluster_name();
+    let urls = [server.url()];
+    let nodes = spawn_all(&urls, &cluster, &["n1", "n2", "n3"]);
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let before = wait_converged(&refs, 3, Duration::from_secs(10), "three nodes").await;
+    let store = observe(&server.url(), &cluster, 1).await;
+    let map_store = ShardMapStore::new(store, &test_config(&cluster, 1));
+    let map_before = timeout(STEP, map_store.load())
+        .await
+        .unwrap_or_else(|_| panic!("load timed out"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no map"));
+
+    let outage = MEMBER_TTL + Duration::from_secs(1);
+    server.node().stop();
+    sleep(outage).await;
+    server
+        .node()
+        .start()
+        .unwrap_or_else(|e| panic!("restarting nats-server: {e}"));
+    server
+        .node()
+        .wait_ready(READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("nats-server not ready after restart: {e}"));
+    let restarted_at = Instant::now();
+    let after = wait_converged(&refs, 3, Duration::from_secs(15), "after the NATS outage").await;
+    println!(
+        "processes: NATS down {outage:?} → all 3 agree again {:?} after the restart",
+        restarted_at.elapsed()
+    );
+    // Give a (wrong) reassignment time to happen, then look at the map and its history.
+    sleep(MEMBER_TTL + PROBE_TIMEOUT + STABILIZATION * 2).await;
+    let settled = wait_converged(&refs, 3, Duration::from_secs(5), "settled").await;
+    assert_eq!(after.counts, before.counts);
+    assert_eq!(settled.counts, before.counts);
+    let map_after = timeout(STEP, map_store.load())
+        .await
+        .unwrap_or_else(|_| panic!("load timed out"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no map"));
+    assert_eq!(map_after.0.map, map_before.0.map, "a shard changed owner");
+    let history = timeout(STEP, map_store.history())
+        .await
+        .unwrap_or_else(|_| panic!("history timed out"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let moved_since: Vec<_> = history
+        .iter()
+        .filter(|c| c.version > map_before.0.version && !c.moved.is_empty())
+        .collect();
+    assert!(
+        moved_since.is_empty(),
+        "shards moved because of the outage: {moved_since:?}"
+    );
+    println!(
+        "processes: NATS outage: map version {} → {}",
+        map_before.0.version, map_after.0.version
+    );
+    terminate_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_nats_server_keeps_the_leader_and_the_map() {
+    let _serial = SERIAL.lock().await;
+    let mut nats = NatsCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
+    let urls = nats.urls();
+    let names: Vec<String> = nats.nodes().iter().map(|n| n.name().to_owned()).collect();
+    let cluster = cluster_name();
+    // Node i prefers server i (the binary keeps the URL order).
+    let ids = ["n1", "n2", "n3"];
+    let nodes: Vec<NodeProcess> = (0..3)
+        .map(|i| {
+            let mut order = urls.clone();
+            order.rotate_left(i);
+            NodeProcess::spawn(&order, &cluster, ids[i], 3)
+        })
+        .collect();
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let before = wait_converged(
+        &refs,
+        3,
+        Duration::from_secs(20),
+        "three nodes on a NATS cluster",
+    )
+    .await;
+    let leader_server = ids
+        .iter()
+        .position(|id| *id == before.leader)
+        .unwrap_or_else(|| unreachable!());
+
+    let store = observe(&urls[leader_server], &cluster, 3).await;
+    let mut leader_stream = timeout(STEP, store.js.get_stream(format!("KV_{cluster}-leader")))
+        .await
+        .unwrap_or_else(|_| panic!("stream info timed out"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let info = timeout(STEP, leader_stream.info())
+        .await
+        .unwrap_or_else(|_| panic!("stream info timed out"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stream_leader = info
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .unwrap_or_default();
+    let victim = (0..3)
+        .find(|&i| i != leader_server && names[i] != stream_leader)
+        .unwrap_or_else(|| unreachable!());
+    let killed_at = Instant::now();
+    nats.nodes()[victim].kill();
+    println!(
+        "processes: killed NATS server {} (lease stream leader {stream_leader}, Aether leader {} on {})",
+        names[victim], before.leader, names[leader_server]
+    );
+    // Longer than every TTL and the stabilisation delay: anything that would move, has.
+    sleep(MEMBER_TTL + LEASE_TTL + STABILIZATION + Duration::from_secs(1)).await;
+    let after = wait_converged(
+        &refs,
+        3,
+        Duration::from_secs(10),
+        "after losing a NATS server",
+    )
+    .await;
+    println!(
+        "processes: {:?} after losing a NATS server: leader {}@{} (before {}@{}), map v{} (before v{})",
+        killed_at.elapsed(),
+        after.leader,
+        after.epoch,
+        before.leader,
+        before.epoch,
+        after.version,
+        before.version
+    );
+    assert_eq!(after.leader, before.leader);
+    assert_eq!(after.epoch, before.epoch);
+    assert_eq!(after.version, before.version);
+    assert_eq!(after.counts, before.counts);
+    // The node whose server was killed must leave cleanly too: its connection fails over to
+    // another server and `leave` retries the delete meanwhile.
+    let mut nodes = nodes;
+    let orphan = nodes.remove(victim);
+    orphan.signal("TERM");
+    let mut orphan = orphan;
+    let status = timeout(STEP, orphan.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("{} did not exit after SIGTERM", orphan.id));
+    println!(
+        "processes: {} (its server killed) exited with {status:?}",
+        orphan.id
+    );
+    let status = status.expect("wait for the node");
+    assert!(
+        status.success(),
+        "{} did not leave cleanly: {status:?}",
+        orphan.id
+    );
+    terminate_all(nodes).await;
+}
