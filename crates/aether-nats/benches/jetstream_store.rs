@@ -42,7 +42,6 @@ use aether_nats::naming::{
     actor_subject, snapshot_bucket, snapshot_key, stream_name, stream_subjects,
 };
 use aether_nats::{JetStreamEventStore, TYPE_HEADER, VERSION_HEADER};
-use aether_testkit::nats_server::NatsServer;
 use async_nats::HeaderMap;
 use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
@@ -51,8 +50,12 @@ use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, stream::Stream};
 use futures::stream::{FuturesUnordered, StreamExt};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type BenchResult<T> = Result<T, BoxError>;
+#[path = "support/measure.rs"]
+mod measure;
+use measure::{
+    BenchResult, Meter, Report, Sample, Series, bench_event, env_or, fmt_rate, fmt_secs,
+    fmt_throughput, percentile, rounds,
+};
 
 /// Raw publishes kept in flight while filling the replay stream.
 const FILL_WINDOW: usize = 2048;
@@ -82,7 +85,7 @@ struct Sizes {
 
 impl Sizes {
     fn from_env(bench_mode: bool) -> Self {
-        let quick = std::env::var("AETHER_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let quick = measure::quick();
         let base = if !bench_mode {
             Self {
                 mode: "smoke",
@@ -150,32 +153,9 @@ impl Sizes {
     }
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Events and raw publishing
 // ---------------------------------------------------------------------------------------------
-
-/// An event with ~140 bytes of `data` (~330 bytes of JSON in all).
-fn bench_event(actor: &ActorId, version: Version) -> Event {
-    let mut data = serde_json::Map::new();
-    data.insert("amount".into(), (version * 7 % 1000).into());
-    data.insert("currency".into(), "EUR".into());
-    data.insert("reference".into(), format!("invoice-{version:08}").into());
-    data.insert(
-        "note".into(),
-        "monthly subscription renewal, card ending 4242".into(),
-    );
-    Event::builder(actor.clone(), "Deposited")
-        .version(version)
-        .data_object(data)
-        .build()
-}
 
 fn actor(name: impl Into<String>) -> ActorId {
     ActorId::new(name.into()).expect("benchmark actor ids are valid")
@@ -213,92 +193,8 @@ async fn tagged(index: usize, ack: PublishAckFuture) -> (usize, Result<PublishAc
     (index, ack.await)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Measuring, statistics and the report
-// ---------------------------------------------------------------------------------------------
-
-/// CPU time used so far by every thread of this process (the client side: the server is
-/// another process), from `/proc/self/task/*/schedstat`; zero where that is not available.
-fn process_cpu() -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let nanos = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(nanos)
-}
-
-/// Wall-clock and client CPU time of one timed run.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    wall: f64,
-    cpu: f64,
-}
-
-#[derive(Debug)]
-struct Meter {
-    wall: Instant,
-    cpu: Duration,
-}
-
-impl Meter {
-    fn start() -> Self {
-        Self {
-            cpu: process_cpu(),
-            wall: Instant::now(),
-        }
-    }
-
-    fn stop(self) -> Sample {
-        let wall = self.wall.elapsed().as_secs_f64();
-        Sample {
-            wall,
-            cpu: (process_cpu().saturating_sub(self.cpu)).as_secs_f64(),
-        }
-    }
-}
-
-/// The samples of one variant, one per round.
-#[derive(Debug, Default, Clone)]
-struct Series(Vec<Sample>);
-
 impl Series {
-    fn wall(&self) -> f64 {
-        median(&self.0.iter().map(|s| s.wall).collect::<Vec<_>>())
-    }
-
-    fn cpu(&self) -> f64 {
-        median(&self.0.iter().map(|s| s.cpu).collect::<Vec<_>>())
-    }
-
-    /// `ops` per second of the median round.
-    fn rate(&self, ops: f64) -> f64 {
-        ops / self.wall()
-    }
-
-    /// Median over rounds of `baseline time ÷ our time`: each round's pair ran back to back,
-    /// so a slow period of the machine cancels out. > 1: ours is faster.
-    fn paired(&self, baseline: &Self) -> f64 {
-        let ratios: Vec<f64> = self
-            .0
-            .iter()
-            .zip(&baseline.0)
-            .map(|(ours, base)| base.wall / ours.wall)
-            .collect();
-        median(&ratios)
-    }
-
-    fn list_rates(&self, ops: f64, unit: &str) -> String {
-        self.0
-            .iter()
-            .map(|s| fmt_rate(ops / s.wall, unit))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
+    /// The wall time of each round.
     fn list_times(&self) -> String {
         self.0
             .iter()
@@ -306,155 +202,6 @@ impl Series {
             .collect::<Vec<_>>()
             .join(", ")
     }
-}
-
-/// Runs `rounds` rounds of `variants` variants, rotating which runs first every round.
-async fn rounds(
-    rounds: usize,
-    variants: usize,
-    mut run: impl AsyncFnMut(usize, usize) -> BenchResult<Sample>,
-) -> BenchResult<Vec<Series>> {
-    let mut series = vec![Series::default(); variants];
-    for round in 0..rounds {
-        for i in 0..variants {
-            let variant = (i + round) % variants;
-            let sample = run(variant, round).await?;
-            series[variant].0.push(sample);
-        }
-    }
-    Ok(series)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
-/// Nearest-rank percentile of `values` (`p` in 0..=100).
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-fn fmt_rate(per_second: f64, unit: &str) -> String {
-    if per_second >= 1e6 {
-        format!("{:.2} M {unit}/s", per_second / 1e6)
-    } else if per_second >= 1e3 {
-        format!("{:.1} K {unit}/s", per_second / 1e3)
-    } else {
-        format!("{per_second:.0} {unit}/s")
-    }
-}
-
-fn fmt_secs(seconds: f64) -> String {
-    if seconds >= 1.0 {
-        format!("{seconds:.2} s")
-    } else if seconds >= 1e-3 {
-        format!("{:.2} ms", seconds * 1e3)
-    } else if seconds >= 10e-6 {
-        format!("{:.0} µs", seconds * 1e6)
-    } else {
-        format!("{:.1} µs", seconds * 1e6)
-    }
-}
-
-/// Throughput, time per operation and client CPU per operation of a series.
-fn fmt_throughput(series: &Series, ops: f64, unit: &str) -> String {
-    format!(
-        "{} ({} each, CPU {})",
-        fmt_rate(series.rate(ops), unit),
-        fmt_secs(series.wall() / ops),
-        fmt_secs(series.cpu() / ops)
-    )
-}
-
-/// One line of the final table. `ratio` > 1: ours is faster.
-#[derive(Debug)]
-struct Row {
-    name: String,
-    ours: String,
-    baseline: String,
-    ratio: f64,
-    target: Option<f64>,
-}
-
-#[derive(Debug, Default)]
-struct Report {
-    rows: Vec<Row>,
-    notes: Vec<String>,
-}
-
-impl Report {
-    fn row(
-        &mut self,
-        name: impl Into<String>,
-        ours: String,
-        baseline: String,
-        ratio: f64,
-        target: Option<f64>,
-    ) {
-        let row = Row {
-            name: name.into(),
-            ours,
-            baseline,
-            ratio,
-            target,
-        };
-        println!(
-            "  => {}: ours {} | baseline {} | {:.2}×{}",
-            row.name,
-            row.ours,
-            row.baseline,
-            row.ratio,
-            row.target
-                .map(|t| format!(" (target ≥ {t}×: {})", met(row.ratio, t)))
-                .unwrap_or_default()
-        );
-        self.rows.push(row);
-    }
-
-    fn note(&mut self, note: String) {
-        println!("  note: {note}");
-        self.notes.push(note);
-    }
-
-    fn print(&self) {
-        println!();
-        println!(
-            "| benchmark | ours | raw async-nats baseline | ours vs baseline | target | met |"
-        );
-        println!("|---|---|---|---|---|---|");
-        for row in &self.rows {
-            let (target, ok) = match row.target {
-                Some(t) => (format!("≥ {t}×"), met(row.ratio, t).to_owned()),
-                None => ("—".to_owned(), "—".to_owned()),
-            };
-            println!(
-                "| {} | {} | {} | {:.2}× | {target} | {ok} |",
-                row.name, row.ours, row.baseline, row.ratio
-            );
-        }
-        if !self.notes.is_empty() {
-            println!();
-            for note in &self.notes {
-                println!("- {note}");
-            }
-        }
-    }
-}
-
-fn met(ratio: f64, target: f64) -> &'static str {
-    if ratio >= target { "yes" } else { "**no**" }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -501,13 +248,18 @@ impl Bench {
         self.seq_ours("warm", 50).await?;
         self.seq_raw("warm", 50).await?;
         let this = &*self;
-        let series = rounds(this.sizes.rounds, 2, async |variant, round| {
-            let tag = round.to_string();
-            match variant {
-                0 => this.seq_ours(&tag, n).await,
-                _ => this.seq_raw(&tag, n).await,
-            }
-        })
+        let series = rounds(
+            this.sizes.rounds,
+            2,
+            |_| true,
+            async |variant, round| {
+                let tag = round.to_string();
+                match variant {
+                    0 => this.seq_ours(&tag, n).await,
+                    _ => this.seq_raw(&tag, n).await,
+                }
+            },
+        )
         .await?;
         let (ours, raw) = (&series[0], &series[1]);
         let ops = n as f64;
@@ -563,18 +315,23 @@ impl Bench {
         self.concurrent_raw_pipelined("warm").await?;
         let this = &*self;
         let fresh = &fresh;
-        let series = rounds(this.sizes.rounds, 4, async |variant, round| {
-            let tag = round.to_string();
-            match variant {
-                0 => this.concurrent_ours(fresh, &tag, 0).await,
-                1 => {
-                    this.concurrent_ours(&this.store, "warm", round as u64 + 1)
-                        .await
+        let series = rounds(
+            this.sizes.rounds,
+            4,
+            |_| true,
+            async |variant, round| {
+                let tag = round.to_string();
+                match variant {
+                    0 => this.concurrent_ours(fresh, &tag, 0).await,
+                    1 => {
+                        this.concurrent_ours(&this.store, "warm", round as u64 + 1)
+                            .await
+                    }
+                    2 => this.concurrent_raw_pipelined(&tag).await,
+                    _ => this.concurrent_raw_tasks(&tag).await,
                 }
-                2 => this.concurrent_raw_pipelined(&tag).await,
-                _ => this.concurrent_raw_tasks(&tag).await,
-            }
-        })
+            },
+        )
         .await?;
         let (ours, warm, raw, raw_tasks) = (&series[0], &series[1], &series[2], &series[3]);
         println!("  ours (new actors):    {}", ours.list_rates(ops, "ev"));
@@ -727,22 +484,27 @@ impl Bench {
             .await?;
         let this = &*self;
         let streams = [&stream, &same_connection];
-        let series = rounds(this.sizes.rounds, 3, async |variant, _| {
-            let meter = Meter::start();
-            for i in 0..calls {
-                let actor = &this.existing_actors[i % this.existing_actors.len()];
-                let version = if variant == 0 {
-                    this.store.latest_version(actor).await?
-                } else {
-                    let message = streams[variant - 1]
-                        .direct_get_last_for_subject(actor_subject(&this.ns, actor))
-                        .await?;
-                    header_version(&message.headers).ok_or("no version header")?
-                };
-                assert_eq!(version, k);
-            }
-            Ok(meter.stop())
-        })
+        let series = rounds(
+            this.sizes.rounds,
+            3,
+            |_| true,
+            async |variant, _| {
+                let meter = Meter::start();
+                for i in 0..calls {
+                    let actor = &this.existing_actors[i % this.existing_actors.len()];
+                    let version = if variant == 0 {
+                        this.store.latest_version(actor).await?
+                    } else {
+                        let message = streams[variant - 1]
+                            .direct_get_last_for_subject(actor_subject(&this.ns, actor))
+                            .await?;
+                        header_version(&message.headers).ok_or("no version header")?
+                    };
+                    assert_eq!(version, k);
+                }
+                Ok(meter.stop())
+            },
+        )
         .await?;
         let (ours, raw, raw_same) = (&series[0], &series[1], &series[2]);
         let ops = calls as f64;
@@ -883,23 +645,28 @@ impl Bench {
             // blocks from disk.
             filled.store.events(actor_id, 0).await?;
             raw_replay(&filled.stream, &subject, 1, last, false).await?;
-            let series = rounds(self.sizes.rounds, 3, async |variant, _| {
-                let meter = Meter::start();
-                let (count, events) = match variant {
-                    0 => {
-                        let events = filled.store.events(actor_id, 0).await?;
-                        (events.len(), events)
-                    }
-                    1 => raw_replay(&filled.stream, &subject, 1, last, false).await?,
-                    _ => raw_replay(&filled.stream, &subject, 1, last, true).await?,
-                };
-                // Stopped before the events are dropped: that is the caller's business.
-                let sample = meter.stop();
-                assert_eq!(count as u64, expected, "replayed every event");
-                assert!(events.windows(2).all(|w| w[0].version < w[1].version));
-                drop(events);
-                Ok(sample)
-            })
+            let series = rounds(
+                self.sizes.rounds,
+                3,
+                |_| true,
+                async |variant, _| {
+                    let meter = Meter::start();
+                    let (count, events) = match variant {
+                        0 => {
+                            let events = filled.store.events(actor_id, 0).await?;
+                            (events.len(), events)
+                        }
+                        1 => raw_replay(&filled.stream, &subject, 1, last, false).await?,
+                        _ => raw_replay(&filled.stream, &subject, 1, last, true).await?,
+                    };
+                    // Stopped before the events are dropped: that is the caller's business.
+                    let sample = meter.stop();
+                    assert_eq!(count as u64, expected, "replayed every event");
+                    assert!(events.windows(2).all(|w| w[0].version < w[1].version));
+                    drop(events);
+                    Ok(sample)
+                },
+            )
             .await?;
             let (ours, raw, raw_decode) = (&series[0], &series[1], &series[2]);
             println!("  ours:       {}", ours.list_times());
@@ -960,35 +727,40 @@ impl Bench {
         );
         let (kv, subject) = (&kv, &subject);
         filled.store.load_actor(snap).await?; // warm-up, not timed
-        let series = rounds(self.sizes.rounds, 3, async |variant, _| {
-            let meter = Meter::start();
-            match variant {
-                0 => {
-                    let loaded = filled.store.load_actor(snap).await?;
-                    let sample = meter.stop();
-                    assert_eq!(loaded.snapshot.map(|s| s.version), Some(at));
-                    assert_eq!(loaded.events.len() as u64, tail);
-                    Ok(sample)
+        let series = rounds(
+            self.sizes.rounds,
+            3,
+            |_| true,
+            async |variant, _| {
+                let meter = Meter::start();
+                match variant {
+                    0 => {
+                        let loaded = filled.store.load_actor(snap).await?;
+                        let sample = meter.stop();
+                        assert_eq!(loaded.snapshot.map(|s| s.version), Some(at));
+                        assert_eq!(loaded.events.len() as u64, tail);
+                        Ok(sample)
+                    }
+                    1 => {
+                        let events = filled.store.events(snap, 0).await?;
+                        let sample = meter.stop();
+                        assert_eq!(events.len() as u64, n);
+                        Ok(sample)
+                    }
+                    _ => {
+                        let bytes = kv.get(snapshot_key(snap)).await?.ok_or("no snapshot")?;
+                        let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+                        std::hint::black_box(&value);
+                        let (count, events) =
+                            raw_replay(&filled.stream, subject, first, last, true).await?;
+                        let sample = meter.stop();
+                        assert_eq!(count as u64, tail);
+                        drop(events);
+                        Ok(sample)
+                    }
                 }
-                1 => {
-                    let events = filled.store.events(snap, 0).await?;
-                    let sample = meter.stop();
-                    assert_eq!(events.len() as u64, n);
-                    Ok(sample)
-                }
-                _ => {
-                    let bytes = kv.get(snapshot_key(snap)).await?.ok_or("no snapshot")?;
-                    let value: serde_json::Value = serde_json::from_slice(&bytes)?;
-                    std::hint::black_box(&value);
-                    let (count, events) =
-                        raw_replay(&filled.stream, subject, first, last, true).await?;
-                    let sample = meter.stop();
-                    assert_eq!(count as u64, tail);
-                    drop(events);
-                    Ok(sample)
-                }
-            }
-        })
+            },
+        )
         .await?;
         let (ours, full, raw) = (&series[0], &series[1], &series[2]);
         println!("  load_actor:  {}", ours.list_times());
@@ -1312,21 +1084,13 @@ async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
         .timeout(Duration::from_secs(5))
         .build(raw_client.clone());
     let info = store.client().server_info();
-    println!(
-        "nats-server {} (go {}), JetStream on {url}; async-nats 0.51; {} mode; {} rounds; {} cores",
-        info.version,
-        info.go,
-        sizes.mode,
-        sizes.rounds,
-        std::thread::available_parallelism().map_or(0, usize::from)
-    );
-    let sample = bench_event(&actor("sample"), 1);
-    println!(
-        "event payload: {} bytes of JSON ({} of data)",
-        serde_json::to_vec(&sample)?.len(),
-        serde_json::to_vec(&sample.data)?.len()
-    );
-    println!("sizes: {sizes:?}");
+    measure::print_heading(
+        &info,
+        &format!(", JetStream on {url}"),
+        (sizes.mode, sizes.rounds),
+        "",
+        &sizes,
+    )?;
     let mut bench = Bench {
         sizes,
         url,
@@ -1365,28 +1129,12 @@ async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
         }
     }
     bench.raw_client.flush().await?;
-    println!(
-        "\nResults (nats-server {}, {} mode, medians of {} alternating rounds; ratio > 1: ours faster)",
-        info.version, bench.sizes.mode, bench.sizes.rounds
-    );
-    bench.report.print();
+    bench
+        .report
+        .print(&info.version, bench.sizes.mode, bench.sizes.rounds);
     Ok(())
 }
 
 fn main() -> BenchResult<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let bench_mode = args.iter().any(|a| a == "--bench");
-    let filters: Vec<String> = args.into_iter().filter(|a| !a.starts_with('-')).collect();
-    let sizes = Sizes::from_env(bench_mode);
-    let server = NatsServer::start()?;
-    let url = server.url();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let started = Instant::now();
-    let result = runtime.block_on(run(url, sizes, filters));
-    drop(runtime);
-    drop(server);
-    println!("\ntotal time {}", fmt_secs(started.elapsed().as_secs_f64()));
-    result
+    measure::main(Sizes::from_env, run)
 }

@@ -48,7 +48,6 @@ use std::time::{Duration, Instant};
 use aether_core::{ActorId, Event, Namespace, Overflow, SubscribeOptions, Version};
 use aether_nats::wire::{DURABLE_SUBJECT_PREFIX, ORIGIN_HEADER, SEQUENCE_HEADER, SUBJECT_PREFIX};
 use aether_nats::{DurableConfig, DurableOptions, DurableStart, NatsBusMetrics, NatsEventBus};
-use aether_testkit::nats_server::NatsServer;
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::context::PublishAckFuture;
@@ -56,8 +55,12 @@ use async_nats::jetstream::{self, stream::Stream};
 use async_nats::{HeaderMap, Subject};
 use futures::StreamExt;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type BenchResult<T> = Result<T, BoxError>;
+#[path = "support/measure.rs"]
+mod measure;
+use measure::{
+    BenchResult, BoxError, Meter, Report, Sample, Series, bench_event, env_or, fmt_rate, fmt_secs,
+    fmt_throughput, median, percentile, rounds,
+};
 
 /// Raw publishes kept in flight while filling the bus stream.
 const FILL_WINDOW: usize = 2048;
@@ -90,7 +93,7 @@ struct Sizes {
 
 impl Sizes {
     fn from_env(bench_mode: bool) -> Self {
-        let quick = std::env::var("AETHER_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let quick = measure::quick();
         let base = if !bench_mode {
             Self {
                 mode: "smoke",
@@ -158,32 +161,9 @@ impl Sizes {
     }
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Events and raw messages
 // ---------------------------------------------------------------------------------------------
-
-/// An event with ~140 bytes of `data` (~330 bytes of JSON in all).
-fn bench_event(actor: &ActorId, version: Version) -> Event {
-    let mut data = serde_json::Map::new();
-    data.insert("amount".into(), (version * 7 % 1000).into());
-    data.insert("currency".into(), "EUR".into());
-    data.insert("reference".into(), format!("invoice-{version:08}").into());
-    data.insert(
-        "note".into(),
-        "monthly subscription renewal, card ending 4242".into(),
-    );
-    Event::builder(actor.clone(), "Deposited")
-        .version(version)
-        .data_object(data)
-        .build()
-}
 
 /// Versions `1..=n` of one actor.
 fn bench_events(actor_name: &str, n: u64) -> BenchResult<Vec<Event>> {
@@ -228,267 +208,6 @@ async fn raw_send_durable(
     Ok(js
         .publish_with_headers(subject.clone(), raw_durable_headers(event), payload.into())
         .await?)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Measuring, statistics and the report
-// ---------------------------------------------------------------------------------------------
-
-/// CPU time used so far by every thread of this process (both nodes and the baselines: the
-/// server is another process), from `/proc/self/task/*/schedstat`; zero where that is not
-/// available.
-fn process_cpu() -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let nanos = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(nanos)
-}
-
-/// Wall-clock and client CPU time of one timed run.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    wall: f64,
-    cpu: f64,
-}
-
-#[derive(Debug)]
-struct Meter {
-    wall: Instant,
-    cpu: Duration,
-}
-
-impl Meter {
-    fn start() -> Self {
-        Self {
-            cpu: process_cpu(),
-            wall: Instant::now(),
-        }
-    }
-
-    fn stop(self) -> Sample {
-        self.stop_at(Instant::now())
-    }
-
-    /// The wall clock up to `end` (when the last event arrived), the CPU up to now.
-    fn stop_at(self, end: Instant) -> Sample {
-        Sample {
-            wall: end.saturating_duration_since(self.wall).as_secs_f64(),
-            cpu: (process_cpu().saturating_sub(self.cpu)).as_secs_f64(),
-        }
-    }
-}
-
-/// The samples of one variant, one per round.
-#[derive(Debug, Default, Clone)]
-struct Series(Vec<Sample>);
-
-impl Series {
-    fn wall(&self) -> f64 {
-        median(&self.0.iter().map(|s| s.wall).collect::<Vec<_>>())
-    }
-
-    fn cpu(&self) -> f64 {
-        median(&self.0.iter().map(|s| s.cpu).collect::<Vec<_>>())
-    }
-
-    /// `ops` per second of the median round.
-    fn rate(&self, ops: f64) -> f64 {
-        ops / self.wall()
-    }
-
-    /// Median over rounds of `baseline time ÷ our time`: each round's pair ran back to back,
-    /// so a slow period of the machine cancels out. > 1: ours is faster.
-    fn paired(&self, baseline: &Self) -> f64 {
-        let ratios: Vec<f64> = self
-            .0
-            .iter()
-            .zip(&baseline.0)
-            .map(|(ours, base)| base.wall / ours.wall)
-            .collect();
-        median(&ratios)
-    }
-
-    fn list_rates(&self, ops: f64, unit: &str) -> String {
-        self.0
-            .iter()
-            .map(|s| fmt_rate(ops / s.wall, unit))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// Runs `rounds` rounds of `variants` variants, rotating which runs first every round.
-async fn rounds(
-    sizes: &Sizes,
-    variants: usize,
-    mut run: impl AsyncFnMut(usize, usize) -> BenchResult<Sample>,
-) -> BenchResult<Vec<Series>> {
-    let mut series = vec![Series::default(); variants];
-    for round in 0..sizes.rounds {
-        for i in 0..variants {
-            let variant = (i + round) % variants;
-            if sizes.runs(variant) {
-                let sample = run(variant, round).await?;
-                series[variant].0.push(sample);
-            }
-        }
-    }
-    Ok(series)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
-/// Nearest-rank percentile of `values` (`p` in 0..=100).
-fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-fn fmt_rate(per_second: f64, unit: &str) -> String {
-    if per_second >= 1e6 {
-        format!("{:.2} M {unit}/s", per_second / 1e6)
-    } else if per_second >= 1e3 {
-        format!("{:.1} K {unit}/s", per_second / 1e3)
-    } else {
-        format!("{per_second:.0} {unit}/s")
-    }
-}
-
-fn fmt_secs(seconds: f64) -> String {
-    if seconds >= 1.0 {
-        format!("{seconds:.2} s")
-    } else if seconds >= 1e-3 {
-        format!("{:.2} ms", seconds * 1e3)
-    } else if seconds >= 10e-6 {
-        format!("{:.0} µs", seconds * 1e6)
-    } else {
-        format!("{:.1} µs", seconds * 1e6)
-    }
-}
-
-/// Throughput, time per operation and client CPU per operation of a series.
-fn fmt_throughput(series: &Series, ops: f64, unit: &str) -> String {
-    format!(
-        "{} ({} each, CPU {})",
-        fmt_rate(series.rate(ops), unit),
-        fmt_secs(series.wall() / ops),
-        fmt_secs(series.cpu() / ops)
-    )
-}
-
-/// One line of the final table. `ratio` > 1: ours is faster.
-#[derive(Debug)]
-struct Row {
-    name: String,
-    ours: String,
-    baseline: String,
-    ratio: f64,
-    /// The target and whether it was met.
-    target: Option<(String, bool)>,
-}
-
-#[derive(Debug, Default)]
-struct Report {
-    rows: Vec<Row>,
-    notes: Vec<String>,
-}
-
-impl Report {
-    /// A row whose target, if any, is a minimum ratio.
-    fn row(
-        &mut self,
-        name: impl Into<String>,
-        ours: String,
-        baseline: String,
-        ratio: f64,
-        target: Option<f64>,
-    ) {
-        let target = target.map(|t| (format!("≥ {t}×"), ratio >= t));
-        self.push(name.into(), ours, baseline, ratio, target);
-    }
-
-    fn push(
-        &mut self,
-        name: String,
-        ours: String,
-        baseline: String,
-        ratio: f64,
-        target: Option<(String, bool)>,
-    ) {
-        let row = Row {
-            name,
-            ours,
-            baseline,
-            ratio,
-            target,
-        };
-        println!(
-            "  => {}: ours {} | baseline {} | {:.2}×{}",
-            row.name,
-            row.ours,
-            row.baseline,
-            row.ratio,
-            row.target
-                .as_ref()
-                .map(|(t, ok)| format!(" (target {t}: {})", met(*ok)))
-                .unwrap_or_default()
-        );
-        self.rows.push(row);
-    }
-
-    fn note(&mut self, note: String) {
-        println!("  note: {note}");
-        self.notes.push(note);
-    }
-
-    fn print(&self) {
-        println!();
-        println!(
-            "| benchmark | ours | raw async-nats baseline | ours vs baseline | target | met |"
-        );
-        println!("|---|---|---|---|---|---|");
-        for row in &self.rows {
-            let (target, ok) = match &row.target {
-                Some((t, ok)) => (t.clone(), met(*ok).to_owned()),
-                None => ("—".to_owned(), "—".to_owned()),
-            };
-            println!(
-                "| {} | {} | {} | {:.2}× | {target} | {ok} |",
-                row.name, row.ours, row.baseline, row.ratio
-            );
-        }
-        if !self.notes.is_empty() {
-            println!();
-            for note in &self.notes {
-                println!("- {note}");
-            }
-        }
-    }
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok { "yes" } else { "**no**" }
 }
 
 /// What one throughput run delivered, and (for ours) what the buses counted meanwhile.
@@ -735,7 +454,13 @@ impl Bench {
         for variant in self.sizes.variants(3) {
             run(variant, true).await?;
         }
-        let series = rounds(&this.sizes, 3, async |variant, _| run(variant, false).await).await?;
+        let series = rounds(
+            this.sizes.rounds,
+            3,
+            |v| this.sizes.runs(v),
+            async |variant, _| run(variant, false).await,
+        )
+        .await?;
         let pooled: Vec<Vec<f64>> = latencies.iter().map(|r| r.concat()).collect();
         let per_round_p = |variant: usize, p: f64| -> Vec<f64> {
             latencies[variant]
@@ -829,11 +554,17 @@ impl Bench {
         }
         let this = &*self;
         let mut runs: Vec<Vec<Delivered>> = vec![Vec::new(); variants];
-        let series = rounds(&this.sizes, variants, async |variant, round| {
-            let (sample, delivered) = this.live_run(&format!("{tag}-{round}"), variant, n).await?;
-            runs[variant].push(delivered);
-            Ok(sample)
-        })
+        let series = rounds(
+            this.sizes.rounds,
+            variants,
+            |v| this.sizes.runs(v),
+            async |variant, round| {
+                let (sample, delivered) =
+                    this.live_run(&format!("{tag}-{round}"), variant, n).await?;
+                runs[variant].push(delivered);
+                Ok(sample)
+            },
+        )
         .await?;
         // Rates of events *received* (fewer than `n` where some were dropped or lost): each
         // run's times are scaled to what `n` events would have taken at its pace.
@@ -1149,10 +880,15 @@ impl Bench {
             self.durable_run(&stream, &ns, "warm", variant, n).await?;
         }
         let this = &*self;
-        let series = rounds(&this.sizes, 3, async |variant, round| {
-            this.durable_run(&stream, &ns, &round.to_string(), variant, n)
-                .await
-        })
+        let series = rounds(
+            this.sizes.rounds,
+            3,
+            |v| this.sizes.runs(v),
+            async |variant, round| {
+                this.durable_run(&stream, &ns, &round.to_string(), variant, n)
+                    .await
+            },
+        )
         .await?;
         let ops = n as f64;
         let (ours, raw, decode) = (&series[0], &series[1], &series[2]);
@@ -1271,15 +1007,25 @@ impl Bench {
             self.publish_run("warm", variant, 1, seq.min(50)).await?;
         }
         let this = &*self;
-        let series_seq = rounds(&this.sizes, 2, async |variant, round| {
-            this.publish_run(&format!("seq-{round}"), variant, 1, seq)
-                .await
-        })
+        let series_seq = rounds(
+            this.sizes.rounds,
+            2,
+            |v| this.sizes.runs(v),
+            async |variant, round| {
+                this.publish_run(&format!("seq-{round}"), variant, 1, seq)
+                    .await
+            },
+        )
         .await?;
-        let series_par = rounds(&this.sizes, 2, async |variant, round| {
-            this.publish_run(&format!("par-{round}"), variant, tasks, per_task)
-                .await
-        })
+        let series_par = rounds(
+            this.sizes.rounds,
+            2,
+            |v| this.sizes.runs(v),
+            async |variant, round| {
+                this.publish_run(&format!("par-{round}"), variant, tasks, per_task)
+                    .await
+            },
+        )
         .await?;
         for (label, series, ops) in [
             ("sequential", &series_seq, seq as f64),
@@ -1391,23 +1137,13 @@ async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
     };
     let (raw_js_a, raw_js_b) = (js(&raw_a), js(&raw_b));
     let info = raw_a.server_info();
-    println!(
-        "nats-server {} (go {}) on {url}; async-nats 0.51; {} mode; {} rounds; {} cores",
-        info.version,
-        info.go,
-        sizes.mode,
-        sizes.rounds,
-        std::thread::available_parallelism().map_or(0, usize::from)
-    );
-    let sample = bench_event(&ActorId::new("sample")?, 1);
-    println!(
-        "event payload: {} bytes of JSON ({} of data); live headers: {} + {}",
-        serde_json::to_vec(&sample)?.len(),
-        serde_json::to_vec(&sample.data)?.len(),
-        ORIGIN_HEADER,
-        SEQUENCE_HEADER,
-    );
-    println!("sizes: {sizes:?}");
+    measure::print_heading(
+        &info,
+        &format!(" on {url}"),
+        (sizes.mode, sizes.rounds),
+        &format!("; live headers: {ORIGIN_HEADER} + {SEQUENCE_HEADER}"),
+        &sizes,
+    )?;
     let mut bench = Bench {
         sizes,
         node_a,
@@ -1432,28 +1168,12 @@ async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
     if wanted("publish") {
         bench.publish().await?;
     }
-    println!(
-        "\nResults (nats-server {}, {} mode, medians of {} alternating rounds; ratio > 1: ours faster)",
-        info.version, bench.sizes.mode, bench.sizes.rounds
-    );
-    bench.report.print();
+    bench
+        .report
+        .print(&info.version, bench.sizes.mode, bench.sizes.rounds);
     Ok(())
 }
 
 fn main() -> BenchResult<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let bench_mode = args.iter().any(|a| a == "--bench");
-    let filters: Vec<String> = args.into_iter().filter(|a| !a.starts_with('-')).collect();
-    let sizes = Sizes::from_env(bench_mode);
-    let server = NatsServer::start()?;
-    let url = server.url();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let started = Instant::now();
-    let result = runtime.block_on(run(url, sizes, filters));
-    drop(runtime);
-    drop(server);
-    println!("\ntotal time {}", fmt_secs(started.elapsed().as_secs_f64()));
-    result
+    measure::main(Sizes::from_env, run)
 }
