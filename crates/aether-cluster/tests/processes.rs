@@ -94,9 +94,8 @@ struct NodeProcess {
 
 impl NodeProcess {
     fn spawn(nats: &[String], cluster: &str, id: &str, replicas: usize) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aether-cluster-node"))
-            .args(["--nats", &nats.join(","), "--id", id, "--cluster", cluster])
-            .args(["--shards", &SHARDS.to_string()])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aether-cluster-node"));
+        command
             .args(["--heartbeat-ms", "500"])
             .args(["--member-ttl-ms", &MEMBER_TTL.as_millis().to_string()])
             .args(["--probe-timeout-ms", &PROBE_TIMEOUT.as_millis().to_string()])
@@ -104,7 +103,20 @@ impl NodeProcess {
             .args(["--lease-margin-ms", "500"])
             .args(["--stabilization-ms", &STABILIZATION.as_millis().to_string()])
             .args(["--request-timeout-ms", "1000"])
-            .args(["--replicas", &replicas.to_string()])
+            .args(["--replicas", &replicas.to_string()]);
+        Self::spawn_command(command, nats, cluster, id)
+    }
+
+    /// A node with the default timings (heartbeat 3 s, member TTL 6 s, lease TTL 10 s, …).
+    fn spawn_with_defaults(nats: &[String], cluster: &str, id: &str) -> Self {
+        let command = Command::new(env!("CARGO_BIN_EXE_aether-cluster-node"));
+        Self::spawn_command(command, nats, cluster, id)
+    }
+
+    fn spawn_command(mut command: Command, nats: &[String], cluster: &str, id: &str) -> Self {
+        let mut child = command
+            .args(["--nats", &nats.join(","), "--id", id, "--cluster", cluster])
+            .args(["--shards", &SHARDS.to_string()])
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -653,5 +665,37 @@ async fn losing_one_nats_server_keeps_the_leader_and_the_map() {
         "{} did not leave cleanly: {status:?}",
         orphan.id
     );
+    terminate_all(nodes).await;
+}
+
+/// The bound with the **default** timings: a SIGKILLed follower's shards are reassigned
+/// and every map agrees in under 10 s (member TTL 6 s + probe 1 s + stabilisation 1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_default_timings_a_killed_followers_shards_move_within_10_s() {
+    let _serial = SERIAL.lock().await;
+    let server = start_server();
+    let cluster = cluster_name();
+    let urls = [server.url()];
+    let mut nodes: Vec<NodeProcess> = ["d1", "d2", "d3"]
+        .iter()
+        .map(|id| NodeProcess::spawn_with_defaults(&urls, &cluster, id))
+        .collect();
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let agreed = wait_converged(&refs, 3, Duration::from_secs(15), "three default nodes").await;
+    let follower = nodes
+        .iter()
+        .position(|p| p.id != agreed.leader)
+        .unwrap_or_else(|| unreachable!());
+    let victim = nodes.remove(follower);
+    let killed_at = Instant::now();
+    victim.sigkill().await;
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let after = wait_converged(&refs, 2, Duration::from_secs(10), "after SIGKILL, defaults").await;
+    let reassigned = killed_at.elapsed();
+    println!(
+        "processes: defaults: follower SIGKILL → shards reassigned and agreed in {reassigned:?}"
+    );
+    assert!(reassigned < Duration::from_secs(10), "took {reassigned:?}");
+    assert_eq!(after.leader, agreed.leader);
     terminate_all(nodes).await;
 }
