@@ -6,7 +6,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | `config` | [`ClusterConfig`] and its defaults (heartbeat 3 s, lease TTL 10 s) |
+//! | `config` | [`ClusterConfig`] and its defaults (heartbeat 3 s, member TTL 6 s, lease TTL 10 s) |
 //! | `error` | [`ClusterError`] |
 //! | `kv` | the buckets and stream the cluster keeps in JetStream, and TTL/CAS helpers |
 //! | `membership` | member announcements (TTL keys), the watched member set, failure detection |
