@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aether_core::{EventLimits, Namespace, StoreError};
-use async_nats::jetstream::{self, kv, stream};
 use async_nats::ConnectOptions;
+use async_nats::jetstream::{self, kv, stream};
 use tokio::time::Instant;
 
 use super::failure::unavailable;
