@@ -108,8 +108,9 @@ impl NodeProcess {
     }
 
     /// A node with the default timings (heartbeat 3 s, member TTL 6 s, lease TTL 10 s, …).
-    fn spawn_with_defaults(nats: &[String], cluster: &str, id: &str) -> Self {
-        let command = Command::new(env!("CARGO_BIN_EXE_aether-cluster-node"));
+    fn spawn_with_defaults(nats: &[String], cluster: &str, id: &str, replicas: usize) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aether-cluster-node"));
+        command.args(["--replicas", &replicas.to_string()]);
         Self::spawn_command(command, nats, cluster, id)
     }
 
@@ -678,7 +679,7 @@ async fn with_default_timings_a_killed_followers_shards_move_within_10_s() {
     let urls = [server.url()];
     let mut nodes: Vec<NodeProcess> = ["d1", "d2", "d3"]
         .iter()
-        .map(|id| NodeProcess::spawn_with_defaults(&urls, &cluster, id))
+        .map(|id| NodeProcess::spawn_with_defaults(&urls, &cluster, id, 1))
         .collect();
     let refs: Vec<&NodeProcess> = nodes.iter().collect();
     let agreed = wait_converged(&refs, 3, Duration::from_secs(15), "three default nodes").await;
@@ -697,5 +698,76 @@ async fn with_default_timings_a_killed_followers_shards_move_within_10_s() {
     );
     assert!(reassigned < Duration::from_secs(10), "took {reassigned:?}");
     assert_eq!(after.leader, agreed.leader);
+    terminate_all(nodes).await;
+}
+
+/// With the default timings (lease TTL 10 s), losing the NATS server that leads the lease
+/// bucket's R3 stream — the harder case, where renewals stall until JetStream elects a new
+/// stream leader — keeps the Aether leader, its epoch and the map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_default_timings_losing_the_lease_streams_leader_keeps_the_leader() {
+    let _serial = SERIAL.lock().await;
+    let mut nats = NatsCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
+    let urls = nats.urls();
+    let names: Vec<String> = nats.nodes().iter().map(|n| n.name().to_owned()).collect();
+    let cluster = cluster_name();
+    let ids = ["e1", "e2", "e3"];
+    let nodes: Vec<NodeProcess> = (0..3)
+        .map(|i| {
+            let mut order = urls.clone();
+            order.rotate_left(i);
+            NodeProcess::spawn_with_defaults(&order, &cluster, ids[i], 3)
+        })
+        .collect();
+    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let before = wait_converged(&refs, 3, Duration::from_secs(30), "three default nodes").await;
+    // A plain JetStream context: the nodes created the buckets with the default timings.
+    let raw = timeout(STEP, async_nats::connect(urls[0].as_str()))
+        .await
+        .unwrap_or_else(|_| panic!("connect timed out"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let js = async_nats::jetstream::new(raw);
+    let mut leader_stream = timeout(STEP, js.get_stream(format!("KV_{cluster}-leader")))
+        .await
+        .unwrap_or_else(|_| panic!("stream info timed out"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let info = timeout(STEP, leader_stream.info())
+        .await
+        .unwrap_or_else(|_| panic!("stream info timed out"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stream_leader = info
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .unwrap_or_default();
+    let victim = names
+        .iter()
+        .position(|name| *name == stream_leader)
+        .unwrap_or_else(|| panic!("lease stream leader {stream_leader:?} not among {names:?}"));
+    drop(js);
+    nats.nodes()[victim].kill();
+    println!(
+        "processes: defaults: killed NATS server {} (the lease stream's leader); Aether leader {}@{}",
+        names[victim], before.leader, before.epoch
+    );
+    // Longer than the lease TTL, the member TTL and the stabilisation delay together.
+    sleep(Duration::from_secs(18)).await;
+    let after = wait_converged(
+        &refs,
+        3,
+        Duration::from_secs(10),
+        "after losing the lease stream's leader",
+    )
+    .await;
+    println!(
+        "processes: defaults: after losing the lease stream's leader: leader {}@{} (before {}@{}), map v{} (before v{})",
+        after.leader, after.epoch, before.leader, before.epoch, after.version, before.version
+    );
+    assert_eq!(
+        (after.leader.as_str(), after.epoch),
+        (before.leader.as_str(), before.epoch)
+    );
+    assert_eq!(after.version, before.version);
+    assert_eq!(after.counts, before.counts);
     terminate_all(nodes).await;
 }
