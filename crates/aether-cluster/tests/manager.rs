@@ -15,57 +15,43 @@
 //! Measured times are printed with `--nocapture`. Needs `nats-server` ≥ 2.12; fails (never
 //! skips) with the install command when it is missing.
 
+#[path = "support/common.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aether_cluster::{ClusterConfig, ClusterManager, TopologyEvent};
 use aether_core::{NodeId, ShardCount, ShardMap};
-use aether_testkit::nats_server::NatsServer;
-use tokio::time::{Instant, sleep, timeout};
+use common::{base_config, connect, node, start_server, within};
+use tokio::time::{Instant, sleep};
 
 const SHARDS: u32 = 100;
 const LEASE_TTL: Duration = Duration::from_secs(3);
-/// Longest wait for one network step.
-const STEP: Duration = Duration::from_secs(10);
-
-fn start_server() -> NatsServer {
-    NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn node(id: &str) -> NodeId {
-    NodeId::new(id).unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// A cluster name no other test uses.
 fn cluster_name() -> String {
-    format!("mgr-{}", uuid::Uuid::now_v7().simple())
+    common::cluster_name("mgr")
 }
 
 fn config(cluster: &str, id: &str) -> ClusterConfig {
-    let mut config = ClusterConfig::new(node(id));
+    let mut config = base_config(cluster, id, LEASE_TTL, Duration::from_secs(1));
     config.heartbeat = Duration::from_millis(500);
     config.member_ttl = Duration::from_secs(2);
     config.probe_timeout = Duration::from_millis(500);
-    config.lease_ttl = LEASE_TTL;
-    config.lease_margin = Duration::from_millis(500);
     config.stabilization_delay = Duration::from_millis(500);
     config.move_interval = Duration::from_millis(200);
-    config.request_timeout = Duration::from_secs(1);
     config.shard_count = ShardCount::new(SHARDS).unwrap_or_else(|e| panic!("{e}"));
-    config.cluster_name = cluster.to_owned();
     config
 }
 
 async fn start(url: &str, config: ClusterConfig) -> ClusterManager {
-    let client = timeout(STEP, async_nats::connect(url))
-        .await
-        .unwrap_or_else(|_| panic!("connect to {url} timed out"))
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    let client = connect(url).await;
     let id = config.node_id.clone();
-    timeout(STEP, ClusterManager::start(client, config))
-        .await
-        .unwrap_or_else(|_| panic!("starting manager {id} timed out"))
-        .unwrap_or_else(|e| panic!("starting manager {id}: {e}"))
+    // Boxed: the start future is large, and nesting it by value in the timeout helpers
+    // overflows a test thread's stack in debug builds.
+    let starting = Box::pin(ClusterManager::start(client, config));
+    within(&format!("starting manager {id}"), starting).await
 }
 
 async fn start_all(url: &str, cluster: &str, ids: &[&str]) -> Vec<ClusterManager> {
@@ -143,13 +129,21 @@ async fn wait_converged(
     }
 }
 
+/// Managers n1, n2 and n3 of `cluster`, once they have converged, and what they agreed on.
+async fn three_converged(
+    url: &str,
+    cluster: &str,
+) -> (Vec<ClusterManager>, (NodeId, u64, ShardMap, u64)) {
+    let managers = start_all(url, cluster, &["n1", "n2", "n3"]).await;
+    let refs: Vec<&ClusterManager> = managers.iter().collect();
+    let agreed = wait_converged(&refs, 3, Duration::from_secs(10), "three managers").await;
+    (managers, agreed)
+}
+
 async fn shutdown_all(managers: Vec<ClusterManager>) {
     for m in managers {
         let id = m.node_id().clone();
-        timeout(STEP, m.shutdown())
-            .await
-            .unwrap_or_else(|_| panic!("shutting down {id} timed out"))
-            .unwrap_or_else(|e| panic!("shutting down {id}: {e}"));
+        within(&format!("shutting down {id}"), m.shutdown()).await;
     }
 }
 
@@ -216,10 +210,7 @@ async fn three_managers_elect_one_leader_and_share_a_balanced_map() {
 async fn graceful_shutdown_of_a_follower_moves_only_its_shards() {
     let server = start_server();
     let cluster = cluster_name();
-    let mut managers = start_all(&server.url(), &cluster, &["n1", "n2", "n3"]).await;
-    let refs: Vec<&ClusterManager> = managers.iter().collect();
-    let (leader, _, before, _) =
-        wait_converged(&refs, 3, Duration::from_secs(10), "three managers").await;
+    let (mut managers, (leader, _, before, _)) = three_converged(&server.url(), &cluster).await;
     let follower = managers
         .iter()
         .position(|m| m.node_id() != &leader)
@@ -228,10 +219,7 @@ async fn graceful_shutdown_of_a_follower_moves_only_its_shards() {
     let leaving = managers.remove(follower);
     let leaving_id = leaving.node_id().clone();
     let left_at = Instant::now();
-    timeout(STEP, leaving.shutdown())
-        .await
-        .unwrap_or_else(|_| panic!("shutdown timed out"))
-        .unwrap_or_else(|e| panic!("shutdown: {e}"));
+    within("shutdown", leaving.shutdown()).await;
     let refs: Vec<&ClusterManager> = managers.iter().collect();
     let (_, _, after, _) =
         wait_converged(&refs, 2, Duration::from_secs(5), "after a graceful leave").await;
@@ -255,10 +243,8 @@ async fn graceful_shutdown_of_a_follower_moves_only_its_shards() {
 async fn an_aborted_leader_is_replaced_and_its_shards_reassigned() {
     let server = start_server();
     let cluster = cluster_name();
-    let mut managers = start_all(&server.url(), &cluster, &["n1", "n2", "n3"]).await;
-    let refs: Vec<&ClusterManager> = managers.iter().collect();
-    let (leader, epoch, _, version) =
-        wait_converged(&refs, 3, Duration::from_secs(10), "three managers").await;
+    let (mut managers, (leader, epoch, _, version)) =
+        three_converged(&server.url(), &cluster).await;
     let index = managers
         .iter()
         .position(|m| m.node_id() == &leader)
@@ -352,10 +338,7 @@ async fn a_fourth_node_gets_its_share_in_throttled_steps() {
     );
     assert!(total.iter().all(|m| m.to.as_ref() == Some(&node("n4"))));
 
-    let history = timeout(STEP, managers[0].map_store().history())
-        .await
-        .unwrap_or_else(|_| panic!("reading the history timed out"))
-        .unwrap_or_else(|e| panic!("reading the history: {e}"));
+    let history = within("reading the history", managers[0].map_store().history()).await;
     let steps: Vec<_> = history
         .iter()
         .filter(|c| c.version > before_version && c.version <= after_version)

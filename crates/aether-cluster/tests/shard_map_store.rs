@@ -20,27 +20,24 @@
 //!
 //! Needs `nats-server` ≥ 2.12; fails (never skips) with the install command when it is missing.
 
+#[path = "support/common.rs"]
+mod common;
+#[path = "support/store.rs"]
+mod store;
+
 use std::time::Duration;
 
 use aether_cluster::kv::{ClusterStore, MAP_KEY};
-use aether_cluster::lease::{LeaderLease, Lease};
-use aether_cluster::shard_map_store::{MapChange, ShardMapStore, ShardMapWatch, StoredShardMap};
+use aether_cluster::lease::{Lease, LeaseFence};
+use aether_cluster::shard_map_store::{
+    MapChange, MapWritten, ShardMapStore, ShardMapWatch, StoredShardMap,
+};
 use aether_cluster::{ClusterConfig, ClusterError};
-use aether_core::{Member, NodeId, ShardCount, ShardMap, assign_shards, shard_moves};
-use aether_testkit::nats_server::NatsServer;
+use aether_core::{Member, ShardCount, ShardMap, assign_shards, shard_moves};
+use common::{STEP, base_config, in_time, node, start_server, within};
 use futures::StreamExt;
+use store::{acquire, leader_lease, open};
 use tokio::time::{sleep, timeout};
-
-/// Longest wait for one network step.
-const STEP: Duration = Duration::from_secs(10);
-
-fn start_server() -> NatsServer {
-    NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn node(id: &str) -> NodeId {
-    NodeId::new(id).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn shards(count: u32) -> ShardCount {
     ShardCount::new(count).unwrap_or_else(|e| panic!("{e}"))
@@ -48,58 +45,85 @@ fn shards(count: u32) -> ShardCount {
 
 /// A cluster name no other test uses.
 fn cluster_name() -> String {
-    format!("smap-{}", uuid::Uuid::now_v7().simple())
+    common::cluster_name("smap")
 }
 
 /// 100 shards; a 10 s lease (no renewal needed within a test) unless a test shortens it.
 fn config(cluster: &str, id: &str) -> ClusterConfig {
-    let mut config = ClusterConfig::new(node(id));
-    config.lease_ttl = Duration::from_secs(10);
-    config.lease_margin = Duration::from_millis(500);
-    config.request_timeout = Duration::from_secs(2);
+    let mut config = base_config(cluster, id, Duration::from_secs(10), Duration::from_secs(2));
     config.shard_count = shards(100);
-    config.cluster_name = cluster.to_owned();
     config
 }
 
-async fn open(url: &str, config: &ClusterConfig) -> ClusterStore {
-    let client = timeout(STEP, async_nats::connect(url))
-        .await
-        .unwrap_or_else(|_| panic!("connect to {url} timed out"))
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    timeout(STEP, ClusterStore::open(client, config))
-        .await
-        .unwrap_or_else(|_| panic!("opening the cluster store timed out"))
-        .unwrap_or_else(|e| panic!("opening the cluster store: {e}"))
+/// Node n1 of a fresh cluster on `url`: its configuration, store, map store and a lease.
+async fn one_writer(url: &str) -> (ClusterConfig, ClusterStore, ShardMapStore, Lease) {
+    let config = config(&cluster_name(), "n1");
+    let store = open(url, &config).await;
+    let maps = ShardMapStore::new(store.clone(), &config);
+    let lease = acquire(&leader_lease(store.clone(), &config)).await;
+    (config, store, maps, lease)
 }
 
-async fn acquire(lease: &LeaderLease) -> Lease {
-    timeout(STEP, lease.try_acquire())
-        .await
-        .unwrap_or_else(|_| panic!("acquire timed out"))
-        .unwrap_or_else(|e| panic!("acquire: {e}"))
-        .unwrap_or_else(|| panic!("{} could not acquire a free lease", lease.node()))
+/// A map store of the same cluster on its own connection.
+async fn maps_elsewhere(url: &str, config: &ClusterConfig) -> ShardMapStore {
+    ShardMapStore::new(open(url, config).await, config)
 }
 
 async fn load(maps: &ShardMapStore) -> Option<(StoredShardMap, u64)> {
-    timeout(STEP, maps.load())
-        .await
-        .unwrap_or_else(|_| panic!("load timed out"))
-        .unwrap_or_else(|e| panic!("load: {e}"))
+    within("load", maps.load()).await
 }
 
 async fn history(maps: &ShardMapStore) -> Vec<MapChange> {
-    timeout(STEP, maps.history())
-        .await
-        .unwrap_or_else(|_| panic!("reading the history timed out"))
-        .unwrap_or_else(|e| panic!("reading the history: {e}"))
+    within("reading the history", maps.history()).await
 }
 
 async fn watch(maps: &ShardMapStore) -> ShardMapWatch {
-    timeout(STEP, maps.watch())
-        .await
-        .unwrap_or_else(|_| panic!("watch timed out"))
-        .unwrap_or_else(|e| panic!("watch: {e}"))
+    within("watch", maps.watch()).await
+}
+
+/// Writes the 100-shard map of `members` (sticky to `previous`); the outcome, within [`STEP`].
+async fn write_members(
+    maps: &ShardMapStore,
+    lease: &impl AsRef<LeaseFence>,
+    previous: Option<&ShardMap>,
+    members: &[usize],
+    reason: &str,
+    revision: u64,
+) -> Result<MapWritten, ClusterError> {
+    let next = map_of(previous, members, 100);
+    in_time("write", maps.write(lease, next, reason, revision)).await
+}
+
+/// A successor of `after` written under `fence` must be refused with `NotLeader`.
+async fn refused_as_not_leader(
+    maps: &ShardMapStore,
+    fence: &impl AsRef<LeaseFence>,
+    after: &MapWritten,
+    reason: &str,
+) {
+    let result = write_members(
+        maps,
+        fence,
+        Some(&after.stored.map),
+        &[3],
+        reason,
+        after.revision,
+    )
+    .await;
+    assert!(matches!(result, Err(ClusterError::NotLeader)), "{result:?}");
+}
+
+/// A write refused for its shard count (64) against 100 configured or stored shards.
+fn assert_shard_count_refused(result: Result<MapWritten, ClusterError>) {
+    match result {
+        Err(ClusterError::InvalidConfig(message)) => {
+            assert!(
+                message.contains("64") && message.contains("100"),
+                "{message}"
+            );
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
 }
 
 async fn next_map(watch: &mut ShardMapWatch) -> (StoredShardMap, u64) {
@@ -146,12 +170,12 @@ async fn versions_chain_in_kv_and_history_and_a_watcher_elsewhere_sees_every_one
     let store = open(&server.url(), &config).await;
     let maps = ShardMapStore::new(store.clone(), &config);
     // The watcher has its own connection and starts before any map exists.
-    let watcher = ShardMapStore::new(open(&server.url(), &config).await, &config);
+    let watcher = maps_elsewhere(&server.url(), &config).await;
     let mut watching = watch(&watcher).await;
     assert!(load(&maps).await.is_none());
     assert!(history(&maps).await.is_empty());
 
-    let lease = acquire(&LeaderLease::new(store, &config).unwrap_or_else(|e| panic!("{e}"))).await;
+    let lease = acquire(&leader_lease(store, &config)).await;
     let steps: [&[usize]; 8] = [
         &[1],
         &[1, 2],
@@ -167,10 +191,11 @@ async fn versions_chain_in_kv_and_history_and_a_watcher_elsewhere_sees_every_one
     for (i, members) in steps.iter().enumerate() {
         let next = map_of(previous.as_ref(), members, 100);
         let reason = format!("members {members:?}");
-        let outcome = timeout(STEP, maps.write(&lease, next.clone(), &reason, revision))
-            .await
-            .unwrap_or_else(|_| panic!("write timed out"))
-            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+        let outcome = within(
+            &format!("write {i}"),
+            maps.write(&lease, next.clone(), &reason, revision),
+        )
+        .await;
         assert!(
             outcome.history_error.is_none(),
             "{:?}",
@@ -240,11 +265,11 @@ async fn two_writers_with_valid_leases_racing_never_fork_the_map() {
     store_y.shard_map = store_x.shard_map.clone();
     store_y.history = store_x.history.clone();
     store_y.history_subject = store_x.history_subject.clone();
-    let lease_x = LeaderLease::new(store_x.clone(), &config_x).unwrap_or_else(|e| panic!("{e}"));
-    let lease_y = LeaderLease::new(store_y.clone(), &config_y).unwrap_or_else(|e| panic!("{e}"));
+    let lease_x = leader_lease(store_x.clone(), &config_x);
+    let lease_y = leader_lease(store_y.clone(), &config_y);
     let maps_x = ShardMapStore::new(store_x, &config_x);
     let maps_y = ShardMapStore::new(store_y, &config_y);
-    let watcher = ShardMapStore::new(open(&server.url(), &config_x).await, &config_x);
+    let watcher = maps_elsewhere(&server.url(), &config_x).await;
     let mut watching = watch(&watcher).await;
 
     let x = acquire(&lease_x).await;
@@ -288,38 +313,31 @@ async fn two_writers_with_valid_leases_racing_never_fork_the_map() {
 
     // y re-acquires: a higher epoch. Its write wins; x's later write (with the right revision)
     // is refused as a stale epoch and changes nothing.
-    timeout(STEP, y.release())
-        .await
-        .unwrap_or_else(|_| panic!("release timed out"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    within("release", y.release()).await;
     y = acquire(&lease_y).await;
     assert!(y.epoch() > x.epoch());
     let (current, revision) = load(&maps_x).await.unwrap_or_else(|| panic!("no map"));
-    let newer = timeout(
-        STEP,
-        maps_y.write(
-            &y,
-            map_of(Some(&current.map), &[5, 6], 100),
-            "y, newer epoch",
-            revision,
-        ),
+    let newer = write_members(
+        &maps_y,
+        &y,
+        Some(&current.map),
+        &[5, 6],
+        "y, newer epoch",
+        revision,
     )
     .await
-    .unwrap_or_else(|_| panic!("write timed out"))
     .unwrap_or_else(|e| panic!("the newer epoch's write: {e}"));
     winners.push(newer.stored.clone());
     let records_before = history(&maps_x).await;
-    let stale = timeout(
-        STEP,
-        maps_x.write(
-            &x,
-            map_of(Some(&newer.stored.map), &[1], 100),
-            "x, stale",
-            newer.revision,
-        ),
+    let stale = write_members(
+        &maps_x,
+        &x,
+        Some(&newer.stored.map),
+        &[1],
+        "x, stale",
+        newer.revision,
     )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"));
+    .await;
     assert!(
         matches!(stale, Err(ClusterError::NotLeader)),
         "stale-epoch write: {stale:?}"
@@ -364,15 +382,11 @@ async fn writes_under_an_expired_or_released_lease_or_a_stale_revision_change_no
     config.lease_ttl = Duration::from_secs(3);
     let store = open(&server.url(), &config).await;
     let maps = ShardMapStore::new(store.clone(), &config);
-    let leases = LeaderLease::new(store, &config).unwrap_or_else(|e| panic!("{e}"));
+    let leases = leader_lease(store, &config);
     let lease = acquire(&leases).await;
-    let first = timeout(
-        STEP,
-        maps.write(&lease, map_of(None, &[1, 2], 100), "first", 0),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"))
-    .unwrap_or_else(|e| panic!("{e}"));
+    let first = write_members(&maps, &lease, None, &[1, 2], "first", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let unchanged = |what: &'static str| {
         let maps = &maps;
@@ -388,12 +402,7 @@ async fn writes_under_an_expired_or_released_lease_or_a_stale_revision_change_no
     };
 
     // A stale revision (as from a leader whose view is behind): Conflict.
-    let stale = timeout(
-        STEP,
-        maps.write(&lease, map_of(None, &[3], 100), "stale view", 0),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"));
+    let stale = write_members(&maps, &lease, None, &[3], "stale view", 0).await;
     assert!(
         matches!(stale, Err(ClusterError::Conflict { expected: 0, .. })),
         "{stale:?}"
@@ -405,84 +414,35 @@ async fn writes_under_an_expired_or_released_lease_or_a_stale_revision_change_no
     timeout(Duration::from_secs(3), fence.invalidated())
         .await
         .unwrap_or_else(|_| panic!("the lease did not expire by its deadline"));
-    let expired = timeout(
-        STEP,
-        maps.write(
-            &lease,
-            map_of(Some(&first.stored.map), &[3], 100),
-            "expired",
-            first.revision,
-        ),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"));
-    assert!(
-        matches!(expired, Err(ClusterError::NotLeader)),
-        "{expired:?}"
-    );
+    refused_as_not_leader(&maps, &lease, &first, "expired").await;
     unchanged("a write under an expired lease").await;
 
     // Released: the fence is invalid at once.
     drop(lease);
     let again = loop {
-        if let Some(lease) = timeout(STEP, leases.try_acquire())
-            .await
-            .unwrap_or_else(|_| panic!("acquire timed out"))
-            .unwrap_or_else(|e| panic!("{e}"))
-        {
+        if let Some(lease) = within("acquire", leases.try_acquire()).await {
             break lease;
         }
         sleep(Duration::from_millis(50)).await;
     };
     let fence = again.fence();
-    timeout(STEP, again.release())
-        .await
-        .unwrap_or_else(|_| panic!("release timed out"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let released = timeout(
-        STEP,
-        maps.write(
-            &fence,
-            map_of(Some(&first.stored.map), &[3], 100),
-            "released",
-            first.revision,
-        ),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"));
-    assert!(
-        matches!(released, Err(ClusterError::NotLeader)),
-        "{released:?}"
-    );
+    within("release", again.release()).await;
+    refused_as_not_leader(&maps, &fence, &first, "released").await;
     unchanged("a write under a released lease").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_map_with_another_shard_count_is_refused_and_nothing_is_written() {
     let server = start_server();
-    let cluster = cluster_name();
-    let config = config(&cluster, "n1");
-    let store = open(&server.url(), &config).await;
-    let maps = ShardMapStore::new(store.clone(), &config);
-    let lease =
-        acquire(&LeaderLease::new(store.clone(), &config).unwrap_or_else(|e| panic!("{e}"))).await;
+    let (config, store, maps, lease) = one_writer(&server.url()).await;
 
     // Against the configuration (no map yet).
-    let wrong = timeout(
-        STEP,
+    let wrong = in_time(
+        "write",
         maps.write(&lease, map_of(None, &[1], 64), "64 shards", 0),
     )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"));
-    match wrong {
-        Err(ClusterError::InvalidConfig(message)) => {
-            assert!(
-                message.contains("64") && message.contains("100"),
-                "{message}"
-            );
-        }
-        other => panic!("expected InvalidConfig, got {other:?}"),
-    }
+    .await;
+    assert_shard_count_refused(wrong);
     assert!(load(&maps).await.is_none(), "a refused map was stored");
     assert!(
         history(&maps).await.is_empty(),
@@ -490,31 +450,18 @@ async fn a_map_with_another_shard_count_is_refused_and_nothing_is_written() {
     );
 
     // Against the stored map, from a node configured with another shard count.
-    let first = timeout(
-        STEP,
-        maps.write(&lease, map_of(None, &[1, 2], 100), "first", 0),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"))
-    .unwrap_or_else(|e| panic!("{e}"));
+    let first = write_members(&maps, &lease, None, &[1, 2], "first", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut other_config = config.clone();
     other_config.shard_count = shards(64);
     let other = ShardMapStore::new(store, &other_config);
-    let wrong = timeout(
-        STEP,
+    let wrong = in_time(
+        "write",
         other.write(&lease, map_of(None, &[1], 64), "64 shards", first.revision),
     )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"));
-    match wrong {
-        Err(ClusterError::InvalidConfig(message)) => {
-            assert!(
-                message.contains("64") && message.contains("100"),
-                "{message}"
-            );
-        }
-        other => panic!("expected InvalidConfig, got {other:?}"),
-    }
+    .await;
+    assert_shard_count_refused(wrong);
     assert_eq!(
         load(&maps).await,
         Some((first.stored, first.revision)),
@@ -529,19 +476,14 @@ async fn a_map_with_another_shard_count_is_refused_and_nothing_is_written() {
 
 /// Deletes the history's last record, as if its append had never happened.
 async fn lose_last_history_record(store: &ClusterStore) -> u64 {
-    let last = timeout(
-        STEP,
+    let last = within(
+        "reading the history",
         store
             .history
             .get_last_raw_message_by_subject(&store.history_subject),
     )
-    .await
-    .unwrap_or_else(|_| panic!("reading the history timed out"))
-    .unwrap_or_else(|e| panic!("{e}"));
-    let deleted = timeout(STEP, store.history.delete_message(last.sequence))
-        .await
-        .unwrap_or_else(|_| panic!("delete timed out"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    .await;
+    let deleted = within("delete", store.history.delete_message(last.sequence)).await;
     assert!(deleted);
     last.sequence
 }
@@ -549,23 +491,14 @@ async fn lose_last_history_record(store: &ClusterStore) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_history_record_is_rebuilt_exactly_by_the_next_write_or_a_repair() {
     let server = start_server();
-    let cluster = cluster_name();
-    let config = config(&cluster, "n1");
-    let store = open(&server.url(), &config).await;
-    let maps = ShardMapStore::new(store.clone(), &config);
-    let lease =
-        acquire(&LeaderLease::new(store.clone(), &config).unwrap_or_else(|e| panic!("{e}"))).await;
+    let (_, store, maps, lease) = one_writer(&server.url()).await;
     let write = |previous: Option<ShardMap>, members: &'static [usize], revision: u64| {
         let (maps, lease) = (&maps, &lease);
         async move {
-            let next = map_of(previous.as_ref(), members, 100);
-            timeout(
-                STEP,
-                maps.write(lease, next, &format!("members {members:?}"), revision),
-            )
-            .await
-            .unwrap_or_else(|_| panic!("write timed out"))
-            .unwrap_or_else(|e| panic!("write: {e}"))
+            let reason = format!("members {members:?}");
+            write_members(maps, lease, previous.as_ref(), members, &reason, revision)
+                .await
+                .unwrap_or_else(|e| panic!("write: {e}"))
         }
     };
 
@@ -594,30 +527,24 @@ async fn a_lost_history_record_is_rebuilt_exactly_by_the_next_write_or_a_repair(
 
     // v3's record is lost; repair_history puts it back, once.
     lose_last_history_record(&store).await;
-    let repaired = timeout(STEP, maps.repair_history())
-        .await
-        .unwrap_or_else(|_| panic!("repair timed out"));
+    let repaired = in_time("repair", maps.repair_history()).await;
     assert!(matches!(repaired, Ok(true)), "{repaired:?}");
     assert_eq!(history(&maps).await, records);
-    let again = timeout(STEP, maps.repair_history())
-        .await
-        .unwrap_or_else(|_| panic!("repair timed out"));
+    let again = in_time("repair", maps.repair_history()).await;
     assert!(matches!(again, Ok(false)), "{again:?}");
 
     // Two records missing cannot be rebuilt: writes are refused, nothing changes.
     lose_last_history_record(&store).await;
     lose_last_history_record(&store).await;
-    let blocked = timeout(
-        STEP,
-        maps.write(
-            &lease,
-            map_of(Some(&v3.stored.map), &[1], 100),
-            "blocked",
-            v3.revision,
-        ),
+    let blocked = write_members(
+        &maps,
+        &lease,
+        Some(&v3.stored.map),
+        &[1],
+        "blocked",
+        v3.revision,
     )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"));
+    .await;
     match blocked {
         Err(ClusterError::Backend { message, .. }) => {
             assert!(message.contains("history"), "{message}")
@@ -630,21 +557,12 @@ async fn a_lost_history_record_is_rebuilt_exactly_by_the_next_write_or_a_repair(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_skips_maps_with_a_lower_epoch_or_an_old_version() {
     let server = start_server();
-    let cluster = cluster_name();
-    let config = config(&cluster, "n1");
-    let store = open(&server.url(), &config).await;
-    let maps = ShardMapStore::new(store.clone(), &config);
-    let watcher = ShardMapStore::new(open(&server.url(), &config).await, &config);
+    let (config, store, maps, lease) = one_writer(&server.url()).await;
+    let watcher = maps_elsewhere(&server.url(), &config).await;
     let mut watching = watch(&watcher).await;
-    let lease =
-        acquire(&LeaderLease::new(store.clone(), &config).unwrap_or_else(|e| panic!("{e}"))).await;
-    let v1 = timeout(
-        STEP,
-        maps.write(&lease, map_of(None, &[1, 2], 100), "first", 0),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"))
-    .unwrap_or_else(|e| panic!("{e}"));
+    let v1 = write_members(&maps, &lease, None, &[1, 2], "first", 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(next_map(&mut watching).await.0, v1.stored);
 
     // Unfenced writes straight into KV (a rogue writer): a lower epoch, then an old version
@@ -664,20 +582,10 @@ async fn the_watch_skips_maps_with_a_lower_epoch_or_an_old_version() {
         rogue(2, low_epoch, &[3]),
         rogue(1, lease.epoch() + 10, &[4]),
     ] {
-        timeout(STEP, store.shard_map.put(MAP_KEY, value.into()))
-            .await
-            .unwrap_or_else(|_| panic!("put timed out"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        within("put", store.shard_map.put(MAP_KEY, value.into())).await;
     }
-    timeout(
-        STEP,
-        store
-            .shard_map
-            .put(MAP_KEY, rogue(3, lease.epoch() + 10, &[5]).into()),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("put timed out"))
-    .unwrap_or_else(|e| panic!("{e}"));
+    let valid = rogue(3, lease.epoch() + 10, &[5]);
+    within("put", store.shard_map.put(MAP_KEY, valid.into())).await;
     let (seen, _) = next_map(&mut watching).await;
     assert_eq!(
         (seen.version, seen.epoch),
@@ -687,12 +595,7 @@ async fn the_watch_skips_maps_with_a_lower_epoch_or_an_old_version() {
     assert_eq!(watching.max_epoch(), lease.epoch() + 10);
     // And the fenced writer, now behind the stored epoch, is refused.
     let (_, revision) = load(&maps).await.unwrap_or_else(|| panic!("no map"));
-    let refused = timeout(
-        STEP,
-        maps.write(&lease, map_of(None, &[1], 100), "behind", revision),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("write timed out"));
+    let refused = write_members(&maps, &lease, None, &[1], "behind", revision).await;
     assert!(
         matches!(refused, Err(ClusterError::NotLeader)),
         "{refused:?}"
