@@ -12,6 +12,7 @@
 //! it matches, not to all subscriptions. Events are shared as `Arc<Event>`: a
 //! fan-out to a hundred subscribers copies a pointer a hundred times, not the event.
 
+mod encoded;
 mod interest;
 mod metrics;
 mod namespaced;
@@ -25,9 +26,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use tokio::sync::mpsc;
 
 use crate::{Event, Namespace, Pattern, SubscriptionFilter};
+use encoded::Payload;
 use routes::Routes;
 use subscription::{Delivered, Offer, Subscriber, SubscriberState};
 
+pub use encoded::EncodedEvent;
 pub use interest::InterestListener;
 pub use metrics::{BusMetrics, SubscriptionMetrics};
 pub use namespaced::NamespacedBus;
@@ -166,7 +169,8 @@ impl EventBus {
     /// Publishes `event` in `namespace` without ever waiting: a subscriber whose queue is full
     /// loses this event (counted), whatever its overflow policy.
     pub fn try_publish(&self, namespace: &Namespace, event: Event) -> Delivery {
-        let (delivery, waiting) = self.route(namespace, Arc::new(event), None, false);
+        let (delivery, waiting) =
+            self.route(namespace, Payload::Event(Arc::new(event)), None, false);
         debug_assert!(
             waiting.is_empty(),
             "route only defers drops when it may wait"
@@ -185,7 +189,8 @@ impl EventBus {
     /// Cancel-safe: if the returned future is dropped while waiting, the events still waiting
     /// are counted as dropped, never lost silently.
     pub async fn publish(&self, namespace: &Namespace, event: Event) -> Delivery {
-        let (delivery, waiting) = self.route(namespace, Arc::new(event), None, true);
+        let (delivery, waiting) =
+            self.route(namespace, Payload::Event(Arc::new(event)), None, true);
         self.settle(delivery, waiting).await
     }
 
@@ -201,7 +206,22 @@ impl EventBus {
         namespace: &Namespace,
         event: Arc<Event>,
     ) -> Delivery {
-        let (delivery, waiting) = self.route(namespace, event, Some(pattern), true);
+        let (delivery, waiting) = self.route(namespace, Payload::Event(event), Some(pattern), true);
+        self.settle(delivery, waiting).await
+    }
+
+    /// [`deliver_to_pattern`](Self::deliver_to_pattern) for an event still in its wire form:
+    /// it is decoded only when a subscriber takes it (on that subscriber's task, once for all
+    /// of them), or during routing if a subscriber's filter must see it. Subscribers skip an
+    /// event that does not decode and count it as `undecodable`.
+    pub async fn deliver_encoded_to_pattern(
+        &self,
+        pattern: &Pattern,
+        namespace: &Namespace,
+        encoded: impl EncodedEvent,
+    ) -> Delivery {
+        let payload = Payload::encoded(encoded);
+        let (delivery, waiting) = self.route(namespace, payload, Some(pattern), true);
         self.settle(delivery, waiting).await
     }
 
@@ -213,7 +233,8 @@ impl EventBus {
         namespace: &Namespace,
         event: Arc<Event>,
     ) -> Delivery {
-        self.route(namespace, event, Some(pattern), false).0
+        self.route(namespace, Payload::Event(event), Some(pattern), false)
+            .0
     }
 
     /// Waits for room for the events routing could not place at once.
@@ -249,7 +270,7 @@ impl EventBus {
     fn route(
         &self,
         namespace: &Namespace,
-        event: Arc<Event>,
+        payload: Payload,
         only: Option<&Pattern>,
         may_wait: bool,
     ) -> (Delivery, Vec<(Arc<Subscriber>, Delivered)>) {
@@ -261,11 +282,16 @@ impl EventBus {
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         routes.for_each_match(namespace.as_str(), only, |subscriber| {
-            if !subscriber.filter.matches(&event) {
+            // An encoded event is decoded here only for a filter that must see it.
+            if !subscriber.filter.is_empty()
+                && !payload
+                    .event()
+                    .is_some_and(|event| subscriber.filter.matches(event))
+            {
                 return;
             }
             let sent_namespace = subscriber.wants_namespace.then(|| namespace.clone());
-            match subscriber.offer((sent_namespace, event.clone())) {
+            match subscriber.offer((sent_namespace, payload.clone())) {
                 Offer::Delivered => delivery.delivered += 1,
                 Offer::Closed => {}
                 Offer::Full(item) => match subscriber.overflow {

@@ -55,8 +55,8 @@ mod store;
 pub mod testing;
 
 pub use bus::{
-    BusConfig, BusMetrics, Delivery, EventBus, InterestListener, NamespacedBus, Overflow,
-    SubscribeOptions, Subscription, SubscriptionMetrics, WithNamespaces,
+    BusConfig, BusMetrics, Delivery, EncodedEvent, EventBus, InterestListener, NamespacedBus,
+    Overflow, SubscribeOptions, Subscription, SubscriptionMetrics, WithNamespaces,
 };
 pub use event::{DataError, Event, EventBuilder, Version, metadata_keys};
 pub use filter::SubscriptionFilter;

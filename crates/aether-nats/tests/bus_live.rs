@@ -20,8 +20,9 @@
 //!   rounds (the other tests rely on this to publish without sleeping first).
 //! - Metrics: exact `published`/`sent`/`received`/`delivered` figures for a known traffic
 //!   pattern, with own events never counted as received.
-//! - Garbage: undecodable messages are counted and delivered to no one; a foreign publisher's
-//!   valid event (no Aether headers) is delivered.
+//! - Garbage: undecodable messages are counted (once per NATS subscription, when a subscriber
+//!   takes them) and returned to no one; a foreign publisher's valid event (no Aether headers)
+//!   is delivered.
 //! - Loss accounting: a flooded subscriber with a tiny client buffer loses events, and every
 //!   one is accounted for: `received + lost` equals what the sender sent (once a last event has
 //!   revealed the gap at the end: a gap is seen when the next event arrives).
@@ -574,14 +575,16 @@ async fn nats_interest_exists_exactly_while_someone_subscribes() {
     check(orders_subject, Interest::Nobody, "> gone").await;
 
     // Each listening probe reached exactly one NATS subscription of the bus (one per
-    // pattern, however many local subscribers) and was counted there as undecodable.
+    // pattern, however many local subscribers) and was counted there on arrival. Payloads are
+    // decoded only when taken or filtered: no subscriber took a probe, and one probe ("one
+    // int.* left") met a filter, which found it undecodable.
     eventually("the probes are read", || {
-        bus.metrics().undecodable >= listening_probes
+        bus.metrics().received >= listening_probes
     })
     .await;
     tokio::time::sleep(QUIET).await;
-    assert_eq!(bus.metrics().undecodable, listening_probes);
-    assert_eq!(bus.metrics().received, 0);
+    assert_eq!(bus.metrics().received, listening_probes);
+    assert_eq!(bus.metrics().undecodable, 1);
     assert_eq!(bus.subscriber_count(), 0);
 }
 
@@ -779,6 +782,7 @@ fn headers(origin: &str, sequence: &str) -> HeaderMap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_counted_and_foreign_events_are_delivered() {
+    let subscription_valid = |name: &str| if name == "exact" { 3 } else { 4 };
     let server = start_server();
     let b = node(&server.url()).await;
     let orders = ns("g.orders");
@@ -869,14 +873,27 @@ async fn garbage_is_counted_and_foreign_events_are_delivered() {
     assert_eq!(got_star[1].0, users);
     tokio::time::sleep(QUIET).await;
     assert!(exact.try_recv().is_none() && star.try_recv().is_none());
+    for (name, subscription) in [("exact", &exact), ("g.*", &star)] {
+        let m = subscription.metrics();
+        assert_eq!(
+            (m.delivered, m.undecodable),
+            (
+                subscription_valid(name) + garbage.len() as u64,
+                garbage.len() as u64
+            ),
+            "{name}: garbage is delivered undecoded and skipped when taken"
+        );
+    }
 
     assert_eq!(
         figures(&b.metrics()),
         expect_figures(&[
-            // Each garbage message reached both NATS subscriptions; the bad subject only g.*.
+            // Each garbage message reached both NATS subscriptions, was delivered to their
+            // subscribers undecoded and found undecodable when taken; the bad subject only
+            // reached g.* and was refused on arrival.
             ("undecodable", 2 * garbage.len() as u64 + 1),
-            ("received", 3 + 4),
-            ("delivered", 3 + 4),
+            ("received", 3 + 4 + 2 * garbage.len() as u64),
+            ("delivered", 3 + 4 + 2 * garbage.len() as u64),
             ("lost", 2 * 2),
         ])
     );

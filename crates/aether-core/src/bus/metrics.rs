@@ -3,7 +3,7 @@
 //!
 //! Metric names: `aether_bus_published_total`, `aether_bus_delivered_total`,
 //! `aether_bus_dropped_total` (per bus); `aether_bus_subscription_delivered_total`,
-//! `aether_bus_subscription_dropped_total` and the gauge `aether_bus_subscription_queue_high_water`,
+//! `aether_bus_subscription_dropped_total`, `aether_bus_subscription_undecodable_total` and the gauge `aether_bus_subscription_queue_high_water`,
 //! labelled with the subscription's `pattern` (per subscription). Handles are registered when the
 //! bus or subscription is created, so install your `metrics` recorder before that.
 
@@ -29,6 +29,9 @@ pub struct SubscriptionMetrics {
     pub delivered: u64,
     /// Events that matched but were dropped because the queue was full.
     pub dropped: u64,
+    /// Events from another node that arrived encoded and did not decode when taken: delivered
+    /// (counted in `delivered`) but skipped. Events published locally always decode.
+    pub undecodable: u64,
     /// Largest number of events ever waiting in the queue.
     pub queue_high_water: u64,
 }
@@ -90,9 +93,11 @@ impl BusCounters {
 pub(super) struct SubscriptionCounters {
     delivered: AtomicU64,
     dropped: AtomicU64,
+    undecodable: AtomicU64,
     high_water: AtomicU64,
     delivered_metric: metrics::Counter,
     dropped_metric: metrics::Counter,
+    undecodable_metric: metrics::Counter,
     high_water_metric: metrics::Gauge,
 }
 
@@ -102,6 +107,7 @@ impl SubscriptionCounters {
         Self {
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            undecodable: AtomicU64::new(0),
             high_water: AtomicU64::new(0),
             delivered_metric: metrics::counter!(
                 "aether_bus_subscription_delivered_total",
@@ -109,6 +115,10 @@ impl SubscriptionCounters {
             ),
             dropped_metric: metrics::counter!(
                 "aether_bus_subscription_dropped_total",
+                std::slice::from_ref(&label)
+            ),
+            undecodable_metric: metrics::counter!(
+                "aether_bus_subscription_undecodable_total",
                 std::slice::from_ref(&label)
             ),
             high_water_metric: metrics::gauge!(
@@ -134,10 +144,16 @@ impl SubscriptionCounters {
         self.dropped_metric.increment(1);
     }
 
+    pub(super) fn undecodable(&self) {
+        self.undecodable.fetch_add(1, Relaxed);
+        self.undecodable_metric.increment(1);
+    }
+
     pub(super) fn read(&self) -> SubscriptionMetrics {
         SubscriptionMetrics {
             delivered: self.delivered.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            undecodable: self.undecodable.load(Relaxed),
             queue_high_water: self.high_water.load(Relaxed),
         }
     }

@@ -8,14 +8,15 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use super::Inner;
+use super::encoded::Payload;
 use super::metrics::{SubscriptionCounters, SubscriptionMetrics};
 use super::options::Overflow;
 use crate::{Event, Namespace, Pattern, SubscriptionFilter};
 
-/// What travels through a subscriber's queue: the event, and the namespace it was published in
-/// for wildcard subscriptions (an exact subscription knows its namespace, so none is sent and no
-/// reference count is touched per delivery).
-pub(super) type Delivered = (Option<Namespace>, Arc<Event>);
+/// What travels through a subscriber's queue: the event (perhaps still encoded), and the
+/// namespace it was published in for wildcard subscriptions (an exact subscription knows its
+/// namespace, so none is sent and no reference count is touched per delivery).
+pub(super) type Delivered = (Option<Namespace>, Payload);
 
 /// What the bus and the [`Subscription`] share about one subscription.
 pub(super) struct SubscriberState {
@@ -119,13 +120,15 @@ impl Subscription {
 
     /// The next event, waiting if none is queued; `None` once the bus is gone.
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
-        self.receiver.recv().await.map(|(_, event)| event)
+        std::future::poll_fn(|cx| self.poll_take(cx))
+            .await
+            .map(|(_, event)| event)
     }
 
     /// The next event and the namespace it was published in. Useful on cross-namespace
     /// subscriptions, where the namespace is not implied.
     pub async fn recv_with_namespace(&mut self) -> Option<(Namespace, Arc<Event>)> {
-        let (namespace, event) = self.receiver.recv().await?;
+        let (namespace, event) = std::future::poll_fn(|cx| self.poll_take(cx)).await?;
         Some((self.namespace_of(namespace), event))
     }
 
@@ -136,7 +139,35 @@ impl Subscription {
 
     /// The next queued event, without waiting; `None` if the queue is empty.
     pub fn try_recv(&mut self) -> Option<Arc<Event>> {
-        self.receiver.try_recv().ok().map(|(_, event)| event)
+        while let Ok(delivered) = self.receiver.try_recv() {
+            if let Some((_, event)) = self.open(delivered) {
+                return Some(event);
+            }
+        }
+        None
+    }
+
+    /// Polls for the next event, decoding it if it arrived encoded and skipping (and counting)
+    /// any that do not decode.
+    fn poll_take(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Option<Namespace>, Arc<Event>)>> {
+        loop {
+            let Some(delivered) = std::task::ready!(self.receiver.poll_recv(cx)) else {
+                return Poll::Ready(None);
+            };
+            if let Some(taken) = self.open(delivered) {
+                return Poll::Ready(Some(taken));
+            }
+        }
+    }
+
+    fn open(&self, (namespace, payload): Delivered) -> Option<(Option<Namespace>, Arc<Event>)> {
+        match payload.event() {
+            Some(event) => Some((namespace, event.clone())),
+            None => {
+                self.subscriber.counters.undecodable();
+                None
+            }
+        }
     }
 
     /// Number of events waiting in the queue.
@@ -167,9 +198,7 @@ impl Stream for Subscription {
     type Item = Arc<Event>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.receiver
-            .poll_recv(cx)
-            .map(|item| item.map(|(_, event)| event))
+        self.poll_take(cx).map(|item| item.map(|(_, event)| event))
     }
 }
 
@@ -209,7 +238,7 @@ impl Stream for WithNamespaces {
     type Item = (Namespace, Arc<Event>);
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.0.receiver.poll_recv(cx);
+        let polled = self.0.poll_take(cx);
         polled.map(|item| item.map(|(namespace, event)| (self.0.namespace_of(namespace), event)))
     }
 }

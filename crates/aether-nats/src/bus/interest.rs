@@ -1,14 +1,20 @@
 //! NATS interest follows local interest, per pattern: the bus's
 //! [`InterestListener`] sends each gain or loss to one task, which opens a NATS subscription on
 //! `aether.events.<pattern>` for the first local subscriber of a pattern and closes it after
-//! the last. Each NATS subscription has a reader task that decodes what arrives and hands it to
-//! the local subscribers of **its** pattern only (NATS delivers a message once per matching
-//! subscription, so overlapping patterns each get their copy, and no subscriber gets two).
+//! the last. Each NATS subscription has a reader task that hands what arrives to the local
+//! subscribers of **its** pattern only (NATS delivers a message once per matching subscription,
+//! so overlapping patterns each get their copy, and no subscriber gets two).
+//!
+//! The reader does not decode: events travel to the local queues in their wire form
+//! ([`WireEvent`]) and are decoded by the first subscriber that takes them, on its own task.
+//! That keeps the reader light enough to keep up with the network (decoding is the most
+//! expensive step of receiving), spreads decoding over the subscribers' tasks, and frees each
+//! event on the thread that made it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aether_core::{EventBus, InterestListener, Namespace, Pattern};
+use aether_core::{EncodedEvent, Event, EventBus, InterestListener, Namespace, Pattern};
 use async_nats::Client;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -151,7 +157,7 @@ async fn read(
                     last_namespace = Some((message.subject.clone(), namespace.clone()));
                 }),
             };
-            let (Some(namespace), Some(event)) = (namespace, wire::decode(&message.payload)) else {
+            let Some(namespace) = namespace else {
                 shared.counters.undecodable.incr();
                 continue;
             };
@@ -162,15 +168,35 @@ async fn read(
                     .add(gaps.observe(origin, namespace.as_str(), sequence));
             }
             shared.counters.received.incr();
+            let event = WireEvent {
+                payload: message.payload,
+                counters: shared.counters.clone(),
+            };
             shared
                 .bus
-                .deliver_to_pattern(&pattern, &namespace, Arc::new(event))
+                .deliver_encoded_to_pattern(&pattern, &namespace, event)
                 .await;
         }
     }
     drop(batches);
     if let Err(error) = subscriber.unsubscribe().await {
         tracing::debug!(%error, %pattern, "event bus: unsubscribe failed");
+    }
+}
+
+/// A received event's payload, decoded by the first local subscriber that takes it.
+struct WireEvent {
+    payload: bytes::Bytes,
+    counters: Arc<NetworkCounters>,
+}
+
+impl EncodedEvent for WireEvent {
+    fn decode(&self) -> Option<Event> {
+        let event = wire::decode(&self.payload);
+        if event.is_none() {
+            self.counters.undecodable.incr();
+        }
+        event
     }
 }
 

@@ -36,12 +36,17 @@ pub struct NatsBusMetrics {
     /// Events dropped before reaching the client because the outgoing queue was full
     /// ([`try_publish`](super::NatsEventBus::try_publish) only).
     pub send_dropped: u64,
-    /// Events received from other nodes (once per local pattern they matched).
+    /// Events received from other nodes (once per local pattern they matched), counted on
+    /// arrival. Payloads are decoded later, by the first local subscriber that takes them, so
+    /// this also counts messages that turn out not to be events (see `undecodable`).
     pub received: u64,
     /// Events of other nodes that never arrived: gaps in a sender's sequence for a namespace,
     /// as seen by one of this node's NATS subscriptions.
     pub lost: u64,
-    /// Received messages that were not events of a valid namespace (ignored).
+    /// Received messages that were not events of a valid namespace, ignored: a bad subject is
+    /// counted on arrival (and not in `received`), a payload that is not an event when a local
+    /// subscriber takes it or a subscriber's filter looks at it (once, however many local
+    /// subscribers it reached; never, if none takes it).
     pub undecodable: u64,
     /// Slow-consumer notices from the client: a NATS subscription's buffer overflowed and
     /// messages were dropped (they also show in `lost`).
