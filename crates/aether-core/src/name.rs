@@ -56,6 +56,10 @@ fn check_tokens(
 
 /// True for characters that are printable and not whitespace: what ids may contain.
 fn is_printable_non_space(c: char) -> bool {
+    // The ASCII answer without Unicode tables: ids are mostly ASCII and checked on every decode.
+    if c.is_ascii() {
+        return c.is_ascii_graphic();
+    }
     !c.is_control() && !c.is_whitespace()
 }
 
@@ -147,3 +151,34 @@ macro_rules! name_type_impls {
     };
 }
 use name_type_impls;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ascii_shortcut_agrees_with_the_unicode_rule_for_every_char() {
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            assert_eq!(
+                is_printable_non_space(c),
+                !c.is_control() && !c.is_whitespace(),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn event_ids_with_non_ascii_characters_take_the_slow_path_correctly() {
+        assert!(EventId::new("ordre-é-1").is_ok());
+        let error = EventId::new("é\u{2003}x").unwrap_err();
+        assert_eq!(
+            error.rule(),
+            &NameRule::ForbiddenChar {
+                ch: '\u{2003}',
+                index: 2,
+                allowed: "printable characters without whitespace"
+            }
+        );
+        assert!(EventId::new("a\u{7f}").is_err());
+    }
+}
