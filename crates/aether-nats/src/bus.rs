@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! publish(ns, e) ─► local subscribers at once (as the local bus)
-//!               └─► outgoing queue ─► NATS  aether.events.<ns>  (Aether-Origin, Aether-Seq)
+//!               └─► NATS  aether.events.<ns>  (Aether-Origin, Aether-Seq), from the caller's task
+//!                   (try_publish: through the outgoing queue and its task)
 //!
 //! NATS aether.events.<pattern> ─► reader of <pattern> ─► subscribers of <pattern> on this node
 //!      (one NATS subscription per pattern with local subscribers; own events ignored)
@@ -41,7 +42,7 @@ use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use interest::AbortOnDrop;
 use metrics::NetworkCounters;
-use outgoing::Outgoing;
+use outgoing::Queued;
 
 pub use config::{DurableConfig, NatsBusConfig};
 pub use durable::{
@@ -90,7 +91,8 @@ struct Inner {
     client: Client,
     url: String,
     origin: Arc<str>,
-    outgoing: mpsc::Sender<Outgoing>,
+    sender: Arc<outgoing::Sender>,
+    outgoing: mpsc::Sender<Queued>,
     interest: mpsc::UnboundedSender<interest::Command>,
     counters: Arc<NetworkCounters>,
     config: NatsBusConfig,
@@ -170,12 +172,12 @@ impl NatsEventBus {
             Arc::new(interest::Relay(interest_tx.clone())),
         );
         let (outgoing_tx, outgoing_rx) = mpsc::channel(config.outgoing_queue.max(1));
-        tokio::spawn(outgoing::run(
+        let sender = Arc::new(outgoing::Sender::new(
             client.clone(),
             async_nats::HeaderValue::from(&*origin),
-            outgoing_rx,
             counters.clone(),
         ));
+        tokio::spawn(outgoing::run(sender.clone(), outgoing_rx));
         let shared = interest::Shared {
             client: client.clone(),
             bus: local.clone(),
@@ -189,6 +191,7 @@ impl NatsEventBus {
                 client,
                 url,
                 origin,
+                sender,
                 outgoing: outgoing_tx,
                 interest: interest_tx,
                 counters,
@@ -201,39 +204,38 @@ impl NatsEventBus {
 
     /// Publishes `event` in `namespace`: to local subscribers as
     /// [`EventBus::publish`](aether_core::EventBus::publish) does, and to the other nodes
-    /// through NATS (waiting for room in the outgoing queue if it is full). Never fails: a send
-    /// that NATS refuses is counted in [`NatsBusMetrics::send_failed`].
+    /// through NATS (waiting if the client's buffer is full). Never fails: a send that NATS
+    /// refuses is counted in [`NatsBusMetrics::send_failed`].
     pub async fn publish(&self, namespace: &Namespace, event: Event) -> Delivery {
-        if let Some(outgoing) = self.encode(namespace, &event)
-            && self.inner.outgoing.send(outgoing).await.is_err()
-        {
-            self.inner.counters.send_failed.incr();
+        if let Some(payload) = self.encode(&event) {
+            self.inner
+                .sender
+                .send(&self.inner.outgoing, namespace, payload)
+                .await;
         }
         self.inner.local.publish(namespace, event).await
     }
 
     /// Publishes `event` in `namespace` without ever waiting: local subscribers as
-    /// [`EventBus::try_publish`](aether_core::EventBus::try_publish), and other nodes unless the
-    /// outgoing queue is full (then counted in [`NatsBusMetrics::send_dropped`]).
+    /// [`EventBus::try_publish`](aether_core::EventBus::try_publish), and other nodes through
+    /// the outgoing queue, unless it is full (then counted in
+    /// [`NatsBusMetrics::send_dropped`]).
+    ///
+    /// The queue is emptied by a task of the bus, so a loop of `try_publish` calls that never
+    /// yields to the runtime can fill it: use [`publish`](Self::publish) to send as fast as the
+    /// connection allows.
     pub fn try_publish(&self, namespace: &Namespace, event: Event) -> Delivery {
-        if let Some(outgoing) = self.encode(namespace, &event) {
-            match self.inner.outgoing.try_send(outgoing) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => self.inner.counters.send_dropped.incr(),
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.inner.counters.send_failed.incr();
-                }
-            }
+        if let Some(payload) = self.encode(&event) {
+            self.inner
+                .sender
+                .try_send(&self.inner.outgoing, namespace, payload);
         }
         self.inner.local.try_publish(namespace, event)
     }
 
-    fn encode(&self, namespace: &Namespace, event: &Event) -> Option<Outgoing> {
+    fn encode(&self, event: &Event) -> Option<bytes::Bytes> {
         match wire::encode(event) {
-            Ok(payload) => Some(Outgoing::Event {
-                namespace: namespace.clone(),
-                payload,
-            }),
+            Ok(payload) => Some(payload),
             Err(error) => {
                 self.inner.counters.send_failed.incr();
                 tracing::warn!(%error, "event bus: event not sent to other nodes");
@@ -402,7 +404,7 @@ impl NatsEventBus {
         let (outgoing_done, outgoing_flushed) = oneshot::channel();
         self.inner
             .outgoing
-            .send(Outgoing::Flush(outgoing_done))
+            .send(Queued::Flush(outgoing_done))
             .await
             .map_err(|_| stopped())?;
         interest_flushed.await.map_err(|_| stopped())?;

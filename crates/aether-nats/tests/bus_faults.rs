@@ -10,6 +10,9 @@
 //! - Durable mode loses nothing across the restart (file storage survives it): events
 //!   published before the kill and after the restart all arrive, first deliveries in order,
 //!   and any duplicate is a redelivery (counted as such).
+//! - A frozen server (SIGSTOP) fills the publisher's socket and client buffer, so publishes
+//!   wait and some are cancelled: a cancelled publish uses up no sequence number, so after
+//!   SIGCONT the receiver gets exactly what was sent and counts no loss.
 //!
 //! Measured figures (time to resume, events lost, errors seen) are printed with `--nocapture`.
 //!
@@ -412,5 +415,82 @@ async fn a_durable_subscriber_loses_nothing_across_a_server_restart() {
         first_seen,
         (1..=100).collect::<Vec<_>>(),
         "first deliveries in order: {received:?}"
+    );
+}
+
+/// Sends `signal` (`STOP` or `CONT`) to the server process.
+fn signal(server: &mut NatsServer, signal: &str) {
+    let pid = server.node().pid().expect("the server runs");
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// With the server frozen (SIGSTOP), A's socket and then its client's buffer fill, so
+/// publishes wait for the client — and some are cancelled there (a timeout). A cancelled
+/// publish was never sent, so it must not use up a number: after SIGCONT the receiver gets
+/// exactly the events that were sent, and counts no loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_cancelled_while_the_client_is_full_leave_no_false_gaps() {
+    const CANCELLED: u64 = 5;
+    let mut server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = server.url();
+    let ns = namespace("frozen");
+    let a = connect(&url, NatsBusConfig::default()).await;
+    let b = connect(&url, NatsBusConfig::default()).await;
+    let mut sub = b.subscribe_with(&ns, SubscribeOptions::new().queue_capacity(1 << 20));
+    b.flush().await.expect("flush");
+
+    let actor = ActorId::new("frozen-1").expect("actor");
+    let filler = "x".repeat(4096);
+    let make = |version| {
+        Event::builder(actor.clone(), "Filler")
+            .version(version)
+            .data(&serde_json::json!({ "filler": filler }))
+            .expect("data")
+            .build()
+    };
+    signal(&mut server, "STOP");
+    let started = Instant::now();
+    let (mut version, mut cancelled, mut sent_versions) = (0, 0, Vec::new());
+    while cancelled < CANCELLED {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the client never filled up: {} sent",
+            sent_versions.len()
+        );
+        version += 1;
+        match timeout(Duration::from_millis(20), a.publish(&ns, make(version))).await {
+            Ok(_) => sent_versions.push(version),
+            Err(_) => cancelled += 1,
+        }
+    }
+    let frozen_for = started.elapsed();
+    signal(&mut server, "CONT");
+    version += 1;
+    a.publish(&ns, make(version)).await;
+    sent_versions.push(version);
+    a.flush().await.expect("flush after SIGCONT");
+
+    let mut got = Vec::new();
+    let expected = sent_versions.len();
+    receive_until(&mut sub, &mut got, "after SIGCONT", |got| {
+        got.len() >= expected
+    })
+    .await;
+    println!(
+        "frozen {frozen_for:?}: {} sent, {CANCELLED} cancelled, all {} received",
+        expected - 1,
+        got.len()
+    );
+    assert_eq!(got, sent_versions, "exactly the sent events, in order");
+    let (ma, mb) = (a.metrics(), b.metrics());
+    assert_eq!(ma.sent, expected as u64, "{ma:?}");
+    assert_eq!(
+        (mb.received, mb.lost),
+        (expected as u64, 0),
+        "a cancelled publish is no gap: {mb:?}"
     );
 }

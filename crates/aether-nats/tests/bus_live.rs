@@ -26,6 +26,10 @@
 //! - Loss accounting: a flooded subscriber with a tiny client buffer loses events, and every
 //!   one is accounted for: `received + lost` equals what the sender sent (once a last event has
 //!   revealed the gap at the end: a gap is seen when the next event arrives).
+//! - Outgoing order: one caller mixing `publish` and `try_publish` (with a tiny outgoing queue
+//!   that sometimes drops) is received in call order with no false gaps; eight racing
+//!   publishers, a third of whose publishes are cancelled, keep per-publisher order and gaps
+//!   at zero.
 //!
 //! Absence is checked by flushing the publishers (their events are then on the server), then
 //! waiting [`QUIET`]: on loopback a stray event reaches the subscriber within milliseconds.
@@ -1026,4 +1030,115 @@ async fn every_event_of_a_flood_is_received_or_counted_lost() {
         ),
         (0, 0, 0)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. The outgoing path: order and numbering across publish, try_publish and cancelled publishes.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_publish_and_try_publish_arrive_in_call_order_without_false_gaps() {
+    const EVENTS: u64 = 3000;
+    let server = start_server();
+    let mut config = NatsBusConfig::default();
+    // Small enough that try_publish bursts sometimes find it full (counted, never sent).
+    config.outgoing_queue = 16;
+    let a = node_with(&server.url(), config).await;
+    let b = node(&server.url()).await;
+    let orders = ns("mixed.orders");
+    let mut remote = b.subscribe_with(&orders, SubscribeOptions::new().queue_capacity(4096));
+    flush(&[&b]).await;
+
+    // Runs of try_publish (queued for the outgoing task) alternate with runs of publish (sent
+    // from this task, or queued behind what try_publish left): one caller, so one order.
+    let mut sent_versions = Vec::new();
+    let mut version = 0;
+    let mut run = 0;
+    while version < EVENTS {
+        run += 1;
+        for _ in 0..(run % 7 + 1).min(EVENTS - version) {
+            version += 1;
+            let dropped_before = a.metrics().send_dropped;
+            if run % 2 == 0 {
+                a.try_publish(&orders, Event::new(actor("o-1"), "Mixed", version));
+            } else {
+                a.publish(&orders, Event::new(actor("o-1"), "Mixed", version))
+                    .await;
+            }
+            if a.metrics().send_dropped == dropped_before {
+                sent_versions.push(version);
+            }
+        }
+        if run % 5 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    flush(&[&a]).await;
+
+    let got = take(&mut remote, sent_versions.len(), "remote").await;
+    let got_versions: Vec<u64> = got.iter().map(|(_, e)| e.version).collect();
+    assert_eq!(got_versions, sent_versions, "in call order, nothing extra");
+    assert_quiet(&[&a], &mut [("remote", &mut remote)]).await;
+    let (ma, mb) = (a.metrics(), b.metrics());
+    assert_eq!(ma.sent, sent_versions.len() as u64, "{ma:?}");
+    assert_eq!(ma.sent + ma.send_dropped, EVENTS, "{ma:?}");
+    assert_eq!(
+        (mb.received, mb.lost),
+        (ma.sent, 0),
+        "a dropped try_publish is never numbered, so it is no gap: {mb:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_publishes_leave_no_false_gaps() {
+    let server = start_server();
+    let a = node(&server.url()).await;
+    let b = node(&server.url()).await;
+    let orders = ns("cancel.orders");
+    let mut remote = b.subscribe_with(&orders, SubscribeOptions::new().queue_capacity(8192));
+    flush(&[&b]).await;
+
+    // Many publishers race on one bus; a third of the publishes are cancelled at a random point
+    // (often while another holds the numbering lock). Whatever reaches the client is numbered
+    // without holes, so the receiver counts no loss and gets exactly what was sent.
+    let publishers: Vec<_> = (0..8u64)
+        .map(|p| {
+            let a = a.clone();
+            let orders = orders.clone();
+            tokio::spawn(async move {
+                for i in 0..500u64 {
+                    let event = Event::new(actor(&format!("o-{p}")), "Raced", i + 1);
+                    let publish = a.publish(&orders, event);
+                    if i % 3 == 0 {
+                        // Poll once, then drop: cancelled wherever it was.
+                        let _ = futures::FutureExt::now_or_never(publish);
+                    } else {
+                        publish.await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        within("publisher", publisher).await.expect("publisher");
+    }
+    flush(&[&a]).await;
+    let sent = a.metrics().sent;
+    assert!(
+        sent >= 8 * 333,
+        "at least the awaited publishes were sent: {sent}"
+    );
+    let got = take(&mut remote, sent as usize, "remote").await;
+    // Per publisher, in order.
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for (_, event) in &got {
+        let previous = last.insert(event.actor_id.to_string(), event.version);
+        assert!(
+            previous.is_none_or(|p| p < event.version),
+            "{event:?} after {previous:?}"
+        );
+    }
+    assert_quiet(&[&a], &mut [("remote", &mut remote)]).await;
+    let mb = b.metrics();
+    assert_eq!((mb.received, mb.lost), (sent, 0), "{mb:?}");
 }

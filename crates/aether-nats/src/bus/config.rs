@@ -22,9 +22,10 @@ use aether_core::BusConfig;
 pub struct NatsBusConfig {
     /// Queue size and overflow policy of local subscriptions (as for the local bus).
     pub local: BusConfig,
-    /// Events waiting to be sent to NATS. [`try_publish`](super::NatsEventBus::try_publish)
-    /// drops (and counts) an event that finds it full; [`publish`](super::NatsEventBus::publish)
-    /// waits for room. Default 65 536.
+    /// Events queued by [`try_publish`](super::NatsEventBus::try_publish), which cannot wait,
+    /// for the bus's outgoing task; one that finds the queue full is dropped (and counted).
+    /// [`publish`](super::NatsEventBus::publish) sends from the caller's task, and queues
+    /// (waiting for room) only behind events already queued. Default 65 536.
     pub outgoing_queue: usize,
     /// Messages the client buffers per NATS subscription before it reports a slow consumer and
     /// drops (counted). Default 65 536.
