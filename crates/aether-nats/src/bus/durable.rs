@@ -126,6 +126,9 @@ pub struct DurableSubscription {
     /// otherwise (it restarts when a consumer is rewound, and can roll back when a server is
     /// killed before persisting it).
     redelivery_horizon: u64,
+    /// The last subject's namespace: consecutive events mostly share one, and parsing a
+    /// namespace costs more than comparing a subject.
+    last_namespace: Option<(async_nats::Subject, Namespace)>,
     counters: Arc<DurableCounters>,
 }
 
@@ -173,6 +176,7 @@ impl DurableSubscription {
             messages,
             taken: None,
             redelivery_horizon,
+            last_namespace: None,
             counters: Arc::new(DurableCounters::new()),
         })
     }
@@ -214,7 +218,8 @@ impl DurableSubscription {
                 }
                 Some(Ok(message)) => message,
             };
-            let decoded = wire::durable_namespace_of(message.subject.as_str())
+            let decoded = self
+                .namespace_of(&message.subject)
                 .zip(wire::decode(&message.payload));
             let Some((namespace, event)) = decoded else {
                 self.counters.undecodable.incr();
@@ -242,6 +247,17 @@ impl DurableSubscription {
             self.taken = Some(message);
             return Ok(Some((namespace, Arc::new(event))));
         }
+    }
+
+    fn namespace_of(&mut self, subject: &async_nats::Subject) -> Option<Namespace> {
+        if let Some((last, namespace)) = &self.last_namespace
+            && last == subject
+        {
+            return Some(namespace.clone());
+        }
+        let namespace = wire::durable_namespace_of(subject.as_str())?;
+        self.last_namespace = Some((subject.clone(), namespace.clone()));
+        Some(namespace)
     }
 
     /// Acknowledges the event last handed over now, and waits for the server to confirm it:
