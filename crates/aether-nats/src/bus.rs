@@ -217,13 +217,13 @@ impl NatsEventBus {
     }
 
     /// Publishes `event` in `namespace` without ever waiting: local subscribers as
-    /// [`EventBus::try_publish`](aether_core::EventBus::try_publish), and other nodes through
-    /// the outgoing queue, unless it is full (then counted in
-    /// [`NatsBusMetrics::send_dropped`]).
+    /// [`EventBus::try_publish`](aether_core::EventBus::try_publish), and other nodes directly
+    /// when the NATS client has room, otherwise through the outgoing queue, unless that is full
+    /// too (then counted in [`NatsBusMetrics::send_dropped`]).
     ///
-    /// The queue is emptied by a task of the bus, so a loop of `try_publish` calls that never
-    /// yields to the runtime can fill it: use [`publish`](Self::publish) to send as fast as the
-    /// connection allows.
+    /// The client and the queue are emptied by tasks, so a loop of `try_publish` calls that
+    /// never yields to the runtime can fill both: use [`publish`](Self::publish) to send as
+    /// fast as the connection allows.
     pub fn try_publish(&self, namespace: &Namespace, event: Event) -> Delivery {
         if let Some(payload) = self.encode(&event) {
             self.inner

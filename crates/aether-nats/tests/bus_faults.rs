@@ -12,7 +12,9 @@
 //!   and any duplicate is a redelivery (counted as such).
 //! - A frozen server (SIGSTOP) fills the publisher's socket and client buffer, so publishes
 //!   wait and some are cancelled: a cancelled publish uses up no sequence number, so after
-//!   SIGCONT the receiver gets exactly what was sent and counts no loss.
+//!   SIGCONT the receiver gets exactly what was sent and counts no loss. And `try_publish`
+//!   into the frozen server fills the client, then the outgoing queue, then drops (counted);
+//!   `publish` calls after SIGCONT wait behind the queued events, so call order holds.
 //!
 //! Measured figures (time to resume, events lost, errors seen) are printed with `--nocapture`.
 //!
@@ -492,5 +494,87 @@ async fn publishes_cancelled_while_the_client_is_full_leave_no_false_gaps() {
         (mb.received, mb.lost),
         (expected as u64, 0),
         "a cancelled publish is no gap: {mb:?}"
+    );
+}
+
+/// With the server frozen, `try_publish` fills the client, then the outgoing queue, then drops
+/// (counted). After SIGCONT, `publish` and `try_publish` calls alternate while the queue drains:
+/// a publish waits behind the queued events, so the receiver gets every event that was not
+/// dropped, in call order, and no dropped event leaves a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_try_publishes_keep_call_order_with_later_publishes() {
+    let mut server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = server.url();
+    let ns = namespace("queued");
+    let mut config = NatsBusConfig::default();
+    config.outgoing_queue = 64;
+    let a = connect(&url, config).await;
+    let b = connect(&url, NatsBusConfig::default()).await;
+    let mut sub = b.subscribe_with(&ns, SubscribeOptions::new().queue_capacity(1 << 20));
+    b.flush().await.expect("flush");
+
+    let actor = ActorId::new("queued-1").expect("actor");
+    let filler = "x".repeat(4096);
+    let make = |version| {
+        Event::builder(actor.clone(), "Filler")
+            .version(version)
+            .data(&serde_json::json!({ "filler": filler }))
+            .expect("data")
+            .build()
+    };
+    let (mut version, mut sent_versions) = (0, Vec::new());
+    let mut try_publish = |version, sent_versions: &mut Vec<u64>| {
+        let dropped = a.metrics().send_dropped;
+        a.try_publish(&ns, make(version));
+        if a.metrics().send_dropped == dropped {
+            sent_versions.push(version);
+        }
+    };
+    signal(&mut server, "STOP");
+    let started = Instant::now();
+    while a.metrics().send_dropped < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the queue never filled: {:?}",
+            a.metrics()
+        );
+        version += 1;
+        try_publish(version, &mut sent_versions);
+        // Let the bus's tasks run, as a real caller would between events.
+        tokio::task::yield_now().await;
+    }
+    signal(&mut server, "CONT");
+    for round in 0..200 {
+        version += 1;
+        if round % 3 == 0 {
+            a.publish(&ns, make(version)).await;
+            sent_versions.push(version);
+        } else {
+            try_publish(version, &mut sent_versions);
+        }
+    }
+    a.flush().await.expect("flush after SIGCONT");
+
+    let expected = sent_versions.len();
+    let mut got = Vec::new();
+    receive_until(&mut sub, &mut got, "after SIGCONT", |got| {
+        got.len() >= expected
+    })
+    .await;
+    let (ma, mb) = (a.metrics(), b.metrics());
+    println!(
+        "{version} published: {expected} sent, {} dropped while the queue was full",
+        ma.send_dropped
+    );
+    assert_eq!(got, sent_versions, "every sent event, in call order");
+    assert_eq!(
+        (ma.sent, ma.sent + ma.send_dropped),
+        (expected as u64, version),
+        "{ma:?}"
+    );
+    assert_eq!(
+        (mb.received, mb.lost),
+        (expected as u64, 0),
+        "a dropped try_publish is no gap: {mb:?}"
     );
 }

@@ -4,9 +4,10 @@
 //!
 //! [`publish`](super::NatsEventBus::publish) does this on the caller's task: no hop through
 //! another task, which on a busy node costs more than the send itself.
-//! [`try_publish`](super::NatsEventBus::try_publish) cannot wait for the lock or the client, so
-//! it queues the event for a task that does the same. While anything is queued, `publish` queues
-//! too, so that one caller's events leave in the order it published them.
+//! [`try_publish`](super::NatsEventBus::try_publish) does the same when the lock is free and
+//! the client has room; as it cannot wait for either, it otherwise queues the event for a task
+//! that sends it. While anything is queued, both queue, so that one caller's events leave in
+//! the order it published them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use aether_core::Namespace;
 use async_nats::{Client, HeaderValue, Subject};
 use bytes::Bytes;
+use futures::FutureExt;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::metrics::NetworkCounters;
@@ -81,13 +83,25 @@ impl Sender {
         }
     }
 
-    /// Queues `payload` for the outgoing task without waiting; a full queue drops it (counted).
+    /// Sends `payload` without waiting: at once if nothing is queued, the lock is free and the
+    /// client has room; otherwise through the outgoing task's queue, and a full queue drops it
+    /// (counted).
     pub(crate) fn try_send(
         &self,
         queue: &mpsc::Sender<Queued>,
         namespace: &Namespace,
         payload: Bytes,
     ) {
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Ok(mut numbering) = self.numbering.try_lock()
+        {
+            // Polled once: a client without room leaves it pending, and dropping it then sends
+            // nothing and uses up no number.
+            let send = self.send_numbered(&mut numbering, namespace, payload.clone());
+            if send.now_or_never().is_some() {
+                return;
+            }
+        }
         self.queued.fetch_add(1, Ordering::AcqRel);
         let event = Queued::Event {
             namespace: namespace.clone(),
