@@ -523,7 +523,7 @@ async fn queued_try_publishes_keep_call_order_with_later_publishes() {
             .build()
     };
     let (mut version, mut sent_versions) = (0, Vec::new());
-    let mut try_publish = |version, sent_versions: &mut Vec<u64>| {
+    let try_publish = |version, sent_versions: &mut Vec<u64>| {
         let dropped = a.metrics().send_dropped;
         a.try_publish(&ns, make(version));
         if a.metrics().send_dropped == dropped {
