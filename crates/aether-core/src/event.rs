@@ -66,7 +66,7 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
     /// When the event was created (UTC).
-    #[serde(deserialize_with = "timestamp::deserialize")]
+    #[serde(with = "timestamp")]
     pub timestamp: DateTime<Utc>,
     /// The command that produced this event, if the caller tracks commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,7 +16,7 @@
 //! | `snapshot` | [`ActorSnapshot`] |
 //! | `pattern` | [`Pattern`] (NATS-style `*` / `>`) and the routing [`SubjectTrie`] |
 //! | `filter` | [`SubscriptionFilter`] (event types, actor pattern) |
-//! | `bus` | the local [`EventBus`], [`Subscription`], [`NamespacedBus`] |
+//! | `bus` | the local [`EventBus`], [`Subscription`], [`NamespacedBus`]; hooks for transports ([`InterestListener`], [`EncodedEvent`]) |
 //! | `store` | the store traits, outcomes, [`StoreError`], [`EventLimits`], [`InMemoryEventStore`] |
 //! | `placement` | [`shard_for`] (actor → [`ShardId`]), [`assign_shards`] ([`Member`]s → [`ShardMap`]), [`shard_moves`] |
 //! | [`testing`] | the conformance suite every store must pass (feature `testing`) |
