@@ -26,7 +26,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use tokio::sync::mpsc;
 
 use crate::{Event, Namespace, Pattern, SubscriptionFilter};
-use encoded::Payload;
+use encoded::{Decoded, Payload};
 use routes::Routes;
 use subscription::{Delivered, Offer, Subscriber, SubscriberState};
 
@@ -213,7 +213,7 @@ impl EventBus {
     /// [`deliver_to_pattern`](Self::deliver_to_pattern) for an event still in its wire form:
     /// it is decoded only when a subscriber takes it (on that subscriber's task, once for all
     /// of them), or during routing if a subscriber's filter must see it. Subscribers skip an
-    /// event that does not decode and count it as `undecodable`.
+    /// event that does not decode and count it as `undecodable`, as does the bus (once).
     pub async fn deliver_encoded_to_pattern(
         &self,
         pattern: &Pattern,
@@ -283,12 +283,19 @@ impl EventBus {
             .unwrap_or_else(PoisonError::into_inner);
         routes.for_each_match(namespace.as_str(), only, |subscriber| {
             // An encoded event is decoded here only for a filter that must see it.
-            if !subscriber.filter.is_empty()
-                && !payload
-                    .event()
-                    .is_some_and(|event| subscriber.filter.matches(event))
-            {
-                return;
+            if !subscriber.filter.is_empty() {
+                let passes = match payload.decoded() {
+                    Decoded::Event(event) => subscriber.filter.matches(event),
+                    Decoded::Undecodable { first } => {
+                        if first {
+                            self.inner.counters.add_undecodable();
+                        }
+                        false
+                    }
+                };
+                if !passes {
+                    return;
+                }
             }
             let sent_namespace = subscriber.wants_namespace.then(|| namespace.clone());
             match subscriber.offer((sent_namespace, payload.clone())) {

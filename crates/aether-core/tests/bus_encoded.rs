@@ -193,6 +193,7 @@ async fn garbage_is_decoded_once_and_counted_by_every_subscriber_that_skips_it()
         assert_eq!(undecodable_delivered(sub), (1, 1));
     }
     assert_eq!(probe.calls(), 1, "a failed decode is remembered too");
+    assert_eq!(bus.metrics().undecodable, 1, "the bus counts it once");
 }
 
 #[tokio::test]
@@ -462,8 +463,14 @@ async fn a_filtered_subscriber_decodes_during_routing_and_never_sees_garbage() {
     );
     let metrics = bus.metrics();
     assert_eq!(
-        (metrics.published, metrics.delivered, metrics.dropped),
-        (0, 4, 0)
+        (
+            metrics.published,
+            metrics.delivered,
+            metrics.dropped,
+            metrics.undecodable
+        ),
+        (0, 4, 0, 1),
+        "the garbage is counted once: by the filter that decoded it, not again by the taker"
     );
 }
 

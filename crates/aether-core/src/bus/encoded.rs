@@ -16,7 +16,8 @@ use crate::Event;
 ///
 /// The bus calls [`decode`](Self::decode) at most once per delivery: when the first subscriber
 /// takes the event, or during routing if a subscriber's filter must look at it. Subscribers
-/// skip an event that does not decode (counted in their `undecodable` metric).
+/// skip an event that does not decode, counted in their `undecodable` metric and, once per
+/// event, in the bus's.
 ///
 /// # Examples
 ///
@@ -42,6 +43,7 @@ use crate::Event;
 /// assert_eq!(*subscription.recv().await.expect("decoded on receipt"), event);
 /// assert!(subscription.try_recv().is_none(), "the garbage is skipped");
 /// assert_eq!(subscription.metrics().undecodable, 1);
+/// assert_eq!(bus.metrics().undecodable, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
@@ -65,19 +67,37 @@ impl Payload {
         }))
     }
 
-    /// The event, decoding it if this is the first look; `None` if it does not decode.
-    pub(super) fn event(&self) -> Option<&Arc<Event>> {
+    /// The event, decoding it if this is the first look.
+    pub(super) fn decoded(&self) -> Decoded<'_> {
         match self {
-            Self::Event(event) => Some(event),
-            Self::Encoded(pending) => pending.event(),
+            Self::Event(event) => Decoded::Event(event),
+            Self::Encoded(pending) => pending.decoded(),
         }
     }
+
+    /// The event, decoding it if this is the first look; `None` if it does not decode.
+    #[cfg(test)]
+    fn event(&self) -> Option<&Arc<Event>> {
+        match self.decoded() {
+            Decoded::Event(event) => Some(event),
+            Decoded::Undecodable { .. } => None,
+        }
+    }
+}
+
+/// What a look at a [`Payload`] found.
+pub(super) enum Decoded<'a> {
+    Event(&'a Arc<Event>),
+    /// Not an event; `first` if this look decoded it (so it is counted once per event).
+    Undecodable {
+        first: bool,
+    },
 }
 
 /// An encoded event and, once someone looked, its decoded form (shared by every subscriber it
 /// was delivered to).
 pub(super) trait Pending: Send + Sync {
-    fn event(&self) -> Option<&Arc<Event>>;
+    fn decoded(&self) -> Decoded<'_>;
 }
 
 struct Lazy<E> {
@@ -86,10 +106,16 @@ struct Lazy<E> {
 }
 
 impl<E: EncodedEvent> Pending for Lazy<E> {
-    fn event(&self) -> Option<&Arc<Event>> {
-        self.event
-            .get_or_init(|| self.encoded.decode().map(Arc::new))
-            .as_ref()
+    fn decoded(&self) -> Decoded<'_> {
+        let mut first = false;
+        let event = self.event.get_or_init(|| {
+            first = true;
+            self.encoded.decode().map(Arc::new)
+        });
+        match event {
+            Some(event) => Decoded::Event(event),
+            None => Decoded::Undecodable { first },
+        }
     }
 }
 

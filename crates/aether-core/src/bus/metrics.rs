@@ -2,7 +2,7 @@
 //! emitted through the `metrics` crate.
 //!
 //! Metric names: `aether_bus_published_total`, `aether_bus_delivered_total`,
-//! `aether_bus_dropped_total` (per bus); `aether_bus_subscription_delivered_total`,
+//! `aether_bus_dropped_total`, `aether_bus_undecodable_total` (per bus); `aether_bus_subscription_delivered_total`,
 //! `aether_bus_subscription_dropped_total`, `aether_bus_subscription_undecodable_total` and the gauge `aether_bus_subscription_queue_high_water`,
 //! labelled with the subscription's `pattern` (per subscription). Handles are registered when the
 //! bus or subscription is created, so install your `metrics` recorder before that.
@@ -19,6 +19,11 @@ pub struct BusMetrics {
     pub delivered: u64,
     /// Deliveries dropped because a subscriber's queue was full.
     pub dropped: u64,
+    /// Events delivered in a transport's wire form
+    /// ([`deliver_encoded_to_pattern`](super::EventBus::deliver_encoded_to_pattern)) that did
+    /// not decode when first taken or filtered: once per event, however many subscribers it
+    /// reached.
+    pub undecodable: u64,
 }
 
 /// Counters of one subscription.
@@ -40,9 +45,11 @@ pub(super) struct BusCounters {
     published: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
+    undecodable: AtomicU64,
     published_metric: metrics::Counter,
     delivered_metric: metrics::Counter,
     dropped_metric: metrics::Counter,
+    undecodable_metric: metrics::Counter,
 }
 
 impl BusCounters {
@@ -51,9 +58,11 @@ impl BusCounters {
             published: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            undecodable: AtomicU64::new(0),
             published_metric: metrics::counter!("aether_bus_published_total"),
             delivered_metric: metrics::counter!("aether_bus_delivered_total"),
             dropped_metric: metrics::counter!("aether_bus_dropped_total"),
+            undecodable_metric: metrics::counter!("aether_bus_undecodable_total"),
         }
     }
 
@@ -81,11 +90,18 @@ impl BusCounters {
         }
     }
 
+    /// Counts one encoded event that did not decode.
+    pub(super) fn add_undecodable(&self) {
+        self.undecodable.fetch_add(1, Relaxed);
+        self.undecodable_metric.increment(1);
+    }
+
     pub(super) fn read(&self) -> BusMetrics {
         BusMetrics {
             published: self.published.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
+            undecodable: self.undecodable.load(Relaxed),
         }
     }
 }

@@ -8,7 +8,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use super::Inner;
-use super::encoded::Payload;
+use super::encoded::{Decoded, Payload};
 use super::metrics::{SubscriptionCounters, SubscriptionMetrics};
 use super::options::Overflow;
 use crate::{Event, Namespace, Pattern, SubscriptionFilter};
@@ -161,10 +161,13 @@ impl Subscription {
     }
 
     fn open(&self, (namespace, payload): Delivered) -> Option<(Option<Namespace>, Arc<Event>)> {
-        match payload.event() {
-            Some(event) => Some((namespace, event.clone())),
-            None => {
+        match payload.decoded() {
+            Decoded::Event(event) => Some((namespace, event.clone())),
+            Decoded::Undecodable { first } => {
                 self.subscriber.counters.undecodable();
+                if first && let Some(bus) = self.bus.upgrade() {
+                    bus.counters.add_undecodable();
+                }
                 None
             }
         }

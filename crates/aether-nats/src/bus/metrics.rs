@@ -6,6 +6,8 @@
 //! `aether_bus_nats_received_total`, `aether_bus_nats_lost_total`,
 //! `aether_bus_nats_undecodable_total`, `aether_bus_nats_slow_consumer_total`,
 //! `aether_bus_nats_disconnects_total`, `aether_bus_nats_durable_published_total`.
+//! (`aether_bus_nats_undecodable_total` counts bad subjects; bad payloads are counted by the
+//! local bus, in `aether_bus_undecodable_total`; [`NatsBusMetrics::undecodable`] is the sum.)
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -63,6 +65,8 @@ impl NatsBusMetrics {
         self.published = local.published;
         self.delivered = local.delivered;
         self.dropped = local.dropped;
+        // Bad subjects are counted on arrival, bad payloads by the local bus when taken.
+        self.undecodable += local.undecodable;
         self
     }
 }
