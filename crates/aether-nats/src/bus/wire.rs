@@ -67,7 +67,7 @@ pub(crate) fn encode(event: &Event) -> Result<Bytes, BusError> {
 }
 
 pub(crate) fn decode(payload: &[u8]) -> Option<Event> {
-    serde_json::from_slice(payload).ok()
+    Event::from_json(payload).ok()
 }
 
 /// Headers of a live message.

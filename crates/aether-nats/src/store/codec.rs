@@ -80,7 +80,7 @@ pub(crate) fn decode(
     header: &RecordHeader,
     payload: &[u8],
 ) -> Result<Event, String> {
-    let event: Event = serde_json::from_slice(payload).map_err(|e| format!("not an event: {e}"))?;
+    let event = Event::from_json(payload).map_err(|e| format!("not an event: {e}"))?;
     if &event.actor_id != actor_id {
         return Err(format!(
             "event of actor {} on the subject of actor {actor_id}",
