@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use aether_core::{EncodedEvent, Event, EventBus, InterestListener, Namespace, Pattern};
 use async_nats::Client;
+use foldhash::fast::RandomState;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -193,9 +194,11 @@ impl EncodedEvent for WireEvent {
 }
 
 /// The last sequence number seen per (sender, namespace): a jump means events were lost.
+/// Looked up for every received event, so with a fast hash (the keys come from the network, but
+/// a reader only holds one entry per sender and namespace it hears from).
 #[derive(Default)]
 pub(crate) struct GapCounter {
-    last: HashMap<Box<str>, HashMap<Box<str>, u64>>,
+    last: HashMap<Box<str>, HashMap<Box<str>, u64, RandomState>, RandomState>,
 }
 
 impl GapCounter {

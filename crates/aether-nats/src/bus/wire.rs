@@ -22,6 +22,9 @@ pub const SEQUENCE_HEADER: &str = "Aether-Seq";
 const ORIGIN: HeaderName = HeaderName::from_static(ORIGIN_HEADER);
 const SEQUENCE: HeaderName = HeaderName::from_static(SEQUENCE_HEADER);
 
+/// Initial buffer for an encoded event.
+const ENCODE_CAPACITY: usize = 512;
+
 /// The live subject of `namespace`.
 pub(crate) fn subject(namespace: &Namespace) -> Subject {
     Subject::from(format!("{SUBJECT_PREFIX}.{namespace}"))
@@ -58,8 +61,10 @@ fn namespace_after(prefix: &str, subject: &str) -> Option<Namespace> {
 }
 
 pub(crate) fn encode(event: &Event) -> Result<Bytes, BusError> {
-    serde_json::to_vec(event)
-        .map(Bytes::from)
+    // Room for a typical event at once: `to_vec` starts at 128 bytes and grows by copying.
+    let mut buffer = Vec::with_capacity(ENCODE_CAPACITY);
+    serde_json::to_writer(&mut buffer, event)
+        .map(|()| Bytes::from(buffer))
         .map_err(|source| BusError::Encode {
             event_id: event.id.to_string(),
             source,
