@@ -115,6 +115,18 @@ impl EncodedEvent for Wire {
 }
 
 /// The undecodable and delivered counts of a subscription.
+/// A subscription's `(delivered, dropped, undecodable)`.
+fn subscription_figures(subscription: &Subscription) -> (u64, u64, u64) {
+    let metrics = subscription.metrics();
+    (metrics.delivered, metrics.dropped, metrics.undecodable)
+}
+
+/// A bus's `(published, delivered, dropped)`.
+fn bus_figures(bus: &EventBus) -> (u64, u64, u64) {
+    let metrics = bus.metrics();
+    (metrics.published, metrics.delivered, metrics.dropped)
+}
+
 fn undecodable_delivered(subscription: &Subscription) -> (u64, u64) {
     let metrics = subscription.metrics();
     (metrics.undecodable, metrics.delivered)
@@ -155,18 +167,9 @@ async fn one_decode_shared_by_every_unfiltered_subscriber_and_only_when_taken() 
     assert_eq!(probe.calls(), 1, "decoded once for all three");
 
     for sub in [&first, &second, &third] {
-        let metrics = sub.metrics();
-        assert_eq!(
-            (metrics.delivered, metrics.dropped, metrics.undecodable),
-            (1, 0, 0)
-        );
+        assert_eq!(subscription_figures(sub), (1, 0, 0));
     }
-    let metrics = bus.metrics();
-    assert_eq!(
-        (metrics.published, metrics.delivered, metrics.dropped),
-        (0, 3, 0),
-        "a delivery, not a publish"
-    );
+    assert_eq!(bus_figures(&bus), (0, 3, 0), "a delivery, not a publish");
 
     // Each delivery is its own decode, even of the same bytes.
     bus.deliver_encoded_to_pattern(&exact, &orders, probe.good(&original))
@@ -451,25 +454,12 @@ async fn a_filtered_subscriber_decodes_during_routing_and_never_sees_garbage() {
     assert!(all.try_recv().is_none());
     assert_eq!(probe.calls(), 3, "the failure was remembered");
 
-    let metrics = placed.metrics();
+    assert_eq!(subscription_figures(&placed), (1, 0, 0));
+    assert_eq!(subscription_figures(&all), (3, 0, 1));
+    assert_eq!(bus_figures(&bus), (0, 4, 0));
     assert_eq!(
-        (metrics.delivered, metrics.dropped, metrics.undecodable),
-        (1, 0, 0)
-    );
-    let metrics = all.metrics();
-    assert_eq!(
-        (metrics.delivered, metrics.dropped, metrics.undecodable),
-        (3, 0, 1)
-    );
-    let metrics = bus.metrics();
-    assert_eq!(
-        (
-            metrics.published,
-            metrics.delivered,
-            metrics.dropped,
-            metrics.undecodable
-        ),
-        (0, 4, 0, 1),
+        bus.metrics().undecodable,
+        1,
         "the garbage is counted once: by the filter that decoded it, not again by the taker"
     );
 }
@@ -603,19 +593,10 @@ async fn a_blocking_subscriber_makes_delivery_wait_for_room_and_loses_nothing() 
         .expect("consumer finished")
         .expect("task");
     assert_eq!(got, events);
-    let metrics = sub.metrics();
-    assert_eq!(
-        (
-            metrics.delivered,
-            metrics.dropped,
-            metrics.undecodable,
-            metrics.queue_high_water
-        ),
-        (24, 0, 4, 1)
-    );
+    assert_eq!(subscription_figures(&sub), (24, 0, 4));
+    assert_eq!(sub.metrics().queue_high_water, 1);
     assert_eq!(probe.calls(), 24);
-    let metrics = bus.metrics();
-    assert_eq!((metrics.delivered, metrics.dropped), (24, 0));
+    assert_eq!(bus_figures(&bus), (0, 24, 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -656,13 +637,8 @@ async fn a_blocking_subscriber_that_stays_full_loses_the_event_undecoded() {
     assert_eq!(*sub.try_recv().expect("first"), first);
     assert!(sub.try_recv().is_none());
     assert_eq!(probe.calls(), 1);
-    let metrics = sub.metrics();
-    assert_eq!(
-        (metrics.delivered, metrics.dropped, metrics.undecodable),
-        (1, 2, 0)
-    );
-    let metrics = bus.metrics();
-    assert_eq!((metrics.delivered, metrics.dropped), (1, 2));
+    assert_eq!(subscription_figures(&sub), (1, 2, 0));
+    assert_eq!(bus_figures(&bus), (0, 1, 2));
 }
 
 #[tokio::test]
@@ -698,16 +674,8 @@ async fn a_full_drop_newest_queue_drops_the_encoded_event_undecoded() {
     assert_eq!(*sub.recv().await.expect("first"), first);
     assert!(sub.try_recv().is_none());
     assert_eq!(probe.calls(), 1, "only the kept event was decoded");
-    let metrics = sub.metrics();
-    assert_eq!(
-        (metrics.delivered, metrics.dropped, metrics.undecodable),
-        (1, 2, 0)
-    );
-    let metrics = bus.metrics();
-    assert_eq!(
-        (metrics.published, metrics.delivered, metrics.dropped),
-        (0, 1, 2)
-    );
+    assert_eq!(subscription_figures(&sub), (1, 2, 0));
+    assert_eq!(bus_figures(&bus), (0, 1, 2));
 }
 
 #[test]

@@ -420,6 +420,34 @@ async fn a_durable_subscriber_loses_nothing_across_a_server_restart() {
     );
 }
 
+/// A fresh namespace, bus A (with `config`) to send on it, and bus B listening to it with room
+/// for everything.
+async fn sender_and_listener(
+    server: &NatsServer,
+    prefix: &str,
+    config: NatsBusConfig,
+) -> (Namespace, NatsEventBus, NatsEventBus, Subscription) {
+    let ns = namespace(prefix);
+    let a = connect(&server.url(), config).await;
+    let b = connect(&server.url(), NatsBusConfig::default()).await;
+    let sub = b.subscribe_with(&ns, SubscribeOptions::new().queue_capacity(1 << 20));
+    b.flush().await.expect("flush");
+    (ns, a, b, sub)
+}
+
+/// Events of `actor` with 4 KiB of data each, so that a frozen server's socket fills fast.
+fn filler_events(actor: &str) -> impl Fn(u64) -> Event {
+    let actor = ActorId::new(actor).expect("actor");
+    let filler = "x".repeat(4096);
+    move |version| {
+        Event::builder(actor.clone(), "Filler")
+            .version(version)
+            .data(&serde_json::json!({ "filler": filler }))
+            .expect("data")
+            .build()
+    }
+}
+
 /// Sends `signal` (`STOP` or `CONT`) to the server process.
 fn signal(server: &mut NatsServer, signal: &str) {
     let pid = server.node().pid().expect("the server runs");
@@ -438,22 +466,9 @@ fn signal(server: &mut NatsServer, signal: &str) {
 async fn publishes_cancelled_while_the_client_is_full_leave_no_false_gaps() {
     const CANCELLED: u64 = 5;
     let mut server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
-    let url = server.url();
-    let ns = namespace("frozen");
-    let a = connect(&url, NatsBusConfig::default()).await;
-    let b = connect(&url, NatsBusConfig::default()).await;
-    let mut sub = b.subscribe_with(&ns, SubscribeOptions::new().queue_capacity(1 << 20));
-    b.flush().await.expect("flush");
-
-    let actor = ActorId::new("frozen-1").expect("actor");
-    let filler = "x".repeat(4096);
-    let make = |version| {
-        Event::builder(actor.clone(), "Filler")
-            .version(version)
-            .data(&serde_json::json!({ "filler": filler }))
-            .expect("data")
-            .build()
-    };
+    let (ns, a, b, mut sub) =
+        sender_and_listener(&server, "frozen", NatsBusConfig::default()).await;
+    let make = filler_events("frozen-1");
     signal(&mut server, "STOP");
     let started = Instant::now();
     let (mut version, mut cancelled, mut sent_versions) = (0, 0, Vec::new());
@@ -504,24 +519,10 @@ async fn publishes_cancelled_while_the_client_is_full_leave_no_false_gaps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_try_publishes_keep_call_order_with_later_publishes() {
     let mut server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
-    let url = server.url();
-    let ns = namespace("queued");
     let mut config = NatsBusConfig::default();
     config.outgoing_queue = 64;
-    let a = connect(&url, config).await;
-    let b = connect(&url, NatsBusConfig::default()).await;
-    let mut sub = b.subscribe_with(&ns, SubscribeOptions::new().queue_capacity(1 << 20));
-    b.flush().await.expect("flush");
-
-    let actor = ActorId::new("queued-1").expect("actor");
-    let filler = "x".repeat(4096);
-    let make = |version| {
-        Event::builder(actor.clone(), "Filler")
-            .version(version)
-            .data(&serde_json::json!({ "filler": filler }))
-            .expect("data")
-            .build()
-    };
+    let (ns, a, b, mut sub) = sender_and_listener(&server, "queued", config).await;
+    let make = filler_events("queued-1");
     let (mut version, mut sent_versions) = (0, Vec::new());
     let try_publish = |version, sent_versions: &mut Vec<u64>| {
         let dropped = a.metrics().send_dropped;
