@@ -115,6 +115,17 @@ impl EncodedEvent for Wire {
 }
 
 /// The undecodable and delivered counts of a subscription.
+/// A subscription to `namespace` with a one-event queue that makes deliveries wait up to
+/// `timeout` for room.
+fn one_slot_blocking(bus: &EventBus, namespace: &Namespace, timeout: Duration) -> Subscription {
+    bus.subscribe_with(
+        namespace,
+        SubscribeOptions::new()
+            .queue_capacity(1)
+            .overflow(Overflow::Block { timeout }),
+    )
+}
+
 /// A subscription's `(delivered, dropped, undecodable)`.
 fn subscription_figures(subscription: &Subscription) -> (u64, u64, u64) {
     let metrics = subscription.metrics();
@@ -558,14 +569,7 @@ async fn a_blocking_subscriber_makes_delivery_wait_for_room_and_loses_nothing() 
     let bus = EventBus::new();
     let orders = ns("orders");
     let exact = Pattern::exact(&orders);
-    let mut sub = bus.subscribe_with(
-        &orders,
-        SubscribeOptions::new()
-            .queue_capacity(1)
-            .overflow(Overflow::Block {
-                timeout: Duration::from_secs(10),
-            }),
-    );
+    let mut sub = one_slot_blocking(&bus, &orders, Duration::from_secs(10));
     let probe = Probe::default();
     let events: Vec<Event> = (1..=20).map(|v| event("a", "E", v)).collect();
 
@@ -604,14 +608,7 @@ async fn a_blocking_subscriber_that_stays_full_loses_the_event_undecoded() {
     let bus = EventBus::new();
     let orders = ns("orders");
     let exact = Pattern::exact(&orders);
-    let mut sub = bus.subscribe_with(
-        &orders,
-        SubscribeOptions::new()
-            .queue_capacity(1)
-            .overflow(Overflow::Block {
-                timeout: Duration::from_millis(50),
-            }),
-    );
+    let mut sub = one_slot_blocking(&bus, &orders, Duration::from_millis(50));
     let probe = Probe::default();
     let first = event("a", "E", 1);
     bus.deliver_encoded_to_pattern(&exact, &orders, probe.good(&first))
