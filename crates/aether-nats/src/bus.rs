@@ -25,6 +25,7 @@
 mod config;
 mod durable;
 mod error;
+mod gaps;
 mod interest;
 mod metrics;
 mod namespaced;

@@ -16,11 +16,11 @@ use std::sync::Arc;
 
 use aether_core::{EncodedEvent, Event, EventBus, InterestListener, Namespace, Pattern};
 use async_nats::Client;
-use foldhash::fast::RandomState;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::gaps::GapCounter;
 use super::metrics::NetworkCounters;
 use super::wire;
 
@@ -190,59 +190,5 @@ struct WireEvent(bytes::Bytes);
 impl EncodedEvent for WireEvent {
     fn decode(&self) -> Option<Event> {
         wire::decode(&self.0)
-    }
-}
-
-/// The last sequence number seen per (sender, namespace): a jump means events were lost.
-/// Looked up for every received event, so with a fast hash (the keys come from the network, but
-/// a reader only holds one entry per sender and namespace it hears from).
-#[derive(Default)]
-pub(crate) struct GapCounter {
-    last: HashMap<Box<str>, HashMap<Box<str>, u64, RandomState>, RandomState>,
-}
-
-impl GapCounter {
-    /// Records `sequence` from `origin` in `namespace`; returns how many events were skipped.
-    /// The first event seen from a sender starts its count (events before our subscription
-    /// existed were not ours to receive); a repeated or older number (not expected from one
-    /// connection) counts nothing.
-    pub(crate) fn observe(&mut self, origin: &str, namespace: &str, sequence: u64) -> u64 {
-        let per_namespace = match self.last.get_mut(origin) {
-            Some(per_namespace) => per_namespace,
-            None => self.last.entry(origin.into()).or_default(),
-        };
-        match per_namespace.get_mut(namespace) {
-            Some(last) => {
-                let skipped = sequence.saturating_sub(*last).saturating_sub(1);
-                *last = (*last).max(sequence);
-                skipped
-            }
-            None => {
-                per_namespace.insert(namespace.into(), sequence);
-                0
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::GapCounter;
-
-    #[test]
-    fn gaps_are_counted_per_sender_and_namespace() {
-        let mut gaps = GapCounter::default();
-        assert_eq!(
-            gaps.observe("a", "ns", 5),
-            0,
-            "first sight starts the count"
-        );
-        assert_eq!(gaps.observe("a", "ns", 6), 0);
-        assert_eq!(gaps.observe("a", "ns", 9), 2);
-        assert_eq!(gaps.observe("a", "other", 1), 0);
-        assert_eq!(gaps.observe("b", "ns", 1), 0);
-        assert_eq!(gaps.observe("a", "ns", 9), 0, "a repeat is not a loss");
-        assert_eq!(gaps.observe("a", "ns", 7), 0, "nor is an old number");
-        assert_eq!(gaps.observe("a", "ns", 10), 0);
     }
 }
