@@ -1,11 +1,13 @@
 //! The rebalancer: while this node leads, steps the shard map toward the assignment for the
 //! live members (see the [module docs](super) for the rules).
 
+mod plan;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aether_core::{Member, NodeId, ShardCount, ShardMap, ShardMove, assign_shards, shard_moves};
+use aether_core::{Member, NodeId, ShardCount, ShardMap, assign_shards};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -14,6 +16,8 @@ use crate::lease::{LeaderElector, LeaseFence};
 use crate::membership::{MemberInfo, MembershipHealth};
 use crate::shard_map_store::ShardMapStore;
 use crate::{ClusterConfig, ClusterError};
+
+use plan::{Plan, plan};
 
 /// Pause before retrying after a lost CAS (someone wrote between our read and our write).
 const CONFLICT_RETRY: Duration = Duration::from_millis(100);
@@ -207,39 +211,14 @@ impl Rebalancer {
         let Some(goal) = target.as_ref() else {
             return Next::Idle;
         };
-        let moves = shard_moves(&base, &goal.map);
-        if moves.is_empty() {
+        let initial = current.is_none();
+        let Some(Plan {
+            moves: step,
+            remaining,
+            reason,
+        }) = plan(&base, &goal.map, &live, initial, self.max_moves)
+        else {
             return Next::Idle;
-        }
-        let (urgent, between_live): (Vec<ShardMove>, Vec<ShardMove>) = moves
-            .into_iter()
-            .partition(|m| m.from.as_ref().is_none_or(|from| !live.contains(from)));
-        let (step, remaining, reason) = if urgent.is_empty() {
-            let n = between_live.len().min(self.max_moves);
-            let reason = format!(
-                "rebalance: {n} of {} moves between live nodes toward {} members",
-                between_live.len(),
-                live.len()
-            );
-            (between_live[..n].to_vec(), between_live.len() - n, reason)
-        } else {
-            let gone: BTreeSet<String> = urgent
-                .iter()
-                .filter_map(|m| m.from.as_ref().map(ToString::to_string))
-                .collect();
-            let reason = if current.is_none() {
-                format!("initial assignment to {} members", live.len())
-            } else if gone.is_empty() {
-                format!("assigned {} unowned shards", urgent.len())
-            } else {
-                let gone: Vec<String> = gone.into_iter().collect();
-                format!(
-                    "reassigned {} shards of departed nodes {}",
-                    urgent.len(),
-                    gone.join(", ")
-                )
-            };
-            (urgent, between_live.len(), reason)
         };
         let next = match base.apply_moves(&step) {
             Ok(next) => next,
