@@ -60,12 +60,18 @@ pub(super) fn plan(
     } else if gone.is_empty() {
         format!("assigned {} unowned shards", urgent.len())
     } else {
+        let unowned = urgent.iter().filter(|m| m.from.is_none()).count();
         let gone: Vec<String> = gone.into_iter().collect();
-        format!(
+        let departed = format!(
             "reassigned {} shards of departed nodes {}",
-            urgent.len(),
+            urgent.len() - unowned,
             gone.join(", ")
-        )
+        );
+        if unowned == 0 {
+            departed
+        } else {
+            format!("{departed}, and assigned {unowned} unowned shards")
+        }
     };
     Some(Plan {
         moves: urgent,
@@ -215,8 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn unowned_and_departed_shards_are_counted_together() {
-        // Current wording: the count includes the unowned shards, the names only the departed.
+    fn unowned_and_departed_shards_are_counted_apart() {
         let before = assign(None, &["a", "b", "c"]);
         let kept = before.shards_of(&node("a")).next().unwrap().get();
         let base = without_owners(&before, &[kept]);
@@ -226,7 +231,9 @@ mod tests {
         assert_eq!(step.moves.len(), from_c + 1);
         assert_eq!(
             step.reason,
-            format!("reassigned {} shards of departed nodes c", from_c + 1)
+            format!(
+                "reassigned {from_c} shards of departed nodes c, and assigned 1 unowned shards"
+            )
         );
     }
 
