@@ -8,8 +8,15 @@
 //!                   (try_publish: through the outgoing queue and its task)
 //!
 //! NATS aether.events.<pattern> ─► reader of <pattern> ─► subscribers of <pattern> on this node
-//!      (one NATS subscription per pattern with local subscribers; own events ignored)
+//!      (one NATS subscription per pattern with local subscribers; own events ignored;
+//!       events travel still encoded and are decoded by the first subscriber that takes them)
 //! ```
+//!
+//! Decoding happens in `recv` (or in routing, for a subscriber with a filter), once per event
+//! however many local subscribers share it: the reader stays light enough to keep up with the
+//! network, and a node's subscribers decode in parallel. A node whose subscribers cannot keep
+//! up with the publishers still overflows its NATS subscription buffer
+//! ([`NatsBusConfig::subscription_capacity`]); that loss is counted in `lost`.
 //!
 //! **Live mode** ([`publish`](NatsEventBus::publish)) is at-most-once: a node that is not
 //! listening misses the event. Every loss on the network path is counted in
