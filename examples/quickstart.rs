@@ -15,6 +15,7 @@ use aether::{
     JetStreamEventStore, Namespace, Pattern, SnapshotStore, StoreError, SubscribeOptions,
     Subscription, SubscriptionFilter, Version,
 };
+use aether_testkit::example_args::ExampleArgs;
 use serde::{Deserialize, Serialize};
 
 type AppResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -116,31 +117,9 @@ async fn load<S: EventStore>(store: &S, actor: &ActorId) -> AppResult<Account> {
     Ok(account)
 }
 
-const USAGE: &str = "usage: quickstart [--nats <url>]";
-
-/// The engine chosen on the command line: `--nats <url>` (or `--nats=<url>`), else in memory.
-fn nats_url_from_args() -> AppResult<Option<String>> {
-    let mut args = std::env::args().skip(1);
-    let mut url = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--nats" => url = Some(args.next().ok_or(format!("--nats needs a URL; {USAGE}"))?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => match arg.strip_prefix("--nats=") {
-                Some(value) => url = Some(value.to_owned()),
-                None => return Err(format!("unknown argument {arg:?}; {USAGE}").into()),
-            },
-        }
-    }
-    Ok(url)
-}
-
 #[tokio::main]
 async fn main() -> AppResult<()> {
-    let recent = match nats_url_from_args()? {
+    let recent = match ExampleArgs::from_env().nats {
         None => run_story(&InMemoryEventStore::new()).await?,
         Some(url) => {
             let millis = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();

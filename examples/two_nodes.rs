@@ -31,6 +31,7 @@ use aether::nats::{DurableOptions, NatsBusMetrics, NatsEventBus};
 use aether::{
     ActorId, Event, Namespace, Pattern, SubscribeOptions, Subscription, SubscriptionFilter,
 };
+use aether_testkit::example_args::ExampleArgs;
 use aether_testkit::nats_server::NatsServer;
 use serde::{Deserialize, Serialize};
 
@@ -53,28 +54,6 @@ macro_rules! ensure {
 #[derive(Serialize, Deserialize)]
 struct Invoice {
     amount: u64,
-}
-
-const USAGE: &str = "usage: two_nodes [--nats <url>]";
-
-/// The server chosen on the command line: `--nats <url>` (or `--nats=<url>`), else our own.
-fn nats_url_from_args() -> AppResult<Option<String>> {
-    let mut args = std::env::args().skip(1);
-    let mut url = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--nats" => url = Some(args.next().ok_or(format!("--nats needs a URL; {USAGE}"))?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => match arg.strip_prefix("--nats=") {
-                Some(value) => url = Some(value.to_owned()),
-                None => return Err(format!("unknown argument {arg:?}; {USAGE}").into()),
-            },
-        }
-    }
-    Ok(url)
 }
 
 /// The namespaces of one run, all under a root unique to the run.
@@ -125,7 +104,7 @@ async fn main() -> ExitCode {
 /// The whole story; an error (a failed check included) ends it, with our server stopped.
 async fn run() -> AppResult<()> {
     let started = Instant::now();
-    let (mut own_server, url) = match nats_url_from_args()? {
+    let (mut own_server, url) = match ExampleArgs::from_env().nats {
         Some(url) => {
             println!("Server: the nats-server at {url}");
             (None, url)

@@ -6,10 +6,10 @@
 #   scripts/bench.sh save_sequential  # only criterion groups matching a filter
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench -p aether --bench event_store -- "$@"
-cargo bench -p aether --bench event_bus -- "$@"
+cargo bench -p aether-core --bench event_store -- "$@"
+cargo bench -p aether-core --bench event_bus -- "$@"
 if [ $# -eq 0 ]; then
-  cargo bench -p aether --bench event_store_memory
+  cargo bench -p aether-core --bench event_store_memory
   # Starts its own nats-server (>= 2.12); install one with scripts/install-nats-server.sh.
   NATS_SERVER_BIN="${NATS_SERVER_BIN:-$(scripts/install-nats-server.sh)}" \
     cargo bench -p aether-nats --bench jetstream_store

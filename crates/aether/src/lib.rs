@@ -1,13 +1,17 @@
 //! # Aether
 //!
 //! A NATS-native distributed actor system with event sourcing. This facade crate is what
-//! applications depend on; it re-exports the pieces from the `aether-*` crates.
+//! applications depend on; it re-exports the pieces from the `aether-*` crates, each behind a
+//! feature:
 //!
-//! It provides the single-process core ([`aether_core`], re-exported at the root): events,
-//! validated names, the event store contract with the in-memory store, patterns and the local
-//! event bus; and the NATS engine ([`nats`], from `aether-nats`): [`JetStreamEventStore`], the
-//! same store contract on NATS JetStream, configured by [`JetStreamConfig`]. The bus across
-//! nodes and the cluster are next.
+//! | feature | default | what it brings | from |
+//! |---|---|---|---|
+//! | (always) | yes | events, validated names, the [`EventStore`]/[`SnapshotStore`] contract and the [`InMemoryEventStore`], patterns and filters, the local [`EventBus`], pure shard placement | `aether-core`, re-exported at the root |
+//! | `nats` | yes | `aether::nats`: the `JetStreamEventStore` (the same store contract on NATS JetStream, configured by `JetStreamConfig`) and the `NatsEventBus` (the local bus's API across nodes, live and durable) | `aether-nats` |
+//! | `cluster` | no | `aether::cluster`: membership with corroborated failure detection, a fenced leader lease, the versioned shard map and its history, rebalancing, behind `ClusterManager` | `aether-cluster` |
+//! | `testing` | no | `aether::testing`: the store conformance suite, to check your own [`EventStore`] | `aether-core` |
+//!
+//! Actors (activation, ask/tell, handoff across the cluster) are not here yet.
 //!
 //! ```
 //! use aether::{ActorId, Event, EventStore, InMemoryEventStore};
@@ -24,12 +28,23 @@
 #[doc(inline)]
 pub use aether_core::*;
 
-/// Aether on NATS JetStream (the `aether-nats` crate): the event and snapshot store, and the
-/// injective naming of streams, subjects and KV keys.
+/// Aether on NATS JetStream (the `aether-nats` crate): the event and snapshot store, the event
+/// bus across nodes, and the injective naming of streams, subjects and KV keys.
+#[cfg(feature = "nats")]
 pub use aether_nats as nats;
 
+#[cfg(feature = "nats")]
 #[doc(inline)]
-pub use aether_nats::{JetStreamConfig, JetStreamEventStore};
+pub use aether_nats::{JetStreamConfig, JetStreamEventStore, NatsEventBus};
+
+/// Cluster coordination (the `aether-cluster` crate): membership, the leader lease, the shard
+/// map and its history, rebalancing, behind `ClusterManager`.
+#[cfg(feature = "cluster")]
+pub use aether_cluster as cluster;
+
+#[cfg(feature = "cluster")]
+#[doc(inline)]
+pub use aether_cluster::{ClusterConfig, ClusterManager};
 
 /// Compiles and runs the README's code blocks as doc tests, so the README cannot rot.
 #[cfg(doctest)]

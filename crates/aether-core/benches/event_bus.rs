@@ -31,13 +31,13 @@
 //! groups 3 and 4 take over 100 ms per iteration, hence flat sampling and 4 s of measurement
 //! there.
 //!
-//! Run: `cargo bench -p aether --bench event_bus`
+//! Run: `cargo bench -p aether-core --bench event_bus`
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aether::{
+use aether_core::{
     ActorId, Event, EventBus, Namespace, Overflow, Pattern, SubjectTrie, SubscribeOptions,
     Subscription, Version,
 };

@@ -7,13 +7,13 @@
 //! through the async [`EventStore`] trait; its futures never wait, so each is polled exactly once
 //! with `now_or_never`.
 //!
-//! Run: `cargo bench -p aether --bench event_store`
+//! Run: `cargo bench -p aether-core --bench event_store`
 
 use std::hint::black_box;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aether::{
+use aether_core::{
     ActorId, ActorSnapshot, Event, EventStore, InMemoryEventStore, SaveOutcome, SnapshotStore,
     Version,
 };

@@ -6,10 +6,10 @@
 //! shared by all three, so they are not counted. The allocator's own per-block overhead is not
 //! counted either: these are requested bytes.
 //!
-//! Run: `cargo bench -p aether --bench event_store_memory`. Without `--bench` among its
+//! Run: `cargo bench -p aether-core --bench event_store_memory`. Without `--bench` among its
 //! arguments (as under `cargo test --benches`) it runs a quick smoke test on 10_000 events.
 
-use aether::{ActorId, Event, EventStore, InMemoryEventStore, SaveOutcome, Version};
+use aether_core::{ActorId, Event, EventStore, InMemoryEventStore, SaveOutcome, Version};
 use aether_testkit::alloc::CountingAlloc;
 use aether_testkit::baseline::MutexHashMapStore;
 use aether_testkit::fixtures::{actors, small_event};
