@@ -122,16 +122,50 @@ impl NatsEventBus {
 
     /// Connects to NATS at `url` (several servers: comma-separated). The connection reconnects
     /// on its own after an outage. Must be called within a tokio runtime: the bus runs
-    /// background tasks on it.
+    /// background tasks on it. Credentials may be given in the URL
+    /// (`nats://user:password@host`, `nats://token@host`); they never appear in errors or
+    /// `Debug` output. For NKeys, creds files or TLS, use
+    /// [`connect_with_options`](Self::connect_with_options).
     ///
     /// # Errors
     ///
-    /// [`BusError::Unavailable`] naming the URL if it is malformed or no server answers within
-    /// `config.connect_timeout`.
+    /// [`BusError::Unavailable`] naming the URL (without credentials) if it is malformed, the
+    /// server refuses the credentials, or no server answers within `config.connect_timeout`.
     pub async fn connect_with(url: &str, config: NatsBusConfig) -> Result<Self, BusError> {
+        let options = ConnectOptions::new().name("aether-event-bus");
+        Self::connect_with_options(url, options, config).await
+    }
+
+    /// Connects to NATS at `url` with `options` (user and password, token, NKey, creds file,
+    /// TLS, a client name, …), as [`connect_with`](Self::connect_with) does. The bus sets the
+    /// options' connection timeout (from `config.connect_timeout`), subscription capacity and
+    /// event callback (to count disconnects and slow-consumer events).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use aether_nats::{NatsBusConfig, NatsEventBus};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let options = async_nats::ConnectOptions::with_user_and_password("node".into(), "…".into());
+    /// let bus = NatsEventBus::connect_with_options("nats://127.0.0.1:4222", options, NatsBusConfig::default())
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with`](Self::connect_with).
+    pub async fn connect_with_options(
+        url: &str,
+        options: ConnectOptions,
+        config: NatsBusConfig,
+    ) -> Result<Self, BusError> {
+        let shown = crate::server_addrs::redacted(url);
         let unavailable =
             |message: &str, source: Option<aether_core::BoxError>| BusError::Unavailable {
-                url: url.to_owned(),
+                url: shown.clone(),
                 message: message.to_owned(),
                 source,
             };
@@ -140,10 +174,11 @@ impl NatsEventBus {
         let counters = Arc::new(NetworkCounters::new());
         let events = counters.clone();
         let server_count = u32::try_from(addrs.len()).unwrap_or(u32::MAX).max(1);
-        let connecting = ConnectOptions::new()
+        let options = crate::server_addrs::with_url_credentials(&addrs, options)
+            .map_err(|e| unavailable("not a valid NATS URL", Some(Box::new(e))))?;
+        let connecting = options
             .connection_timeout(config.connect_timeout / server_count)
             .subscription_capacity(config.subscription_capacity.max(1))
-            .name("aether-event-bus")
             .event_callback(move |event| {
                 let counters = events.clone();
                 async move {
@@ -164,7 +199,30 @@ impl NatsEventBus {
                 )
             })?
             .map_err(|e| unavailable("cannot connect", Some(Box::new(e))))?;
-        Ok(Self::start(client, url.to_owned(), config, counters))
+        Ok(Self::start(client, shown, config, counters))
+    }
+
+    /// A bus on an existing connection (for example one shared with a
+    /// [`JetStreamEventStore`](crate::JetStreamEventStore), or made with options of your own).
+    /// Must be called within a tokio runtime. The disconnect and slow-consumer counters of
+    /// [`NatsBusMetrics`] stay at 0 on such a connection: they are hooked in when the bus makes
+    /// the connection itself ([`connect_with_options`](Self::connect_with_options)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use aether_nats::{NatsBusConfig, NatsEventBus};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+    /// let bus = NatsEventBus::with_client(client, NatsBusConfig::default());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_client(client: Client, config: NatsBusConfig) -> Self {
+        let info = client.server_info();
+        let url = format!("{}:{}", info.host, info.port);
+        Self::start(client, url, config, Arc::new(NetworkCounters::new()))
     }
 
     fn start(

@@ -63,6 +63,30 @@ pub enum HarnessError {
 /// How long a node may take to become ready (generous: CI machines are slow and shared).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How the harness configures a server beyond its ports and store directory.
+///
+/// # Examples
+///
+/// ```no_run
+/// use aether_testkit::nats_server::{NatsServer, ServerOptions};
+///
+/// // A server that fsyncs every message before acknowledging it, and requires a password.
+/// let server = NatsServer::start_with(&ServerOptions {
+///     sync_always: true,
+///     extra_config: "authorization { user: app, password: s3cret }".into(),
+/// })?;
+/// # Ok::<(), aether_testkit::nats_server::HarnessError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// `jetstream { sync_interval: always }`: every stored message reaches the disk (fsync)
+    /// before it is acknowledged. The server's default syncs every 2 minutes, so an
+    /// acknowledged message on a single replica survives a process crash but not a power loss.
+    pub sync_always: bool,
+    /// Appended verbatim to the server's configuration file (authorization blocks, limits).
+    pub extra_config: String,
+}
+
 /// One JetStream-enabled `nats-server` on a free loopback port.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -76,8 +100,17 @@ impl NatsServer {
     ///
     /// [`HarnessError`] if no suitable binary exists or the server does not become ready.
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with(&ServerOptions::default())
+    }
+
+    /// Starts a server configured by `options` and waits until JetStream is ready.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(options: &ServerOptions) -> Result<Self, HarnessError> {
         let binary = server_binary()?;
-        let mut node = Node::new(binary, "aether-test-0", None)?;
+        let mut node = Node::new(binary, "aether-test-0", None, options)?;
         node.start()?;
         node.wait_ready(READY_TIMEOUT)?;
         Ok(Self { node })
@@ -129,6 +162,15 @@ impl NatsCluster {
     ///
     /// [`HarnessError`] if no suitable binary exists or the cluster does not become ready.
     pub fn start(size: usize) -> Result<Self, HarnessError> {
+        Self::start_with(size, &ServerOptions::default())
+    }
+
+    /// Starts `size` nodes configured by `options`, as [`start`](Self::start) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(size: usize, options: &ServerOptions) -> Result<Self, HarnessError> {
         let binary = server_binary()?;
         let cluster_ports = (0..size)
             .map(|_| node::free_port())
@@ -145,6 +187,7 @@ impl NatsCluster {
                 binary.clone(),
                 &format!("aether-test-{i}"),
                 Some(cluster),
+                options,
             )?);
         }
         for node in &mut nodes {

@@ -14,6 +14,7 @@ use super::failure::unavailable;
 use super::head_cache::HeadCache;
 use super::{HEADER_ALLOWANCE, Inner, JetStreamConfig, JetStreamEventStore};
 use crate::naming::{snapshot_bucket, stream_name, stream_subjects};
+use crate::server_addrs::redacted;
 
 /// The oldest server with everything the store uses (atomic batches, 2.12).
 const MIN_SERVER: (u64, u64) = (2, 12);
@@ -31,12 +32,16 @@ impl JetStreamEventStore {
 
     /// Connects to NATS at `url` (several servers: comma-separated) and opens `namespace`:
     /// creates its stream and snapshot bucket if they do not exist, checks them if they do.
-    /// The connection reconnects on its own after a server restart.
+    /// The connection reconnects on its own after a server restart. Credentials may be given
+    /// in the URL (`nats://user:password@host`, `nats://token@host`); they never appear in
+    /// errors or `Debug` output. For NKeys, creds files or TLS, use
+    /// [`connect_with_options`](Self::connect_with_options).
     ///
     /// # Errors
     ///
-    /// - [`StoreError::Unavailable`] naming the URL if no server answers within
-    ///   `config.connect_timeout`, or the URL is malformed;
+    /// - [`StoreError::Unavailable`] naming the URL (without credentials) if no server answers
+    ///   within `config.connect_timeout`, the server refuses the credentials, or the URL is
+    ///   malformed;
     /// - [`StoreError::Backend`] if the server is older than 2.12, has no JetStream, or the
     ///   namespace's stream exists with settings the store cannot work with.
     pub async fn connect_with(
@@ -44,15 +49,54 @@ impl JetStreamEventStore {
         namespace: Namespace,
         config: JetStreamConfig,
     ) -> Result<Self, StoreError> {
+        let options = ConnectOptions::new().name("aether-event-store");
+        Self::connect_with_options(url, options, namespace, config).await
+    }
+
+    /// Connects to NATS at `url` with `options` (user and password, token, NKey, creds file,
+    /// TLS, a client name, …) and opens `namespace`, as [`connect_with`](Self::connect_with)
+    /// does; `config.connect_timeout` overrides the options' connection timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use aether_core::Namespace;
+    /// use aether_nats::{JetStreamConfig, JetStreamEventStore};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let options = async_nats::ConnectOptions::with_credentials_file("/etc/aether/node.creds").await?
+    ///     .require_tls(true);
+    /// let store = JetStreamEventStore::connect_with_options(
+    ///     "tls://nats.internal:4222",
+    ///     options,
+    ///     Namespace::new("prod")?,
+    ///     JetStreamConfig::default(),
+    /// )
+    /// .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`connect_with`](Self::connect_with).
+    pub async fn connect_with_options(
+        url: &str,
+        options: ConnectOptions,
+        namespace: Namespace,
+        config: JetStreamConfig,
+    ) -> Result<Self, StoreError> {
+        let shown = redacted(url);
         let addrs = crate::server_addrs::parse_server_addrs(url)
-            .map_err(|e| unavailable(url, "not a valid NATS URL", e))?;
-        let client = ConnectOptions::new()
+            .map_err(|e| unavailable(&shown, "not a valid NATS URL", e))?;
+        let options = crate::server_addrs::with_url_credentials(&addrs, options)
+            .map_err(|e| unavailable(&shown, "not a valid NATS URL", e))?;
+        let client = options
             .connection_timeout(config.connect_timeout)
-            .name("aether-event-store")
             .connect(addrs)
             .await
-            .map_err(|e| unavailable(url, "cannot connect", e))?;
-        Self::open(client, url.to_owned(), namespace, config).await
+            .map_err(|e| unavailable(&shown, "cannot connect", e))?;
+        Self::open(client, shown, namespace, config).await
     }
 
     /// Opens `namespace` on an existing connection (for example one shared with the event bus).
