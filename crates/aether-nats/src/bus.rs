@@ -254,8 +254,10 @@ impl NatsEventBus {
 
     /// Stores `event` in the bus stream (waiting for JetStream's acknowledgement), then
     /// delivers it to local subscribers. Live subscribers on other nodes receive it too; durable
-    /// subscriptions receive it even if they are away now. The event id is the message id, so
-    /// retrying after an error stores the event once (within the stream's duplicate window).
+    /// subscriptions receive it even if they are away now. The stream deduplicates on the
+    /// namespace and the event id, so retrying after an error stores the event once (within the
+    /// stream's duplicate window; counted in [`NatsBusMetrics::durable_duplicates`]), while the
+    /// same event id in another namespace is another event.
     ///
     /// # Errors
     ///
@@ -268,11 +270,17 @@ impl NatsEventBus {
         event: Event,
     ) -> Result<Delivery, BusError> {
         let payload = wire::encode(&event)?;
-        self.bus_stream()
+        let stored = self
+            .bus_stream()
             .await?
             .publish(&self.inner.origin, namespace, &event, payload)
             .await?;
-        self.inner.counters.durable_published.incr();
+        match stored {
+            durable::Stored::New => self.inner.counters.durable_published.incr(),
+            durable::Stored::Duplicate => self.inner.counters.durable_duplicates.incr(),
+        }
+        // Local subscribers get a duplicate too: it may be the retry of a publish whose
+        // acknowledgement was lost, which never reached them.
         Ok(self.inner.local.publish(namespace, event).await)
     }
 
