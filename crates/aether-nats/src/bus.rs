@@ -37,12 +37,13 @@ mod interest;
 mod metrics;
 mod namespaced;
 mod outgoing;
+mod traits;
 pub mod wire;
 
 use std::sync::Arc;
 
 use aether_core::{
-    Delivery, Event, EventBus, Namespace, Pattern, SubscribeOptions, Subscription,
+    Bus, Delivery, Event, EventBus, Namespace, Pattern, SubscribeOptions, Subscription,
     SubscriptionFilter,
 };
 use async_nats::{Client, ConnectOptions};
@@ -66,7 +67,9 @@ pub use namespaced::NatsNamespacedBus;
 ///
 /// Moving code from one node to many is a change of constructor: `EventBus::new()` becomes
 /// `NatsEventBus::connect(url).await?`, and `publish`, `try_publish`, `subscribe*`,
-/// `namespace` and `metrics` keep their meaning.
+/// `namespace` and `metrics` keep their meaning. Both implement
+/// [`Bus`](aether_core::Bus) (this one also [`DurableBus`](aether_core::DurableBus)), so code
+/// written against the traits needs no change at all.
 ///
 /// Interest is registered with NATS in the background: a subscription receives local events at
 /// once, and remote ones as soon as NATS knows about it — [`flush`](Self::flush) waits for that.
@@ -351,7 +354,7 @@ impl NatsEventBus {
             .await
     }
 
-    async fn open_durable(
+    pub(crate) async fn open_durable(
         &self,
         scope: Option<&Namespace>,
         name: &str,
@@ -375,7 +378,7 @@ impl NatsEventBus {
         self.delete_durable_in(None, name).await
     }
 
-    async fn delete_durable_in(
+    pub(crate) async fn delete_durable_in(
         &self,
         scope: Option<&Namespace>,
         name: &str,
@@ -444,9 +447,10 @@ impl NatsEventBus {
         }
     }
 
-    /// A handle confined to `namespace`: what tenant code should receive.
+    /// A handle confined to `namespace`: what tenant code should receive. The generic
+    /// [`NamespacedBus`](aether_core::NamespacedBus), with durable mode.
     pub fn namespace(&self, namespace: Namespace) -> NatsNamespacedBus {
-        NatsNamespacedBus::new(self.clone(), namespace)
+        Bus::namespace(self, namespace)
     }
 
     /// Number of live local subscriptions.
