@@ -17,7 +17,9 @@
 //!   over the insertions that filled the table, one entry per insertion — never a scan per
 //!   message, however many random origin ids arrive.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use foldhash::fast::RandomState;
 
@@ -40,15 +42,11 @@ pub(crate) const MAX_PAIRS: usize = 2 * GENERATION;
 /// forgotten. A pair found in the previous generation moves back into the current one, so a
 /// pair heard from since the last `generation` new pairs arrived is always remembered; a
 /// forgotten one that speaks again starts a new count (losses in between go uncounted).
-///
-/// Keys are `"<namespace> <origin>"`: a namespace has no space, so the first space splits the
-/// key unambiguously. They are built in a buffer kept between calls, so a lookup allocates
-/// nothing.
+/// Looked up by `(&str, &str)` without building a key, so a lookup allocates nothing.
 pub(crate) struct GapCounter {
-    current: HashMap<Box<str>, u64, RandomState>,
-    previous: HashMap<Box<str>, u64, RandomState>,
+    current: HashMap<Pair, u64, RandomState>,
+    previous: HashMap<Pair, u64, RandomState>,
     generation: usize,
-    key: String,
     /// Table entries touched (looked up, moved or forgotten), for complexity tests.
     #[cfg(test)]
     work: u64,
@@ -66,7 +64,6 @@ impl GapCounter {
             current: HashMap::default(),
             previous: HashMap::default(),
             generation: generation.max(1),
-            key: String::new(),
             #[cfg(test)]
             work: 0,
         }
@@ -78,33 +75,33 @@ impl GapCounter {
     /// older number (not expected from one connection) counts nothing; a jump of more than
     /// `MAX_GAP` counts nothing and is ignored.
     pub(crate) fn observe(&mut self, origin: &str, namespace: &str, sequence: u64) -> u64 {
-        self.key.clear();
-        self.key.push_str(namespace);
-        self.key.push(' ');
-        self.key.push_str(origin);
+        let key: &dyn Key = &(origin, namespace);
         self.touch(1);
-        if let Some(last) = self.current.get_mut(self.key.as_str()) {
+        if let Some(last) = self.current.get_mut(key) {
             return advance(last, sequence);
         }
         self.touch(1);
-        if let Some((key, mut last)) = self.previous.remove_entry(self.key.as_str()) {
+        if let Some((pair, mut last)) = self.previous.remove_entry(key) {
             let skipped = advance(&mut last, sequence);
-            self.insert(key, last);
+            self.insert(pair, last);
             return skipped;
         }
         // A first sighting starts the count, whatever the number.
-        let key: Box<str> = self.key.as_str().into();
-        self.insert(key, sequence);
+        let pair = Pair {
+            origin: origin.into(),
+            namespace: namespace.into(),
+        };
+        self.insert(pair, sequence);
         0
     }
 
-    fn insert(&mut self, key: Box<str>, last: u64) {
+    fn insert(&mut self, pair: Pair, last: u64) {
         if self.current.len() >= self.generation {
             let full = std::mem::take(&mut self.current);
             self.touch(self.previous.len() as u64);
             self.previous = full;
         }
-        self.current.insert(key, last);
+        self.current.insert(pair, last);
     }
 
     #[cfg(test)]
@@ -121,6 +118,62 @@ impl GapCounter {
         self.current.len() + self.previous.len()
     }
 }
+
+/// A stored (sender, namespace) key.
+#[derive(PartialEq, Eq, Hash)]
+struct Pair {
+    origin: Box<str>,
+    namespace: Box<str>,
+}
+
+/// What a [`Pair`] and a borrowed `(&str, &str)` have in common, so that the table can be
+/// searched with the borrowed form. Hashes and compares exactly as `Pair`'s derived impls do
+/// (field by field; a `str` hash ends with a terminator, so ("a b", "c") and ("a", "b c")
+/// differ).
+trait Key {
+    fn origin(&self) -> &str;
+    fn namespace(&self) -> &str;
+}
+
+impl Key for Pair {
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
+}
+
+impl Key for (&str, &str) {
+    fn origin(&self) -> &str {
+        self.0
+    }
+    fn namespace(&self) -> &str {
+        self.1
+    }
+}
+
+impl<'a> Borrow<dyn Key + 'a> for Pair {
+    fn borrow(&self) -> &(dyn Key + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn Key + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `Pair`'s derived `Hash`: `Box<str>` hashes as its `str`.
+        self.origin().hash(state);
+        self.namespace().hash(state);
+    }
+}
+
+impl PartialEq for dyn Key + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.origin() == other.origin() && self.namespace() == other.namespace()
+    }
+}
+
+impl Eq for dyn Key + '_ {}
 
 /// Moves a sender's count to `sequence`; returns the events skipped.
 fn advance(last: &mut u64, sequence: u64) -> u64 {
@@ -158,17 +211,19 @@ mod tests {
 
     #[test]
     fn keys_do_not_mix_senders_and_namespaces() {
-        // "a b" + "c" and "a" + "b c" would share a key if the separator could occur in a
-        // namespace; namespaces have no spaces, so the first space splits every key.
+        // Origins are arbitrary header text: no split of "a.bc" may alias another.
         let mut gaps = GapCounter::default();
-        gaps.observe("c", "a.b", 1);
-        assert_eq!(
-            gaps.observe("b c", "a", 5),
-            0,
-            "a new pair starts its own count"
-        );
-        assert_eq!(gaps.observe("c", "a.b", 3), 1);
-        assert_eq!(gaps.observe("b c", "a", 6), 0);
+        gaps.observe("a.b", "c", 1);
+        for (origin, namespace) in [("a", "b.c"), ("ab", "c"), ("a.bc", "x")] {
+            assert_eq!(
+                gaps.observe(origin, namespace, 5),
+                0,
+                "({origin}, {namespace}) starts its own count"
+            );
+        }
+        assert_eq!(gaps.observe("a.b", "c", 3), 1);
+        assert_eq!(gaps.observe("a", "b.c", 6), 0);
+        assert_eq!(gaps.observe("ab", "c", 7), 1);
     }
 
     #[test]
