@@ -11,7 +11,12 @@
 //! a [`SubjectTrie`](crate::SubjectTrie), so a publish costs in proportion to the subscriptions
 //! it matches, not to all subscriptions. Events are shared as `Arc<Event>`: a
 //! fan-out to a hundred subscribers copies a pointer a hundred times, not the event.
+//!
+//! The [`Bus`] trait is what every bus offers (this one and the NATS bus of `aether-nats`),
+//! and [`NamespacedBus`] the one tenant handle for all of them; code generic over `B: Bus`
+//! runs on either.
 
+mod contract;
 mod encoded;
 mod interest;
 mod metrics;
@@ -30,6 +35,7 @@ use encoded::{Decoded, Payload};
 use routes::Routes;
 use subscription::{Delivered, Offer, Subscriber, SubscriberState};
 
+pub use contract::{Bus, DurableBus};
 pub use encoded::EncodedEvent;
 pub use interest::InterestListener;
 pub use metrics::{BusMetrics, SubscriptionMetrics};
@@ -48,7 +54,8 @@ pub struct Delivery {
     pub dropped: usize,
 }
 
-/// An in-process event bus. Cheap to clone; clones share subscriptions and metrics.
+/// An in-process event bus. Cheap to clone; clones share subscriptions and metrics. Implements
+/// [`Bus`] (its inherent methods are the same, so no import is needed to use it directly).
 ///
 /// - [`subscribe`](Self::subscribe) / [`subscribe_with_filter`](Self::subscribe_with_filter)
 ///   receive every event of one namespace (narrowed by a filter);

@@ -2,7 +2,8 @@
 //!
 //! The network-free heart of Aether: the [`Event`] model, validated names ([`ActorId`],
 //! [`Namespace`], [`EventId`], [`NodeId`]), the store contract ([`EventStore`],
-//! [`SnapshotStore`]), the [`InMemoryEventStore`] that implements it, and the pure shard
+//! [`SnapshotStore`]), the [`InMemoryEventStore`] that implements it, the bus contract
+//! ([`Bus`], [`DurableBus`]) with the in-process [`EventBus`], and the pure shard
 //! placement ([`shard_for`], [`assign_shards`]) that the cluster builds on.
 //!
 //! Most applications depend on the `aether` facade crate, which re-exports everything here.
@@ -16,7 +17,7 @@
 //! | `snapshot` | [`ActorSnapshot`] |
 //! | `pattern` | [`Pattern`] (NATS-style `*` / `>`) and the routing [`SubjectTrie`] |
 //! | `filter` | [`SubscriptionFilter`] (event types, actor pattern) |
-//! | `bus` | the local [`EventBus`], [`Subscription`], [`NamespacedBus`]; hooks for transports ([`InterestListener`], [`EncodedEvent`]) |
+//! | `bus` | the [`Bus`] and [`DurableBus`] traits, the local [`EventBus`], [`Subscription`], [`NamespacedBus`] (the tenant handle of any bus); hooks for transports ([`InterestListener`], [`EncodedEvent`]) |
 //! | `store` | the store traits, outcomes, [`StoreError`], [`EventLimits`], [`InMemoryEventStore`] |
 //! | `placement` | [`shard_for`] (actor → [`ShardId`]), [`assign_shards`] ([`Member`]s → [`ShardMap`]), [`shard_moves`] |
 //! | [`testing`] | the conformance suite every store must pass (feature `testing`) |
@@ -55,8 +56,8 @@ mod store;
 pub mod testing;
 
 pub use bus::{
-    BusConfig, BusMetrics, Delivery, EncodedEvent, EventBus, InterestListener, NamespacedBus,
-    Overflow, SubscribeOptions, Subscription, SubscriptionMetrics, WithNamespaces,
+    Bus, BusConfig, BusMetrics, Delivery, DurableBus, EncodedEvent, EventBus, InterestListener,
+    NamespacedBus, Overflow, SubscribeOptions, Subscription, SubscriptionMetrics, WithNamespaces,
 };
 pub use event::{DataError, Event, EventBuilder, Version, metadata_keys};
 pub use filter::SubscriptionFilter;

@@ -190,11 +190,20 @@ fn raw_live_headers(sequence: u64) -> HeaderMap {
     headers
 }
 
-/// The headers `publish_durable` stores an event with.
-fn raw_durable_headers(event: &Event) -> HeaderMap {
+/// The headers `publish_durable` stores an event with: the message id is
+/// `<namespace>:<event id>`, the namespace being what follows the durable subject's prefix.
+fn raw_durable_headers(subject: &Subject, event: &Event) -> HeaderMap {
+    let namespace = subject
+        .as_str()
+        .strip_prefix(DURABLE_SUBJECT_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or_default();
     let mut headers = HeaderMap::new();
     headers.insert(ORIGIN_HEADER, RAW_ORIGIN);
-    headers.insert(NATS_MESSAGE_ID, event.id.as_str());
+    headers.insert(
+        NATS_MESSAGE_ID,
+        format!("{namespace}:{}", event.id).as_str(),
+    );
     headers
 }
 
@@ -207,7 +216,11 @@ async fn raw_send_durable(
 ) -> BenchResult<PublishAckFuture> {
     let payload = serde_json::to_vec(event)?;
     Ok(js
-        .publish_with_headers(subject.clone(), raw_durable_headers(event), payload.into())
+        .publish_with_headers(
+            subject.clone(),
+            raw_durable_headers(subject, event),
+            payload.into(),
+        )
         .await?)
 }
 

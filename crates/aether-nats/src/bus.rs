@@ -37,12 +37,13 @@ mod interest;
 mod metrics;
 mod namespaced;
 mod outgoing;
+mod traits;
 pub mod wire;
 
 use std::sync::Arc;
 
 use aether_core::{
-    Delivery, Event, EventBus, Namespace, Pattern, SubscribeOptions, Subscription,
+    Bus, Delivery, Event, EventBus, Namespace, Pattern, SubscribeOptions, Subscription,
     SubscriptionFilter,
 };
 use async_nats::{Client, ConnectOptions};
@@ -66,7 +67,9 @@ pub use namespaced::NatsNamespacedBus;
 ///
 /// Moving code from one node to many is a change of constructor: `EventBus::new()` becomes
 /// `NatsEventBus::connect(url).await?`, and `publish`, `try_publish`, `subscribe*`,
-/// `namespace` and `metrics` keep their meaning.
+/// `namespace` and `metrics` keep their meaning. Both implement
+/// [`Bus`](aether_core::Bus) (this one also [`DurableBus`](aether_core::DurableBus)), so code
+/// written against the traits needs no change at all.
 ///
 /// Interest is registered with NATS in the background: a subscription receives local events at
 /// once, and remote ones as soon as NATS knows about it — [`flush`](Self::flush) waits for that.
@@ -312,8 +315,10 @@ impl NatsEventBus {
 
     /// Stores `event` in the bus stream (waiting for JetStream's acknowledgement), then
     /// delivers it to local subscribers. Live subscribers on other nodes receive it too; durable
-    /// subscriptions receive it even if they are away now. The event id is the message id, so
-    /// retrying after an error stores the event once (within the stream's duplicate window).
+    /// subscriptions receive it even if they are away now. The stream deduplicates on the
+    /// namespace and the event id, so retrying after an error stores the event once (within the
+    /// stream's duplicate window; counted in [`NatsBusMetrics::durable_duplicates`]), while the
+    /// same event id in another namespace is another event.
     ///
     /// # Errors
     ///
@@ -326,11 +331,17 @@ impl NatsEventBus {
         event: Event,
     ) -> Result<Delivery, BusError> {
         let payload = wire::encode(&event)?;
-        self.bus_stream()
+        let stored = self
+            .bus_stream()
             .await?
             .publish(&self.inner.origin, namespace, &event, payload)
             .await?;
-        self.inner.counters.durable_published.incr();
+        match stored {
+            durable::Stored::New => self.inner.counters.durable_published.incr(),
+            durable::Stored::Duplicate => self.inner.counters.durable_duplicates.incr(),
+        }
+        // Local subscribers get a duplicate too: it may be the retry of a publish whose
+        // acknowledgement was lost, which never reached them.
         Ok(self.inner.local.publish(namespace, event).await)
     }
 
@@ -401,7 +412,7 @@ impl NatsEventBus {
             .await
     }
 
-    async fn open_durable(
+    pub(crate) async fn open_durable(
         &self,
         scope: Option<&Namespace>,
         name: &str,
@@ -425,7 +436,7 @@ impl NatsEventBus {
         self.delete_durable_in(None, name).await
     }
 
-    async fn delete_durable_in(
+    pub(crate) async fn delete_durable_in(
         &self,
         scope: Option<&Namespace>,
         name: &str,
@@ -494,9 +505,10 @@ impl NatsEventBus {
         }
     }
 
-    /// A handle confined to `namespace`: what tenant code should receive.
+    /// A handle confined to `namespace`: what tenant code should receive. The generic
+    /// [`NamespacedBus`](aether_core::NamespacedBus), with durable mode.
     pub fn namespace(&self, namespace: Namespace) -> NatsNamespacedBus {
-        NatsNamespacedBus::new(self.clone(), namespace)
+        Bus::namespace(self, namespace)
     }
 
     /// Number of live local subscriptions.

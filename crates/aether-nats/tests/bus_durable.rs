@@ -14,7 +14,8 @@
 //! - Scoping: a wildcard durable gets only its pattern's namespaces (each in order, with the right
 //!   namespace); tenant handles using one name get separate subscriptions, apart from a bus-level
 //!   one of that name; filters skip and acknowledge; `Retained` vs `NewEvents` for a new name.
-//! - Publishing: `publish_durable` is idempotent by event id; durable events reach live
+//! - Publishing: `publish_durable` is idempotent by namespace and event id (a retry is counted
+//!   in `durable_duplicates`; one id in two namespaces is two events, reaching both); durable events reach live
 //!   subscribers on other nodes and the publisher's own live subscriber, each exactly once; live
 //!   `publish` stays live-only (not stored for durable subscribers), as ADR 0005 decides.
 //!
@@ -582,7 +583,79 @@ async fn publish_durable_is_idempotent_by_event_id() {
     expect_in_order(&mut sub, &pair, "dedup").await;
     assert_quiet(&mut sub, QUIET, "after the two distinct events").await;
     assert_eq!(sub.metrics().received, 2);
-    assert_eq!(a.metrics().durable_published, 3, "{:?}", a.metrics());
+    let (ma, mb) = (a.metrics(), b.metrics());
+    assert_eq!(
+        (ma.durable_published, ma.durable_duplicates),
+        (2, 1),
+        "A stored two events and retried one: {ma:?}"
+    );
+    assert_eq!(
+        (mb.durable_published, mb.durable_duplicates),
+        (0, 1),
+        "B's publish was a duplicate: {mb:?}"
+    );
+}
+
+/// The bus stream deduplicates on the namespace and the event id: one event id published
+/// durably in two namespaces (two tenants who happen to share ids, or one event relayed to
+/// two) is two events, each reaching its namespace's durable and remote live subscribers —
+/// also for the longest namespace and event id — while a retry in one namespace is still
+/// stored once and counted as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_id_in_two_namespaces_reaches_both() {
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let a = connect(&server.url(), NatsBusConfig::default()).await;
+    let b = connect(&server.url(), NatsBusConfig::default()).await;
+    let longest = Namespace::new(format!(
+        "{}-{}",
+        "t".repeat(Namespace::MAX_LEN - 33),
+        uuid::Uuid::now_v7().simple()
+    ))
+    .expect("namespace");
+    assert_eq!(longest.as_str().len(), Namespace::MAX_LEN);
+    let tenants = [namespace("tenant-a"), namespace("tenant-b"), longest];
+    let mut durables = Vec::new();
+    let mut lives = Vec::new();
+    for (i, ns) in tenants.iter().enumerate() {
+        durables.push(open(&b, &format!("shared-ids-{i}"), ns, DurableOptions::new()).await);
+        lives.push(b.subscribe(ns));
+    }
+    b.flush().await.expect("flush");
+    let long_id =
+        aether_core::EventId::new("i".repeat(aether_core::EventId::MAX_LEN)).expect("event id");
+    for id in [aether_core::EventId::generate(), long_id] {
+        let event = Event::builder(actor("shared-1"), "Shared")
+            .id(id.clone())
+            .build();
+        for ns in &tenants {
+            publish_all(&a, ns, std::slice::from_ref(&event)).await;
+        }
+        for ((ns, durable), live) in tenants.iter().zip(&mut durables).zip(&mut lives) {
+            let what = format!("{ns}, id of {} bytes", id.as_str().len());
+            let got = next(durable, &format!("durable in {what}")).await;
+            assert_eq!(got.id, id, "durable in {what}");
+            let got = timeout(WAIT, live.recv())
+                .await
+                .unwrap_or_else(|_| panic!("live in {what}: nothing within {WAIT:?}"))
+                .unwrap_or_else(|| panic!("live in {what}: subscription ended"));
+            assert_eq!(got.id, id, "live in {what}");
+        }
+    }
+    let m = a.metrics();
+    assert_eq!(
+        (m.durable_published, m.durable_duplicates),
+        (6, 0),
+        "one id in three namespaces is three events: {m:?}"
+    );
+    // A retry in one namespace is still a duplicate there.
+    let retry = Event::builder(actor("shared-1"), "Shared")
+        .id(aether_core::EventId::new("i".repeat(aether_core::EventId::MAX_LEN)).expect("id"))
+        .build();
+    publish_all(&a, &tenants[2], &[retry]).await;
+    assert_eq!(a.metrics().durable_duplicates, 1, "{:?}", a.metrics());
+    for (ns, durable) in tenants.iter().zip(&mut durables) {
+        assert_quiet(durable, QUIET, &format!("durable in {ns} after the retry")).await;
+    }
 }
 
 /// Durable events reach live subscribers on other nodes, and the publisher's own live

@@ -23,6 +23,8 @@
 //! - Garbage: undecodable messages are counted (once per NATS subscription, when a subscriber
 //!   takes them) and returned to no one; a foreign publisher's valid event (no Aether headers)
 //!   is delivered.
+//! - Forged numbers: an `Aether-Seq` jump to `u64::MAX` is ignored, so `lost` neither wraps
+//!   nor swallows the sender's later genuine gaps.
 //! - Loss accounting: a flooded subscriber with a tiny client buffer loses events, and every
 //!   one is accounted for: `received + lost` equals what the sender sent (once a last event has
 //!   revealed the gap at the end: a gap is seen when the next event arrives).
@@ -900,6 +902,44 @@ async fn garbage_is_counted_and_foreign_events_are_delivered() {
             ("delivered", 3 + 4 + 2 * garbage.len() as u64),
             ("lost", 2 * 2),
         ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_sequence_numbers_cannot_wrap_lost() {
+    let server = start_server();
+    let b = node(&server.url()).await;
+    let orders = ns("forged.orders");
+    let mut exact = b.subscribe(&orders);
+    flush(&[&b]).await;
+    let raw = async_nats::connect(server.url())
+        .await
+        .expect("raw connect");
+    // Two forgers each jump from 1 to u64::MAX, then send 3: the absurd jump is ignored and
+    // only the genuine gap (1 → 3: one event) is counted.
+    let max = u64::MAX.to_string();
+    let mut sent = 0;
+    for origin in ["forger-1", "forger-2"] {
+        for sequence in ["1", max.as_str(), "3"] {
+            sent += 1;
+            let event = Event::new(actor("o-1"), "Forged", sent);
+            raw.publish_with_headers(
+                "aether.events.forged.orders",
+                headers(origin, sequence),
+                serde_json::to_vec(&event).expect("json").into(),
+            )
+            .await
+            .expect("raw publish");
+        }
+    }
+    raw.flush().await.expect("raw flush");
+    let got = take(&mut exact, sent as usize, "exact").await;
+    assert_eq!(got.len() as u64, sent, "forged numbers are still delivered");
+    let m = b.metrics();
+    assert_eq!(
+        (m.received, m.lost),
+        (sent, 2),
+        "one genuine gap per forger, absurd jumps ignored: {m:?}"
     );
 }
 

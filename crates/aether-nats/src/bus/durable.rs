@@ -24,7 +24,7 @@ use super::metrics::Counter;
 use super::{BusError, wire};
 
 pub use name::DurableName;
-pub(crate) use stream::BusStream;
+pub(crate) use stream::{BusStream, Stored};
 
 /// Where a durable subscription that does not exist yet starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -163,10 +163,11 @@ async fn read(
                 continue;
             };
             if let (Some(origin), Some(sequence)) = (provenance.origin, provenance.sequence) {
-                shared
-                    .counters
-                    .lost
-                    .add(gaps.observe(origin, namespace.as_str(), sequence));
+                shared.counters.lost.add_saturating(gaps.observe(
+                    origin,
+                    namespace.as_str(),
+                    sequence,
+                ));
             }
             shared.counters.received.incr();
             let event = WireEvent(message.payload);

@@ -5,7 +5,8 @@
 //! `aether_bus_nats_send_failed_total`, `aether_bus_nats_send_dropped_total`,
 //! `aether_bus_nats_received_total`, `aether_bus_nats_lost_total`,
 //! `aether_bus_nats_undecodable_total`, `aether_bus_nats_slow_consumer_total`,
-//! `aether_bus_nats_disconnects_total`, `aether_bus_nats_durable_published_total`.
+//! `aether_bus_nats_disconnects_total`, `aether_bus_nats_durable_published_total`,
+//! `aether_bus_nats_durable_duplicates_total`.
 //! (`aether_bus_nats_undecodable_total` counts bad subjects; bad payloads are counted by the
 //! local bus, in `aether_bus_undecodable_total`; [`NatsBusMetrics::undecodable`] is the sum.)
 
@@ -43,7 +44,9 @@ pub struct NatsBusMetrics {
     /// this also counts messages that turn out not to be events (see `undecodable`).
     pub received: u64,
     /// Events of other nodes that never arrived: gaps in a sender's sequence for a namespace,
-    /// as seen by one of this node's NATS subscriptions.
+    /// as seen by one of this node's NATS subscriptions. The numbers come from message headers:
+    /// a jump of more than 2³² in one sender's numbers is taken for a forged or corrupted
+    /// header and ignored, and the total saturates at `u64::MAX` rather than wrapping.
     pub lost: u64,
     /// Received messages that were not events of a valid namespace, ignored: a bad subject is
     /// counted on arrival (and not in `received`), a payload that is not an event when a local
@@ -58,6 +61,11 @@ pub struct NatsBusMetrics {
     pub disconnects: u64,
     /// Events stored in the bus stream by [`publish_durable`](super::NatsEventBus::publish_durable).
     pub durable_published: u64,
+    /// Durable publishes the bus stream acknowledged as duplicates: an event with the same id
+    /// was already stored **in the same namespace** within the stream's duplicate window (a
+    /// retry), so it was not stored again and other nodes did not receive it again. Not
+    /// counted in `durable_published`.
+    pub durable_duplicates: u64,
 }
 
 impl NatsBusMetrics {
@@ -92,6 +100,17 @@ impl Counter {
         }
     }
 
+    /// Adds `n`, stopping at `u64::MAX` instead of wrapping: for counts fed by numbers from
+    /// the network (see the gap counter).
+    pub(crate) fn add_saturating(&self, n: u64) {
+        if n > 0 {
+            let _ = self
+                .value
+                .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_add(n)));
+            self.metric.increment(n);
+        }
+    }
+
     pub(crate) fn incr(&self) {
         self.add(1);
     }
@@ -111,6 +130,7 @@ pub(crate) struct NetworkCounters {
     pub(crate) slow_consumer: Counter,
     pub(crate) disconnects: Counter,
     pub(crate) durable_published: Counter,
+    pub(crate) durable_duplicates: Counter,
 }
 
 impl NetworkCounters {
@@ -125,6 +145,7 @@ impl NetworkCounters {
             slow_consumer: Counter::new("aether_bus_nats_slow_consumer_total"),
             disconnects: Counter::new("aether_bus_nats_disconnects_total"),
             durable_published: Counter::new("aether_bus_nats_durable_published_total"),
+            durable_duplicates: Counter::new("aether_bus_nats_durable_duplicates_total"),
         }
     }
 
@@ -139,6 +160,7 @@ impl NetworkCounters {
             slow_consumer: self.slow_consumer.get(),
             disconnects: self.disconnects.get(),
             durable_published: self.durable_published.get(),
+            durable_duplicates: self.durable_duplicates.get(),
             ..NatsBusMetrics::default()
         }
     }

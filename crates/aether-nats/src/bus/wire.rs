@@ -3,7 +3,7 @@
 //! the live subject), the event's JSON as payload, and headers naming the bus instance that sent it (`Aether-Origin`) and its place in
 //! that sender's sequence for the namespace (`Aether-Seq`), from which receivers count losses.
 
-use aether_core::{Event, Namespace, Pattern};
+use aether_core::{Event, EventId, Namespace, Pattern};
 use async_nats::{HeaderMap, HeaderName, HeaderValue, Subject};
 use bytes::Bytes;
 
@@ -58,6 +58,19 @@ pub(crate) fn durable_namespace_of(subject: &str) -> Option<Namespace> {
 fn namespace_after(prefix: &str, subject: &str) -> Option<Namespace> {
     let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
     Namespace::new(rest).ok()
+}
+
+/// The `Nats-Msg-Id` of `event_id` published durably in `namespace`: `<namespace>:<event id>`.
+/// The bus stream deduplicates on it, so scoping it by namespace keeps one tenant's event ids
+/// from suppressing another's. Injective, since a namespace has no `:` (the first `:` ends it);
+/// at most `Namespace::MAX_LEN + 1 + EventId::MAX_LEN` (336) bytes, well within what a header
+/// value may hold.
+pub(crate) fn durable_message_id(namespace: &Namespace, event_id: &EventId) -> String {
+    let mut id = String::with_capacity(namespace.as_str().len() + 1 + event_id.as_str().len());
+    id.push_str(namespace.as_str());
+    id.push(':');
+    id.push_str(event_id.as_str());
+    id
 }
 
 pub(crate) fn encode(event: &Event) -> Result<Bytes, BusError> {
@@ -117,6 +130,22 @@ mod tests {
         assert_eq!(durable_namespace_of("aether.durable.a.b"), Some(ns));
         assert_eq!(durable_namespace_of("aether.events.a.b"), None);
         assert_eq!(namespace_of("aether.durable.a.b"), None);
+    }
+
+    #[test]
+    fn durable_message_ids_are_scoped_by_namespace_and_injective() {
+        let id = |ns: &str, event: &str| {
+            durable_message_id(&Namespace::new(ns).unwrap(), &EventId::new(event).unwrap())
+        };
+        assert_eq!(id("prod.a", "e-1"), "prod.a:e-1");
+        assert_ne!(id("a", "e-1"), id("b", "e-1"));
+        // Event ids may hold ':' and '.', namespaces neither ':' nor anything after the first.
+        assert_ne!(id("a", "b:c"), id("a.b", "c"));
+        let longest = id(
+            &"n".repeat(Namespace::MAX_LEN),
+            &"e".repeat(EventId::MAX_LEN),
+        );
+        assert_eq!(longest.len(), Namespace::MAX_LEN + 1 + EventId::MAX_LEN);
     }
 
     #[test]

@@ -9,6 +9,15 @@ use async_nats::jetstream::{self, stream};
 use super::{DurableName, DurableStart};
 use crate::bus::{BusError, DurableConfig, wire};
 
+/// What the bus stream did with a published event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// Stored now.
+    New,
+    /// Stored before (same namespace and event id, within the duplicate window): not again.
+    Duplicate,
+}
+
 /// The bus stream and the JetStream context to reach it.
 pub(crate) struct BusStream {
     context: jetstream::Context,
@@ -75,29 +84,40 @@ impl BusStream {
         })
     }
 
-    /// Stores `payload` (the encoded `event`) and waits for the stream's acknowledgement. The
-    /// event id is the message id, so a retried publish is stored once.
+    /// Stores `payload` (the encoded `event`) and waits for the stream's acknowledgement.
+    /// The message id is the namespace and the event id ([`wire::durable_message_id`]), so a
+    /// retried publish is stored once, and the same event id in two namespaces twice. Returns
+    /// whether the stream recognised the message as a duplicate (stored before, within its
+    /// duplicate window, so not stored again).
     pub(crate) async fn publish(
         &self,
         origin: &str,
         namespace: &Namespace,
         event: &Event,
         payload: bytes::Bytes,
-    ) -> Result<(), BusError> {
+    ) -> Result<Stored, BusError> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(wire::ORIGIN_HEADER, origin);
-        headers.insert(NATS_MESSAGE_ID, event.id.as_str());
+        headers.insert(
+            NATS_MESSAGE_ID,
+            wire::durable_message_id(namespace, &event.id).as_str(),
+        );
         let failed = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Backend {
             message: format!("the bus stream did not store event {}", event.id),
             source: Some(e),
         };
-        self.context
+        let ack = self
+            .context
             .publish_with_headers(wire::durable_subject(namespace), headers, payload)
             .await
             .map_err(|e| failed(Box::new(e)))?
             .await
             .map_err(|e| failed(Box::new(e)))?;
-        Ok(())
+        Ok(if ack.duplicate {
+            Stored::Duplicate
+        } else {
+            Stored::New
+        })
     }
 
     /// The consumer of a durable subscription: the existing one if its filter is `pattern`'s,
