@@ -9,6 +9,23 @@
 //! client cannot know (a timeout, a reconnect, a duplicate) are settled by reading the first
 //! message after that sequence (the "slot check"): a write that landed is never reported as a
 //! conflict. See `docs/adr/0004-jetstream-store.md` for the decisions behind it.
+//!
+//! # What an acknowledged save survives
+//!
+//! A save returns once the stream's leader has stored the event (and, with `replicas: 3`, a
+//! majority of replicas has it). What that survives depends on the deployment, not on Aether:
+//!
+//! | deployment | process crash of the server | power loss / kernel crash of one machine | loss of one server's disk |
+//! |---|---|---|---|
+//! | `replicas: 1`, server default `sync_interval` (2 min) | survives | **may lose the last acknowledged saves** (up to the last sync) | loses the stream |
+//! | `replicas: 1`, `jetstream { sync_interval: always }` | survives | survives (fsync before every acknowledgement) | loses the stream |
+//! | `replicas: 3` (three servers), default `sync_interval` | survives | survives the loss of one machine (the others hold the event) | survives the loss of one server |
+//!
+//! In production run `replicas: 3` on a three-server cluster; a single server that must not
+//! lose acknowledged saves on power loss needs `sync_interval: always`, at a cost measured in
+//! `BENCHMARKS.md` (the `jetstream_store` benchmark with `AETHER_BENCH_SYNC_ALWAYS=1`): the
+//! server fsyncs every message, so sequential saves and above all many concurrent saves slow
+//! down.
 
 mod append;
 mod codec;
