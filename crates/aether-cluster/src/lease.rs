@@ -1,4 +1,4 @@
-//! The leader lease: one key in the leader bucket, held by at most one node at a time.
+//! The leader lease: one key in the coordination bucket, held by at most one node at a time.
 //!
 //! | step | KV operation | result |
 //! |---|---|---|
@@ -31,13 +31,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aether_core::NodeId;
+use async_nats::header::NATS_MARKER_REASON;
 use async_nats::jetstream::kv;
+use async_nats::jetstream::message::StreamMessage;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::kv::{ClusterStore, LEASE_KEY, put_with_ttl};
+use crate::kv::{ClusterStore, LEASE_KEY, is_update_conflict, put_with_ttl};
 use crate::{ClusterConfig, ClusterError};
 
 pub use elector::{LeaderElector, LeaderState};
@@ -73,20 +75,32 @@ impl LeaseHolder {
         if entry.operation != kv::Operation::Put {
             return Ok(None);
         }
-        let value: LeaseValue = serde_json::from_slice(&entry.value).map_err(|e| {
+        Self::decode(&entry.value, entry.revision).map(Some)
+    }
+
+    /// The holder named by the lease key's last message as read from the stream; `None` for a
+    /// delete or purge marker (a `KV-Operation` or `Nats-Marker-Reason` header).
+    pub(crate) fn from_message(message: &StreamMessage) -> Result<Option<Self>, ClusterError> {
+        let marker = message.headers.get("KV-Operation").is_some()
+            || message.headers.get(NATS_MARKER_REASON).is_some();
+        if marker {
+            return Ok(None);
+        }
+        Self::decode(&message.payload, message.sequence).map(Some)
+    }
+
+    fn decode(value: &[u8], revision: u64) -> Result<Self, ClusterError> {
+        let value: LeaseValue = serde_json::from_slice(value).map_err(|e| {
             ClusterError::backend(
-                format!(
-                    "the lease value at revision {} is not valid",
-                    entry.revision
-                ),
+                format!("the lease value at revision {revision} is not valid"),
                 e,
             )
         })?;
-        Ok(Some(Self {
+        Ok(Self {
             node: value.node,
-            epoch: value.epoch.unwrap_or(entry.revision),
-            revision: entry.revision,
-        }))
+            epoch: value.epoch.unwrap_or(revision),
+            revision,
+        })
     }
 }
 
@@ -200,7 +214,7 @@ impl LeaderLease {
             let sent = Instant::now();
             match put_with_ttl(
                 &self.store.js,
-                self.store.leader_bucket(),
+                self.store.coord_bucket(),
                 LEASE_KEY,
                 value.clone(),
                 Some(expected),
@@ -225,18 +239,23 @@ impl LeaderLease {
     }
 
     async fn entry(&self) -> Result<Option<kv::Entry>, ClusterError> {
-        self.store
-            .leader
-            .entry(LEASE_KEY)
-            .await
-            .map_err(|e| match e.kind() {
-                kv::EntryErrorKind::TimedOut => ClusterError::Unavailable {
-                    message: "no answer reading the leader lease".to_owned(),
-                    source: Some(Box::new(e)),
-                },
-                _ => ClusterError::backend("cannot read the leader lease", e),
-            })
+        lease_entry(&self.store).await
     }
+}
+
+/// The lease key's last entry.
+async fn lease_entry(store: &ClusterStore) -> Result<Option<kv::Entry>, ClusterError> {
+    store
+        .coord
+        .entry(LEASE_KEY)
+        .await
+        .map_err(|e| match e.kind() {
+            kv::EntryErrorKind::TimedOut => ClusterError::Unavailable {
+                message: "no answer reading the leader lease".to_owned(),
+                source: Some(Box::new(e)),
+            },
+            _ => ClusterError::backend("cannot read the leader lease", e),
+        })
 }
 
 /// The outcome of an acquisition attempt.
@@ -255,6 +274,8 @@ struct FenceState {
     deadline: Instant,
     /// Lost for good (a renewal failed its CAS, the deadline passed, released or dropped).
     lost: bool,
+    /// The revision of the lease's last write (acquisition or renewal).
+    revision: u64,
 }
 
 /// Why a lease was lost.
@@ -287,6 +308,7 @@ impl Lease {
         let state = FenceState {
             deadline: sent + lease.ttl - lease.margin,
             lost: false,
+            revision: epoch,
         };
         let (tx, rx) = watch::channel(state);
         let fence = LeaseFence {
@@ -380,7 +402,7 @@ impl Lease {
             }
             let outcome = put_with_ttl(
                 &self.lease.store.js,
-                self.lease.store.leader_bucket(),
+                self.lease.store.coord_bucket(),
                 LEASE_KEY,
                 value.clone(),
                 Some(self.revision),
@@ -389,7 +411,7 @@ impl Lease {
             .await;
             match outcome {
                 Ok(revision) => {
-                    self.revision = revision;
+                    self.set_revision(revision);
                     if Instant::now() >= deadline {
                         // We stopped acting at the deadline; a lease never comes back.
                         return Err(self.lose(Lost::Expired));
@@ -405,7 +427,7 @@ impl Lease {
                             && holder.epoch == self.epoch
                             && holder.revision > self.revision =>
                     {
-                        self.revision = holder.revision;
+                        self.set_revision(holder.revision);
                     }
                     _ => return Err(self.lose(Lost::Taken)),
                 },
@@ -432,7 +454,7 @@ impl Lease {
         let outcome = self
             .lease
             .store
-            .leader
+            .coord
             .delete_expect_revision(LEASE_KEY, Some(self.revision))
             .await;
         match outcome {
@@ -441,7 +463,7 @@ impl Lease {
                 Ok(())
             }
             Err(e) => Err(match e.kind() {
-                kv::UpdateErrorKind::WrongLastRevision => ClusterError::NotLeader,
+                _ if is_update_conflict(&e) => ClusterError::NotLeader,
                 kv::UpdateErrorKind::TimedOut => ClusterError::Unavailable {
                     message: "no answer releasing the leader lease".to_owned(),
                     source: Some(Box::new(e)),
@@ -449,6 +471,11 @@ impl Lease {
                 _ => ClusterError::backend("cannot release the leader lease", e),
             }),
         }
+    }
+
+    fn set_revision(&mut self, revision: u64) {
+        self.revision = revision;
+        self.state.send_modify(|state| state.revision = revision);
     }
 
     /// Marks the lease lost (for good) and returns [`ClusterError::NotLeader`].
@@ -493,6 +520,12 @@ impl LeaseFence {
     /// The lease's epoch (fencing token).
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// The revision of the lease's last write as this holder knows it (the acquisition, then
+    /// each renewal): what a server-fenced write requires the lease key's last revision to be.
+    pub fn revision(&self) -> u64 {
+        self.state.borrow().revision
     }
 
     /// When the acquiring write was sent (monotonic clock): no other holder's deadline can be

@@ -2,17 +2,18 @@
 //!
 //! Nodes that share a NATS (JetStream) deployment agree on who is in the cluster, who leads it,
 //! and which node owns which shard — without split brain, rebalance storms or reassignments
-//! caused by NATS's own outages. Decisions in `docs/adr/0006-cluster-coordination.md`.
+//! caused by NATS's own outages. Decisions in `docs/adr/0006-cluster-coordination.md` and
+//! `docs/adr/0007-server-checked-map-fence.md`.
 //!
 //! | module | what it holds |
 //! |---|---|
 //! | `config` | [`ClusterConfig`] and its defaults (heartbeat 3 s, member TTL 6 s, lease TTL 10 s) |
 //! | `error` | [`ClusterError`] |
-//! | `kv` | the buckets and stream the cluster keeps in JetStream, and TTL/CAS helpers |
+//! | `kv` | the buckets the cluster keeps in JetStream (created, or checked against this node's settings), and TTL/CAS helpers |
 //! | `membership` | member announcements (TTL keys), the watched member set, failure detection |
 //! | `lease` | the leader lease: acquire, renew by CAS with a fresh TTL, release; epochs |
 //! | `manager` | [`ClusterManager`]: a node's membership, election, shard map and rebalancer |
-//! | `shard_map_store` | the versioned shard map in KV (CAS, epoch-fenced) and its history stream |
+//! | `shard_map_store` | the versioned shard map and its history in KV, written as one atomic batch the server fences by the lease |
 //!
 //! Placement itself (actor → shard → node) is the pure function in `aether_core`
 //! ([`aether_core::assign_shards`]).

@@ -7,7 +7,7 @@
 //!  LeaderElector ─state─┘        ▲
 //!        │ fence                 │ ShardsMoved
 //!        ▼                       │
-//!  rebalancer (leader only) ──write──► shard-map KV ──watch──► map task ──► watch of the map
+//!  rebalancer (leader only) ──write──► coord KV `map` ──watch──► map task ──► watch of the map
 //! ```
 //!
 //! The rebalancer runs only while this node holds a valid lease and stamps every write with the
@@ -22,8 +22,9 @@
 //! - while [`MembershipHealth::frozen`] (a mass disappearance) or while this node's membership
 //!   view is not synchronised, nothing is written.
 //!
-//! Every write is a [`ShardMapStore::write`] (CAS on the map's revision, fenced by the epoch); on
-//! a conflict the rebalancer re-reads the map and recomputes.
+//! Every write is a [`ShardMapStore::write`] (CAS on the map's revision, fenced by the lease on the
+//! NATS server, ADR 0007); on a conflict the rebalancer re-reads the map and recomputes, and on
+//! [`ClusterError::Fenced`] it stops as on a lost lease.
 
 mod rebalancer;
 mod topology;
@@ -119,6 +120,8 @@ impl ClusterManager {
     /// - [`ClusterError::InvalidConfig`] for settings that cannot work (see
     ///   [`Membership::start`] and [`LeaderElector::start`]; `max_moves_per_step` must be at
     ///   least 1) or when a live node already uses this node id;
+    /// - [`ClusterError::SettingsMismatch`] / [`ClusterError::OldLayout`] if the cluster's
+    ///   buckets exist with other settings or in an older layout (see [`ClusterStore::open`]);
     /// - [`ClusterError::Unavailable`] / [`ClusterError::Backend`] if NATS cannot be reached or
     ///   refuses. Nothing keeps running after an error (a started membership is withdrawn).
     pub async fn start(

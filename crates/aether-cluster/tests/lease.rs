@@ -91,7 +91,7 @@ async fn write_behind(store: &ClusterStore, value: bytes::Bytes, revision: u64) 
         "write",
         put_with_ttl(
             &store.js,
-            store.leader_bucket(),
+            store.coord_bucket(),
             LEASE_KEY,
             value,
             Some(revision),
@@ -789,12 +789,12 @@ async fn a_3_node_nats_cluster_losing_one_server_keeps_the_leader() {
 
     let stream_leader = || async {
         let js = async_nats::jetstream::new(connect(&urls[leader_server]).await);
-        let mut stream = within("stream info", js.get_stream(format!("KV_{cluster}-leader"))).await;
+        let mut stream = within("stream info", js.get_stream(format!("KV_{cluster}-coord"))).await;
         let info = within("stream info", stream.info()).await;
         info.cluster
             .as_ref()
             .and_then(|c| c.leader.clone())
-            .unwrap_or_else(|| panic!("the lease bucket has no stream leader"))
+            .unwrap_or_else(|| panic!("the coordination bucket has no stream leader"))
     };
 
     // Phase 1: kill a server that is neither the stream leader nor the leader's own server.

@@ -384,7 +384,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_ttl() {
     let store = observe(&server.url(), &cluster, 1).await;
     let last_write = Arc::new(Mutex::new(Instant::now()));
     let last_write_in = Arc::clone(&last_write);
-    let mut watch = timeout(STEP, store.leader.watch(LEASE_KEY))
+    let mut watch = timeout(STEP, store.coord.watch(LEASE_KEY))
         .await
         .unwrap_or_else(|_| panic!("watch timed out"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -602,7 +602,7 @@ async fn losing_one_nats_server_keeps_the_leader_and_the_map() {
         .unwrap_or_else(|| unreachable!());
 
     let store = observe(&urls[leader_server], &cluster, 3).await;
-    let mut leader_stream = timeout(STEP, store.js.get_stream(format!("KV_{cluster}-leader")))
+    let mut leader_stream = timeout(STEP, store.js.get_stream(format!("KV_{cluster}-coord")))
         .await
         .unwrap_or_else(|_| panic!("stream info timed out"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -727,7 +727,7 @@ async fn with_default_timings_losing_the_lease_streams_leader_keeps_the_leader()
         .unwrap_or_else(|_| panic!("connect timed out"))
         .unwrap_or_else(|e| panic!("{e}"));
     let js = async_nats::jetstream::new(raw);
-    let mut leader_stream = timeout(STEP, js.get_stream(format!("KV_{cluster}-leader")))
+    let mut leader_stream = timeout(STEP, js.get_stream(format!("KV_{cluster}-coord")))
         .await
         .unwrap_or_else(|_| panic!("stream info timed out"))
         .unwrap_or_else(|e| panic!("{e}"));

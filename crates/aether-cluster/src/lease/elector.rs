@@ -311,7 +311,7 @@ impl Run {
             };
         }
         // LastPerSubject: the current entry first, then every change.
-        let mut watch = match self.lease.store.leader.watch_with_history(LEASE_KEY).await {
+        let mut watch = match self.lease.store.coord.watch_with_history(LEASE_KEY).await {
             Ok(watch) => Some(watch),
             Err(error) => {
                 tracing::debug!(%error, "leader election: cannot watch the lease; polling");

@@ -242,7 +242,7 @@ impl Rebalancer {
                 *target = None;
                 Next::After(CONFLICT_RETRY)
             }
-            Err(ClusterError::NotLeader) => Next::Lost,
+            Err(ClusterError::NotLeader | ClusterError::Fenced { .. }) => Next::Lost,
             Err(error) => {
                 tracing::warn!(%error, "rebalancer: cannot write the shard map");
                 Next::After(ERROR_RETRY)
