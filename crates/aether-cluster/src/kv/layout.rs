@@ -105,44 +105,99 @@ fn stream_config(spec: &BucketSpec) -> stream::Config {
     }
 }
 
-/// Opens the bucket of `spec`: creates it if it does not exist, otherwise checks its settings.
+/// Opens the bucket of `spec`: creates it, which JetStream answers with success when it
+/// exists with the same configuration; if the creation fails and the bucket exists, names the
+/// differences.
+///
+/// Creating first (rather than reading first) needs only the meta leader, which answers even
+/// while a freshly created replicated stream has no leader of its own yet.
+///
+/// A replicated stream answers writes only once its replicas have elected a leader, a moment
+/// after its creation: this waits for one, up to `ready_within`.
 pub(super) async fn open_bucket(
     js: &jetstream::Context,
     spec: &BucketSpec,
+    ready_within: Duration,
 ) -> Result<kv::Store, ClusterError> {
     let wanted = stream_config(spec);
-    match existing(js, &wanted.name).await? {
-        Some(found) => check(spec, &wanted, &found)?,
-        None => {
-            if let Err(error) = js.create_stream(wanted.clone()).await {
-                let exists = matches!(
-                    error.kind(),
-                    CreateStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NAME_EXIST
-                );
-                // Another node created it meanwhile, with other settings: say which.
-                if let (true, Some(found)) = (exists, existing(js, &wanted.name).await?) {
-                    check(spec, &wanted, &found)?;
-                }
-                return Err(match error.kind() {
-                    CreateStreamErrorKind::TimedOut => ClusterError::Unavailable {
-                        message: format!("no answer creating bucket {}", spec.bucket),
-                        source: Some(Box::new(error)),
-                    },
-                    _ => ClusterError::backend(
-                        format!(
-                            "cannot create bucket {} (per-key TTLs need nats-server 2.11, \
-                             atomic batches 2.12)",
-                            spec.bucket
-                        ),
-                        error,
-                    ),
-                });
+    let stream = match js.create_stream(wanted.clone()).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            let exists = matches!(
+                error.kind(),
+                CreateStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NAME_EXIST
+            );
+            // The server may refuse our settings before it looks at the existing stream (e.g.
+            // replicas above the cluster size): compare with the existing one either way.
+            if error.kind() != CreateStreamErrorKind::TimedOut
+                && let Ok(Some(found)) = existing(js, &wanted.name).await
+            {
+                check(spec, &wanted, &found)?;
             }
+            return Err(match error.kind() {
+                CreateStreamErrorKind::TimedOut => ClusterError::Unavailable {
+                    message: format!("no answer creating bucket {}", spec.bucket),
+                    source: Some(Box::new(error)),
+                },
+                _ if exists => ClusterError::backend(
+                    format!(
+                        "bucket {} exists with another configuration than this node's",
+                        spec.bucket
+                    ),
+                    error,
+                ),
+                _ => ClusterError::backend(
+                    format!(
+                        "cannot create bucket {} (per-key TTLs need nats-server 2.11, \
+                         atomic batches 2.12)",
+                        spec.bucket
+                    ),
+                    error,
+                ),
+            });
         }
+    };
+    let stream = with_leader(stream, spec, ready_within).await?;
+    // What `Context::get_key_value` builds, without asking the stream for its info again.
+    Ok(kv::Store {
+        name: spec.bucket.clone(),
+        stream_name: wanted.name.clone(),
+        prefix: format!("$KV.{}.", spec.bucket),
+        put_prefix: None,
+        use_jetstream_prefix: false,
+        stream,
+    })
+}
+
+/// `stream` once it has a leader (at once for one replica), re-asking every 50 ms.
+async fn with_leader(
+    mut stream: stream::Stream,
+    spec: &BucketSpec,
+    within: Duration,
+) -> Result<stream::Stream, ClusterError> {
+    let has_leader =
+        |info: &stream::Info| info.cluster.as_ref().is_some_and(|c| c.leader.is_some());
+    if spec.replicas <= 1 || has_leader(stream.cached_info()) {
+        return Ok(stream);
     }
-    js.get_key_value(spec.bucket.as_str())
-        .await
-        .map_err(|e| ClusterError::backend(format!("cannot open bucket {}", spec.bucket), e))
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let last = match stream.info().await {
+            Ok(info) if has_leader(info) => return Ok(stream),
+            Ok(_) => None,
+            Err(error) => Some(error),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ClusterError::Unavailable {
+                message: format!(
+                    "bucket {} has no stream leader {within:?} after it was opened",
+                    spec.bucket
+                ),
+                source: last.map(|e| Box::new(e) as aether_core::BoxError),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The configuration of stream `name`, or `None` if it does not exist.
