@@ -17,7 +17,7 @@
 //! `-shardmap-history` stream) is refused with [`ClusterError::OldLayout`].
 //!
 //! A TTL renewal must be a compare-and-swap with a fresh TTL; 0.51 has `create_with_ttl` but
-//! no `update_with_ttl`, so [`put_with_ttl`] publishes to the key's subject with
+//! no `update_with_ttl`, so [`ClusterStore::put_with_ttl`] publishes to the key's subject with
 //! `Nats-Expected-Last-Subject-Sequence` and `Nats-TTL` itself (`notes/nats-jetstream.md` §6).
 //! TTLs are whole seconds on the wire (rounded up; at least 1 s).
 
@@ -44,15 +44,50 @@ pub const MAP_KEY: &str = "map";
 /// Prefix of the history keys in the coordination bucket: `history.<version>`.
 pub const HISTORY_KEY_PREFIX: &str = "history";
 
-/// Handles on the cluster's buckets.
+/// One of the cluster's buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Bucket {
+    /// `<cluster>-members`: one key per live node.
+    Members,
+    /// `<cluster>-coord`: the lease, the shard map and its history.
+    Coord,
+}
+
+/// What a compare-and-swap write ([`ClusterStore::put_with_ttl`]) expects to find under its
+/// key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing at all: the key's subject has never been written (nor purged to a marker).
+    Nothing,
+    /// The key's last message (a value, or a delete or purge marker) has this revision.
+    Revision(u64),
+    /// No check: the write replaces whatever is there.
+    Anything,
+}
+
+impl Expect {
+    /// The `Nats-Expected-Last-Subject-Sequence` value, if any (0 for [`Expect::Nothing`]).
+    fn header(self) -> Option<u64> {
+        match self {
+            Self::Nothing => Some(0),
+            Self::Revision(revision) => Some(revision),
+            Self::Anything => None,
+        }
+    }
+}
+
+/// Handles on the cluster's buckets. The async-nats handles stay inside the crate; tests and
+/// tools reach the buckets by name ([`members_bucket`](Self::members_bucket),
+/// [`coord_bucket`](Self::coord_bucket)) on their own connection.
 #[derive(Clone)]
 pub struct ClusterStore {
     /// The JetStream context (request timeout from the config).
-    pub js: jetstream::Context,
+    pub(crate) js: jetstream::Context,
     /// Member keys.
-    pub members: kv::Store,
+    pub(crate) members: kv::Store,
     /// The lease, the shard map and the map's history, in one stream.
-    pub coord: kv::Store,
+    pub(crate) coord: kv::Store,
     members_bucket: String,
     coord_bucket: String,
 }
@@ -107,6 +142,34 @@ impl ClusterStore {
         &self.coord_bucket
     }
 
+    /// The name of `bucket`.
+    pub fn bucket(&self, bucket: Bucket) -> &str {
+        match bucket {
+            Bucket::Members => &self.members_bucket,
+            Bucket::Coord => &self.coord_bucket,
+        }
+    }
+
+    /// Writes `value` under `key` of `bucket` with a fresh `ttl`, as a compare-and-swap on
+    /// `expect`; returns the new revision. How the lease and the member keys are written
+    /// (async-nats 0.51 has no `update_with_ttl`).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Conflict`] if the key does not hold what `expect` says (JetStream
+    /// error 10071, or 10164 from a clustered stream); [`ClusterError::Unavailable`] on
+    /// timeouts and connection loss; [`ClusterError::Backend`] otherwise.
+    pub async fn put_with_ttl(
+        &self,
+        bucket: Bucket,
+        key: &str,
+        value: Bytes,
+        expect: Expect,
+        ttl: Duration,
+    ) -> Result<u64, ClusterError> {
+        put_with_ttl(&self.js, self.bucket(bucket), key, value, expect, ttl).await
+    }
+
     /// The subject of `key` in the coordination bucket.
     pub fn coord_subject(&self, key: &str) -> String {
         format!("$KV.{}.{key}", self.coord_bucket)
@@ -129,24 +192,17 @@ pub fn ttl_seconds(ttl: Duration) -> u64 {
     secs.max(1)
 }
 
-/// Writes `value` under `key` of `bucket` with a fresh `ttl`, as a compare-and-swap on
-/// `expected` (the key's last revision; 0 = the key must not exist, `None` = no check).
-/// Returns the new revision.
-///
-/// # Errors
-///
-/// [`ClusterError::Conflict`] if the key's revision is not `expected` (JetStream error 10071,
-/// or 10164 from a clustered stream); [`ClusterError::Unavailable`] on timeouts and connection
-/// loss; [`ClusterError::Backend`] otherwise.
-pub async fn put_with_ttl(
+/// [`ClusterStore::put_with_ttl`] on a bucket named `bucket`.
+pub(crate) async fn put_with_ttl(
     js: &jetstream::Context,
     bucket: &str,
     key: &str,
     value: Bytes,
-    expected: Option<u64>,
+    expect: Expect,
     ttl: Duration,
 ) -> Result<u64, ClusterError> {
     let mut headers = HeaderMap::new();
+    let expected = expect.header();
     if let Some(expected) = expected {
         headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string());
     }

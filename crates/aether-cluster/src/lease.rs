@@ -22,8 +22,8 @@
 //! async-nats 0.51's `kv::Store::create_with_ttl` re-creates a key whose last entry is a
 //! delete or purge marker with a plain `update`, **without** the TTL. Every lease after the
 //! first release or expiry would then live forever if its holder crashed. [`LeaderLease`]
-//! therefore reads the key and writes with [`put_with_ttl`] itself, expecting the marker's
-//! revision (or 0 when the key never existed).
+//! therefore reads the key and writes with [`ClusterStore::put_with_ttl`] itself, expecting
+//! the marker's revision (or nothing when the key never existed).
 
 mod elector;
 
@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::kv::{ClusterStore, LEASE_KEY, is_update_conflict, put_with_ttl};
+use crate::kv::{ClusterStore, Expect, LEASE_KEY, is_update_conflict, put_with_ttl};
 use crate::{ClusterConfig, ClusterError};
 
 pub use elector::{LeaderElector, LeaderState};
@@ -205,9 +205,9 @@ impl LeaderLease {
         let mut holder = None;
         for _ in 0..ACQUIRE_ATTEMPTS {
             let expected = match self.entry().await? {
-                None => 0,
+                None => Expect::Nothing,
                 Some(entry) => match LeaseHolder::from_entry(&entry)? {
-                    None => entry.revision,
+                    None => Expect::Revision(entry.revision),
                     Some(current) => return Ok(Acquired::Held(Some(current))),
                 },
             };
@@ -217,7 +217,7 @@ impl LeaderLease {
                 self.store.coord_bucket(),
                 LEASE_KEY,
                 value.clone(),
-                Some(expected),
+                expected,
                 self.ttl,
             )
             .await
@@ -405,7 +405,7 @@ impl Lease {
                 self.lease.store.coord_bucket(),
                 LEASE_KEY,
                 value.clone(),
-                Some(self.revision),
+                Expect::Revision(self.revision),
                 self.lease.ttl,
             )
             .await;

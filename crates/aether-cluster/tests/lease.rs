@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aether_cluster::kv::{ClusterStore, LEASE_KEY, put_with_ttl};
+use aether_cluster::kv::{Bucket, ClusterStore, Expect, LEASE_KEY};
 use aether_cluster::lease::{LeaderElector, LeaderLease, LeaderState, Lease, LeaseHolder};
 use aether_cluster::{ClusterConfig, ClusterError};
 use aether_core::NodeId;
@@ -89,12 +89,11 @@ async fn holder(lease: &LeaderLease, none: &str) -> LeaseHolder {
 async fn write_behind(store: &ClusterStore, value: bytes::Bytes, revision: u64) -> u64 {
     within(
         "write",
-        put_with_ttl(
-            &store.js,
-            store.coord_bucket(),
+        store.put_with_ttl(
+            Bucket::Coord,
             LEASE_KEY,
             value,
-            Some(revision),
+            Expect::Revision(revision),
             TTL,
         ),
     )

@@ -257,6 +257,15 @@ fn test_config(cluster: &str, replicas: usize) -> ClusterConfig {
     config
 }
 
+/// A JetStream context of the test's own, on `url`.
+async fn jetstream_at(url: &str) -> async_nats::jetstream::Context {
+    let client = timeout(STEP, async_nats::connect(url))
+        .await
+        .unwrap_or_else(|_| panic!("connect to {url} timed out"))
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    async_nats::jetstream::new(client)
+}
+
 /// The test's own handle on the cluster's buckets (never a member).
 async fn observe(url: &str, cluster: &str, replicas: usize) -> ClusterStore {
     let client = timeout(STEP, async_nats::connect(url))
@@ -381,10 +390,19 @@ async fn a_killed_leader_is_replaced_within_the_lease_ttl() {
     let agreed = wait_converged(&refs, 3, Duration::from_secs(10), "three nodes").await;
 
     // Watch the lease key: the time of the last renewal the server received.
-    let store = observe(&server.url(), &cluster, 1).await;
+    observe(&server.url(), &cluster, 1).await;
+    let coord = timeout(
+        STEP,
+        jetstream_at(&server.url())
+            .await
+            .get_key_value(format!("{cluster}-coord")),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("opening the coordination bucket timed out"))
+    .unwrap_or_else(|e| panic!("{e}"));
     let last_write = Arc::new(Mutex::new(Instant::now()));
     let last_write_in = Arc::clone(&last_write);
-    let mut watch = timeout(STEP, store.coord.watch(LEASE_KEY))
+    let mut watch = timeout(STEP, coord.watch(LEASE_KEY))
         .await
         .unwrap_or_else(|_| panic!("watch timed out"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -601,8 +619,9 @@ async fn losing_one_nats_server_keeps_the_leader_and_the_map() {
         .position(|id| *id == before.leader)
         .unwrap_or_else(|| unreachable!());
 
-    let store = observe(&urls[leader_server], &cluster, 3).await;
-    let mut leader_stream = timeout(STEP, store.js.get_stream(format!("KV_{cluster}-coord")))
+    observe(&urls[leader_server], &cluster, 3).await;
+    let js = jetstream_at(&urls[leader_server]).await;
+    let mut leader_stream = timeout(STEP, js.get_stream(format!("KV_{cluster}-coord")))
         .await
         .unwrap_or_else(|_| panic!("stream info timed out"))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -31,7 +31,7 @@ mod store;
 
 use std::time::Duration;
 
-use aether_cluster::kv::{ClusterStore, LEASE_KEY, MAP_KEY, put_with_ttl};
+use aether_cluster::kv::{Bucket, ClusterStore, Expect, LEASE_KEY, MAP_KEY};
 use aether_cluster::lease::{Lease, LeaseFence};
 use aether_cluster::shard_map_store::{
     MapChange, MapWritten, ShardMapStore, ShardMapWatch, StoredShardMap,
@@ -68,6 +68,12 @@ async fn one_writer(url: &str) -> (ClusterConfig, ClusterStore, ShardMapStore, L
     let maps = ShardMapStore::new(store.clone(), &config);
     let lease = acquire(&leader_lease(store.clone(), &config)).await;
     (config, store, maps, lease)
+}
+
+/// The coordination bucket of `store`, on a connection of the test's own.
+async fn raw_coord(url: &str, store: &ClusterStore) -> async_nats::jetstream::kv::Store {
+    let js = async_nats::jetstream::new(common::connect(url).await);
+    within("open the bucket", js.get_key_value(store.coord_bucket())).await
 }
 
 /// A map store of the same cluster on its own connection.
@@ -347,12 +353,11 @@ async fn the_server_lets_a_write_follow_its_own_lease_and_refuses_it_once_anyone
     let fence = lease.fence();
     let renewed = within(
         "renew behind the fence",
-        put_with_ttl(
-            &store.js,
-            store.coord_bucket(),
+        store.put_with_ttl(
+            Bucket::Coord,
             LEASE_KEY,
             lease_value("n1", lease.epoch()),
-            Some(lease.revision()),
+            Expect::Revision(lease.revision()),
             config.lease_ttl,
         ),
     )
@@ -365,12 +370,11 @@ async fn the_server_lets_a_write_follow_its_own_lease_and_refuses_it_once_anyone
     // Someone else writes the lease key: the local fence is still valid, the server refuses.
     within(
         "take the lease behind n1's back",
-        put_with_ttl(
-            &store.js,
-            store.coord_bucket(),
+        store.put_with_ttl(
+            Bucket::Coord,
             LEASE_KEY,
             lease_value("intruder", renewed),
-            Some(renewed),
+            Expect::Revision(renewed),
             config.lease_ttl,
         ),
     )
@@ -403,15 +407,15 @@ async fn history_records_cannot_be_deleted() {
     write_members(&maps, &lease, None, &[1], "v1", 0)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let coord = raw_coord(&server.url(), &store).await;
     let record = within(
         "reading the history record",
-        store
-            .coord
+        coord
             .stream
             .get_last_raw_message_by_subject(&store.history_subject(1)),
     )
     .await;
-    let deleted = in_time("delete", store.coord.stream.delete_message(record.sequence)).await;
+    let deleted = in_time("delete", coord.stream.delete_message(record.sequence)).await;
     assert!(
         deleted.is_err(),
         "a history record was deleted: {deleted:?}"
@@ -530,6 +534,7 @@ async fn the_watch_skips_maps_with_a_lower_epoch_or_an_old_version() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(next_map(&mut watching).await.0, v1.stored);
 
+    let coord = raw_coord(&server.url(), &store).await;
     // Unfenced writes straight into KV (a rogue writer): a lower epoch, then an old version
     // under a high epoch, then a valid successor.
     let rogue = |version: u64, epoch: u64, members: &[usize]| {
@@ -547,10 +552,10 @@ async fn the_watch_skips_maps_with_a_lower_epoch_or_an_old_version() {
         rogue(2, low_epoch, &[3]),
         rogue(1, lease.epoch() + 10, &[4]),
     ] {
-        within("put", store.coord.put(MAP_KEY, value.into())).await;
+        within("put", coord.put(MAP_KEY, value.into())).await;
     }
     let valid = rogue(3, lease.epoch() + 10, &[5]);
-    within("put", store.coord.put(MAP_KEY, valid.into())).await;
+    within("put", coord.put(MAP_KEY, valid.into())).await;
     let (seen, _) = next_map(&mut watching).await;
     assert_eq!(
         (seen.version, seen.epoch),
@@ -611,16 +616,14 @@ async fn lost_races_on_a_3_replica_cluster_are_conflicts() {
     let (config, stores) = r3_stores(&nats).await;
 
     // TTL writes (the lease's and the member keys' CAS), one writer per server.
-    let bucket = stores[0].members_bucket().to_owned();
     let mut revision = 0;
     for round in 0..R3_ROUNDS {
         let writes = stores.iter().enumerate().map(|(i, store)| {
-            put_with_ttl(
-                &store.js,
-                &bucket,
+            store.put_with_ttl(
+                Bucket::Members,
                 "race",
                 format!("writer {i}").into(),
-                Some(revision),
+                Expect::Revision(revision),
                 Duration::from_secs(30),
             )
         });
