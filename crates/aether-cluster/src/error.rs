@@ -3,6 +3,7 @@
 use aether_core::BoxError;
 
 use crate::kv::SettingMismatch;
+use crate::{Epoch, Revision};
 
 /// An error of the cluster layer.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +27,7 @@ pub enum ClusterError {
         /// What was being written.
         what: String,
         /// The revision the write was based on.
-        expected: u64,
+        expected: Revision,
     },
     /// This node does not (or no longer) hold the leader lease.
     #[error("not the leader (lease lost or never held)")]
@@ -40,9 +41,9 @@ pub enum ClusterError {
     )]
     Fenced {
         /// The epoch of the writer's lease.
-        epoch: u64,
+        epoch: Epoch,
         /// The lease revision the write required to still be the lease key's last.
-        lease_revision: u64,
+        lease_revision: Revision,
     },
     /// A bucket of the cluster exists in NATS with other settings than this node's
     /// configuration (replicas, member or lease TTL, layout); each difference is named. Start

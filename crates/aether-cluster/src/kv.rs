@@ -32,7 +32,7 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 
-use crate::{ClusterConfig, ClusterError};
+use crate::{ClusterConfig, ClusterError, MapVersion, Revision};
 
 pub(crate) use failure::{error_code, is_conflict, is_update_conflict};
 pub use layout::SettingMismatch;
@@ -61,7 +61,7 @@ pub enum Expect {
     /// Nothing at all: the key's subject has never been written (nor purged to a marker).
     Nothing,
     /// The key's last message (a value, or a delete or purge marker) has this revision.
-    Revision(u64),
+    Revision(Revision),
     /// No check: the write replaces whatever is there.
     Anything,
 }
@@ -71,7 +71,7 @@ impl Expect {
     fn header(self) -> Option<u64> {
         match self {
             Self::Nothing => Some(0),
-            Self::Revision(revision) => Some(revision),
+            Self::Revision(revision) => Some(revision.get()),
             Self::Anything => None,
         }
     }
@@ -166,7 +166,7 @@ impl ClusterStore {
         value: Bytes,
         expect: Expect,
         ttl: Duration,
-    ) -> Result<u64, ClusterError> {
+    ) -> Result<Revision, ClusterError> {
         put_with_ttl(&self.js, self.bucket(bucket), key, value, expect, ttl).await
     }
 
@@ -176,7 +176,7 @@ impl ClusterStore {
     }
 
     /// The subject of version `version`'s history record.
-    pub fn history_subject(&self, version: u64) -> String {
+    pub fn history_subject(&self, version: MapVersion) -> String {
         self.coord_subject(&format!("{HISTORY_KEY_PREFIX}.{version}"))
     }
 
@@ -200,7 +200,7 @@ pub(crate) async fn put_with_ttl(
     value: Bytes,
     expect: Expect,
     ttl: Duration,
-) -> Result<u64, ClusterError> {
+) -> Result<Revision, ClusterError> {
     let mut headers = HeaderMap::new();
     let expected = expect.header();
     if let Some(expected) = expected {
@@ -217,10 +217,10 @@ pub(crate) async fn put_with_ttl(
         })?
         .await;
     match ack {
-        Ok(ack) => Ok(ack.sequence),
+        Ok(ack) => Ok(Revision::new(ack.sequence)),
         Err(e) if is_conflict(&e) => Err(ClusterError::Conflict {
             what: what(),
-            expected: expected.unwrap_or(0),
+            expected: Revision::new(expected.unwrap_or(0)),
         }),
         Err(e)
             if matches!(

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::kv::{ClusterStore, Expect, LEASE_KEY, is_update_conflict, put_with_ttl};
-use crate::{ClusterConfig, ClusterError};
+use crate::{ClusterConfig, ClusterError, Epoch, Revision};
 
 pub use elector::{LeaderElector, LeaderState};
 
@@ -54,7 +54,7 @@ struct LeaseValue {
     node: NodeId,
     /// Absent on the acquiring write, whose own revision is the epoch; present on renewals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    epoch: Option<u64>,
+    epoch: Option<Epoch>,
 }
 
 /// Who holds the lease, as read from the store.
@@ -64,9 +64,9 @@ pub struct LeaseHolder {
     /// The holding node.
     pub node: NodeId,
     /// The holder's epoch: the revision of its acquiring write.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The revision of the key's last write (the acquisition or the last renewal).
-    pub revision: u64,
+    pub revision: Revision,
 }
 
 impl LeaseHolder {
@@ -75,7 +75,7 @@ impl LeaseHolder {
         if entry.operation != kv::Operation::Put {
             return Ok(None);
         }
-        Self::decode(&entry.value, entry.revision).map(Some)
+        Self::decode(&entry.value, Revision::new(entry.revision)).map(Some)
     }
 
     /// The holder named by the lease key's last message as read from the stream; `None` for a
@@ -86,10 +86,10 @@ impl LeaseHolder {
         if marker {
             return Ok(None);
         }
-        Self::decode(&message.payload, message.sequence).map(Some)
+        Self::decode(&message.payload, Revision::new(message.sequence)).map(Some)
     }
 
-    fn decode(value: &[u8], revision: u64) -> Result<Self, ClusterError> {
+    fn decode(value: &[u8], revision: Revision) -> Result<Self, ClusterError> {
         let value: LeaseValue = serde_json::from_slice(value).map_err(|e| {
             ClusterError::backend(
                 format!("the lease value at revision {revision} is not valid"),
@@ -98,7 +98,7 @@ impl LeaseHolder {
         })?;
         Ok(Self {
             node: value.node,
-            epoch: value.epoch.unwrap_or(revision),
+            epoch: value.epoch.unwrap_or(Epoch::of(revision)),
             revision,
         })
     }
@@ -207,7 +207,7 @@ impl LeaderLease {
             let expected = match self.entry().await? {
                 None => Expect::Nothing,
                 Some(entry) => match LeaseHolder::from_entry(&entry)? {
-                    None => Expect::Revision(entry.revision),
+                    None => Expect::Revision(Revision::new(entry.revision)),
                     Some(current) => return Ok(Acquired::Held(Some(current))),
                 },
             };
@@ -224,8 +224,12 @@ impl LeaderLease {
             {
                 Ok(revision) => {
                     metrics::counter!("aether_cluster_lease_acquired_total").increment(1);
-                    tracing::debug!(node = %self.node, epoch = revision, "leader lease acquired");
-                    return Ok(Acquired::Lease(Lease::new(self.clone(), revision, sent)));
+                    tracing::debug!(node = %self.node, epoch = %revision, "leader lease acquired");
+                    return Ok(Acquired::Lease(Lease::new(
+                        self.clone(),
+                        Epoch::of(revision),
+                        sent,
+                    )));
                 }
                 // Someone wrote between our read and our write: read again.
                 Err(ClusterError::Conflict { .. }) => holder = self.current().await?,
@@ -275,7 +279,7 @@ struct FenceState {
     /// Lost for good (a renewal failed its CAS, the deadline passed, released or dropped).
     lost: bool,
     /// The revision of the lease's last write (acquisition or renewal).
-    revision: u64,
+    revision: Revision,
 }
 
 /// Why a lease was lost.
@@ -295,8 +299,8 @@ enum Lost {
 #[derive(Debug)]
 pub struct Lease {
     lease: LeaderLease,
-    epoch: u64,
-    revision: u64,
+    epoch: Epoch,
+    revision: Revision,
     renewed_at: Instant,
     lost: Option<Lost>,
     state: watch::Sender<FenceState>,
@@ -304,11 +308,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn new(lease: LeaderLease, epoch: u64, sent: Instant) -> Self {
+    fn new(lease: LeaderLease, epoch: Epoch, sent: Instant) -> Self {
         let state = FenceState {
             deadline: sent + lease.ttl - lease.margin,
             lost: false,
-            revision: epoch,
+            revision: Revision::new(epoch.get()),
         };
         let (tx, rx) = watch::channel(state);
         let fence = LeaseFence {
@@ -320,7 +324,7 @@ impl Lease {
         Self {
             lease,
             epoch,
-            revision: epoch,
+            revision: Revision::new(epoch.get()),
             renewed_at: sent,
             lost: None,
             state: tx,
@@ -335,13 +339,13 @@ impl Lease {
 
     /// The epoch (fencing token): the revision of the acquiring write. Strictly greater than
     /// the epoch of every earlier lease of this bucket.
-    pub fn epoch(&self) -> u64 {
+    pub fn epoch(&self) -> Epoch {
         self.epoch
     }
 
     /// The revision of the last successful write (acquisition or renewal): what the next
     /// renewal's CAS expects.
-    pub fn revision(&self) -> u64 {
+    pub fn revision(&self) -> Revision {
         self.revision
     }
 
@@ -455,11 +459,11 @@ impl Lease {
             .lease
             .store
             .coord
-            .delete_expect_revision(LEASE_KEY, Some(self.revision))
+            .delete_expect_revision(LEASE_KEY, Some(self.revision.get()))
             .await;
         match outcome {
             Ok(()) => {
-                tracing::debug!(node = %self.lease.node, epoch = self.epoch, "leader lease released");
+                tracing::debug!(node = %self.lease.node, epoch = %self.epoch, "leader lease released");
                 Ok(())
             }
             Err(e) => Err(match e.kind() {
@@ -473,7 +477,7 @@ impl Lease {
         }
     }
 
-    fn set_revision(&mut self, revision: u64) {
+    fn set_revision(&mut self, revision: Revision) {
         self.revision = revision;
         self.state.send_modify(|state| state.revision = revision);
     }
@@ -483,7 +487,7 @@ impl Lease {
         if self.lost.is_none() {
             self.lost = Some(why);
             metrics::counter!("aether_cluster_lease_lost_total").increment(1);
-            tracing::debug!(node = %self.lease.node, epoch = self.epoch, ?why, "leader lease lost");
+            tracing::debug!(node = %self.lease.node, epoch = %self.epoch, ?why, "leader lease lost");
         }
         self.invalidate();
         ClusterError::NotLeader
@@ -506,7 +510,7 @@ impl Drop for Lease {
 #[derive(Debug, Clone)]
 pub struct LeaseFence {
     node: NodeId,
-    epoch: u64,
+    epoch: Epoch,
     acquired_at: Instant,
     state: watch::Receiver<FenceState>,
 }
@@ -518,13 +522,13 @@ impl LeaseFence {
     }
 
     /// The lease's epoch (fencing token).
-    pub fn epoch(&self) -> u64 {
+    pub fn epoch(&self) -> Epoch {
         self.epoch
     }
 
     /// The revision of the lease's last write as this holder knows it (the acquisition, then
     /// each renewal): what a server-fenced write requires the lease key's last revision to be.
-    pub fn revision(&self) -> u64 {
+    pub fn revision(&self) -> Revision {
         self.state.borrow().revision
     }
 

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `config` | [`ClusterConfig`] and its defaults (heartbeat 3 s, member TTL 6 s, lease TTL 10 s) |
 //! | `error` | [`ClusterError`] |
+//! | `revision` | [`Revision`], [`Epoch`], [`MapVersion`]: the numbers coordination runs on |
 //! | `kv` | the buckets the cluster keeps in JetStream (created, or checked against this node's settings), and TTL/CAS helpers |
 //! | `membership` | member announcements (TTL keys), the watched member set, failure detection |
 //! | `lease` | the leader lease: acquire, renew by CAS with a fresh TTL, release; epochs |
@@ -24,8 +25,10 @@ pub mod kv;
 pub mod lease;
 pub mod manager;
 pub mod membership;
+mod revision;
 pub mod shard_map_store;
 
 pub use config::{ClusterConfig, NodeMetadata};
 pub use error::ClusterError;
 pub use manager::{ClusterManager, TopologyEvent};
+pub use revision::{Epoch, MapVersion, Revision};

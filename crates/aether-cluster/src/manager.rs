@@ -40,7 +40,7 @@ use crate::kv::ClusterStore;
 use crate::lease::{LeaderElector, LeaderState};
 use crate::membership::{MemberInfo, Membership, MembershipHealth};
 use crate::shard_map_store::{ShardMapStore, StoredShardMap};
-use crate::{ClusterConfig, ClusterError};
+use crate::{ClusterConfig, ClusterError, Epoch, MapVersion};
 
 use topology::Shared;
 
@@ -63,14 +63,14 @@ pub enum TopologyEvent {
         /// The new leader.
         node: NodeId,
         /// Its epoch (fencing token).
-        epoch: u64,
+        epoch: Epoch,
     },
     /// A new shard-map version was adopted by this node.
     ShardsMoved {
         /// The new version.
-        version: u64,
+        version: MapVersion,
         /// The epoch it was written under.
-        epoch: u64,
+        epoch: Epoch,
         /// The shards whose owner differs from the map this node held before (for the first
         /// map this node sees: every assigned shard, from no owner).
         moved: Vec<ShardMove>,
@@ -226,7 +226,7 @@ impl ClusterManager {
 
     /// The epoch of the current leader's lease (the last one seen while there is none; 0 before
     /// any).
-    pub fn epoch(&self) -> u64 {
+    pub fn epoch(&self) -> Epoch {
         self.leader.borrow().epoch
     }
 

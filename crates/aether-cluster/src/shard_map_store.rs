@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::{ClusterStore, LEASE_KEY, MAP_KEY};
 use crate::lease::{LeaseFence, LeaseHolder};
-use crate::{ClusterConfig, ClusterError};
+use crate::{ClusterConfig, ClusterError, Epoch, MapVersion, Revision};
 
 use batch::{Batch, Sent};
 
@@ -57,9 +57,9 @@ pub const WRITE_ATTEMPTS: u32 = 5;
 #[non_exhaustive]
 pub struct StoredShardMap {
     /// 1 for the first map, then +1 per write.
-    pub version: u64,
+    pub version: MapVersion,
     /// The epoch of the lease under which it was written.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The node that wrote it.
     pub leader: NodeId,
     /// Why it was written (free text from the leader, e.g. `node n3 failed`).
@@ -73,9 +73,9 @@ pub struct StoredShardMap {
 #[non_exhaustive]
 pub struct MapChange {
     /// The version written.
-    pub version: u64,
+    pub version: MapVersion,
     /// The epoch it was written under.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The node that wrote it.
     pub leader: NodeId,
     /// Why.
@@ -104,7 +104,7 @@ pub struct MapWritten {
     /// The map as stored.
     pub stored: StoredShardMap,
     /// Its KV revision: the `expected_revision` of the next write.
-    pub revision: u64,
+    pub revision: Revision,
 }
 
 /// Reads, writes (fenced) and watches the cluster's shard map, and reads its history.
@@ -136,7 +136,7 @@ impl ShardMapStore {
     ///
     /// [`ClusterError::Unavailable`] if NATS does not answer; [`ClusterError::Backend`] if it
     /// refuses, the value is not a valid map, or the key was deleted outside Aether.
-    pub async fn load(&self) -> Result<Option<(StoredShardMap, u64)>, ClusterError> {
+    pub async fn load(&self) -> Result<Option<(StoredShardMap, Revision)>, ClusterError> {
         let entry = self
             .store
             .coord
@@ -148,7 +148,9 @@ impl ShardMapStore {
             })?;
         match entry {
             None => Ok(None),
-            Some(entry) => decode_entry(&entry).map(|stored| Some((stored, entry.revision))),
+            Some(entry) => {
+                decode_entry(&entry).map(|stored| Some((stored, Revision::new(entry.revision))))
+            }
         }
     }
 
@@ -175,13 +177,15 @@ impl ShardMapStore {
         lease: &impl AsRef<LeaseFence>,
         next: ShardMap,
         reason: &str,
-        expected_revision: u64,
+        expected_revision: Revision,
     ) -> Result<MapWritten, ClusterError> {
         let fence = lease.as_ref();
         fence.check()?;
         check_shard_count(self.shard_count, next.shard_count())?;
         let current = self.load().await?;
-        let current_revision = current.as_ref().map_or(0, |(_, revision)| *revision);
+        let current_revision = current
+            .as_ref()
+            .map_or(Revision::default(), |(_, revision)| *revision);
         if current_revision != expected_revision {
             return Err(map_conflict(expected_revision));
         }
@@ -189,8 +193,8 @@ impl ShardMapStore {
         if let Some(previous) = &previous {
             if previous.epoch > fence.epoch() {
                 tracing::warn!(
-                    stored = previous.epoch,
-                    ours = fence.epoch(),
+                    stored = %previous.epoch,
+                    ours = %fence.epoch(),
                     "shard map: refusing to write under an older epoch"
                 );
                 return Err(ClusterError::NotLeader);
@@ -198,7 +202,10 @@ impl ShardMapStore {
             check_shard_count(previous.map.shard_count(), next.shard_count())?;
         }
         let stored = StoredShardMap {
-            version: previous.as_ref().map_or(0, |p| p.version) + 1,
+            version: previous
+                .as_ref()
+                .map_or(MapVersion::default(), |p| p.version)
+                .next(),
             epoch: fence.epoch(),
             leader: fence.node().clone(),
             reason: reason.to_owned(),
@@ -232,8 +239,8 @@ impl ShardMapStore {
                 Ok(revision) => {
                     metrics::counter!("aether_cluster_shard_map_writes_total").increment(1);
                     tracing::info!(
-                        version = stored.version,
-                        epoch = stored.epoch,
+                        version = %stored.version,
+                        epoch = %stored.epoch,
                         moved = change.moved.len(),
                         reason,
                         "shard map written"
@@ -269,7 +276,7 @@ impl ShardMapStore {
         batch: &mut Batch,
     ) -> Result<(), ClusterError> {
         let map = self.last_message(&batch.map_subject).await?;
-        if map.map_or(0, |m| m.sequence) != batch.expected_revision {
+        if Revision::new(map.map_or(0, |m| m.sequence)) != batch.expected_revision {
             return Err(map_conflict(batch.expected_revision));
         }
         let lease = self.last_message(&batch.lease_subject).await?;
@@ -281,8 +288,8 @@ impl ShardMapStore {
             Some(holder) if holder.node == *fence.node() && holder.epoch == fence.epoch() => {
                 batch.lease_revision = holder.revision.max(fence.revision());
                 tracing::debug!(
-                    epoch = fence.epoch(),
-                    lease_revision = batch.lease_revision,
+                    epoch = %fence.epoch(),
+                    lease_revision = %batch.lease_revision,
                     "shard map: the write was refused under this node's own lease; again"
                 );
                 Ok(())
@@ -290,8 +297,8 @@ impl ShardMapStore {
             holder => {
                 metrics::counter!("aether_cluster_shard_map_fenced_total").increment(1);
                 tracing::warn!(
-                    epoch = fence.epoch(),
-                    lease_revision = batch.lease_revision,
+                    epoch = %fence.epoch(),
+                    lease_revision = %batch.lease_revision,
                     holder = ?holder.map(|h| (h.node, h.epoch)),
                     "shard map: the server refused the write; the lease has moved on"
                 );
@@ -408,7 +415,7 @@ fn check_shard_count(expected: ShardCount, requested: ShardCount) -> Result<(), 
     }
 }
 
-fn map_conflict(expected: u64) -> ClusterError {
+fn map_conflict(expected: Revision) -> ClusterError {
     ClusterError::Conflict {
         what: "shard map".to_owned(),
         expected,

@@ -31,6 +31,7 @@ mod common;
 #[path = "support/store.rs"]
 mod store;
 
+use aether_cluster::{Epoch, Revision};
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -86,7 +87,7 @@ async fn holder(lease: &LeaderLease, none: &str) -> LeaseHolder {
 }
 
 /// Writes `value` to the lease key over `revision`, behind the lease's back; the new revision.
-async fn write_behind(store: &ClusterStore, value: bytes::Bytes, revision: u64) -> u64 {
+async fn write_behind(store: &ClusterStore, value: bytes::Bytes, revision: Revision) -> Revision {
     within(
         "write",
         store.put_with_ttl(
@@ -113,7 +114,7 @@ async fn electors(urls: &[String], cluster: &str, ids: &[&str]) -> Vec<LeaderEle
 
 /// Electors n1, n2 and n3 of a fresh cluster on `server`, once they agree on a first leader
 /// (within 5 s): the electors, the leader and its epoch.
-async fn three_electors(server: &NatsServer) -> (Vec<LeaderElector>, NodeId, u64) {
+async fn three_electors(server: &NatsServer) -> (Vec<LeaderElector>, NodeId, Epoch) {
     let electors = electors(&[server.url()], &cluster_name(), &["n1", "n2", "n3"]).await;
     let all: Vec<&LeaderElector> = electors.iter().collect();
     let (leader, epoch, _) = wait_agreed(&all, Duration::from_secs(5), "first election").await;
@@ -121,7 +122,7 @@ async fn three_electors(server: &NatsServer) -> (Vec<LeaderElector>, NodeId, u64
 }
 
 /// The leader and epoch if exactly one elector leads and every elector agrees on it.
-fn agreed(electors: &[&LeaderElector]) -> Option<(NodeId, u64)> {
+fn agreed(electors: &[&LeaderElector]) -> Option<(NodeId, Epoch)> {
     let states: Vec<LeaderState> = electors.iter().map(|e| e.state()).collect();
     let mut leading = electors
         .iter()
@@ -143,7 +144,7 @@ async fn wait_agreed(
     electors: &[&LeaderElector],
     limit: Duration,
     what: &str,
-) -> (NodeId, u64, Instant) {
+) -> (NodeId, Epoch, Instant) {
     let started = Instant::now();
     loop {
         if let Some((leader, epoch)) = agreed(electors) {

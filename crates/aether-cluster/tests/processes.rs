@@ -363,7 +363,7 @@ async fn three_nodes_agree_then_a_follower_dies_and_a_fourth_joins() {
         .unwrap_or_else(|_| panic!("load timed out"))
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no map"));
-    assert_eq!(after.0.version, after_join.version);
+    assert_eq!(after.0.version.get(), after_join.version);
     let moves = aether_core::shard_moves(&before.0.map, &after.0.map);
     let bound = u64::from(SHARDS).div_ceil(3) + u64::from(SHARDS) / 100;
     assert!(
@@ -512,7 +512,7 @@ async fn a_paused_leader_rejoins_and_the_history_is_one_chain() {
     .await
     .unwrap_or_else(|_| panic!("history timed out"))
     .unwrap_or_else(|e| panic!("{e}"));
-    let versions: Vec<u64> = history.iter().map(|c| c.version).collect();
+    let versions: Vec<u64> = history.iter().map(|c| c.version.get()).collect();
     assert_eq!(versions.first(), Some(&1));
     assert!(
         versions.windows(2).all(|w| w[1] == w[0] + 1),

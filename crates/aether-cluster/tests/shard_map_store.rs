@@ -29,6 +29,7 @@ mod common;
 #[path = "support/store.rs"]
 mod store;
 
+use aether_cluster::{MapVersion, Revision};
 use std::time::Duration;
 
 use aether_cluster::kv::{Bucket, ClusterStore, Expect, LEASE_KEY, MAP_KEY};
@@ -81,7 +82,7 @@ async fn maps_elsewhere(url: &str, config: &ClusterConfig) -> ShardMapStore {
     ShardMapStore::new(open(url, config).await, config)
 }
 
-async fn load(maps: &ShardMapStore) -> Option<(StoredShardMap, u64)> {
+async fn load(maps: &ShardMapStore) -> Option<(StoredShardMap, Revision)> {
     within("load", maps.load()).await
 }
 
@@ -100,7 +101,7 @@ async fn write_members(
     previous: Option<&ShardMap>,
     members: &[usize],
     reason: &str,
-    revision: u64,
+    revision: Revision,
 ) -> Result<MapWritten, ClusterError> {
     let next = map_of(previous, members, 100);
     in_time("write", maps.write(lease, next, reason, revision)).await
@@ -138,7 +139,7 @@ fn assert_shard_count_refused(result: Result<MapWritten, ClusterError>) {
     }
 }
 
-async fn next_map(watch: &mut ShardMapWatch) -> (StoredShardMap, u64) {
+async fn next_map(watch: &mut ShardMapWatch) -> (StoredShardMap, Revision) {
     timeout(STEP, watch.next())
         .await
         .unwrap_or_else(|_| panic!("no map from the watch within {STEP:?}"))
@@ -161,7 +162,7 @@ fn assert_chain(records: &[MapChange]) {
     for (i, record) in records.iter().enumerate() {
         assert_eq!(
             record.version,
-            i as u64 + 1,
+            MapVersion::new(i as u64 + 1),
             "history record {i}: {records:#?}"
         );
         if i > 0 {
@@ -199,7 +200,7 @@ async fn versions_chain_in_kv_and_history_and_a_watcher_elsewhere_sees_every_one
         &[],
     ];
     let mut written = Vec::new();
-    let (mut previous, mut revision) = (None::<ShardMap>, 0);
+    let (mut previous, mut revision) = (None::<ShardMap>, Revision::default());
     for (i, members) in steps.iter().enumerate() {
         let next = map_of(previous.as_ref(), members, 100);
         let reason = format!("members {members:?}");
@@ -208,7 +209,7 @@ async fn versions_chain_in_kv_and_history_and_a_watcher_elsewhere_sees_every_one
             maps.write(&lease, next.clone(), &reason, revision),
         )
         .await;
-        assert_eq!(outcome.stored.version, i as u64 + 1);
+        assert_eq!(outcome.stored.version, MapVersion::new(i as u64 + 1));
         assert_eq!(outcome.stored.epoch, lease.epoch());
         assert_eq!(outcome.stored.leader, node("n1"));
         assert_eq!(outcome.stored.reason, reason);
@@ -275,7 +276,7 @@ async fn two_writers_racing_under_one_lease_never_fork_the_map() {
         let current = load(&maps_x).await;
         let (previous, revision) = match &current {
             Some((stored, revision)) => (Some(&stored.map), *revision),
-            None => (None, 0),
+            None => (None, Revision::default()),
         };
         let map_x = map_of(previous, &[1 + round % 3, 4], 100);
         let map_y = map_of(previous, &[1 + round % 3, 5], 100);
@@ -287,7 +288,7 @@ async fn two_writers_racing_under_one_lease_never_fork_the_map() {
         match (from_x, from_y) {
             (Ok(won), Err(ClusterError::Conflict { .. }))
             | (Err(ClusterError::Conflict { .. }), Ok(won)) => {
-                assert_eq!(won.stored.version, round as u64 + 1);
+                assert_eq!(won.stored.version, MapVersion::new(round as u64 + 1));
                 winners.push(won.stored);
             }
             (from_x, from_y) => panic!(
@@ -319,7 +320,7 @@ async fn two_writers_racing_under_one_lease_never_fork_the_map() {
 }
 
 /// The lease value a renewal of `lease` writes (`{"node", "epoch"}`).
-fn lease_value(node: &str, epoch: u64) -> bytes::Bytes {
+fn lease_value(node: &str, epoch: impl serde::Serialize) -> bytes::Bytes {
     serde_json::to_vec(&serde_json::json!({ "node": node, "epoch": epoch }))
         .unwrap_or_else(|e| panic!("{e}"))
         .into()
@@ -329,13 +330,13 @@ fn lease_value(node: &str, epoch: u64) -> bytes::Bytes {
 async fn the_server_lets_a_write_follow_its_own_lease_and_refuses_it_once_anyone_else_wrote_it() {
     let server = start_server();
     let (config, store, maps, mut lease) = one_writer(&server.url()).await;
-    let v1 = write_members(&maps, &lease, None, &[1], "v1", 0)
+    let v1 = write_members(&maps, &lease, None, &[1], "v1", Revision::default())
         .await
         .unwrap_or_else(|e| panic!("v1: {e}"));
 
     // A renewal through the lease: the fence follows it.
     within("renew", lease.renew()).await;
-    assert!(lease.revision() > lease.epoch());
+    assert!(lease.revision().get() > lease.epoch().get());
     assert_eq!(lease.fence().revision(), lease.revision());
     let v2 = write_members(
         &maps,
@@ -404,7 +405,7 @@ async fn the_server_lets_a_write_follow_its_own_lease_and_refuses_it_once_anyone
 async fn history_records_cannot_be_deleted() {
     let server = start_server();
     let (_, store, maps, lease) = one_writer(&server.url()).await;
-    write_members(&maps, &lease, None, &[1], "v1", 0)
+    write_members(&maps, &lease, None, &[1], "v1", Revision::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let coord = raw_coord(&server.url(), &store).await;
@@ -412,7 +413,7 @@ async fn history_records_cannot_be_deleted() {
         "reading the history record",
         coord
             .stream
-            .get_last_raw_message_by_subject(&store.history_subject(1)),
+            .get_last_raw_message_by_subject(&store.history_subject(MapVersion::new(1))),
     )
     .await;
     let deleted = in_time("delete", coord.stream.delete_message(record.sequence)).await;
@@ -433,7 +434,7 @@ async fn writes_under_an_expired_or_released_lease_or_a_stale_revision_change_no
     let maps = ShardMapStore::new(store.clone(), &config);
     let leases = leader_lease(store, &config);
     let lease = acquire(&leases).await;
-    let first = write_members(&maps, &lease, None, &[1, 2], "first", 0)
+    let first = write_members(&maps, &lease, None, &[1, 2], "first", Revision::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
@@ -451,9 +452,9 @@ async fn writes_under_an_expired_or_released_lease_or_a_stale_revision_change_no
     };
 
     // A stale revision (as from a leader whose view is behind): Conflict.
-    let stale = write_members(&maps, &lease, None, &[3], "stale view", 0).await;
+    let stale = write_members(&maps, &lease, None, &[3], "stale view", Revision::default()).await;
     assert!(
-        matches!(stale, Err(ClusterError::Conflict { expected: 0, .. })),
+        matches!(stale, Err(ClusterError::Conflict { expected, .. }) if expected == Revision::default()),
         "{stale:?}"
     );
     unchanged("a stale-revision write").await;
@@ -488,7 +489,12 @@ async fn a_map_with_another_shard_count_is_refused_and_nothing_is_written() {
     // Against the configuration (no map yet).
     let wrong = in_time(
         "write",
-        maps.write(&lease, map_of(None, &[1], 64), "64 shards", 0),
+        maps.write(
+            &lease,
+            map_of(None, &[1], 64),
+            "64 shards",
+            Revision::default(),
+        ),
     )
     .await;
     assert_shard_count_refused(wrong);
@@ -499,7 +505,7 @@ async fn a_map_with_another_shard_count_is_refused_and_nothing_is_written() {
     );
 
     // Against the stored map, from a node configured with another shard count.
-    let first = write_members(&maps, &lease, None, &[1, 2], "first", 0)
+    let first = write_members(&maps, &lease, None, &[1, 2], "first", Revision::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut other_config = config.clone();
@@ -529,7 +535,7 @@ async fn the_watch_skips_maps_with_a_lower_epoch_or_an_old_version() {
     let (config, store, maps, lease) = one_writer(&server.url()).await;
     let watcher = maps_elsewhere(&server.url(), &config).await;
     let mut watching = watch(&watcher).await;
-    let v1 = write_members(&maps, &lease, None, &[1, 2], "first", 0)
+    let v1 = write_members(&maps, &lease, None, &[1, 2], "first", Revision::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(next_map(&mut watching).await.0, v1.stored);
@@ -547,22 +553,20 @@ async fn the_watch_skips_maps_with_a_lower_epoch_or_an_old_version() {
         }))
         .unwrap_or_else(|e| panic!("{e}"))
     };
-    let low_epoch = lease.epoch() - 1;
-    for value in [
-        rogue(2, low_epoch, &[3]),
-        rogue(1, lease.epoch() + 10, &[4]),
-    ] {
+    let epoch = lease.epoch().get();
+    let low_epoch = epoch - 1;
+    for value in [rogue(2, low_epoch, &[3]), rogue(1, epoch + 10, &[4])] {
         within("put", coord.put(MAP_KEY, value.into())).await;
     }
-    let valid = rogue(3, lease.epoch() + 10, &[5]);
+    let valid = rogue(3, epoch + 10, &[5]);
     within("put", coord.put(MAP_KEY, valid.into())).await;
     let (seen, _) = next_map(&mut watching).await;
     assert_eq!(
-        (seen.version, seen.epoch),
-        (3, lease.epoch() + 10),
+        (seen.version.get(), seen.epoch.get()),
+        (3, epoch + 10),
         "the watch yielded a stale map: {seen:?}"
     );
-    assert_eq!(watching.max_epoch(), lease.epoch() + 10);
+    assert_eq!(watching.max_epoch().get(), epoch + 10);
     // And the fenced writer, now behind the stored epoch, is refused.
     let (_, revision) = load(&maps).await.unwrap_or_else(|| panic!("no map"));
     let refused = write_members(&maps, &lease, None, &[1], "behind", revision).await;
@@ -616,7 +620,7 @@ async fn lost_races_on_a_3_replica_cluster_are_conflicts() {
     let (config, stores) = r3_stores(&nats).await;
 
     // TTL writes (the lease's and the member keys' CAS), one writer per server.
-    let mut revision = 0;
+    let mut revision = Revision::default();
     for round in 0..R3_ROUNDS {
         let writes = stores.iter().enumerate().map(|(i, store)| {
             store.put_with_ttl(
@@ -637,7 +641,7 @@ async fn lost_races_on_a_3_replica_cluster_are_conflicts() {
         .iter()
         .map(|store| ShardMapStore::new(store.clone(), &config))
         .collect();
-    let (mut previous, mut revision) = (None, 0);
+    let (mut previous, mut revision) = (None, Revision::default());
     for round in 0..R3_ROUNDS {
         let writes = maps.iter().enumerate().map(|(i, maps)| {
             let members = [Member::new(node(&format!("m{}", (round + i) % 5)))];
@@ -649,7 +653,7 @@ async fn lost_races_on_a_3_replica_cluster_are_conflicts() {
         });
         let results = in_time("a racing round", join_all(writes)).await;
         let won = one_winner(round, results);
-        assert_eq!(won.stored.version, round as u64 + 1);
+        assert_eq!(won.stored.version, MapVersion::new(round as u64 + 1));
         revision = won.revision;
         previous = Some(won.stored.map);
     }

@@ -11,8 +11,8 @@ use async_nats::header::{
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use bytes::Bytes;
 
-use crate::ClusterError;
 use crate::kv::{ClusterStore, error_code, is_conflict};
+use crate::{ClusterError, Revision};
 
 /// Points the expected-last-subject-sequence check at another subject (server 2.11+; async-nats
 /// 0.51 has no constant for it).
@@ -38,10 +38,10 @@ pub(super) struct Batch {
     pub(super) map_subject: String,
     pub(super) map: Bytes,
     /// The map key's last revision the new version was computed from (0: no map yet).
-    pub(super) expected_revision: u64,
+    pub(super) expected_revision: Revision,
     pub(super) lease_subject: String,
     /// The lease key's last revision: a write of the writer's own lease.
-    pub(super) lease_revision: u64,
+    pub(super) lease_revision: Revision,
 }
 
 /// Why a batch was not stored.
@@ -58,7 +58,7 @@ pub(super) enum Sent {
 
 impl Batch {
     /// Sends the batch; the map's new revision if the server stored it.
-    pub(super) async fn send(&self, store: &ClusterStore) -> Result<u64, Sent> {
+    pub(super) async fn send(&self, store: &ClusterStore) -> Result<Revision, Sent> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let mut history = HeaderMap::new();
         history.insert(NATS_BATCH_ID, id.as_str());
@@ -93,7 +93,7 @@ impl Batch {
             .map_err(|e| Sent::Failed(unavailable(e)))?
             .await;
         // The commit's sequence is the batch's last message: the map.
-        ack.map(|ack| ack.sequence).map_err(classify)
+        ack.map(|ack| Revision::new(ack.sequence)).map_err(classify)
     }
 }
 

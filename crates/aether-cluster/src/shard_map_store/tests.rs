@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep, timeout};
 use super::{ShardMapStore, StoredShardMap};
 use crate::kv::ClusterStore;
 use crate::lease::{LeaderLease, Lease};
-use crate::{ClusterConfig, ClusterError};
+use crate::{ClusterConfig, ClusterError, Revision};
 
 /// What [`ShardMapStore::write`] awaits just before sending the map.
 #[derive(Clone)]
@@ -120,10 +120,13 @@ async fn a_leader_stalled_after_its_local_check_is_refused_by_the_server_and_nev
     let lease_a = acquire(&LeaderLease::new(store_a, &config_a).unwrap_or_else(|e| panic!("{e}")))
         .await
         .unwrap_or_else(|| panic!("a could not take a free lease"));
-    let v1 = timeout(STEP, maps_a.write(&lease_a, map_of(None, &["a"]), "v1", 0))
-        .await
-        .unwrap_or_else(|_| panic!("write v1 timed out"))
-        .unwrap_or_else(|e| panic!("write v1: {e}"));
+    let v1 = timeout(
+        STEP,
+        maps_a.write(&lease_a, map_of(None, &["a"]), "v1", Revision::default()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("write v1 timed out"))
+    .unwrap_or_else(|e| panic!("write v1: {e}"));
 
     // a's next write passes its local checks, then stalls.
     let (hook, reached, release) = stall();
