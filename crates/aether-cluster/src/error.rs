@@ -2,6 +2,9 @@
 
 use aether_core::BoxError;
 
+use crate::kv::SettingMismatch;
+use crate::{Epoch, Revision};
+
 /// An error of the cluster layer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -24,11 +27,51 @@ pub enum ClusterError {
         /// What was being written.
         what: String,
         /// The revision the write was based on.
-        expected: u64,
+        expected: Revision,
     },
     /// This node does not (or no longer) hold the leader lease.
     #[error("not the leader (lease lost or never held)")]
     NotLeader,
+    /// The NATS server refused a write fenced by a lease that no longer holds: since the writer
+    /// last checked its lease locally, the lease key was taken by another node, released or
+    /// expired. Nothing was written.
+    #[error(
+        "the server refused a write under lease epoch {epoch} (lease revision {lease_revision}): \
+         the lease has moved on"
+    )]
+    Fenced {
+        /// The epoch of the writer's lease.
+        epoch: Epoch,
+        /// The lease revision the write required to still be the lease key's last.
+        lease_revision: Revision,
+    },
+    /// A bucket of the cluster exists in NATS with other settings than this node's
+    /// configuration (replicas, member or lease TTL, layout); each difference is named. Start
+    /// the node with the cluster's settings, or recreate the buckets with every node stopped.
+    #[error(
+        "bucket {bucket} exists with other settings than this node's: {}",
+        list(differences)
+    )]
+    SettingsMismatch {
+        /// The bucket.
+        bucket: String,
+        /// Every setting that differs.
+        differences: Vec<SettingMismatch>,
+    },
+    /// NATS holds this cluster's state in the layout of an older Aether (separate lease and
+    /// shard-map buckets and a history stream), which this build neither reads nor fences.
+    #[error(
+        "NATS holds cluster {cluster}'s state in an older layout (streams {}); stop every node \
+         of the cluster and delete these streams (the next leader writes a new shard map), see \
+         docs/adr/0007-server-checked-map-fence.md",
+        streams.join(", ")
+    )]
+    OldLayout {
+        /// The cluster name.
+        cluster: String,
+        /// The old layout's streams found.
+        streams: Vec<String>,
+    },
     /// JetStream refused or failed a request.
     #[error("JetStream: {message}")]
     Backend {
@@ -50,4 +93,12 @@ impl ClusterError {
             source: Some(Box::new(source)),
         }
     }
+}
+
+fn list(differences: &[SettingMismatch]) -> String {
+    differences
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -1,4 +1,4 @@
-//! The leader lease: one key in the leader bucket, held by at most one node at a time.
+//! The leader lease: one key in the coordination bucket, held by at most one node at a time.
 //!
 //! | step | KV operation | result |
 //! |---|---|---|
@@ -22,8 +22,8 @@
 //! async-nats 0.51's `kv::Store::create_with_ttl` re-creates a key whose last entry is a
 //! delete or purge marker with a plain `update`, **without** the TTL. Every lease after the
 //! first release or expiry would then live forever if its holder crashed. [`LeaderLease`]
-//! therefore reads the key and writes with [`put_with_ttl`] itself, expecting the marker's
-//! revision (or 0 when the key never existed).
+//! therefore reads the key and writes with [`ClusterStore::put_with_ttl`] itself, expecting
+//! the marker's revision (or nothing when the key never existed).
 
 mod elector;
 
@@ -31,14 +31,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aether_core::NodeId;
+use async_nats::header::NATS_MARKER_REASON;
 use async_nats::jetstream::kv;
+use async_nats::jetstream::message::StreamMessage;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::kv::{ClusterStore, LEASE_KEY, put_with_ttl};
-use crate::{ClusterConfig, ClusterError};
+use crate::kv::{ClusterStore, Expect, LEASE_KEY, is_update_conflict, put_with_ttl};
+use crate::{ClusterConfig, ClusterError, Epoch, Revision};
 
 pub use elector::{LeaderElector, LeaderState};
 
@@ -52,7 +54,7 @@ struct LeaseValue {
     node: NodeId,
     /// Absent on the acquiring write, whose own revision is the epoch; present on renewals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    epoch: Option<u64>,
+    epoch: Option<Epoch>,
 }
 
 /// Who holds the lease, as read from the store.
@@ -62,9 +64,9 @@ pub struct LeaseHolder {
     /// The holding node.
     pub node: NodeId,
     /// The holder's epoch: the revision of its acquiring write.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The revision of the key's last write (the acquisition or the last renewal).
-    pub revision: u64,
+    pub revision: Revision,
 }
 
 impl LeaseHolder {
@@ -73,20 +75,32 @@ impl LeaseHolder {
         if entry.operation != kv::Operation::Put {
             return Ok(None);
         }
-        let value: LeaseValue = serde_json::from_slice(&entry.value).map_err(|e| {
+        Self::decode(&entry.value, Revision::new(entry.revision)).map(Some)
+    }
+
+    /// The holder named by the lease key's last message as read from the stream; `None` for a
+    /// delete or purge marker (a `KV-Operation` or `Nats-Marker-Reason` header).
+    pub(crate) fn from_message(message: &StreamMessage) -> Result<Option<Self>, ClusterError> {
+        let marker = message.headers.get("KV-Operation").is_some()
+            || message.headers.get(NATS_MARKER_REASON).is_some();
+        if marker {
+            return Ok(None);
+        }
+        Self::decode(&message.payload, Revision::new(message.sequence)).map(Some)
+    }
+
+    fn decode(value: &[u8], revision: Revision) -> Result<Self, ClusterError> {
+        let value: LeaseValue = serde_json::from_slice(value).map_err(|e| {
             ClusterError::backend(
-                format!(
-                    "the lease value at revision {} is not valid",
-                    entry.revision
-                ),
+                format!("the lease value at revision {revision} is not valid"),
                 e,
             )
         })?;
-        Ok(Some(Self {
+        Ok(Self {
             node: value.node,
-            epoch: value.epoch.unwrap_or(entry.revision),
-            revision: entry.revision,
-        }))
+            epoch: value.epoch.unwrap_or(Epoch::of(revision)),
+            revision,
+        })
     }
 }
 
@@ -191,27 +205,31 @@ impl LeaderLease {
         let mut holder = None;
         for _ in 0..ACQUIRE_ATTEMPTS {
             let expected = match self.entry().await? {
-                None => 0,
+                None => Expect::Nothing,
                 Some(entry) => match LeaseHolder::from_entry(&entry)? {
-                    None => entry.revision,
+                    None => Expect::Revision(Revision::new(entry.revision)),
                     Some(current) => return Ok(Acquired::Held(Some(current))),
                 },
             };
             let sent = Instant::now();
             match put_with_ttl(
                 &self.store.js,
-                self.store.leader_bucket(),
+                self.store.coord_bucket(),
                 LEASE_KEY,
                 value.clone(),
-                Some(expected),
+                expected,
                 self.ttl,
             )
             .await
             {
                 Ok(revision) => {
                     metrics::counter!("aether_cluster_lease_acquired_total").increment(1);
-                    tracing::debug!(node = %self.node, epoch = revision, "leader lease acquired");
-                    return Ok(Acquired::Lease(Lease::new(self.clone(), revision, sent)));
+                    tracing::debug!(node = %self.node, epoch = %revision, "leader lease acquired");
+                    return Ok(Acquired::Lease(Lease::new(
+                        self.clone(),
+                        Epoch::of(revision),
+                        sent,
+                    )));
                 }
                 // Someone wrote between our read and our write: read again.
                 Err(ClusterError::Conflict { .. }) => holder = self.current().await?,
@@ -225,18 +243,23 @@ impl LeaderLease {
     }
 
     async fn entry(&self) -> Result<Option<kv::Entry>, ClusterError> {
-        self.store
-            .leader
-            .entry(LEASE_KEY)
-            .await
-            .map_err(|e| match e.kind() {
-                kv::EntryErrorKind::TimedOut => ClusterError::Unavailable {
-                    message: "no answer reading the leader lease".to_owned(),
-                    source: Some(Box::new(e)),
-                },
-                _ => ClusterError::backend("cannot read the leader lease", e),
-            })
+        lease_entry(&self.store).await
     }
+}
+
+/// The lease key's last entry.
+async fn lease_entry(store: &ClusterStore) -> Result<Option<kv::Entry>, ClusterError> {
+    store
+        .coord
+        .entry(LEASE_KEY)
+        .await
+        .map_err(|e| match e.kind() {
+            kv::EntryErrorKind::TimedOut => ClusterError::Unavailable {
+                message: "no answer reading the leader lease".to_owned(),
+                source: Some(Box::new(e)),
+            },
+            _ => ClusterError::backend("cannot read the leader lease", e),
+        })
 }
 
 /// The outcome of an acquisition attempt.
@@ -255,6 +278,8 @@ struct FenceState {
     deadline: Instant,
     /// Lost for good (a renewal failed its CAS, the deadline passed, released or dropped).
     lost: bool,
+    /// The revision of the lease's last write (acquisition or renewal).
+    revision: Revision,
 }
 
 /// Why a lease was lost.
@@ -274,8 +299,8 @@ enum Lost {
 #[derive(Debug)]
 pub struct Lease {
     lease: LeaderLease,
-    epoch: u64,
-    revision: u64,
+    epoch: Epoch,
+    revision: Revision,
     renewed_at: Instant,
     lost: Option<Lost>,
     state: watch::Sender<FenceState>,
@@ -283,10 +308,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn new(lease: LeaderLease, epoch: u64, sent: Instant) -> Self {
+    fn new(lease: LeaderLease, epoch: Epoch, sent: Instant) -> Self {
         let state = FenceState {
             deadline: sent + lease.ttl - lease.margin,
             lost: false,
+            revision: Revision::new(epoch.get()),
         };
         let (tx, rx) = watch::channel(state);
         let fence = LeaseFence {
@@ -298,7 +324,7 @@ impl Lease {
         Self {
             lease,
             epoch,
-            revision: epoch,
+            revision: Revision::new(epoch.get()),
             renewed_at: sent,
             lost: None,
             state: tx,
@@ -313,13 +339,13 @@ impl Lease {
 
     /// The epoch (fencing token): the revision of the acquiring write. Strictly greater than
     /// the epoch of every earlier lease of this bucket.
-    pub fn epoch(&self) -> u64 {
+    pub fn epoch(&self) -> Epoch {
         self.epoch
     }
 
     /// The revision of the last successful write (acquisition or renewal): what the next
     /// renewal's CAS expects.
-    pub fn revision(&self) -> u64 {
+    pub fn revision(&self) -> Revision {
         self.revision
     }
 
@@ -380,16 +406,16 @@ impl Lease {
             }
             let outcome = put_with_ttl(
                 &self.lease.store.js,
-                self.lease.store.leader_bucket(),
+                self.lease.store.coord_bucket(),
                 LEASE_KEY,
                 value.clone(),
-                Some(self.revision),
+                Expect::Revision(self.revision),
                 self.lease.ttl,
             )
             .await;
             match outcome {
                 Ok(revision) => {
-                    self.revision = revision;
+                    self.set_revision(revision);
                     if Instant::now() >= deadline {
                         // We stopped acting at the deadline; a lease never comes back.
                         return Err(self.lose(Lost::Expired));
@@ -405,7 +431,7 @@ impl Lease {
                             && holder.epoch == self.epoch
                             && holder.revision > self.revision =>
                     {
-                        self.revision = holder.revision;
+                        self.set_revision(holder.revision);
                     }
                     _ => return Err(self.lose(Lost::Taken)),
                 },
@@ -432,16 +458,16 @@ impl Lease {
         let outcome = self
             .lease
             .store
-            .leader
-            .delete_expect_revision(LEASE_KEY, Some(self.revision))
+            .coord
+            .delete_expect_revision(LEASE_KEY, Some(self.revision.get()))
             .await;
         match outcome {
             Ok(()) => {
-                tracing::debug!(node = %self.lease.node, epoch = self.epoch, "leader lease released");
+                tracing::debug!(node = %self.lease.node, epoch = %self.epoch, "leader lease released");
                 Ok(())
             }
             Err(e) => Err(match e.kind() {
-                kv::UpdateErrorKind::WrongLastRevision => ClusterError::NotLeader,
+                _ if is_update_conflict(&e) => ClusterError::NotLeader,
                 kv::UpdateErrorKind::TimedOut => ClusterError::Unavailable {
                     message: "no answer releasing the leader lease".to_owned(),
                     source: Some(Box::new(e)),
@@ -451,12 +477,17 @@ impl Lease {
         }
     }
 
+    fn set_revision(&mut self, revision: Revision) {
+        self.revision = revision;
+        self.state.send_modify(|state| state.revision = revision);
+    }
+
     /// Marks the lease lost (for good) and returns [`ClusterError::NotLeader`].
     fn lose(&mut self, why: Lost) -> ClusterError {
         if self.lost.is_none() {
             self.lost = Some(why);
             metrics::counter!("aether_cluster_lease_lost_total").increment(1);
-            tracing::debug!(node = %self.lease.node, epoch = self.epoch, ?why, "leader lease lost");
+            tracing::debug!(node = %self.lease.node, epoch = %self.epoch, ?why, "leader lease lost");
         }
         self.invalidate();
         ClusterError::NotLeader
@@ -479,7 +510,7 @@ impl Drop for Lease {
 #[derive(Debug, Clone)]
 pub struct LeaseFence {
     node: NodeId,
-    epoch: u64,
+    epoch: Epoch,
     acquired_at: Instant,
     state: watch::Receiver<FenceState>,
 }
@@ -491,8 +522,14 @@ impl LeaseFence {
     }
 
     /// The lease's epoch (fencing token).
-    pub fn epoch(&self) -> u64 {
+    pub fn epoch(&self) -> Epoch {
         self.epoch
+    }
+
+    /// The revision of the lease's last write as this holder knows it (the acquisition, then
+    /// each renewal): what a server-fenced write requires the lease key's last revision to be.
+    pub fn revision(&self) -> Revision {
+        self.state.borrow().revision
     }
 
     /// When the acquiring write was sent (monotonic clock): no other holder's deadline can be

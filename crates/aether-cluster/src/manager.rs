@@ -7,7 +7,7 @@
 //!  LeaderElector ─state─┘        ▲
 //!        │ fence                 │ ShardsMoved
 //!        ▼                       │
-//!  rebalancer (leader only) ──write──► shard-map KV ──watch──► map task ──► watch of the map
+//!  rebalancer (leader only) ──write──► coord KV `map` ──watch──► map task ──► watch of the map
 //! ```
 //!
 //! The rebalancer runs only while this node holds a valid lease and stamps every write with the
@@ -22,8 +22,9 @@
 //! - while [`MembershipHealth::frozen`] (a mass disappearance) or while this node's membership
 //!   view is not synchronised, nothing is written.
 //!
-//! Every write is a [`ShardMapStore::write`] (CAS on the map's revision, fenced by the epoch); on
-//! a conflict the rebalancer re-reads the map and recomputes.
+//! Every write is a [`ShardMapStore::write`] (CAS on the map's revision, fenced by the lease on the
+//! NATS server, ADR 0007); on a conflict the rebalancer re-reads the map and recomputes, and on
+//! [`ClusterError::Fenced`] it stops as on a lost lease.
 
 mod rebalancer;
 mod topology;
@@ -39,7 +40,7 @@ use crate::kv::ClusterStore;
 use crate::lease::{LeaderElector, LeaderState};
 use crate::membership::{MemberInfo, Membership, MembershipHealth};
 use crate::shard_map_store::{ShardMapStore, StoredShardMap};
-use crate::{ClusterConfig, ClusterError};
+use crate::{ClusterConfig, ClusterError, Epoch, MapVersion};
 
 use topology::Shared;
 
@@ -62,14 +63,14 @@ pub enum TopologyEvent {
         /// The new leader.
         node: NodeId,
         /// Its epoch (fencing token).
-        epoch: u64,
+        epoch: Epoch,
     },
     /// A new shard-map version was adopted by this node.
     ShardsMoved {
         /// The new version.
-        version: u64,
+        version: MapVersion,
         /// The epoch it was written under.
-        epoch: u64,
+        epoch: Epoch,
         /// The shards whose owner differs from the map this node held before (for the first
         /// map this node sees: every assigned shard, from no owner).
         moved: Vec<ShardMove>,
@@ -119,6 +120,8 @@ impl ClusterManager {
     /// - [`ClusterError::InvalidConfig`] for settings that cannot work (see
     ///   [`Membership::start`] and [`LeaderElector::start`]; `max_moves_per_step` must be at
     ///   least 1) or when a live node already uses this node id;
+    /// - [`ClusterError::SettingsMismatch`] / [`ClusterError::OldLayout`] if the cluster's
+    ///   buckets exist with other settings or in an older layout (see [`ClusterStore::open`]);
     /// - [`ClusterError::Unavailable`] / [`ClusterError::Backend`] if NATS cannot be reached or
     ///   refuses. Nothing keeps running after an error (a started membership is withdrawn).
     pub async fn start(
@@ -223,7 +226,7 @@ impl ClusterManager {
 
     /// The epoch of the current leader's lease (the last one seen while there is none; 0 before
     /// any).
-    pub fn epoch(&self) -> u64 {
+    pub fn epoch(&self) -> Epoch {
         self.leader.borrow().epoch
     }
 

@@ -1,48 +1,55 @@
-//! The versioned shard map in KV, fenced by the leader's epoch, and its history stream.
+//! The versioned shard map in KV, fenced by the leader's lease on the NATS server, and its
+//! history.
 //!
-//! The map lives under [`MAP_KEY`] as a [`StoredShardMap`] (JSON). Every write is a
-//! compare-and-swap on the key's last revision, made only by a holder of a valid
-//! [`LeaseFence`] whose epoch is not lower than the stored map's, so two would-be leaders can
-//! never fork it: the second CAS fails, and a deposed leader is refused by its own deadline and
-//! by the epoch check. Versions go up by exactly one per write.
+//! The map lives under [`MAP_KEY`] of the coordination bucket as a [`StoredShardMap`] (JSON),
+//! next to the lease; version `v`'s [`MapChange`] (version, epoch, leader, reason, moved
+//! shards) lives under `history.<v>`. A write is **one atomic batch** of two messages (ADR
+//! 0007): the history record, which requires the lease key's last revision to be the writer's
+//! own (`Nats-Expected-Last-Subject-Sequence` + `…-Subject` on the lease key), then the map,
+//! which requires the map key's last revision to be the one the new version was computed from.
+//! The server stores both or neither, so
 //!
-//! After each write, a [`MapChange`] (version, epoch, leader, reason, moved shards) is appended
-//! to the history stream with `Nats-Expected-Last-Subject-Sequence` = the previous record's
-//! sequence, so the history is one linear chain too.
+//! - a writer whose lease was taken, released or expired since it last checked it locally (a
+//!   leader stalled by SIGSTOP, a slow request or a publish buffered across a reconnect) is
+//!   refused by the server ([`ClusterError::Fenced`]) and nobody ever sees its map;
+//! - two writers never fork the map (the second CAS fails) and versions go up by exactly one;
+//! - the history has exactly one record per version, with nothing to repair.
 //!
-//! # When a history append fails
-//!
-//! The map write has already happened (and cannot be undone), so [`ShardMapStore::write`]
-//! still succeeds, reports the failure in [`MapWritten::history_error`] and logs it. The gap is
-//! then exactly one record: the next write first **repairs** it, before its own CAS, and
-//! refuses to write if the repair fails. The missing record is rebuilt exactly: its version,
-//! epoch, leader and reason are in the stored map, and its moves are the difference between the
-//! stored map and the previous map, which is the replay of every earlier record's moves (the
-//! chain is complete up to there). [`ShardMapStore::repair_history`] does the same on demand;
-//! anyone may call it, since the record is derived from what is already stored. A history that
-//! lacks more than its last record (only possible if the stream was changed outside Aether) is
-//! reported as [`ClusterError::Backend`] and blocks writes.
+//! The writer also checks locally, before reading and before each send: its lease must be
+//! valid by its own deadline and its epoch not lower than the stored map's. When the holder's
+//! own renewal moved the lease between its local check and the server's (the lease key's last
+//! revision is a renewal of the same lease), the write is retried on that revision, at most
+//! [`WRITE_ATTEMPTS`] times.
 
+mod batch;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 use std::time::Duration;
 
 use aether_core::{NodeId, PlacementError, ShardCount, ShardMap, ShardMove, shard_moves};
-use async_nats::HeaderMap;
-use async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv;
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::kv::{ClusterStore, MAP_KEY};
-use crate::lease::LeaseFence;
-use crate::{ClusterConfig, ClusterError};
+use crate::kv::{ClusterStore, LEASE_KEY, MAP_KEY};
+use crate::lease::{LeaseFence, LeaseHolder};
+use crate::{ClusterConfig, ClusterError, Epoch, MapVersion, Revision};
+
+use batch::{Batch, Sent};
 
 pub use watch::ShardMapWatch;
+
+/// How often [`ShardMapStore::write`] sends its batch when the server refuses it for a reason
+/// that does not settle the outcome: the holder's own renewal moved the lease, another write
+/// to the map or the lease was still in flight (10164 on a clustered stream), or the server
+/// was briefly unable to check. Between attempts it pauses 10, 20, 40, … ms.
+pub const WRITE_ATTEMPTS: u32 = 5;
 
 /// The shard map as stored in KV: the map plus its version and the leader (and epoch) that
 /// wrote it.
@@ -50,9 +57,9 @@ pub use watch::ShardMapWatch;
 #[non_exhaustive]
 pub struct StoredShardMap {
     /// 1 for the first map, then +1 per write.
-    pub version: u64,
+    pub version: MapVersion,
     /// The epoch of the lease under which it was written.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The node that wrote it.
     pub leader: NodeId,
     /// Why it was written (free text from the leader, e.g. `node n3 failed`).
@@ -61,14 +68,14 @@ pub struct StoredShardMap {
     pub map: ShardMap,
 }
 
-/// One record of the history stream: what a map version changed.
+/// One history record (key `history.<version>`): what a map version changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct MapChange {
     /// The version written.
-    pub version: u64,
+    pub version: MapVersion,
     /// The epoch it was written under.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The node that wrote it.
     pub leader: NodeId,
     /// Why.
@@ -97,10 +104,7 @@ pub struct MapWritten {
     /// The map as stored.
     pub stored: StoredShardMap,
     /// Its KV revision: the `expected_revision` of the next write.
-    pub revision: u64,
-    /// Why its history record could not be appended, if it could not. The map write stands;
-    /// the next write (or [`ShardMapStore::repair_history`]) appends the missing record.
-    pub history_error: Option<ClusterError>,
+    pub revision: Revision,
 }
 
 /// Reads, writes (fenced) and watches the cluster's shard map, and reads its history.
@@ -109,6 +113,9 @@ pub struct ShardMapStore {
     store: ClusterStore,
     shard_count: ShardCount,
     timeout: Duration,
+    /// Test seam: awaited after the last local fence check, just before the map is sent.
+    #[cfg(test)]
+    before_send: Option<tests::Hook>,
 }
 
 impl ShardMapStore {
@@ -118,6 +125,8 @@ impl ShardMapStore {
             store,
             shard_count: config.shard_count,
             timeout: config.request_timeout,
+            #[cfg(test)]
+            before_send: None,
         }
     }
 
@@ -127,10 +136,10 @@ impl ShardMapStore {
     ///
     /// [`ClusterError::Unavailable`] if NATS does not answer; [`ClusterError::Backend`] if it
     /// refuses, the value is not a valid map, or the key was deleted outside Aether.
-    pub async fn load(&self) -> Result<Option<(StoredShardMap, u64)>, ClusterError> {
+    pub async fn load(&self) -> Result<Option<(StoredShardMap, Revision)>, ClusterError> {
         let entry = self
             .store
-            .shard_map
+            .coord
             .entry(MAP_KEY)
             .await
             .map_err(|e| match e.kind() {
@@ -139,39 +148,44 @@ impl ShardMapStore {
             })?;
         match entry {
             None => Ok(None),
-            Some(entry) => decode_entry(&entry).map(|stored| Some((stored, entry.revision))),
+            Some(entry) => {
+                decode_entry(&entry).map(|stored| Some((stored, Revision::new(entry.revision))))
+            }
         }
     }
 
-    /// Writes `next` as the next version, if `lease` may act and nobody wrote since
-    /// `expected_revision` (the revision from [`load`](Self::load), or 0 when there is no map
-    /// yet). Then appends the change to the history (repairing a missing previous record
-    /// first, see the module docs).
+    /// Writes `next` as the next version, with its history record, if `lease` still holds and
+    /// nobody wrote since `expected_revision` (the revision from [`load`](Self::load), or 0
+    /// when there is no map yet). See the module docs for the checks the server makes.
     ///
     /// # Errors
     ///
     /// Nothing is written on any error:
     /// - [`ClusterError::NotLeader`] if the lease is not valid by its own deadline (checked
-    ///   before reading and again just before the CAS), or its epoch is lower than the stored
+    ///   before reading and again before each send), or its epoch is lower than the stored
     ///   map's (a newer leader has written);
+    /// - [`ClusterError::Fenced`] if the server refused the write because the lease key no
+    ///   longer holds this lease (taken, released or expired since the local check);
     /// - [`ClusterError::Conflict`] if the map's revision is not `expected_revision` (read
-    ///   first, or the CAS lost the race);
+    ///   first, or the server's CAS lost the race);
     /// - [`ClusterError::InvalidConfig`] if `next` has another shard count than this store's
     ///   configuration or the stored map (a cluster's shard count is fixed);
     /// - [`ClusterError::Unavailable`] / [`ClusterError::Backend`] if NATS does not answer or
-    ///   refuses, or the history's missing record cannot be repaired.
+    ///   refuses. After [`ClusterError::Unavailable`] the write may have landed: read again.
     pub async fn write(
         &self,
         lease: &impl AsRef<LeaseFence>,
         next: ShardMap,
         reason: &str,
-        expected_revision: u64,
+        expected_revision: Revision,
     ) -> Result<MapWritten, ClusterError> {
         let fence = lease.as_ref();
         fence.check()?;
         check_shard_count(self.shard_count, next.shard_count())?;
         let current = self.load().await?;
-        let current_revision = current.as_ref().map_or(0, |(_, revision)| *revision);
+        let current_revision = current
+            .as_ref()
+            .map_or(Revision::default(), |(_, revision)| *revision);
         if current_revision != expected_revision {
             return Err(map_conflict(expected_revision));
         }
@@ -179,20 +193,19 @@ impl ShardMapStore {
         if let Some(previous) = &previous {
             if previous.epoch > fence.epoch() {
                 tracing::warn!(
-                    stored = previous.epoch,
-                    ours = fence.epoch(),
+                    stored = %previous.epoch,
+                    ours = %fence.epoch(),
                     "shard map: refusing to write under an older epoch"
                 );
                 return Err(ClusterError::NotLeader);
             }
             check_shard_count(previous.map.shard_count(), next.shard_count())?;
         }
-        let history_seq = self
-            .ensure_history(previous.as_ref(), expected_revision)
-            .await?;
-
         let stored = StoredShardMap {
-            version: previous.as_ref().map_or(0, |p| p.version) + 1,
+            version: previous
+                .as_ref()
+                .map_or(MapVersion::default(), |p| p.version)
+                .next(),
             epoch: fence.epoch(),
             leader: fence.node().clone(),
             reason: reason.to_owned(),
@@ -202,67 +215,117 @@ impl ShardMapStore {
             Some(previous) => shard_moves(&previous.map, &stored.map),
             None => shard_moves(&ShardMap::unassigned(self.shard_count), &stored.map),
         };
-        let value = serde_json::to_vec(&stored)
-            .map_err(|e| ClusterError::backend("cannot encode the shard map", e))?;
-        fence.check()?;
-        let revision = self
-            .store
-            .shard_map
-            .update(MAP_KEY, value.into(), expected_revision)
-            .await
-            .map_err(|e| match e.kind() {
-                kv::UpdateErrorKind::WrongLastRevision => map_conflict(expected_revision),
-                kv::UpdateErrorKind::TimedOut => unavailable("writing the shard map", e),
-                _ => ClusterError::backend("cannot write the shard map", e),
-            })?;
-        metrics::counter!("aether_cluster_shard_map_writes_total").increment(1);
-        tracing::info!(
-            version = stored.version,
-            epoch = stored.epoch,
-            moved = moved.len(),
-            reason,
-            "shard map written"
-        );
-
         let change = MapChange::of(&stored, moved);
-        let history_error = match self.append(&change, history_seq).await {
-            Ok(_) => None,
-            Err(error) => match self.last_history().await {
-                // Someone (a repair) appended exactly this record meanwhile.
-                Ok(Some((last, _))) if last.version >= stored.version => None,
-                _ => {
-                    metrics::counter!("aether_cluster_shard_map_history_failures_total")
-                        .increment(1);
-                    tracing::warn!(
-                        %error,
-                        version = stored.version,
-                        "shard map: history append failed; the next write repairs it"
-                    );
-                    Some(error)
-                }
-            },
+        let mut batch = Batch {
+            history_subject: self.store.history_subject(stored.version),
+            history: encode(&change, "a shard-map history record")?,
+            map_subject: self.store.coord_subject(MAP_KEY),
+            map: encode(&stored, "the shard map")?,
+            expected_revision,
+            lease_subject: self.store.coord_subject(LEASE_KEY),
+            lease_revision: fence.revision(),
         };
-        Ok(MapWritten {
-            stored,
-            revision,
-            history_error,
+        let mut last_error = None;
+        for attempt in 0..WRITE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(10 << (attempt - 1))).await;
+            }
+            fence.check()?;
+            #[cfg(test)]
+            if let Some(hook) = &self.before_send {
+                hook.run().await;
+            }
+            match batch.send(&self.store).await {
+                Ok(revision) => {
+                    metrics::counter!("aether_cluster_shard_map_writes_total").increment(1);
+                    tracing::info!(
+                        version = %stored.version,
+                        epoch = %stored.epoch,
+                        moved = change.moved.len(),
+                        reason,
+                        "shard map written"
+                    );
+                    return Ok(MapWritten { stored, revision });
+                }
+                Err(Sent::Refused(error)) => {
+                    self.settle_refusal(fence, &mut batch).await?;
+                    last_error = Some(error);
+                }
+                Err(Sent::Busy(error)) => last_error = Some(error),
+                Err(Sent::Failed(error)) => return Err(error),
+            }
+        }
+        Err(ClusterError::Unavailable {
+            message: format!(
+                "the shard-map write was refused {WRITE_ATTEMPTS} times without a settled \
+                 outcome (lease renewals or a busy server)"
+            ),
+            source: last_error.map(|e| Box::new(e) as aether_core::BoxError),
         })
     }
 
-    /// Appends the history record of the stored map if it is missing (its append failed).
-    /// `Ok(true)` if a record was appended, `Ok(false)` if the history was complete.
-    ///
-    /// # Errors
-    ///
-    /// [`ClusterError::Unavailable`] / [`ClusterError::Backend`] if NATS does not answer or
-    /// refuses, or the history lacks more than the last record.
-    pub async fn repair_history(&self) -> Result<bool, ClusterError> {
-        let current = self.load().await?;
-        let revision = current.as_ref().map_or(0, |(_, revision)| *revision);
-        let current = current.map(|(stored, _)| stored);
-        let before = self.last_history().await?.map_or(0, |(_, seq)| seq);
-        let after = self.ensure_history(current.as_ref(), revision).await?;
-        Ok(after != before)
+    /// After the server refused a batch for one of its expected-sequence checks: which one,
+    /// from the stream leader's view (not a replica's, which may lag). The map's:
+    /// [`ClusterError::Conflict`]. The lease's, because another node holds the lease or nobody
+    /// does: [`ClusterError::Fenced`]. Otherwise (this holder's own renewal moved the lease, or
+    /// a write still in flight made a clustered stream refuse): `Ok`, with the batch set to the
+    /// lease's current revision for the next try.
+    async fn settle_refusal(
+        &self,
+        fence: &LeaseFence,
+        batch: &mut Batch,
+    ) -> Result<(), ClusterError> {
+        let map = self.last_message(&batch.map_subject).await?;
+        if Revision::new(map.map_or(0, |m| m.sequence)) != batch.expected_revision {
+            return Err(map_conflict(batch.expected_revision));
+        }
+        let lease = self.last_message(&batch.lease_subject).await?;
+        let holder = match &lease {
+            Some(message) => LeaseHolder::from_message(message)?,
+            None => None,
+        };
+        match holder {
+            Some(holder) if holder.node == *fence.node() && holder.epoch == fence.epoch() => {
+                batch.lease_revision = holder.revision.max(fence.revision());
+                tracing::debug!(
+                    epoch = %fence.epoch(),
+                    lease_revision = %batch.lease_revision,
+                    "shard map: the write was refused under this node's own lease; again"
+                );
+                Ok(())
+            }
+            holder => {
+                metrics::counter!("aether_cluster_shard_map_fenced_total").increment(1);
+                tracing::warn!(
+                    epoch = %fence.epoch(),
+                    lease_revision = %batch.lease_revision,
+                    holder = ?holder.map(|h| (h.node, h.epoch)),
+                    "shard map: the server refused the write; the lease has moved on"
+                );
+                Err(ClusterError::Fenced {
+                    epoch: fence.epoch(),
+                    lease_revision: batch.lease_revision,
+                })
+            }
+        }
+    }
+
+    /// The last message on `subject` of the coordination stream, read from its leader.
+    async fn last_message(&self, subject: &str) -> Result<Option<StreamMessage>, ClusterError> {
+        match self
+            .store
+            .coord
+            .stream
+            .get_last_raw_message_by_subject(subject)
+            .await
+        {
+            Ok(message) => Ok(Some(message)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) if e.kind() == LastRawMessageErrorKind::Other => {
+                Err(unavailable(&format!("reading {subject}"), e))
+            }
+            Err(e) => Err(ClusterError::backend(format!("cannot read {subject}"), e)),
+        }
     }
 
     /// Every history record, in order.
@@ -274,9 +337,10 @@ impl ShardMapStore {
     pub async fn history(&self) -> Result<Vec<MapChange>, ClusterError> {
         let consumer = self
             .store
-            .history
+            .coord
+            .stream
             .create_consumer(pull::OrderedConfig {
-                filter_subject: self.store.history_subject.clone(),
+                filter_subject: self.store.history_filter(),
                 deliver_policy: DeliverPolicy::All,
                 ..Default::default()
             })
@@ -329,149 +393,11 @@ impl ShardMapStore {
     pub async fn watch(&self) -> Result<ShardMapWatch, ClusterError> {
         let inner = self
             .store
-            .shard_map
+            .coord
             .watch_with_history(MAP_KEY)
             .await
             .map_err(|e| ClusterError::backend("cannot watch the shard map", e))?;
         Ok(ShardMapWatch::new(inner))
-    }
-
-    /// Makes sure the history ends with the record of `current` (read at `revision`),
-    /// appending it if it is the only one missing; returns the sequence of the history's last
-    /// message (0 if empty). A history already past `current` means the map was written after
-    /// it was read: [`ClusterError::Conflict`].
-    async fn ensure_history(
-        &self,
-        current: Option<&StoredShardMap>,
-        revision: u64,
-    ) -> Result<u64, ClusterError> {
-        let stored_version = current.map_or(0, |stored| stored.version);
-        for _ in 0..3 {
-            let last = self.last_history().await?;
-            let (last_version, last_seq) = last
-                .as_ref()
-                .map_or((0, 0), |(change, seq)| (change.version, *seq));
-            if last_version == stored_version {
-                return Ok(last_seq);
-            }
-            if last_version > stored_version {
-                return Err(map_conflict(revision));
-            }
-            let Some(current) = current.filter(|_| last_version + 1 == stored_version) else {
-                return Err(ClusterError::Backend {
-                    message: format!(
-                        "the shard-map history ends at version {last_version} but the stored map \
-                         is version {stored_version}; only a missing last record can be \
-                         repaired (was the history stream changed outside Aether?)"
-                    ),
-                    source: None,
-                });
-            };
-            let previous = self.replay(current.map.shard_count()).await?;
-            let change = MapChange::of(current, shard_moves(&previous, &current.map));
-            match self.append(&change, last_seq).await {
-                Ok(seq) => {
-                    metrics::counter!("aether_cluster_shard_map_history_repairs_total")
-                        .increment(1);
-                    tracing::warn!(
-                        version = change.version,
-                        "shard map: appended the missing history record"
-                    );
-                    return Ok(seq);
-                }
-                // Someone else appended meanwhile: look again.
-                Err(ClusterError::Conflict { .. }) => {}
-                Err(other) => return Err(other),
-            }
-        }
-        Err(map_conflict(revision))
-    }
-
-    /// The map after every recorded change, from an empty map.
-    async fn replay(&self, shards: ShardCount) -> Result<ShardMap, ClusterError> {
-        let mut map = ShardMap::unassigned(shards);
-        for (i, change) in self.history().await?.iter().enumerate() {
-            if change.version != i as u64 + 1 {
-                return Err(ClusterError::Backend {
-                    message: format!(
-                        "the shard-map history is not a chain: record {} has version {}",
-                        i + 1,
-                        change.version
-                    ),
-                    source: None,
-                });
-            }
-            map = map.apply_moves(&change.moved).map_err(|e| {
-                ClusterError::backend(
-                    format!(
-                        "cannot replay the shard-map history at version {}",
-                        change.version
-                    ),
-                    e,
-                )
-            })?;
-        }
-        Ok(map)
-    }
-
-    /// The history's last record and its stream sequence.
-    async fn last_history(&self) -> Result<Option<(MapChange, u64)>, ClusterError> {
-        match self
-            .store
-            .history
-            .get_last_raw_message_by_subject(&self.store.history_subject)
-            .await
-        {
-            Ok(message) => Ok(Some((decode_change(&message.payload)?, message.sequence))),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(ClusterError::backend(
-                "cannot read the shard-map history",
-                e,
-            )),
-        }
-    }
-
-    /// Appends `change` if the history's last message is still `expected_seq`.
-    async fn append(&self, change: &MapChange, expected_seq: u64) -> Result<u64, ClusterError> {
-        let payload = serde_json::to_vec(change)
-            .map_err(|e| ClusterError::backend("cannot encode a shard-map history record", e))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-            expected_seq.to_string(),
-        );
-        let ack = self
-            .store
-            .js
-            .publish_with_headers(
-                self.store.history_subject.clone(),
-                headers,
-                Bytes::from(payload),
-            )
-            .await
-            .map_err(|e| unavailable("appending to the shard-map history", e))?
-            .await;
-        match ack {
-            Ok(ack) => Ok(ack.sequence),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                Err(ClusterError::Conflict {
-                    what: "shard-map history".to_owned(),
-                    expected: expected_seq,
-                })
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe
-                ) =>
-            {
-                Err(unavailable("appending to the shard-map history", e))
-            }
-            Err(e) => Err(ClusterError::backend(
-                "cannot append to the shard-map history",
-                e,
-            )),
-        }
     }
 }
 
@@ -489,11 +415,17 @@ fn check_shard_count(expected: ShardCount, requested: ShardCount) -> Result<(), 
     }
 }
 
-fn map_conflict(expected: u64) -> ClusterError {
+fn map_conflict(expected: Revision) -> ClusterError {
     ClusterError::Conflict {
         what: "shard map".to_owned(),
         expected,
     }
+}
+
+fn encode(value: &impl Serialize, what: &str) -> Result<Bytes, ClusterError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ClusterError::backend(format!("cannot encode {what}"), e))
 }
 
 fn unavailable(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> ClusterError {

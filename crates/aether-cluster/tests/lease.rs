@@ -31,13 +31,14 @@ mod common;
 #[path = "support/store.rs"]
 mod store;
 
+use aether_cluster::{Epoch, Revision};
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aether_cluster::kv::{ClusterStore, LEASE_KEY, put_with_ttl};
+use aether_cluster::kv::{Bucket, ClusterStore, Expect, LEASE_KEY};
 use aether_cluster::lease::{LeaderElector, LeaderLease, LeaderState, Lease, LeaseHolder};
 use aether_cluster::{ClusterConfig, ClusterError};
 use aether_core::NodeId;
@@ -86,15 +87,14 @@ async fn holder(lease: &LeaderLease, none: &str) -> LeaseHolder {
 }
 
 /// Writes `value` to the lease key over `revision`, behind the lease's back; the new revision.
-async fn write_behind(store: &ClusterStore, value: bytes::Bytes, revision: u64) -> u64 {
+async fn write_behind(store: &ClusterStore, value: bytes::Bytes, revision: Revision) -> Revision {
     within(
         "write",
-        put_with_ttl(
-            &store.js,
-            store.leader_bucket(),
+        store.put_with_ttl(
+            Bucket::Coord,
             LEASE_KEY,
             value,
-            Some(revision),
+            Expect::Revision(revision),
             TTL,
         ),
     )
@@ -114,7 +114,7 @@ async fn electors(urls: &[String], cluster: &str, ids: &[&str]) -> Vec<LeaderEle
 
 /// Electors n1, n2 and n3 of a fresh cluster on `server`, once they agree on a first leader
 /// (within 5 s): the electors, the leader and its epoch.
-async fn three_electors(server: &NatsServer) -> (Vec<LeaderElector>, NodeId, u64) {
+async fn three_electors(server: &NatsServer) -> (Vec<LeaderElector>, NodeId, Epoch) {
     let electors = electors(&[server.url()], &cluster_name(), &["n1", "n2", "n3"]).await;
     let all: Vec<&LeaderElector> = electors.iter().collect();
     let (leader, epoch, _) = wait_agreed(&all, Duration::from_secs(5), "first election").await;
@@ -122,7 +122,7 @@ async fn three_electors(server: &NatsServer) -> (Vec<LeaderElector>, NodeId, u64
 }
 
 /// The leader and epoch if exactly one elector leads and every elector agrees on it.
-fn agreed(electors: &[&LeaderElector]) -> Option<(NodeId, u64)> {
+fn agreed(electors: &[&LeaderElector]) -> Option<(NodeId, Epoch)> {
     let states: Vec<LeaderState> = electors.iter().map(|e| e.state()).collect();
     let mut leading = electors
         .iter()
@@ -144,7 +144,7 @@ async fn wait_agreed(
     electors: &[&LeaderElector],
     limit: Duration,
     what: &str,
-) -> (NodeId, u64, Instant) {
+) -> (NodeId, Epoch, Instant) {
     let started = Instant::now();
     loop {
         if let Some((leader, epoch)) = agreed(electors) {
@@ -789,12 +789,12 @@ async fn a_3_node_nats_cluster_losing_one_server_keeps_the_leader() {
 
     let stream_leader = || async {
         let js = async_nats::jetstream::new(connect(&urls[leader_server]).await);
-        let mut stream = within("stream info", js.get_stream(format!("KV_{cluster}-leader"))).await;
+        let mut stream = within("stream info", js.get_stream(format!("KV_{cluster}-coord"))).await;
         let info = within("stream info", stream.info()).await;
         info.cluster
             .as_ref()
             .and_then(|c| c.leader.clone())
-            .unwrap_or_else(|| panic!("the lease bucket has no stream leader"))
+            .unwrap_or_else(|| panic!("the coordination bucket has no stream leader"))
     };
 
     // Phase 1: kill a server that is neither the stream leader nor the leader's own server.

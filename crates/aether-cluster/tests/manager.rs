@@ -18,6 +18,7 @@
 #[path = "support/common.rs"]
 mod common;
 
+use aether_cluster::{Epoch, MapVersion};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -69,7 +70,10 @@ fn counts(map: &ShardMap) -> BTreeMap<String, u32> {
 /// The agreed leader, epoch and map if every manager sees the same leader (exactly one of them
 /// leading), the same map version, a complete map over exactly `nodes` nodes, balanced within
 /// one shard, and `nodes` members.
-fn converged(managers: &[&ClusterManager], nodes: usize) -> Option<(NodeId, u64, ShardMap, u64)> {
+fn converged(
+    managers: &[&ClusterManager],
+    nodes: usize,
+) -> Option<(NodeId, Epoch, ShardMap, MapVersion)> {
     let first = managers.first()?;
     let leader = first.leader()?;
     let epoch = first.epoch();
@@ -99,7 +103,7 @@ async fn wait_converged(
     nodes: usize,
     limit: Duration,
     what: &str,
-) -> (NodeId, u64, ShardMap, u64) {
+) -> (NodeId, Epoch, ShardMap, MapVersion) {
     let started = Instant::now();
     loop {
         if let Some(agreed) = converged(managers, nodes) {
@@ -133,7 +137,7 @@ async fn wait_converged(
 async fn three_converged(
     url: &str,
     cluster: &str,
-) -> (Vec<ClusterManager>, (NodeId, u64, ShardMap, u64)) {
+) -> (Vec<ClusterManager>, (NodeId, Epoch, ShardMap, MapVersion)) {
     let managers = start_all(url, cluster, &["n1", "n2", "n3"]).await;
     let refs: Vec<&ClusterManager> = managers.iter().collect();
     let agreed = wait_converged(&refs, 3, Duration::from_secs(10), "three managers").await;
@@ -174,7 +178,7 @@ async fn three_managers_elect_one_leader_and_share_a_balanced_map() {
     let mut sorted: Vec<u32> = counts(&map).into_values().collect();
     sorted.sort_unstable();
     assert_eq!(sorted, [33, 33, 34]);
-    assert!(epoch > 0);
+    assert!(epoch > Epoch::default());
     assert!(managers.iter().any(|m| m.node_id() == &leader));
 
     // Every node answers placement questions the same way.
@@ -327,7 +331,7 @@ async fn a_fourth_node_gets_its_share_in_throttled_steps() {
     println!(
         "join → balanced 4-node map in {:?} over {} versions",
         joined_at.elapsed(),
-        after_version - before_version
+        after_version.get() - before_version.get()
     );
     let total = aether_core::shard_moves(&before, &after);
     let bound = SHARDS.div_ceil(4) + SHARDS / 100;
@@ -343,7 +347,10 @@ async fn a_fourth_node_gets_its_share_in_throttled_steps() {
         .iter()
         .filter(|c| c.version > before_version && c.version <= after_version)
         .collect();
-    assert_eq!(steps.len() as u64, after_version - before_version);
+    assert_eq!(
+        steps.len() as u64,
+        after_version.get() - before_version.get()
+    );
     assert!(
         steps.len() >= total.len().div_ceil(MAX_MOVES),
         "{} versions for {} moves",
@@ -351,7 +358,7 @@ async fn a_fourth_node_gets_its_share_in_throttled_steps() {
         total.len()
     );
     assert!(steps.iter().all(|c| c.moved.len() <= MAX_MOVES));
-    let versions: Vec<u64> = history.iter().map(|c| c.version).collect();
+    let versions: Vec<u64> = history.iter().map(|c| c.version.get()).collect();
     assert!(
         versions.windows(2).all(|w| w[1] == w[0] + 1),
         "{versions:?}"

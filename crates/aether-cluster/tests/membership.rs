@@ -23,7 +23,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aether_cluster::kv::{ClusterStore, put_with_ttl};
+use aether_cluster::kv::{Bucket, ClusterStore, Expect};
 use aether_cluster::membership::{
     MemberInfo, Membership, MembershipEvent, MembershipHealth, probe_subject,
 };
@@ -398,16 +398,16 @@ async fn an_expired_member_that_answers_probes_is_kept() {
     let mut last_put = Instant::now();
     for _ in 0..3 {
         last_put = Instant::now();
-        put_with_ttl(
-            &z_store.js,
-            z_store.members_bucket(),
-            "z",
-            z_json.clone(),
-            None,
-            MEMBER_TTL,
-        )
-        .await
-        .expect("announce z");
+        z_store
+            .put_with_ttl(
+                Bucket::Members,
+                "z",
+                z_json.clone(),
+                Expect::Anything,
+                MEMBER_TTL,
+            )
+            .await
+            .expect("announce z");
         tokio::time::sleep(HEARTBEAT).await;
     }
     let refs: Vec<&TestNode> = nodes.iter().collect();
@@ -738,7 +738,12 @@ async fn bad_input_is_refused_and_nothing_is_written() {
             other => panic!("{expected}: expected InvalidConfig, got {other:?}"),
         }
     }
-    let written = store.members.get("bad").await.expect("get");
+    // The test's own handle on the members bucket.
+    let members = async_nats::jetstream::new(client.clone())
+        .get_key_value(store.members_bucket())
+        .await
+        .expect("members bucket");
+    let written = members.get("bad").await.expect("get");
     assert_eq!(written, None, "nothing written for refused configs");
     let probe = client
         .request(probe_subject(&cluster, &base.node_id), Bytes::new())
@@ -757,9 +762,9 @@ async fn bad_input_is_refused_and_nothing_is_written() {
         }
         other => panic!("duplicate id: expected InvalidConfig, got {other:?}"),
     }
-    let entry = store.members.get("bad").await.expect("get").expect("key");
+    let entry = members.get("bad").await.expect("get").expect("key");
     let announced: MemberInfo = serde_json::from_slice(&entry).expect("json");
     assert_eq!(announced, *first.local());
     first.leave().await.expect("leave");
-    assert_eq!(store.members.get("bad").await.expect("get"), None);
+    assert_eq!(members.get("bad").await.expect("get"), None);
 }

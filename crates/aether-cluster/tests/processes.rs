@@ -257,6 +257,15 @@ fn test_config(cluster: &str, replicas: usize) -> ClusterConfig {
     config
 }
 
+/// A JetStream context of the test's own, on `url`.
+async fn jetstream_at(url: &str) -> async_nats::jetstream::Context {
+    let client = timeout(STEP, async_nats::connect(url))
+        .await
+        .unwrap_or_else(|_| panic!("connect to {url} timed out"))
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    async_nats::jetstream::new(client)
+}
+
 /// The test's own handle on the cluster's buckets (never a member).
 async fn observe(url: &str, cluster: &str, replicas: usize) -> ClusterStore {
     let client = timeout(STEP, async_nats::connect(url))
@@ -354,7 +363,7 @@ async fn three_nodes_agree_then_a_follower_dies_and_a_fourth_joins() {
         .unwrap_or_else(|_| panic!("load timed out"))
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|| panic!("no map"));
-    assert_eq!(after.0.version, after_join.version);
+    assert_eq!(after.0.version.get(), after_join.version);
     let moves = aether_core::shard_moves(&before.0.map, &after.0.map);
     let bound = u64::from(SHARDS).div_ceil(3) + u64::from(SHARDS) / 100;
     assert!(
@@ -381,10 +390,19 @@ async fn a_killed_leader_is_replaced_within_the_lease_ttl() {
     let agreed = wait_converged(&refs, 3, Duration::from_secs(10), "three nodes").await;
 
     // Watch the lease key: the time of the last renewal the server received.
-    let store = observe(&server.url(), &cluster, 1).await;
+    observe(&server.url(), &cluster, 1).await;
+    let coord = timeout(
+        STEP,
+        jetstream_at(&server.url())
+            .await
+            .get_key_value(format!("{cluster}-coord")),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("opening the coordination bucket timed out"))
+    .unwrap_or_else(|e| panic!("{e}"));
     let last_write = Arc::new(Mutex::new(Instant::now()));
     let last_write_in = Arc::clone(&last_write);
-    let mut watch = timeout(STEP, store.leader.watch(LEASE_KEY))
+    let mut watch = timeout(STEP, coord.watch(LEASE_KEY))
         .await
         .unwrap_or_else(|_| panic!("watch timed out"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -494,7 +512,7 @@ async fn a_paused_leader_rejoins_and_the_history_is_one_chain() {
     .await
     .unwrap_or_else(|_| panic!("history timed out"))
     .unwrap_or_else(|e| panic!("{e}"));
-    let versions: Vec<u64> = history.iter().map(|c| c.version).collect();
+    let versions: Vec<u64> = history.iter().map(|c| c.version.get()).collect();
     assert_eq!(versions.first(), Some(&1));
     assert!(
         versions.windows(2).all(|w| w[1] == w[0] + 1),
@@ -601,8 +619,9 @@ async fn losing_one_nats_server_keeps_the_leader_and_the_map() {
         .position(|id| *id == before.leader)
         .unwrap_or_else(|| unreachable!());
 
-    let store = observe(&urls[leader_server], &cluster, 3).await;
-    let mut leader_stream = timeout(STEP, store.js.get_stream(format!("KV_{cluster}-leader")))
+    observe(&urls[leader_server], &cluster, 3).await;
+    let js = jetstream_at(&urls[leader_server]).await;
+    let mut leader_stream = timeout(STEP, js.get_stream(format!("KV_{cluster}-coord")))
         .await
         .unwrap_or_else(|_| panic!("stream info timed out"))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -727,7 +746,7 @@ async fn with_default_timings_losing_the_lease_streams_leader_keeps_the_leader()
         .unwrap_or_else(|_| panic!("connect timed out"))
         .unwrap_or_else(|e| panic!("{e}"));
     let js = async_nats::jetstream::new(raw);
-    let mut leader_stream = timeout(STEP, js.get_stream(format!("KV_{cluster}-leader")))
+    let mut leader_stream = timeout(STEP, js.get_stream(format!("KV_{cluster}-coord")))
         .await
         .unwrap_or_else(|_| panic!("stream info timed out"))
         .unwrap_or_else(|e| panic!("{e}"));

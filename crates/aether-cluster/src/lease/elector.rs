@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{Acquired, LeaderLease, Lease, LeaseFence, LeaseHolder};
 use crate::kv::{ClusterStore, LEASE_KEY};
-use crate::{ClusterConfig, ClusterError};
+use crate::{ClusterConfig, ClusterError, Epoch, Revision};
 
 /// Who leads the cluster, as one node sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct LeaderState {
     pub leader: Option<NodeId>,
     /// The epoch of `leader`'s lease; while there is no leader, the last epoch seen (0 if none
     /// yet), so it never goes backwards on one node.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// Whether this node holds a valid lease. Turns `false` at the holder's own deadline at the
     /// latest, before any other node can acquire the lease.
     pub this_node_leads: bool,
@@ -244,7 +244,7 @@ impl Run {
             epoch,
             this_node_leads: true,
         });
-        tracing::info!(node = %self.lease.node, epoch, "elected leader");
+        tracing::info!(node = %self.lease.node, %epoch, "elected leader");
         if *self.shutdown.borrow() {
             return Some(self.step_down_and_release(lease).await);
         }
@@ -266,7 +266,7 @@ impl Run {
                 }
                 Ok(Err(ClusterError::NotLeader)) | Err(_) => break,
                 Ok(Err(error)) => {
-                    tracing::debug!(%error, epoch, "leader lease renewal failed; retrying until the deadline");
+                    tracing::debug!(%error, %epoch, "leader lease renewal failed; retrying until the deadline");
                     next = Instant::now() + self.retry;
                 }
             }
@@ -274,7 +274,7 @@ impl Run {
         // Lost: the fence is already invalid (deadline passed or CAS refused).
         self.shared.set_fence(None);
         self.publish_holder(None);
-        tracing::warn!(node = %self.lease.node, epoch, "lost the leader lease; stopped leading");
+        tracing::warn!(node = %self.lease.node, %epoch, "lost the leader lease; stopped leading");
         // The key may still hold our last write (an answer that came after the deadline):
         // releasing it lets the next leader in without waiting for the TTL.
         let _ = tokio::time::timeout(self.release_timeout, lease.release()).await;
@@ -292,7 +292,7 @@ impl Run {
                 source: Some(Box::new(elapsed)),
             }),
         };
-        tracing::info!(node = %self.lease.node, epoch, ok = result.is_ok(), "released the leader lease");
+        tracing::info!(node = %self.lease.node, %epoch, ok = result.is_ok(), "released the leader lease");
         result
     }
 
@@ -301,7 +301,7 @@ impl Run {
         let seen_free = holder.is_none();
         self.publish_holder(holder.as_ref());
         // The watch and the poll interleave: never go back to an older write.
-        let mut newest = holder.as_ref().map_or(0, |h| h.revision);
+        let mut newest = holder.as_ref().map_or(Revision::default(), |h| h.revision);
         if seen_free {
             // It changed hands while we tried: try again shortly, not at once.
             return if self.sleep_or_shutdown(self.retry).await {
@@ -311,7 +311,7 @@ impl Run {
             };
         }
         // LastPerSubject: the current entry first, then every change.
-        let mut watch = match self.lease.store.leader.watch_with_history(LEASE_KEY).await {
+        let mut watch = match self.lease.store.coord.watch_with_history(LEASE_KEY).await {
             Ok(watch) => Some(watch),
             Err(error) => {
                 tracing::debug!(%error, "leader election: cannot watch the lease; polling");

@@ -15,7 +15,7 @@ use super::topology::Shared;
 use crate::lease::{LeaderElector, LeaseFence};
 use crate::membership::{MemberInfo, MembershipHealth};
 use crate::shard_map_store::ShardMapStore;
-use crate::{ClusterConfig, ClusterError};
+use crate::{ClusterConfig, ClusterError, Revision};
 
 use plan::{Plan, plan};
 
@@ -108,7 +108,7 @@ impl Rebalancer {
                 }
                 continue;
             };
-            tracing::debug!(epoch = fence.epoch(), "rebalancer: leading");
+            tracing::debug!(epoch = %fence.epoch(), "rebalancer: leading");
             match self.lead(&fence).await {
                 End::Closed => return,
                 End::FenceGone => fence.invalidated().await,
@@ -184,7 +184,7 @@ impl Rebalancer {
         }
         let (current, revision) = match self.store.load().await {
             Ok(Some((stored, revision))) => (Some(stored), revision),
-            Ok(None) => (None, 0),
+            Ok(None) => (None, Revision::default()),
             Err(error) => {
                 tracing::warn!(%error, "rebalancer: cannot read the shard map");
                 return Next::After(ERROR_RETRY);
@@ -242,7 +242,7 @@ impl Rebalancer {
                 *target = None;
                 Next::After(CONFLICT_RETRY)
             }
-            Err(ClusterError::NotLeader) => Next::Lost,
+            Err(ClusterError::NotLeader | ClusterError::Fenced { .. }) => Next::Lost,
             Err(error) => {
                 tracing::warn!(%error, "rebalancer: cannot write the shard map");
                 Next::After(ERROR_RETRY)

@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
 use super::TopologyEvent;
+use crate::Epoch;
 use crate::lease::LeaderState;
 use crate::membership::MembershipEvent;
 use crate::shard_map_store::{ShardMapStore, StoredShardMap};
@@ -69,7 +70,7 @@ pub(super) async fn forward(
     mut leader: watch::Receiver<LeaderState>,
     shared: Arc<Shared>,
 ) {
-    let mut last: Option<(NodeId, u64)> = None;
+    let mut last: Option<(NodeId, Epoch)> = None;
     let mut announce = |state: &LeaderState| {
         if let Some(node) = &state.leader {
             let current = Some((node.clone(), state.epoch));

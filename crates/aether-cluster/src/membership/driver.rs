@@ -25,7 +25,7 @@ use super::{
     EVENT_CAPACITY, MemberInfo, Membership, MembershipEvent, MembershipHealth, probe_prefix,
     probe_subject,
 };
-use crate::kv::{ClusterStore, put_with_ttl};
+use crate::kv::{ClusterStore, Expect, put_with_ttl};
 use crate::{ClusterConfig, ClusterError};
 
 /// How often the view checks its connection, re-probes and re-evaluates the freeze.
@@ -70,7 +70,7 @@ pub(super) async fn start(
         &bucket,
         &key,
         value.clone(),
-        None,
+        Expect::Anything,
         config.member_ttl,
     )
     .await
@@ -215,7 +215,7 @@ async fn announce(
             () = tokio::time::sleep(heartbeat) => {}
             () = now.notified() => {}
         }
-        match put_with_ttl(&js, &bucket, &key, value.clone(), None, ttl).await {
+        match put_with_ttl(&js, &bucket, &key, value.clone(), Expect::Anything, ttl).await {
             Ok(_) => {
                 if failing {
                     tracing::info!(node = %key, "membership: announcing again");

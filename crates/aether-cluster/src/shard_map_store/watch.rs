@@ -7,10 +7,10 @@ use async_nats::jetstream::kv;
 use futures::{Stream, StreamExt};
 
 use super::{StoredShardMap, decode_entry};
-use crate::ClusterError;
+use crate::{ClusterError, Epoch, MapVersion, Revision};
 
 /// The shard maps as they are written: the stored map first (if any), then every new version,
-/// each with its KV revision. A [`Stream`] of `Result<(StoredShardMap, u64), ClusterError>`.
+/// each with its KV revision. A [`Stream`] of `Result<(StoredShardMap, Revision), ClusterError>`.
 ///
 /// It skips (never yields) a map whose epoch is lower than the highest epoch it has yielded (a
 /// deposed leader's write, which the fenced [`write`](super::ShardMapStore::write) never makes
@@ -22,8 +22,8 @@ use crate::ClusterError;
 /// a consumer error) are yielded as items; the stream goes on after them.
 pub struct ShardMapWatch {
     inner: kv::Watch,
-    max_epoch: u64,
-    max_version: u64,
+    max_epoch: Epoch,
+    max_version: MapVersion,
 }
 
 impl std::fmt::Debug for ShardMapWatch {
@@ -39,19 +39,19 @@ impl ShardMapWatch {
     pub(super) fn new(inner: kv::Watch) -> Self {
         Self {
             inner,
-            max_epoch: 0,
-            max_version: 0,
+            max_epoch: Epoch::default(),
+            max_version: MapVersion::default(),
         }
     }
 
     /// The highest epoch yielded so far (0 before the first map).
-    pub fn max_epoch(&self) -> u64 {
+    pub fn max_epoch(&self) -> Epoch {
         self.max_epoch
     }
 }
 
 impl Stream for ShardMapWatch {
-    type Item = Result<(StoredShardMap, u64), ClusterError>;
+    type Item = Result<(StoredShardMap, Revision), ClusterError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
@@ -72,17 +72,17 @@ impl Stream for ShardMapWatch {
             };
             if stored.epoch < self.max_epoch || stored.version <= self.max_version {
                 tracing::warn!(
-                    version = stored.version,
-                    epoch = stored.epoch,
-                    max_epoch = self.max_epoch,
-                    max_version = self.max_version,
+                    version = %stored.version,
+                    epoch = %stored.epoch,
+                    max_epoch = %self.max_epoch,
+                    max_version = %self.max_version,
                     "shard map watch: ignoring a stale map"
                 );
                 continue;
             }
             self.max_epoch = stored.epoch;
             self.max_version = stored.version;
-            return Poll::Ready(Some(Ok((stored, entry.revision))));
+            return Poll::Ready(Some(Ok((stored, Revision::new(entry.revision)))));
         }
     }
 }
