@@ -24,6 +24,7 @@ pub mod lease;
 pub mod manager;
 pub mod membership;
 pub mod shard_map_store;
+mod task;
 
 pub use config::{ClusterConfig, NodeMetadata};
 pub use error::ClusterError;

@@ -151,7 +151,10 @@ pub(super) async fn start(
         health,
         events,
         announcer,
-        tasks: vec![responder, view_task],
+        tasks: vec![
+            ("probe responder", responder),
+            ("membership view", view_task),
+        ],
     })
 }
 
