@@ -61,12 +61,15 @@ impl ClusterStore {
     ///
     /// # Errors
     ///
-    /// [`ClusterError::Backend`] if JetStream refuses (no JetStream, a server older than 2.11
-    /// without limit markers, conflicting existing streams).
+    /// [`ClusterError::InvalidConfig`] for a timing over [`MAX_DURATION`](crate::MAX_DURATION)
+    /// (see [`ClusterConfig::validate`]); [`ClusterError::Backend`] if JetStream refuses (no
+    /// JetStream, a server older than 2.11 without limit markers, conflicting existing
+    /// streams).
     pub async fn open(
         client: async_nats::Client,
         config: &ClusterConfig,
     ) -> Result<Self, ClusterError> {
+        config.validate_timings()?;
         let mut js = jetstream::new(client);
         js.set_timeout(config.request_timeout);
         let name = &config.cluster_name;

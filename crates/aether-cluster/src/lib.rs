@@ -26,6 +26,6 @@ pub mod membership;
 pub mod shard_map_store;
 mod task;
 
-pub use config::{ClusterConfig, NodeMetadata};
+pub use config::{ClusterConfig, MAX_DURATION, NodeMetadata};
 pub use error::ClusterError;
 pub use manager::{ClusterManager, TopologyEvent};

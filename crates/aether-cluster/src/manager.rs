@@ -120,19 +120,15 @@ impl ClusterManager {
     /// # Errors
     ///
     /// - [`ClusterError::InvalidConfig`] for settings that cannot work (see
-    ///   [`Membership::start`] and [`LeaderElector::start`]; `max_moves_per_step` must be at
-    ///   least 1) or when a live node already uses this node id;
+    ///   [`ClusterConfig::validate`], checked before anything is opened, and
+    ///   [`LeaderElector::start`]) or when a live node already uses this node id;
     /// - [`ClusterError::Unavailable`] / [`ClusterError::Backend`] if NATS cannot be reached or
     ///   refuses. Nothing keeps running after an error (a started membership is withdrawn).
     pub async fn start(
         client: async_nats::Client,
         config: ClusterConfig,
     ) -> Result<Self, ClusterError> {
-        if config.max_moves_per_step == 0 {
-            return Err(ClusterError::InvalidConfig(
-                "max_moves_per_step must be at least 1, or a new node never gets shards".to_owned(),
-            ));
-        }
+        config.validate()?;
         let store = ClusterStore::open(client, &config).await?;
         let map_store = ShardMapStore::new(store.clone(), &config);
         // Not fatal: a freshly created (e.g. R3) bucket may not answer yet; the map task reads

@@ -52,6 +52,7 @@ use aether_core::NodeId;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+pub(crate) use info::validate_config;
 pub use info::{MAX_ADDRESS_LEN, MAX_APP_VERSION_LEN, MemberInfo};
 
 use crate::kv::ClusterStore;
@@ -124,6 +125,7 @@ impl Membership {
     /// - [`ClusterError::Unavailable`] / [`ClusterError::Backend`] if NATS cannot be reached or
     ///   refuses the announcement or the watch (the announcement is withdrawn again).
     pub async fn start(store: &ClusterStore, config: &ClusterConfig) -> Result<Self, ClusterError> {
+        config.validate_timings()?;
         info::validate_config(config)?;
         let local = MemberInfo::new(config.node_id.clone(), config.metadata.clone())?;
         driver::start(store, config, local).await
