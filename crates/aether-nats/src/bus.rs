@@ -52,7 +52,7 @@ use interest::AbortOnDrop;
 use metrics::NetworkCounters;
 use outgoing::Queued;
 
-pub use config::{DurableConfig, NatsBusConfig};
+pub use config::{DurableConfig, MAX_RETENTION, NatsBusConfig};
 pub use durable::{
     DurableBacklog, DurableMetrics, DurableName, DurableOptions, DurableStart, DurableSubscription,
 };
@@ -126,9 +126,11 @@ impl NatsEventBus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Unavailable`] naming the URL if it is malformed or no server answers within
-    /// `config.connect_timeout`.
+    /// [`BusError::InvalidConfig`] for settings [`NatsBusConfig::validate`] refuses (nothing
+    /// is connected); [`BusError::Unavailable`] naming the URL if it is malformed or no server
+    /// answers within `config.connect_timeout`.
     pub async fn connect_with(url: &str, config: NatsBusConfig) -> Result<Self, BusError> {
+        config.validate()?;
         let unavailable =
             |message: &str, source: Option<aether_core::BoxError>| BusError::Unavailable {
                 url: url.to_owned(),

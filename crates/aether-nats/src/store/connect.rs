@@ -35,6 +35,8 @@ impl JetStreamEventStore {
     ///
     /// # Errors
     ///
+    /// - [`StoreError::InvalidConfig`] for settings [`JetStreamConfig::validate`] refuses
+    ///   (nothing is connected or created);
     /// - [`StoreError::Unavailable`] naming the URL if no server answers within
     ///   `config.connect_timeout`, or the URL is malformed;
     /// - [`StoreError::Backend`] if the server is older than 2.12, has no JetStream, or the
@@ -44,6 +46,7 @@ impl JetStreamEventStore {
         namespace: Namespace,
         config: JetStreamConfig,
     ) -> Result<Self, StoreError> {
+        config.validate()?;
         let addrs = crate::server_addrs::parse_server_addrs(url)
             .map_err(|e| unavailable(url, "not a valid NATS URL", e))?;
         let client = ConnectOptions::new()
@@ -92,6 +95,7 @@ impl JetStreamEventStore {
         namespace: Namespace,
         config: JetStreamConfig,
     ) -> Result<Self, StoreError> {
+        config.validate()?;
         let info = client.server_info();
         check_server_version(&url, &info.version)?;
         let js = jetstream::ContextBuilder::new()
