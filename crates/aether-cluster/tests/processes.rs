@@ -49,6 +49,9 @@ const LEASE_TTL: Duration = Duration::from_secs(3);
 const STABILIZATION: Duration = Duration::from_millis(500);
 /// Longest wait for one network step.
 const STEP: Duration = Duration::from_secs(10);
+/// How long a node keeps retrying its start (`--start-timeout-ms`): creating R3 buckets on
+/// a loaded machine can outlast several request timeouts.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One test at a time: the measured times must not include other tests' load.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -147,6 +150,7 @@ impl NodeProcess {
         let mut child = command
             .args(["--nats", &nats.join(","), "--id", id, "--cluster", cluster])
             .args(["--shards", &SHARDS.to_string()])
+            .args(["--start-timeout-ms", &START_TIMEOUT.as_millis().to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -305,6 +309,29 @@ fn converged(nodes: &[&NodeProcess], n: usize) -> Option<Agreed> {
             counts: first.counts.clone(),
         }
     })
+}
+
+/// Waits until every node has started (its view lists at least itself): within the start
+/// timeout it gave itself, and one more network step for its first view to arrive. A node
+/// that gives up exits, which fails the wait at once.
+async fn wait_started(nodes: &[&NodeProcess]) {
+    let limit = START_TIMEOUT + STEP;
+    let started = Instant::now();
+    while !nodes.iter().all(|p| !p.view().members.is_empty()) {
+        if let Some(gone) = nodes.iter().find(|p| p.has_exited()) {
+            panic!("{} exited before it started", gone.id);
+        }
+        let waiting: Vec<&str> = nodes
+            .iter()
+            .filter(|p| p.view().members.is_empty())
+            .map(|p| p.id.as_str())
+            .collect();
+        assert!(
+            started.elapsed() < limit,
+            "not started within {limit:?}: {waiting:?}"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn wait_converged(nodes: &[&NodeProcess], n: usize, limit: Duration, what: &str) -> Agreed {
@@ -719,10 +746,13 @@ async fn losing_one_nats_server_keeps_the_leader_and_the_map() {
         })
         .collect();
     let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    // Started: the R3 buckets exist. Then one leader (at once: the lease is free), every
+    // member seen within a heartbeat, one map after the stabilisation delay.
+    wait_started(&refs).await;
     let before = wait_converged(
         &refs,
         3,
-        Duration::from_secs(20),
+        MEMBER_TTL + STABILIZATION + STEP,
         "three nodes on a NATS cluster",
     )
     .await;
@@ -850,7 +880,15 @@ async fn with_default_timings_losing_the_lease_streams_leader_keeps_the_leader()
         })
         .collect();
     let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    let before = wait_converged(&refs, 3, Duration::from_secs(30), "three default nodes").await;
+    wait_started(&refs).await;
+    // Default timings: member TTL 6 s, stabilisation 1 s.
+    let before = wait_converged(
+        &refs,
+        3,
+        Duration::from_secs(7) + STEP,
+        "three default nodes",
+    )
+    .await;
     // A plain JetStream context: the nodes created the buckets with the default timings.
     let raw = timeout(STEP, async_nats::connect(urls[0].as_str()))
         .await
