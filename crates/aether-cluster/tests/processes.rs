@@ -265,6 +265,10 @@ impl NodeProcess {
             .unwrap_or_else(|_| panic!("{} did not exit after SIGTERM", self.id))
             .unwrap_or_else(|e| panic!("{}: {e}", self.id));
         assert!(status.success(), "{} exited with {status}", self.id);
+        let stderr = self.stderr();
+        if !stderr.is_empty() {
+            println!("processes: {}'s stderr:\n{stderr}", self.id);
+        }
     }
 }
 
