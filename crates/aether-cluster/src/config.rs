@@ -5,6 +5,13 @@ use std::time::Duration;
 use aether_core::{NodeId, ShardCount};
 use serde::{Deserialize, Serialize};
 
+use crate::ClusterError;
+
+/// Longest duration any [`ClusterConfig`] timing accepts: a day is longer than any useful
+/// heartbeat, TTL or timeout, and short enough that no deadline or period computed from it
+/// (`now + ttl`, `heartbeat * 2`, …) can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// What a node announces about itself to the other members.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -100,5 +107,139 @@ impl ClusterConfig {
             cluster_name: "aether".to_owned(),
             request_timeout: Duration::from_secs(5),
         }
+    }
+
+    /// Checks what can be checked without NATS: every timing at most [`MAX_DURATION`], the
+    /// heartbeat, probe timeout and request timeout above zero, the lease TTL at least 1 ms,
+    /// `max_moves_per_step` at least 1, and what membership needs (see
+    /// [`Membership::start`](crate::membership::Membership::start)). The lease margin is
+    /// checked by [`LeaderLease::new`](crate::lease::LeaderLease::new).
+    /// [`ClusterManager::start`](crate::ClusterManager::start) calls it before anything else.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::InvalidConfig`] naming the first setting that cannot work.
+    pub fn validate(&self) -> Result<(), ClusterError> {
+        self.validate_timings()?;
+        if self.max_moves_per_step == 0 {
+            return Err(ClusterError::InvalidConfig(
+                "max_moves_per_step must be at least 1, or a new node never gets shards".to_owned(),
+            ));
+        }
+        crate::membership::validate_config(self)
+    }
+
+    /// The timing bounds of [`validate`](Self::validate) alone: what every entry point that
+    /// computes deadlines or periods from this config checks first, so none can panic.
+    pub(crate) fn validate_timings(&self) -> Result<(), ClusterError> {
+        let timings = [
+            ("heartbeat", self.heartbeat),
+            ("member_ttl", self.member_ttl),
+            ("probe_timeout", self.probe_timeout),
+            ("lease_ttl", self.lease_ttl),
+            ("lease_margin", self.lease_margin),
+            ("stabilization_delay", self.stabilization_delay),
+            ("move_interval", self.move_interval),
+            ("request_timeout", self.request_timeout),
+        ];
+        for (name, value) in timings {
+            if value > MAX_DURATION {
+                return Err(ClusterError::InvalidConfig(format!(
+                    "{name} ({value:?}) is longer than the longest accepted duration \
+                     ({MAX_DURATION:?})"
+                )));
+            }
+        }
+        for (name, value) in [
+            ("heartbeat", self.heartbeat),
+            ("probe_timeout", self.probe_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ClusterError::InvalidConfig(format!(
+                    "{name} must be longer than zero"
+                )));
+            }
+        }
+        if self.lease_ttl < Duration::from_millis(1) {
+            return Err(ClusterError::InvalidConfig(format!(
+                "lease_ttl ({:?}) must be at least 1ms (it is renewed every third of it)",
+                self.lease_ttl
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Change = fn(&mut ClusterConfig, Duration);
+
+    /// Every timing, and how to set it.
+    const TIMINGS: [(&str, Change); 8] = [
+        ("heartbeat", |c, d| c.heartbeat = d),
+        ("member_ttl", |c, d| c.member_ttl = d),
+        ("probe_timeout", |c, d| c.probe_timeout = d),
+        ("lease_ttl", |c, d| c.lease_ttl = d),
+        ("lease_margin", |c, d| c.lease_margin = d),
+        ("stabilization_delay", |c, d| c.stabilization_delay = d),
+        ("move_interval", |c, d| c.move_interval = d),
+        ("request_timeout", |c, d| c.request_timeout = d),
+    ];
+
+    fn config() -> ClusterConfig {
+        ClusterConfig::new(NodeId::new("n1").unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert!(config().validate().is_ok());
+    }
+
+    #[test]
+    fn durations_past_a_day_are_named_errors() {
+        let just_over = MAX_DURATION + Duration::from_nanos(1);
+        for (name, set) in TIMINGS {
+            for value in [
+                Duration::MAX,
+                Duration::MAX - Duration::from_nanos(1),
+                just_over,
+            ] {
+                let mut bad = config();
+                set(&mut bad, value);
+                match bad.validate() {
+                    Err(ClusterError::InvalidConfig(message)) => {
+                        assert!(message.starts_with(name), "{name}: {message}");
+                    }
+                    other => panic!("{name} = {value:?}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn zero_periods_and_timeouts_are_named_errors() {
+        for name in ["heartbeat", "probe_timeout", "request_timeout", "lease_ttl"] {
+            let mut bad = config();
+            let (_, set) = TIMINGS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("{name}"));
+            set(&mut bad, Duration::ZERO);
+            match bad.validate() {
+                Err(ClusterError::InvalidConfig(message)) => {
+                    assert!(message.starts_with(name), "{name}: {message}");
+                }
+                other => panic!("{name} = 0: {other:?}"),
+            }
+        }
+        let mut bad = config();
+        bad.max_moves_per_step = 0;
+        assert!(matches!(
+            bad.validate(),
+            Err(ClusterError::InvalidConfig(_))
+        ));
     }
 }

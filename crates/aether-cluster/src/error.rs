@@ -72,6 +72,17 @@ pub enum ClusterError {
         /// The old layout's streams found.
         streams: Vec<String>,
     },
+    /// A background task of this node (named) panicked: a bug. Reported by
+    /// [`ClusterManager::shutdown`](crate::ClusterManager::shutdown) and
+    /// [`Membership::leave`](crate::membership::Membership::leave), which still stop
+    /// everything else and still leave and release the lease.
+    #[error("the {task} task panicked: {message}")]
+    TaskPanicked {
+        /// Which task.
+        task: String,
+        /// The panic's message.
+        message: String,
+    },
     /// JetStream refused or failed a request.
     #[error("JetStream: {message}")]
     Backend {

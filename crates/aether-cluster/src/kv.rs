@@ -106,6 +106,8 @@ impl ClusterStore {
     ///
     /// # Errors
     ///
+    /// - [`ClusterError::InvalidConfig`] for a timing over [`MAX_DURATION`](crate::MAX_DURATION)
+    ///   (see [`ClusterConfig::validate`]);
     /// - [`ClusterError::OldLayout`] if NATS holds this cluster's state in the older layout;
     /// - [`ClusterError::SettingsMismatch`] if a bucket exists with other settings than
     ///   `config`'s (replicas, member or lease TTL, layout), naming each difference;
@@ -116,6 +118,7 @@ impl ClusterStore {
         client: async_nats::Client,
         config: &ClusterConfig,
     ) -> Result<Self, ClusterError> {
+        config.validate_timings()?;
         let mut js = jetstream::new(client);
         js.set_timeout(config.request_timeout);
         layout::refuse_old_layout(&js, &config.cluster_name).await?;

@@ -137,10 +137,12 @@ impl LeaderLease {
     ///
     /// # Errors
     ///
-    /// [`ClusterError::InvalidConfig`] if `lease_margin` is not below two thirds of `lease_ttl`:
+    /// [`ClusterError::InvalidConfig`] for timings [`ClusterConfig::validate`] refuses, or if
+    /// `lease_margin` is not below two thirds of `lease_ttl`:
     /// a holder renews every third of the TTL, so at least one renewal must fit before its
     /// deadline.
     pub fn new(store: ClusterStore, config: &ClusterConfig) -> Result<Self, ClusterError> {
+        config.validate_timings()?;
         let (ttl, margin) = (config.lease_ttl, config.lease_margin);
         if ttl.is_zero() || margin >= ttl * 2 / 3 {
             return Err(ClusterError::InvalidConfig(format!(

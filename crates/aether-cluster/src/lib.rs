@@ -27,8 +27,9 @@ pub mod manager;
 pub mod membership;
 mod revision;
 pub mod shard_map_store;
+mod task;
 
-pub use config::{ClusterConfig, NodeMetadata};
+pub use config::{ClusterConfig, MAX_DURATION, NodeMetadata};
 pub use error::ClusterError;
 pub use manager::{ClusterManager, TopologyEvent};
 pub use revision::{Epoch, MapVersion, Revision};

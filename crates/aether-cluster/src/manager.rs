@@ -27,6 +27,8 @@
 //! [`ClusterError::Fenced`] it stops as on a lost lease.
 
 mod rebalancer;
+#[cfg(test)]
+mod tests;
 mod topology;
 
 use std::sync::Arc;
@@ -40,7 +42,7 @@ use crate::kv::ClusterStore;
 use crate::lease::{LeaderElector, LeaderState};
 use crate::membership::{MemberInfo, Membership, MembershipHealth};
 use crate::shard_map_store::{ShardMapStore, StoredShardMap};
-use crate::{ClusterConfig, ClusterError, Epoch, MapVersion};
+use crate::{ClusterConfig, ClusterError, Epoch, MapVersion, task};
 
 use topology::Shared;
 
@@ -108,7 +110,8 @@ pub struct ClusterManager {
     shared: Arc<Shared>,
     map_store: ShardMapStore,
     rebalancer: Option<JoinHandle<()>>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The topology and shard-map tasks, named for error reports.
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 impl ClusterManager {
@@ -118,8 +121,8 @@ impl ClusterManager {
     /// # Errors
     ///
     /// - [`ClusterError::InvalidConfig`] for settings that cannot work (see
-    ///   [`Membership::start`] and [`LeaderElector::start`]; `max_moves_per_step` must be at
-    ///   least 1) or when a live node already uses this node id;
+    ///   [`ClusterConfig::validate`], checked before anything is opened, and
+    ///   [`LeaderElector::start`]) or when a live node already uses this node id;
     /// - [`ClusterError::SettingsMismatch`] / [`ClusterError::OldLayout`] if the cluster's
     ///   buckets exist with other settings or in an older layout (see [`ClusterStore::open`]);
     /// - [`ClusterError::Unavailable`] / [`ClusterError::Backend`] if NATS cannot be reached or
@@ -128,11 +131,7 @@ impl ClusterManager {
         client: async_nats::Client,
         config: ClusterConfig,
     ) -> Result<Self, ClusterError> {
-        if config.max_moves_per_step == 0 {
-            return Err(ClusterError::InvalidConfig(
-                "max_moves_per_step must be at least 1, or a new node never gets shards".to_owned(),
-            ));
-        }
+        config.validate()?;
         let store = ClusterStore::open(client, &config).await?;
         let map_store = ShardMapStore::new(store.clone(), &config);
         // Not fatal: a freshly created (e.g. R3) bucket may not answer yet; the map task reads
@@ -161,16 +160,22 @@ impl ClusterManager {
         let leader = elector.subscribe();
         let poll_every = config.heartbeat.max(Duration::from_millis(500)) * 2;
         let tasks = vec![
-            tokio::spawn(topology::forward(
-                membership.subscribe(),
-                leader.clone(),
-                Arc::clone(&shared),
-            )),
-            tokio::spawn(topology::follow_map(
-                map_store.clone(),
-                Arc::clone(&shared),
-                poll_every,
-            )),
+            (
+                "topology",
+                tokio::spawn(topology::forward(
+                    membership.subscribe(),
+                    leader.clone(),
+                    Arc::clone(&shared),
+                )),
+            ),
+            (
+                "shard-map follower",
+                tokio::spawn(topology::follow_map(
+                    map_store.clone(),
+                    Arc::clone(&shared),
+                    poll_every,
+                )),
+            ),
         ];
         let rebalancer = rebalancer::Rebalancer::new(
             Arc::clone(&elector),
@@ -278,45 +283,69 @@ impl ClusterManager {
 
     /// Leaves gracefully: stops rebalancing, deletes this node's member key (the others see it
     /// leave at once) and releases the lease if this node holds it (another node takes over
-    /// without waiting for the TTL).
+    /// without waiting for the TTL). Every step runs even if an earlier one failed.
     ///
     /// # Errors
     ///
-    /// The first error of leaving or releasing ([`ClusterError::Unavailable`] if NATS did not
-    /// answer: the key or lease then expires after its TTL). Everything is stopped anyway.
+    /// The first of these, in this order (the others are logged):
+    /// - [`ClusterError::TaskPanicked`] if the rebalancer panicked;
+    /// - the error of leaving ([`ClusterError::Unavailable`] if NATS did not answer: the key
+    ///   then expires after its TTL; [`ClusterError::TaskPanicked`] for a membership task);
+    /// - the error of releasing the lease (the same; [`ClusterError::Backend`] if the elector's
+    ///   task failed or the lease could not be released because the elector was still shared);
+    /// - [`ClusterError::TaskPanicked`] if the topology or shard-map task panicked.
+    ///
+    /// Everything is stopped anyway.
     pub async fn shutdown(mut self) -> Result<(), ClusterError> {
-        if let Some(rebalancer) = self.rebalancer.take() {
-            rebalancer.abort();
-            let _ = rebalancer.await;
+        let mut results = Vec::new();
+        if let Some(mut rebalancer) = self.rebalancer.take() {
+            results.push(task::stop("rebalancer", &mut rebalancer).await);
         }
-        let left = match self.membership.take() {
-            Some(membership) => membership.leave().await,
-            None => Ok(()),
-        };
-        let released = match self.elector.take().map(Arc::try_unwrap) {
-            Some(Ok(elector)) => elector.shutdown().await,
-            // Only the rebalancer holds another reference, and it has stopped.
-            Some(Err(_)) | None => Ok(()),
-        };
-        for task in self.tasks.drain(..) {
-            task.abort();
+        if let Some(membership) = self.membership.take() {
+            results.push(membership.leave().await);
         }
-        left.and(released)
+        if let Some(elector) = self.elector.take() {
+            results.push(match Arc::try_unwrap(elector) {
+                Ok(elector) => elector.shutdown().await,
+                // The rebalancer held the only other reference and has stopped; should that
+                // ever change, say so instead of skipping the release.
+                Err(shared) => Err(ClusterError::Backend {
+                    message: format!(
+                        "the leader lease was not released: {} other references to the elector \
+                         remain; it expires after its TTL",
+                        Arc::strong_count(&shared) - 1
+                    ),
+                    source: None,
+                }),
+            });
+        }
+        for (name, mut handle) in self.tasks.drain(..) {
+            results.push(task::stop(name, &mut handle).await);
+        }
+        let mut errors = results.into_iter().filter_map(Result::err);
+        let first = errors.next();
+        for error in errors {
+            tracing::warn!(%error, node = %self.node, "cluster manager: shutdown");
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Stops everything at once without leaving or releasing, as a crash would: the member key
-    /// and the lease expire after their TTLs.
+    /// and the lease expire after their TTLs. A task that had panicked is logged.
     pub async fn abort(mut self) {
-        if let Some(rebalancer) = self.rebalancer.take() {
-            rebalancer.abort();
-            let _ = rebalancer.await;
+        let mut results = Vec::new();
+        if let Some(mut rebalancer) = self.rebalancer.take() {
+            results.push(task::stop("rebalancer", &mut rebalancer).await);
         }
         if let Some(Ok(elector)) = self.elector.take().map(Arc::try_unwrap) {
             elector.abort().await;
         }
         drop(self.membership.take());
-        for task in self.tasks.drain(..) {
-            task.abort();
+        for (name, mut handle) in self.tasks.drain(..) {
+            results.push(task::stop(name, &mut handle).await);
+        }
+        for error in results.into_iter().filter_map(Result::err) {
+            tracing::error!(%error, node = %self.node, "cluster manager: abort");
         }
     }
 }
@@ -326,7 +355,7 @@ impl Drop for ClusterManager {
         if let Some(rebalancer) = self.rebalancer.take() {
             rebalancer.abort();
         }
-        for task in self.tasks.drain(..) {
+        for (_, task) in self.tasks.drain(..) {
             task.abort();
         }
     }

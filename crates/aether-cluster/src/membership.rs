@@ -52,10 +52,11 @@ use aether_core::NodeId;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+pub(crate) use info::validate_config;
 pub use info::{MAX_ADDRESS_LEN, MAX_APP_VERSION_LEN, MemberInfo};
 
 use crate::kv::ClusterStore;
-use crate::{ClusterConfig, ClusterError};
+use crate::{ClusterConfig, ClusterError, task};
 
 /// Capacity of the event channel; a receiver that falls further behind gets
 /// [`broadcast::error::RecvError::Lagged`] and should re-read [`Membership::members`].
@@ -108,7 +109,8 @@ pub struct Membership {
     health: watch::Receiver<MembershipHealth>,
     events: broadcast::Sender<MembershipEvent>,
     announcer: JoinHandle<()>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The probe responder and the view, named for error reports.
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 impl Membership {
@@ -123,6 +125,7 @@ impl Membership {
     /// - [`ClusterError::Unavailable`] / [`ClusterError::Backend`] if NATS cannot be reached or
     ///   refuses the announcement or the watch (the announcement is withdrawn again).
     pub async fn start(store: &ClusterStore, config: &ClusterConfig) -> Result<Self, ClusterError> {
+        config.validate_timings()?;
         info::validate_config(config)?;
         let local = MemberInfo::new(config.node_id.clone(), config.metadata.clone())?;
         driver::start(store, config, local).await
@@ -167,14 +170,17 @@ impl Membership {
     ///
     /// # Errors
     ///
-    /// [`ClusterError::Unavailable`] if the key could not be deleted within [`LEAVE_PATIENCE`]
-    /// (the connection may be failing over to another server meanwhile, so failed attempts are
-    /// retried); everything is stopped anyway and the key expires after the member TTL.
+    /// - [`ClusterError::Unavailable`] if the key could not be deleted within
+    ///   [`LEAVE_PATIENCE`] (the connection may be failing over to another server meanwhile,
+    ///   so failed attempts are retried); the key expires after the member TTL;
+    /// - otherwise [`ClusterError::TaskPanicked`] if one of its tasks (announcer, probe
+    ///   responder, view) had panicked; the key is deleted all the same.
+    ///
+    /// Everything is stopped anyway.
     pub async fn leave(mut self) -> Result<(), ClusterError> {
-        self.announcer.abort();
-        let _ = (&mut self.announcer).await;
+        let announcer = task::stop("member announcer", &mut self.announcer).await;
         let deadline = tokio::time::Instant::now() + LEAVE_PATIENCE;
-        let result = loop {
+        let deleted = loop {
             match self.store.members.delete(self.local.id.as_str()).await {
                 Ok(()) => break Ok(()),
                 // Deleting twice is harmless (a second delete marker), so retry freely.
@@ -189,10 +195,12 @@ impl Membership {
                 }
             }
         };
-        for task in &self.tasks {
-            task.abort();
+        let mut stopped = Ok(());
+        for (name, handle) in &mut self.tasks {
+            let result = task::stop(name, handle).await;
+            stopped = stopped.and(result);
         }
-        result
+        deleted.and(announcer).and(stopped)
     }
 }
 
@@ -202,7 +210,7 @@ pub const LEAVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5
 impl Drop for Membership {
     fn drop(&mut self) {
         self.announcer.abort();
-        for task in &self.tasks {
+        for (_, task) in &self.tasks {
             task.abort();
         }
     }

@@ -10,7 +10,9 @@
 //!   its last renewal with a higher epoch, and its shards are then reassigned; all maps agree;
 //! - **join**: a fourth node gets at most ⌈S/(n+1)⌉ + 1 % of S moves in total, and with a small
 //!   `max_moves_per_step` they are spread over several map versions, none over the limit —
-//!   throttled rebalancing.
+//!   throttled rebalancing;
+//! - **absurd timings** (any duration near `Duration::MAX`): every entry point answers
+//!   `InvalidConfig` naming the setting, never panics, and writes nothing.
 //!
 //! Measured times are printed with `--nocapture`. Needs `nats-server` ≥ 2.12; fails (never
 //! skips) with the install command when it is missing.
@@ -22,7 +24,10 @@ use aether_cluster::{Epoch, MapVersion};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aether_cluster::{ClusterConfig, ClusterManager, TopologyEvent};
+use aether_cluster::kv::ClusterStore;
+use aether_cluster::lease::LeaderElector;
+use aether_cluster::membership::Membership;
+use aether_cluster::{ClusterConfig, ClusterError, ClusterManager, TopologyEvent};
 use aether_core::{NodeId, ShardCount, ShardMap};
 use common::{base_config, connect, node, start_server, within};
 use tokio::time::{Instant, sleep};
@@ -364,4 +369,69 @@ async fn a_fourth_node_gets_its_share_in_throttled_steps() {
         "{versions:?}"
     );
     shutdown_all(managers).await;
+}
+
+/// Every timing of [`ClusterConfig`], and how to set it.
+type SetTiming = fn(&mut ClusterConfig, Duration);
+const TIMINGS: [(&str, SetTiming); 8] = [
+    ("heartbeat", |c, d| c.heartbeat = d),
+    ("member_ttl", |c, d| c.member_ttl = d),
+    ("probe_timeout", |c, d| c.probe_timeout = d),
+    ("lease_ttl", |c, d| c.lease_ttl = d),
+    ("lease_margin", |c, d| c.lease_margin = d),
+    ("stabilization_delay", |c, d| c.stabilization_delay = d),
+    ("move_interval", |c, d| c.move_interval = d),
+    ("request_timeout", |c, d| c.request_timeout = d),
+];
+
+fn assert_invalid<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, ClusterError>) {
+    match result {
+        Err(ClusterError::InvalidConfig(message)) => {
+            assert!(message.starts_with(name), "{what}, {name}: {message}");
+        }
+        other => panic!("{what}, {name} = Duration::MAX: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_near_the_maximum_are_config_errors_at_every_entry_point() {
+    let server = start_server();
+    let url = server.url();
+    let good_cluster = cluster_name();
+    let store = within(
+        "opening the store",
+        ClusterStore::open(connect(&url).await, &config(&good_cluster, "ok")),
+    )
+    .await;
+    for (name, set) in TIMINGS {
+        let cluster = cluster_name();
+        let mut bad = config(&cluster, "n1");
+        set(&mut bad, Duration::MAX);
+        let started = Box::pin(ClusterManager::start(connect(&url).await, bad.clone()));
+        assert_invalid("ClusterManager::start", name, within_err(started).await);
+        let opened = ClusterStore::open(connect(&url).await, &bad);
+        assert_invalid("ClusterStore::open", name, within_err(opened).await);
+        // Nothing was created for the refused cluster.
+        let js = async_nats::jetstream::new(connect(&url).await);
+        let members = within_err(js.get_stream(format!("KV_{cluster}-members"))).await;
+        assert!(members.is_err(), "{name}: the members bucket was created");
+
+        let mut bad = config(&good_cluster, "n1");
+        set(&mut bad, Duration::MAX);
+        assert_invalid(
+            "Membership::start",
+            name,
+            within_err(Membership::start(&store, &bad)).await,
+        );
+        assert_invalid(
+            "LeaderElector::start",
+            name,
+            LeaderElector::start(store.clone(), &bad),
+        );
+    }
+}
+
+/// `future`'s result, whatever it is, or a panic if it takes longer than one network step.
+async fn within_err<T>(future: impl std::future::Future<Output = T>) -> T {
+    common::in_time("a refused start", future).await
 }

@@ -14,7 +14,12 @@
 //! - **NATS outage** (nats-server stopped longer than the member TTL, then started again): no
 //!   shard changes owner because of it;
 //! - **NATS node loss** (3-server NATS cluster, R3 buckets, one server killed): the Aether
-//!   cluster keeps its leader, epoch and map.
+//!   cluster keeps its leader, epoch and map;
+//! - **start before NATS**: a node whose server is down when it starts reports each failed
+//!   attempt on stderr and keeps trying; once the server is up it joins.
+//!
+//! A node that exits fails the waiting test at once, and a failing test prints every live
+//! node's stderr.
 //!
 //! Tests run one at a time (a shared lock) so the measured times are not distorted by each
 //! other's processes; the times are printed with `--nocapture`. Needs `nats-server` ≥ 2.12;
@@ -22,6 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -43,6 +49,9 @@ const LEASE_TTL: Duration = Duration::from_secs(3);
 const STABILIZATION: Duration = Duration::from_millis(500);
 /// Longest wait for one network step.
 const STEP: Duration = Duration::from_secs(10);
+/// How long a node keeps retrying its start (`--start-timeout-ms`): creating R3 buckets on
+/// a loaded machine can outlast several request timeouts.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One test at a time: the measured times must not include other tests' load.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -85,11 +94,34 @@ impl View {
     }
 }
 
-/// A running `aether-cluster-node`.
+/// A running `aether-cluster-node`. Its stderr is kept; if the test fails (panics) while the
+/// node is alive, dropping it prints that stderr and whether the process has exited.
 struct NodeProcess {
     id: String,
     child: Child,
     view: Arc<Mutex<View>>,
+    stderr: Arc<Mutex<String>>,
+    /// How many of stdout and stderr have closed: both when the process has exited (the
+    /// binary never closes them itself), and then everything it wrote has been read.
+    closed: Arc<AtomicUsize>,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let status = match self.child.try_wait() {
+                Ok(Some(status)) => format!("exited with {status}"),
+                Ok(None) => "still running".to_owned(),
+                Err(e) => format!("status unknown: {e}"),
+            };
+            eprintln!(
+                "--- {} ({status}), stderr:\n{}--- end of {}'s stderr",
+                self.id,
+                self.stderr(),
+                self.id
+            );
+        }
+    }
 }
 
 impl NodeProcess {
@@ -118,7 +150,9 @@ impl NodeProcess {
         let mut child = command
             .args(["--nats", &nats.join(","), "--id", id, "--cluster", cluster])
             .args(["--shards", &SHARDS.to_string()])
+            .args(["--start-timeout-ms", &START_TIMEOUT.as_millis().to_string()])
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn aether-cluster-node {id}: {e}"));
@@ -126,8 +160,13 @@ impl NodeProcess {
             .stdout
             .take()
             .unwrap_or_else(|| panic!("no stdout for {id}"));
+        let stderr_pipe = child
+            .stderr
+            .take()
+            .unwrap_or_else(|| panic!("no stderr for {id}"));
         let view = Arc::new(Mutex::new(View::default()));
-        let view_in = Arc::clone(&view);
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (view_in, closed_out) = (Arc::clone(&view), Arc::clone(&closed));
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
@@ -138,11 +177,57 @@ impl NodeProcess {
                     *view_in.lock().unwrap_or_else(PoisonError::into_inner) = parsed;
                 }
             }
+            closed_out.fetch_add(1, Ordering::SeqCst);
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (stderr_in, closed_err) = (Arc::clone(&stderr), Arc::clone(&closed));
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr_pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut text = stderr_in.lock().unwrap_or_else(PoisonError::into_inner);
+                text.push_str(&line);
+                text.push('\n');
+            }
+            closed_err.fetch_add(1, Ordering::SeqCst);
         });
         Self {
             id: id.to_owned(),
             child,
             view,
+            stderr,
+            closed,
+        }
+    }
+
+    /// What the node wrote to stderr so far.
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the process has exited (both its stdout and its stderr closed).
+    fn has_exited(&self) -> bool {
+        self.closed.load(Ordering::SeqCst) == 2
+    }
+
+    /// Waits until the node's stderr contains `text`; panics if it exits first or `limit`
+    /// passes.
+    async fn wait_stderr(&self, text: &str, limit: Duration) {
+        let started = Instant::now();
+        while !self.stderr().contains(text) {
+            assert!(
+                !self.has_exited(),
+                "{} exited before writing {text:?} to stderr",
+                self.id
+            );
+            assert!(
+                started.elapsed() < limit,
+                "{} did not write {text:?} to stderr within {limit:?}",
+                self.id
+            );
+            sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -180,6 +265,10 @@ impl NodeProcess {
             .unwrap_or_else(|_| panic!("{} did not exit after SIGTERM", self.id))
             .unwrap_or_else(|e| panic!("{}: {e}", self.id));
         assert!(status.success(), "{} exited with {status}", self.id);
+        let stderr = self.stderr();
+        if !stderr.is_empty() {
+            println!("processes: {}'s stderr:\n{stderr}", self.id);
+        }
     }
 }
 
@@ -226,11 +315,38 @@ fn converged(nodes: &[&NodeProcess], n: usize) -> Option<Agreed> {
     })
 }
 
+/// Waits until every node has started (its view lists at least itself): within the start
+/// timeout it gave itself, and one more network step for its first view to arrive. A node
+/// that gives up exits, which fails the wait at once.
+async fn wait_started(nodes: &[&NodeProcess]) {
+    let limit = START_TIMEOUT + STEP;
+    let started = Instant::now();
+    while !nodes.iter().all(|p| !p.view().members.is_empty()) {
+        if let Some(gone) = nodes.iter().find(|p| p.has_exited()) {
+            panic!("{} exited before it started", gone.id);
+        }
+        let waiting: Vec<&str> = nodes
+            .iter()
+            .filter(|p| p.view().members.is_empty())
+            .map(|p| p.id.as_str())
+            .collect();
+        assert!(
+            started.elapsed() < limit,
+            "not started within {limit:?}: {waiting:?}"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn wait_converged(nodes: &[&NodeProcess], n: usize, limit: Duration, what: &str) -> Agreed {
     let started = Instant::now();
     loop {
         if let Some(agreed) = converged(nodes, n) {
             return agreed;
+        }
+        // A node that exited never converges: say so at once (its stderr is printed on drop).
+        if let Some(gone) = nodes.iter().find(|p| p.has_exited()) {
+            panic!("{what}: {} exited", gone.id);
         }
         if started.elapsed() > limit {
             let views: Vec<String> = nodes
@@ -377,6 +493,51 @@ async fn three_nodes_agree_then_a_follower_dies_and_a_fourth_joins() {
             .all(|m| m.to.as_ref().map(NodeId::as_str) == Some("n4"))
     );
     terminate_all(nodes).await;
+}
+
+/// Longest pause of the node binary between two start attempts (`MAX_RETRY` there).
+const START_RETRY_CAP: Duration = Duration::from_secs(2);
+/// Longest pause of async-nats between two connection attempts (its default delay callback).
+const RECONNECT_DELAY_CAP: Duration = Duration::from_secs(4);
+
+/// A node whose start fails — here because its NATS server is down; in a loaded run because
+/// creating an R3 stream outlasted the 1 s request timeout — retries instead of exiting, says
+/// so on stderr, and joins once NATS answers. (Before, it printed one line to stderr and
+/// exited, and the other tests waited for its view in vain.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_start_fails_retries_until_nats_answers() {
+    let _serial = SERIAL.lock().await;
+    let mut server = start_server();
+    let cluster = cluster_name();
+    let urls = [server.url()];
+    server.node().stop();
+    let node = NodeProcess::spawn(&urls, &cluster, "n1", 1);
+    // Each attempt fails within a request timeout (1 s): the first JetStream request of
+    // opening the buckets gets no answer.
+    node.wait_stderr("start attempt 1 failed", STEP).await;
+    node.wait_stderr("start attempt 2 failed", STEP).await;
+    assert_eq!(node.view(), View::default(), "started without NATS");
+    server
+        .node()
+        .start()
+        .unwrap_or_else(|e| panic!("restarting nats-server: {e}"));
+    server
+        .node()
+        .wait_ready(READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("nats-server not ready after restart: {e}"));
+    let up_at = Instant::now();
+    // The client reconnects within its delay cap, the next attempt starts within the retry
+    // cap, and then it is one network step to lead a cluster of one.
+    let bound = RECONNECT_DELAY_CAP + START_RETRY_CAP + STEP;
+    let agreed = wait_converged(&[&node], 1, bound, "after NATS came up").await;
+    println!(
+        "processes: start before NATS → joined {:?} after the server was up",
+        up_at.elapsed()
+    );
+    assert_eq!(agreed.leader, "n1");
+    assert_eq!(agreed.counts.get("n1"), Some(&u64::from(SHARDS)));
+    assert!(node.stderr().contains("node n1: started at attempt"));
+    terminate_all(vec![node]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -607,10 +768,13 @@ async fn losing_one_nats_server_keeps_the_leader_and_the_map() {
         })
         .collect();
     let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    // Started: the R3 buckets exist. Then one leader (at once: the lease is free), every
+    // member seen within a heartbeat, one map after the stabilisation delay.
+    wait_started(&refs).await;
     let before = wait_converged(
         &refs,
         3,
-        Duration::from_secs(20),
+        MEMBER_TTL + STABILIZATION + STEP,
         "three nodes on a NATS cluster",
     )
     .await;
@@ -739,7 +903,15 @@ async fn with_default_timings_losing_the_lease_streams_leader_keeps_the_leader()
         })
         .collect();
     let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    let before = wait_converged(&refs, 3, Duration::from_secs(30), "three default nodes").await;
+    wait_started(&refs).await;
+    // Default timings: member TTL 6 s, stabilisation 1 s.
+    let before = wait_converged(
+        &refs,
+        3,
+        Duration::from_secs(7) + STEP,
+        "three default nodes",
+    )
+    .await;
     // A plain JetStream context: the nodes created the buckets with the default timings.
     let raw = timeout(STEP, async_nats::connect(urls[0].as_str()))
         .await

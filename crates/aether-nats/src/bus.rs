@@ -53,7 +53,7 @@ use interest::AbortOnDrop;
 use metrics::NetworkCounters;
 use outgoing::Queued;
 
-pub use config::{DurableConfig, NatsBusConfig};
+pub use config::{DurableConfig, MAX_RETENTION, NatsBusConfig};
 pub use durable::{
     DurableBacklog, DurableMetrics, DurableName, DurableOptions, DurableStart, DurableSubscription,
 };
@@ -132,7 +132,9 @@ impl NatsEventBus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Unavailable`] naming the URL (without credentials) if it is malformed, the
+    /// [`BusError::InvalidConfig`] for settings [`NatsBusConfig::validate`] refuses (nothing
+    /// is connected); [`BusError::Unavailable`] naming the URL (without credentials) if it is
+    /// malformed, the
     /// server refuses the credentials, or no server answers within `config.connect_timeout`.
     pub async fn connect_with(url: &str, config: NatsBusConfig) -> Result<Self, BusError> {
         let options = ConnectOptions::new().name("aether-event-bus");
@@ -165,6 +167,7 @@ impl NatsEventBus {
         options: ConnectOptions,
         config: NatsBusConfig,
     ) -> Result<Self, BusError> {
+        config.validate()?;
         let shown = crate::server_addrs::redacted(url);
         let unavailable =
             |message: &str, source: Option<aether_core::BoxError>| BusError::Unavailable {
@@ -218,14 +221,24 @@ impl NatsEventBus {
     ///
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let client = async_nats::connect("nats://127.0.0.1:4222").await?;
-    /// let bus = NatsEventBus::with_client(client, NatsBusConfig::default());
+    /// let bus = NatsEventBus::with_client(client, NatsBusConfig::default())?;
     /// # Ok(())
     /// # }
     /// ```
-    pub fn with_client(client: Client, config: NatsBusConfig) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::InvalidConfig`] for settings [`NatsBusConfig::validate`] refuses.
+    pub fn with_client(client: Client, config: NatsBusConfig) -> Result<Self, BusError> {
+        config.validate()?;
         let info = client.server_info();
         let url = format!("{}:{}", info.host, info.port);
-        Self::start(client, url, config, Arc::new(NetworkCounters::new()))
+        Ok(Self::start(
+            client,
+            url,
+            config,
+            Arc::new(NetworkCounters::new()),
+        ))
     }
 
     fn start(

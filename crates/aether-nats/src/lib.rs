@@ -14,6 +14,7 @@
 //! same conformance suite runs against it.
 
 mod bus;
+mod durations;
 pub mod naming;
 mod server_addrs;
 mod store;
@@ -22,7 +23,8 @@ mod testing;
 
 pub use bus::{
     BusError, DurableBacklog, DurableConfig, DurableMetrics, DurableName, DurableOptions,
-    DurableStart, DurableSubscription, NatsBusConfig, NatsBusMetrics, NatsEventBus,
+    DurableStart, DurableSubscription, MAX_RETENTION, NatsBusConfig, NatsBusMetrics, NatsEventBus,
     NatsNamespacedBus, wire,
 };
+pub use durations::MAX_DURATION;
 pub use store::{JetStreamConfig, JetStreamEventStore, LoadedActor, TYPE_HEADER, VERSION_HEADER};

@@ -8,7 +8,9 @@
 //!   entry point, and nothing is created on the server (neither the bus stream nor a consumer);
 //! - reusing a durable name for another pattern gives [`BusError::DurableNameTaken`] and leaves
 //!   the existing subscription as it was (same filter, still receiving);
-//! - deleting an unknown durable name is `Ok(false)`, not an error.
+//! - deleting an unknown durable name is `Ok(false)`, not an error;
+//! - a duration setting near `Duration::MAX` is [`BusError::InvalidConfig`] naming it, never a
+//!   panic, and nothing is connected or created.
 //!
 //! Needs `nats-server` ≥ 2.12; fails (never skips) with the install command when it is missing.
 
@@ -386,4 +388,72 @@ async fn deleting_an_unknown_durable_name_is_ok_false() {
         "deleting the tenant's `made` must not have deleted the bus's"
     );
     assert!(!bus.delete_durable("made").await.expect("delete again"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_near_the_maximum_are_config_errors() {
+    let server = start_server();
+    let url = server.url();
+    type Set = fn(&mut NatsBusConfig, Duration);
+    let fields: [(&str, Set); 5] = [
+        ("connect_timeout", |c, d| c.connect_timeout = d),
+        ("durable.max_age", |c, d| c.durable.max_age = d),
+        ("durable.duplicate_window", |c, d| {
+            c.durable.duplicate_window = d
+        }),
+        ("durable.ack_wait", |c, d| c.durable.ack_wait = d),
+        ("durable.request_timeout", |c, d| {
+            c.durable.request_timeout = d
+        }),
+    ];
+    for (name, set) in fields {
+        for value in [Duration::MAX, Duration::MAX - Duration::from_nanos(1)] {
+            let mut config = NatsBusConfig::default();
+            set(&mut config, value);
+            let url = url.clone();
+            // In a task, so a panic is reported as one, with the setting that caused it.
+            let joined = tokio::spawn(async move {
+                let bus = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    NatsEventBus::connect_with(&url, config),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("connecting timed out"));
+                match bus {
+                    Ok(bus) => {
+                        // Where the durable settings are used: the bus stream's creation.
+                        let outcome = bus
+                            .publish_durable(
+                                &ns("limits"),
+                                Event::new(
+                                    ActorId::new("a").unwrap_or_else(|e| panic!("{e}")),
+                                    "T",
+                                    1,
+                                ),
+                            )
+                            .await;
+                        Err(format!("connected; a durable publish gave {outcome:?}"))
+                    }
+                    Err(error) => Ok(error),
+                }
+            })
+            .await;
+            match joined {
+                Ok(Ok(BusError::InvalidConfig(message))) => {
+                    assert!(message.starts_with(name), "{name}: {message}");
+                }
+                other => panic!("{name} = {value:?}: {other:?}"),
+            }
+        }
+    }
+    // Nothing was created on the server.
+    let js = jetstream::new(
+        async_nats::connect(url.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert!(
+        js.get_stream(STREAM).await.is_err(),
+        "the bus stream was created"
+    );
 }

@@ -1,7 +1,8 @@
 //! Connecting the JetStream event store: an unreachable server and a malformed URL are typed
 //! errors that name the URL (and come within the connect timeout), and a connected store
 //! survives a server crash and restart with its events intact, including a save issued while
-//! the server is down.
+//! the server is down. A duration setting near `Duration::MAX` is
+//! [`StoreError::InvalidConfig`] naming it, never a panic, and creates nothing.
 //!
 //! The reconnect test needs `nats-server` ≥ 2.12; it fails (never skips) with the install
 //! command when it is missing.
@@ -199,4 +200,62 @@ async fn a_store_keeps_working_after_the_server_restarts() {
         .unwrap();
     assert_eq!(again.events(&actor, 0).await.unwrap(), expected);
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_near_the_maximum_are_config_errors() {
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = server.url();
+    type Set = fn(&mut JetStreamConfig, Duration);
+    let fields: [(&str, Set); 3] = [
+        ("duplicate_window", |c, d| c.duplicate_window = d),
+        ("request_timeout", |c, d| c.request_timeout = d),
+        ("connect_timeout", |c, d| c.connect_timeout = d),
+    ];
+    let client = async_nats::connect(url.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (name, set) in fields {
+        for value in [Duration::MAX, Duration::MAX - Duration::from_nanos(1)] {
+            let mut config = JetStreamConfig::default();
+            set(&mut config, value);
+            let namespace = namespace();
+            let (url, task_client, ns) = (url.clone(), client.clone(), namespace.clone());
+            // In a task, so a panic is reported as one, with the setting that caused it.
+            let joined = tokio::spawn(async move {
+                let by_url = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    JetStreamEventStore::connect_with(&url, ns.clone(), config.clone()),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("connect_with timed out"))
+                .map(drop);
+                let by_client = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    JetStreamEventStore::with_client(task_client, ns, config),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("with_client timed out"))
+                .map(drop);
+                (by_url, by_client)
+            })
+            .await;
+            let (by_url, by_client) =
+                joined.unwrap_or_else(|e| panic!("{name} = {value:?} panicked: {e:?}"));
+            for (entry, result) in [("connect_with", by_url), ("with_client", by_client)] {
+                match result {
+                    Err(StoreError::InvalidConfig(message)) => {
+                        assert!(message.starts_with(name), "{entry}, {name}: {message}");
+                    }
+                    other => panic!("{entry}, {name} = {value:?}: {other:?}"),
+                }
+            }
+            let js = async_nats::jetstream::new(client.clone());
+            let stream = aether_nats::naming::stream_name(&namespace);
+            assert!(
+                js.get_stream(&stream).await.is_err(),
+                "{name}: stream {stream} was created"
+            );
+        }
+    }
 }

@@ -162,7 +162,7 @@ async fn connect_options_and_shared_clients_are_accepted() {
         JetStreamEventStore::with_client(client.clone(), namespace(), store_config())
             .await
             .expect("store on a shared client");
-    let shared_bus = NatsEventBus::with_client(client, bus_config());
+    let shared_bus = NatsEventBus::with_client(client, bus_config()).expect("valid config");
     shared_store
         .save_event(Event::new(actor, "Opened", 1))
         .await

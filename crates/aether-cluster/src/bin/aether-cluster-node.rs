@@ -5,7 +5,7 @@
 //! aether-cluster-node --nats <url[,url…]> --id <node id> [--cluster <name>] [--shards N]
 //!     [--heartbeat-ms MS] [--member-ttl-ms MS] [--probe-timeout-ms MS] [--lease-ttl-ms MS]
 //!     [--lease-margin-ms MS] [--stabilization-ms MS] [--max-moves N] [--move-interval-ms MS]
-//!     [--request-timeout-ms MS] [--replicas N]
+//!     [--request-timeout-ms MS] [--replicas N] [--start-timeout-ms MS]
 //! ```
 //!
 //! With several NATS URLs it connects to the first that answers, in the order given (and
@@ -21,13 +21,20 @@
 //! and, on SIGTERM or SIGINT, leaves the cluster gracefully (member key deleted, lease released)
 //! and prints `{"node":"n1","stopped":true,"ok":true}` before exiting. Errors go to stderr;
 //! the exit code is 2 for bad arguments, 1 for anything else.
+//!
+//! Starting is retried: NATS may not answer yet, and creating a cluster's replicated buckets
+//! can take longer than one request timeout on a busy JetStream cluster (the request times out
+//! while the stream is still being created). Every failed attempt is reported on stderr with
+//! its causes; the node retries after 250 ms, doubling the pause up to 2 s, until
+//! `--start-timeout-ms` (default 60 s) has passed, then exits with the last error. An invalid configuration (including a node id a live node already uses)
+//! exits at once.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aether_cluster::{ClusterConfig, ClusterManager};
+use aether_cluster::{ClusterConfig, ClusterError, ClusterManager};
 use aether_core::{NodeId, ShardCount};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
@@ -35,11 +42,19 @@ use tokio::signal::unix::{SignalKind, signal};
 const USAGE: &str = "usage: aether-cluster-node --nats <url[,url...]> --id <node id> \
 [--cluster NAME] [--shards N] [--heartbeat-ms MS] [--member-ttl-ms MS] [--probe-timeout-ms MS] \
 [--lease-ttl-ms MS] [--lease-margin-ms MS] [--stabilization-ms MS] [--max-moves N] \
-[--move-interval-ms MS] [--request-timeout-ms MS] [--replicas N]";
+[--move-interval-ms MS] [--request-timeout-ms MS] [--replicas N] [--start-timeout-ms MS]";
+
+/// Pause after the first failed start attempt; doubled after each further one.
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// Longest pause between two start attempts.
+const MAX_RETRY: Duration = Duration::from_secs(2);
+/// How long starting is retried by default.
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Args {
     nats: Vec<String>,
     config: ClusterConfig,
+    start_timeout: Duration,
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -70,6 +85,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
         .ok_or_else(|| format!("--id is required\n{USAGE}"))?;
     let id = NodeId::new(id).map_err(|e| format!("--id: {e}"))?;
     let mut config = ClusterConfig::new(id);
+    let mut start_timeout = DEFAULT_START_TIMEOUT;
     let number = |value: &str, name: &str| -> Result<u64, String> {
         value
             .parse::<u64>()
@@ -97,6 +113,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "move-interval-ms" => config.move_interval = ms()?,
             "request-timeout-ms" => config.request_timeout = ms()?,
+            "start-timeout-ms" => start_timeout = ms()?,
             "replicas" => {
                 config.replicas = usize::try_from(number(&value, &name)?)
                     .map_err(|e| format!("--replicas: {e}"))?;
@@ -107,6 +124,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(Args {
         nats: nats.split(',').map(str::to_owned).collect(),
         config,
+        start_timeout,
     })
 }
 
@@ -148,9 +166,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot connect to {}: {e}", args.nats.join(",")))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
-    let manager = ClusterManager::start(client, args.config)
-        .await
-        .map_err(|e| format!("cannot start node {node}: {e}"))?;
+    let manager = start(client, args.config, args.start_timeout).await?;
     let mut leader = manager.watch_leader();
     let mut map = manager.watch_shard_map();
     let Some(mut members) = manager.watch_members() else {
@@ -184,6 +200,56 @@ async fn run(args: Args) -> Result<(), String> {
         .to_string(),
     );
     result.map_err(|e| format!("node {node}: graceful shutdown incomplete: {e}"))
+}
+
+/// Starts the manager, retrying every failure but an invalid configuration until
+/// `patience` has passed; each failed attempt is reported on stderr.
+async fn start(
+    client: async_nats::Client,
+    config: ClusterConfig,
+    patience: Duration,
+) -> Result<ClusterManager, String> {
+    let node = config.node_id.clone();
+    let deadline = tokio::time::Instant::now().checked_add(patience);
+    let mut pause = FIRST_RETRY;
+    let mut attempt = 0u32;
+    loop {
+        attempt = attempt.saturating_add(1);
+        let error = match ClusterManager::start(client.clone(), config.clone()).await {
+            Ok(manager) => {
+                if attempt > 1 {
+                    eprintln!("node {node}: started at attempt {attempt}");
+                }
+                return Ok(manager);
+            }
+            Err(error) => error,
+        };
+        let fatal = matches!(error, ClusterError::InvalidConfig(_));
+        let now = tokio::time::Instant::now();
+        if fatal || deadline.is_some_and(|deadline| now + pause >= deadline) {
+            return Err(format!(
+                "cannot start node {node} (attempt {attempt}, giving up): {}",
+                chain(&error)
+            ));
+        }
+        eprintln!(
+            "node {node}: start attempt {attempt} failed, retrying in {pause:?}: {}",
+            chain(&error)
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_RETRY);
+    }
+}
+
+/// `error` and its sources, `: `-separated.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 fn main() -> ExitCode {

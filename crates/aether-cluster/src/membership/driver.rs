@@ -57,10 +57,21 @@ pub(super) async fn start(
         .subscribe(subject)
         .await
         .map_err(|e| unavailable("cannot subscribe to the probe subject", e))?;
-    client
-        .flush()
-        .await
-        .map_err(|e| unavailable("cannot subscribe to the probe subject", e))?;
+    // Bounded: a connection that is down would make the flush wait for its return, and the
+    // node's start hang without a word.
+    match tokio::time::timeout(config.request_timeout, client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(unavailable("cannot subscribe to the probe subject", e)),
+        Err(_elapsed) => {
+            return Err(ClusterError::Unavailable {
+                message: format!(
+                    "subscribing to the probe subject was not confirmed within {:?}",
+                    config.request_timeout
+                ),
+                source: None,
+            });
+        }
+    }
     let responder = tokio::spawn(answer_probes(client.clone(), probes_in, value.clone()));
 
     let key = local.id.to_string();
@@ -140,7 +151,10 @@ pub(super) async fn start(
         health,
         events,
         announcer,
-        tasks: vec![responder, view_task],
+        tasks: vec![
+            ("probe responder", responder),
+            ("membership view", view_task),
+        ],
     })
 }
 

@@ -61,6 +61,10 @@ pub enum StoreError {
     /// The snapshot broke an input rule. Nothing was written.
     #[error("invalid snapshot: {0}")]
     InvalidSnapshot(#[from] InvalidSnapshot),
+    /// A store setting that cannot work (named, with the reason). Nothing was opened or
+    /// written.
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(String),
     /// The store cannot be reached right now (connection lost, no leader, timeout). The outcome
     /// of a write that failed this way is unknown only if the message says so.
     #[error("event store unavailable: {message}")]
@@ -99,7 +103,9 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::VersionConflict { .. } | Self::EventIdReused { .. } => ErrorKind::Conflict,
-            Self::InvalidEvent(_) | Self::InvalidSnapshot(_) => ErrorKind::InvalidInput,
+            Self::InvalidEvent(_) | Self::InvalidSnapshot(_) | Self::InvalidConfig(_) => {
+                ErrorKind::InvalidInput
+            }
             Self::Unavailable { .. } | Self::Backend { .. } => ErrorKind::Infrastructure,
         }
     }

@@ -4,6 +4,13 @@ use std::time::Duration;
 
 use aether_core::BusConfig;
 
+use super::BusError;
+use crate::durations::{MAX_DURATION, bounded};
+
+/// Longest `max_age` of the durable stream: about a hundred years (JetStream counts it in
+/// nanoseconds in a signed 64-bit integer, which holds about 292).
+pub const MAX_RETENTION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// How a [`NatsEventBus`](super::NatsEventBus) connects, queues and stores.
 ///
 /// # Examples
@@ -87,6 +94,75 @@ impl Default for DurableConfig {
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 1024,
             request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl NatsBusConfig {
+    /// Checks what can be checked without a server: `connect_timeout` and the durable mode's
+    /// `duplicate_window`, `ack_wait` and `request_timeout` above zero and at most
+    /// [`MAX_DURATION`], its `max_age` above zero and at most [`MAX_RETENTION`]. Connecting
+    /// calls it first.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::InvalidConfig`] naming the first setting that cannot work.
+    pub fn validate(&self) -> Result<(), BusError> {
+        let durable = &self.durable;
+        bounded(&[
+            ("connect_timeout", self.connect_timeout, MAX_DURATION),
+            ("durable.max_age", durable.max_age, MAX_RETENTION),
+            (
+                "durable.duplicate_window",
+                durable.duplicate_window,
+                MAX_DURATION,
+            ),
+            ("durable.ack_wait", durable.ack_wait, MAX_DURATION),
+            (
+                "durable.request_timeout",
+                durable.request_timeout,
+                MAX_DURATION,
+            ),
+        ])
+        .map_err(BusError::InvalidConfig)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_near_max_durations_are_named_errors() {
+        assert!(NatsBusConfig::default().validate().is_ok());
+        type Set = fn(&mut NatsBusConfig, Duration);
+        let fields: [(&str, Set); 5] = [
+            ("connect_timeout", |c, d| c.connect_timeout = d),
+            ("durable.max_age", |c, d| c.durable.max_age = d),
+            ("durable.duplicate_window", |c, d| {
+                c.durable.duplicate_window = d
+            }),
+            ("durable.ack_wait", |c, d| c.durable.ack_wait = d),
+            ("durable.request_timeout", |c, d| {
+                c.durable.request_timeout = d
+            }),
+        ];
+        for (name, set) in fields {
+            let over = if name == "durable.max_age" {
+                MAX_RETENTION
+            } else {
+                MAX_DURATION
+            } + Duration::from_nanos(1);
+            for value in [Duration::MAX, over, Duration::ZERO] {
+                let mut config = NatsBusConfig::default();
+                set(&mut config, value);
+                match config.validate() {
+                    Err(BusError::InvalidConfig(message)) => {
+                        assert!(message.starts_with(name), "{message}");
+                    }
+                    other => panic!("{name} = {value:?}: {other:?}"),
+                }
+            }
         }
     }
 }

@@ -18,6 +18,9 @@ pub enum BusError {
         #[source]
         source: Option<BoxError>,
     },
+    /// A bus setting that cannot work (named, with the reason); nothing was connected.
+    #[error("invalid bus configuration: {0}")]
+    InvalidConfig(String),
     /// A durable subscription name that cannot be used; nothing was created.
     #[error("invalid durable subscription name {name:?}: {reason}")]
     InvalidDurableName {

@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use aether_core::StoreError;
+
+use crate::durations::{MAX_DURATION, bounded};
+
 /// Settings of a [`JetStreamEventStore`](crate::JetStreamEventStore).
 ///
 /// The defaults suit a single development server; production clusters set `replicas: 3`.
@@ -50,5 +54,60 @@ impl Default for JetStreamConfig {
             connect_timeout: Duration::from_secs(5),
             head_cache_capacity: 10_000,
         }
+    }
+}
+
+impl JetStreamConfig {
+    /// Checks what can be checked without a server: `duplicate_window`, `request_timeout` and
+    /// `connect_timeout` above zero and at most [`MAX_DURATION`] (`retry_timeout` is not
+    /// bounded: `Duration::MAX` retries forever). Opening a store calls it before connecting.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidConfig`] naming the first setting that cannot work.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        bounded(&[
+            ("duplicate_window", self.duplicate_window, MAX_DURATION),
+            ("request_timeout", self.request_timeout, MAX_DURATION),
+            ("connect_timeout", self.connect_timeout, MAX_DURATION),
+        ])
+        .map_err(StoreError::InvalidConfig)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_near_max_durations_are_named_errors() {
+        assert!(JetStreamConfig::default().validate().is_ok());
+        type Set = fn(&mut JetStreamConfig, Duration);
+        let fields: [(&str, Set); 3] = [
+            ("duplicate_window", |c, d| c.duplicate_window = d),
+            ("request_timeout", |c, d| c.request_timeout = d),
+            ("connect_timeout", |c, d| c.connect_timeout = d),
+        ];
+        let over = MAX_DURATION + Duration::from_nanos(1);
+        for (name, set) in fields {
+            for value in [Duration::MAX, over, Duration::ZERO] {
+                let mut config = JetStreamConfig::default();
+                set(&mut config, value);
+                match config.validate() {
+                    Err(StoreError::InvalidConfig(message)) => {
+                        assert!(message.starts_with(name), "{message}");
+                    }
+                    other => panic!("{name} = {value:?}: {other:?}"),
+                }
+            }
+        }
+        let forever = JetStreamConfig {
+            retry_timeout: Duration::MAX,
+            ..JetStreamConfig::default()
+        };
+        assert!(
+            forever.validate().is_ok(),
+            "retry_timeout MAX means retry forever"
+        );
     }
 }

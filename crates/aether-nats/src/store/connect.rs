@@ -39,6 +39,8 @@ impl JetStreamEventStore {
     ///
     /// # Errors
     ///
+    /// - [`StoreError::InvalidConfig`] for settings [`JetStreamConfig::validate`] refuses
+    ///   (nothing is connected or created);
     /// - [`StoreError::Unavailable`] naming the URL (without credentials) if no server answers
     ///   within `config.connect_timeout`, the server refuses the credentials, or the URL is
     ///   malformed;
@@ -86,6 +88,7 @@ impl JetStreamEventStore {
         namespace: Namespace,
         config: JetStreamConfig,
     ) -> Result<Self, StoreError> {
+        config.validate()?;
         let shown = redacted(url);
         let addrs = crate::server_addrs::parse_server_addrs(url)
             .map_err(|e| unavailable(&shown, "not a valid NATS URL", e))?;
@@ -136,6 +139,7 @@ impl JetStreamEventStore {
         namespace: Namespace,
         config: JetStreamConfig,
     ) -> Result<Self, StoreError> {
+        config.validate()?;
         let info = client.server_info();
         check_server_version(&url, &info.version)?;
         let js = jetstream::ContextBuilder::new()

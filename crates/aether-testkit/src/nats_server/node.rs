@@ -1,10 +1,12 @@
 //! [`Node`]: one `nats-server` process with its own ports, config, store and log.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{HarnessError, ServerBinary, ServerOptions};
@@ -27,13 +29,31 @@ pub struct Node {
     child: Option<Child>,
 }
 
-/// A port the OS considers free right now on 127.0.0.1.
+/// A port the OS considers free right now on 127.0.0.1, never one this process handed out
+/// before: a port is only bound when its server starts, so until then the OS may offer it
+/// again, and a cluster's second server would then fail to bind its first server's port.
 pub(super) fn free_port() -> Result<u16, HarnessError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("binding a free port"))?;
-    Ok(listener
-        .local_addr()
-        .map_err(io("reading a free port"))?
-        .port())
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    // Tried this often, the OS's ephemeral range (tens of thousands of ports) cannot be
+    // exhausted by one test process.
+    for _ in 0..64 {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(io("binding a free port"))?;
+        let port = listener
+            .local_addr()
+            .map_err(io("reading a free port"))?
+            .port();
+        if HANDED_OUT
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(port)
+        {
+            return Ok(port);
+        }
+    }
+    Err(HarnessError::Io {
+        context: "finding a port not handed out before".to_owned(),
+        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    })
 }
 
 fn io(context: &str) -> impl FnOnce(std::io::Error) -> HarnessError + '_ {
@@ -235,5 +255,22 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::free_port;
+    use std::collections::BTreeSet;
+
+    /// A cluster takes three ports per server before any is bound; the OS offers a released
+    /// port again soon (dozens of repeats in 1 000 binds on Linux), so the harness must not.
+    #[test]
+    fn free_ports_are_never_handed_out_twice() {
+        let mut seen = BTreeSet::new();
+        for _ in 0..1000 {
+            let port = free_port().unwrap_or_else(|e| panic!("{e}"));
+            assert!(seen.insert(port), "port {port} handed out twice");
+        }
     }
 }
