@@ -24,7 +24,7 @@ step "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
 
 step "cargo test"
-cargo test --workspace --all-features --locked "$@"
+cargo test --workspace --all-features --locked --no-fail-fast "$@"
 
 step "example: two_nodes (two nodes on NATS; exits non-zero if any delivery check fails)"
 cargo run --locked -p aether --example two_nodes

@@ -86,6 +86,11 @@ pub struct ClusterConfig {
     pub cluster_name: String,
     /// Longest wait for a JetStream reply. Default 5 s.
     pub request_timeout: Duration,
+    /// Longest wait, when a node opens the cluster's replicated buckets, for their streams to
+    /// have a leader. A stream just created on a 3-server cluster elects one by Raft (the
+    /// server's election timeouts run to several seconds, longer on a loaded machine), and
+    /// writes before that find no stream. Default 30 s; unused with one replica.
+    pub ready_timeout: Duration,
 }
 
 impl ClusterConfig {
@@ -106,6 +111,7 @@ impl ClusterConfig {
             replicas: 1,
             cluster_name: "aether".to_owned(),
             request_timeout: Duration::from_secs(5),
+            ready_timeout: Duration::from_secs(30),
         }
     }
 
@@ -141,6 +147,7 @@ impl ClusterConfig {
             ("stabilization_delay", self.stabilization_delay),
             ("move_interval", self.move_interval),
             ("request_timeout", self.request_timeout),
+            ("ready_timeout", self.ready_timeout),
         ];
         for (name, value) in timings {
             if value > MAX_DURATION {
@@ -178,7 +185,7 @@ mod tests {
     type Change = fn(&mut ClusterConfig, Duration);
 
     /// Every timing, and how to set it.
-    const TIMINGS: [(&str, Change); 8] = [
+    const TIMINGS: [(&str, Change); 9] = [
         ("heartbeat", |c, d| c.heartbeat = d),
         ("member_ttl", |c, d| c.member_ttl = d),
         ("probe_timeout", |c, d| c.probe_timeout = d),
@@ -187,6 +194,7 @@ mod tests {
         ("stabilization_delay", |c, d| c.stabilization_delay = d),
         ("move_interval", |c, d| c.move_interval = d),
         ("request_timeout", |c, d| c.request_timeout = d),
+        ("ready_timeout", |c, d| c.ready_timeout = d),
     ];
 
     fn config() -> ClusterConfig {

@@ -112,7 +112,7 @@ impl ClusterStore {
     /// - [`ClusterError::SettingsMismatch`] if a bucket exists with other settings than
     ///   `config`'s (replicas, member or lease TTL, layout), naming each difference;
     /// - [`ClusterError::Unavailable`] if NATS does not answer, or a replicated bucket has no
-    ///   stream leader within `config.request_timeout`; [`ClusterError::Backend`] if
+    ///   stream leader within `config.ready_timeout`; [`ClusterError::Backend`] if
     ///   JetStream refuses (no JetStream, a server older than 2.12 without atomic batches).
     pub async fn open(
         client: async_nats::Client,
@@ -123,7 +123,7 @@ impl ClusterStore {
         js.set_timeout(config.request_timeout);
         layout::refuse_old_layout(&js, &config.cluster_name).await?;
         let (members_spec, coord_spec) = layout::specs(config);
-        let ready = config.request_timeout;
+        let ready = config.ready_timeout.max(config.request_timeout);
         let members = layout::open_bucket(&js, &members_spec, ready).await?;
         let coord = layout::open_bucket(&js, &coord_spec, ready).await?;
         Ok(Self {

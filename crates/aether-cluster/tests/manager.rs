@@ -373,7 +373,7 @@ async fn a_fourth_node_gets_its_share_in_throttled_steps() {
 
 /// Every timing of [`ClusterConfig`], and how to set it.
 type SetTiming = fn(&mut ClusterConfig, Duration);
-const TIMINGS: [(&str, SetTiming); 8] = [
+const TIMINGS: [(&str, SetTiming); 9] = [
     ("heartbeat", |c, d| c.heartbeat = d),
     ("member_ttl", |c, d| c.member_ttl = d),
     ("probe_timeout", |c, d| c.probe_timeout = d),
@@ -382,6 +382,7 @@ const TIMINGS: [(&str, SetTiming); 8] = [
     ("stabilization_delay", |c, d| c.stabilization_delay = d),
     ("move_interval", |c, d| c.move_interval = d),
     ("request_timeout", |c, d| c.request_timeout = d),
+    ("ready_timeout", |c, d| c.ready_timeout = d),
 ];
 
 fn assert_invalid<T: std::fmt::Debug>(what: &str, name: &str, result: Result<T, ClusterError>) {
