@@ -25,6 +25,9 @@
 //! other's processes; the times are printed with `--nocapture`. Needs `nats-server` ≥ 2.12;
 //! fails (never skips) with the install command when it is missing.
 
+#[path = "support/common.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,10 +35,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aether_cluster::ClusterConfig;
+use aether_cluster::Revision;
 use aether_cluster::kv::{ClusterStore, LEASE_KEY};
-use aether_cluster::shard_map_store::ShardMapStore;
+use aether_cluster::shard_map_store::{MapChange, ShardMapStore, StoredShardMap};
 use aether_core::{NodeId, ShardCount};
-use aether_testkit::nats_server::{NatsCluster, NatsServer, READY_TIMEOUT};
+use aether_testkit::nats_server::{NatsCluster, NatsServer};
+use common::{STEP, base_config, connect, start_server, within};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -47,18 +52,12 @@ const MEMBER_TTL: Duration = Duration::from_secs(2);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const LEASE_TTL: Duration = Duration::from_secs(3);
 const STABILIZATION: Duration = Duration::from_millis(500);
-/// Longest wait for one network step.
-const STEP: Duration = Duration::from_secs(10);
 /// How long a node keeps retrying its start (`--start-timeout-ms`): creating R3 buckets on
 /// a loaded machine can outlast several request timeouts.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One test at a time: the measured times must not include other tests' load.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn cluster_name() -> String {
-    format!("proc-{}", uuid::Uuid::now_v7().simple())
-}
 
 /// A node's view, as its last JSON line said.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,24 +123,28 @@ impl Drop for NodeProcess {
     }
 }
 
-impl NodeProcess {
-    fn spawn(nats: &[String], cluster: &str, id: &str, replicas: usize) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_aether-cluster-node"));
-        command
-            .args(["--heartbeat-ms", "500"])
-            .args(["--member-ttl-ms", &MEMBER_TTL.as_millis().to_string()])
-            .args(["--probe-timeout-ms", &PROBE_TIMEOUT.as_millis().to_string()])
-            .args(["--lease-ttl-ms", &LEASE_TTL.as_millis().to_string()])
-            .args(["--lease-margin-ms", "500"])
-            .args(["--stabilization-ms", &STABILIZATION.as_millis().to_string()])
-            .args(["--request-timeout-ms", "1000"])
-            .args(["--replicas", &replicas.to_string()]);
-        Self::spawn_command(command, nats, cluster, id)
-    }
+/// The timings a node runs with.
+#[derive(Debug, Clone, Copy)]
+enum Timings {
+    /// The test timings of this file (heartbeat 500 ms, member TTL 2 s, lease TTL 3 s, …).
+    Test,
+    /// The binary's defaults (heartbeat 3 s, member TTL 6 s, lease TTL 10 s, …).
+    Defaults,
+}
 
-    /// A node with the default timings (heartbeat 3 s, member TTL 6 s, lease TTL 10 s, …).
-    fn spawn_with_defaults(nats: &[String], cluster: &str, id: &str, replicas: usize) -> Self {
+impl NodeProcess {
+    fn spawn(nats: &[String], cluster: &str, id: &str, replicas: usize, timings: Timings) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_aether-cluster-node"));
+        if let Timings::Test = timings {
+            command
+                .args(["--heartbeat-ms", "500"])
+                .args(["--member-ttl-ms", &MEMBER_TTL.as_millis().to_string()])
+                .args(["--probe-timeout-ms", &PROBE_TIMEOUT.as_millis().to_string()])
+                .args(["--lease-ttl-ms", &LEASE_TTL.as_millis().to_string()])
+                .args(["--lease-margin-ms", "500"])
+                .args(["--stabilization-ms", &STABILIZATION.as_millis().to_string()])
+                .args(["--request-timeout-ms", "1000"]);
+        }
         command.args(["--replicas", &replicas.to_string()]);
         Self::spawn_command(command, nats, cluster, id)
     }
@@ -289,7 +292,7 @@ struct Agreed {
 
 /// The agreed view if every node sees the same leader (exactly one leading), the same map
 /// version and counts over exactly `n` nodes (balanced within one), and `n` members.
-fn converged(nodes: &[&NodeProcess], n: usize) -> Option<Agreed> {
+fn converged(nodes: &[NodeProcess], n: usize) -> Option<Agreed> {
     let views: Vec<View> = nodes.iter().map(|p| p.view()).collect();
     let first = views.first()?;
     let leader = first.leader.clone()?;
@@ -318,7 +321,7 @@ fn converged(nodes: &[&NodeProcess], n: usize) -> Option<Agreed> {
 /// Waits until every node has started (its view lists at least itself): within the start
 /// timeout it gave itself, and one more network step for its first view to arrive. A node
 /// that gives up exits, which fails the wait at once.
-async fn wait_started(nodes: &[&NodeProcess]) {
+async fn wait_started(nodes: &[NodeProcess]) {
     let limit = START_TIMEOUT + STEP;
     let started = Instant::now();
     while !nodes.iter().all(|p| !p.view().members.is_empty()) {
@@ -338,7 +341,7 @@ async fn wait_started(nodes: &[&NodeProcess]) {
     }
 }
 
-async fn wait_converged(nodes: &[&NodeProcess], n: usize, limit: Duration, what: &str) -> Agreed {
+async fn wait_converged(nodes: &[NodeProcess], n: usize, limit: Duration, what: &str) -> Agreed {
     let started = Instant::now();
     loop {
         if let Some(agreed) = converged(nodes, n) {
@@ -362,72 +365,210 @@ async fn wait_converged(nodes: &[&NodeProcess], n: usize, limit: Duration, what:
     }
 }
 
+/// The observer's configuration: the test timings over `replicas`, and never a member.
 fn test_config(cluster: &str, replicas: usize) -> ClusterConfig {
-    let mut config = ClusterConfig::new(NodeId::new("observer").unwrap_or_else(|e| panic!("{e}")));
-    config.cluster_name = cluster.to_owned();
+    let mut config = base_config(cluster, "observer", LEASE_TTL, Duration::from_secs(2));
     config.shard_count = ShardCount::new(SHARDS).unwrap_or_else(|e| panic!("{e}"));
     config.member_ttl = MEMBER_TTL;
-    config.lease_ttl = LEASE_TTL;
     config.replicas = replicas;
-    config.request_timeout = Duration::from_secs(2);
     config
 }
 
 /// A JetStream context of the test's own, on `url`.
 async fn jetstream_at(url: &str) -> async_nats::jetstream::Context {
-    let client = timeout(STEP, async_nats::connect(url))
-        .await
-        .unwrap_or_else(|_| panic!("connect to {url} timed out"))
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    async_nats::jetstream::new(client)
+    async_nats::jetstream::new(connect(url).await)
 }
 
 /// The test's own handle on the cluster's buckets (never a member).
 async fn observe(url: &str, cluster: &str, replicas: usize) -> ClusterStore {
-    let client = timeout(STEP, async_nats::connect(url))
-        .await
-        .unwrap_or_else(|_| panic!("connect to {url} timed out"))
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    timeout(
-        STEP,
+    let client = connect(url).await;
+    within(
+        "opening the cluster store",
         ClusterStore::open(client, &test_config(cluster, replicas)),
     )
     .await
-    .unwrap_or_else(|_| panic!("opening the cluster store timed out"))
-    .unwrap_or_else(|e| panic!("opening the cluster store: {e}"))
 }
 
-fn spawn_all(nats: &[String], cluster: &str, ids: &[&str]) -> Vec<NodeProcess> {
-    ids.iter()
-        .map(|id| NodeProcess::spawn(nats, cluster, id, 1))
-        .collect()
+/// The test's own handle on the shard map of a cluster with R1 buckets.
+async fn map_store(url: &str, cluster: &str) -> ShardMapStore {
+    ShardMapStore::new(observe(url, cluster, 1).await, &test_config(cluster, 1))
 }
 
-fn start_server() -> NatsServer {
-    NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
+/// The stored shard map, which must exist.
+async fn load_map(store: &ShardMapStore) -> (StoredShardMap, Revision) {
+    within("load", store.load())
+        .await
+        .unwrap_or_else(|| panic!("no map"))
+}
+
+/// Every change of the shard map, oldest first.
+async fn map_history(store: &ShardMapStore) -> Vec<MapChange> {
+    within("history", store.history()).await
+}
+
+/// The name of the NATS server that leads the stream of `cluster`'s lease bucket, asked
+/// through `url` on a connection of the test's own (closed on return).
+async fn lease_stream_leader(url: &str, cluster: &str) -> String {
+    let js = jetstream_at(url).await;
+    let mut stream = within("stream info", js.get_stream(format!("KV_{cluster}-coord"))).await;
+    let info = within("stream info", stream.info()).await;
+    info.cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .unwrap_or_default()
+}
+
+/// Waits until `done` holds for the views of all `nodes`; how long after `since` that was.
+/// Panics with `what` and the views once `limit` has passed since `since`.
+async fn wait_views(
+    nodes: &[NodeProcess],
+    since: Instant,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&[View]) -> bool,
+) -> Duration {
+    loop {
+        let views: Vec<View> = nodes.iter().map(NodeProcess::view).collect();
+        if done(&views) {
+            return since.elapsed();
+        }
+        assert!(since.elapsed() < limit, "{what}: {views:?}");
+        sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether exactly one of `views` says it leads.
+fn one_leads(views: &[View]) -> bool {
+    views.iter().filter(|v| v.leads).count() == 1
+}
+
+/// SIGKILLs the first of `nodes` that `pick` chooses and takes it out: its id, and when the
+/// kill was sent.
+async fn sigkill_first(
+    nodes: &mut Vec<NodeProcess>,
+    pick: impl Fn(&NodeProcess) -> bool,
+) -> (String, Instant) {
+    let index = nodes
+        .iter()
+        .position(pick)
+        .unwrap_or_else(|| unreachable!());
+    let victim = nodes.remove(index);
+    let id = victim.id.clone();
+    let killed_at = Instant::now();
+    victim.sigkill().await;
+    (id, killed_at)
+}
+
+/// A `nats-server` of the test's own and three nodes of a fresh cluster on it (R1 buckets),
+/// holding [`SERIAL`] while it lives.
+struct OnOneServer {
+    nodes: Vec<NodeProcess>,
+    server: NatsServer,
+    cluster: String,
+    /// When the nodes were spawned (after the server was up).
+    spawned_at: Instant,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl OnOneServer {
+    async fn spawn(ids: [&str; 3], timings: Timings) -> Self {
+        let serial = SERIAL.lock().await;
+        let server = start_server();
+        let cluster = common::cluster_name("proc");
+        let urls = [server.url()];
+        let spawned_at = Instant::now();
+        let nodes = ids
+            .iter()
+            .map(|id| NodeProcess::spawn(&urls, &cluster, id, 1, timings))
+            .collect();
+        Self {
+            nodes,
+            server,
+            cluster,
+            spawned_at,
+            _serial: serial,
+        }
+    }
+
+    /// [`Self::spawn`], then what the three agree on: within 10 s with the test timings,
+    /// 15 s with the defaults.
+    async fn agreed(ids: [&str; 3], timings: Timings) -> (Self, Agreed) {
+        let (limit, what) = match timings {
+            Timings::Test => (Duration::from_secs(10), "three nodes"),
+            Timings::Defaults => (Duration::from_secs(15), "three default nodes"),
+        };
+        let setup = Self::spawn(ids, timings).await;
+        let agreed = wait_converged(&setup.nodes, 3, limit, what).await;
+        (setup, agreed)
+    }
+}
+
+/// A 3-server NATS cluster of the test's own and three nodes of a fresh cluster on it (R3
+/// buckets), holding [`SERIAL`] while it lives. Node i prefers server i (the binary
+/// keeps the URL order).
+struct OnNatsCluster {
+    nodes: Vec<NodeProcess>,
+    nats: NatsCluster,
+    urls: Vec<String>,
+    /// The servers' names, in the order of `urls`.
+    names: Vec<String>,
+    cluster: String,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl OnNatsCluster {
+    /// Starts the servers and the nodes, waits until every node has started (the R3 buckets
+    /// exist), then for what they agree on.
+    async fn start(ids: [&str; 3], timings: Timings) -> (Self, Agreed) {
+        // Once started: one leader (at once: the lease is free), every member seen within a
+        // heartbeat, one map after the stabilisation delay.
+        let (limit, what) = match timings {
+            Timings::Test => (
+                MEMBER_TTL + STABILIZATION + STEP,
+                "three nodes on a NATS cluster",
+            ),
+            // Default timings: member TTL 6 s, stabilisation 1 s.
+            Timings::Defaults => (Duration::from_secs(7) + STEP, "three default nodes"),
+        };
+        let serial = SERIAL.lock().await;
+        let mut nats = NatsCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
+        let urls = nats.urls();
+        let names: Vec<String> = nats.nodes().iter().map(|n| n.name().to_owned()).collect();
+        let cluster = common::cluster_name("proc");
+        let nodes: Vec<NodeProcess> = (0..3)
+            .map(|i| {
+                let mut order = urls.clone();
+                order.rotate_left(i);
+                NodeProcess::spawn(&order, &cluster, ids[i], 3, timings)
+            })
+            .collect();
+        wait_started(&nodes).await;
+        let agreed = wait_converged(&nodes, 3, limit, what).await;
+        let setup = Self {
+            nodes,
+            nats,
+            urls,
+            names,
+            cluster,
+            _serial: serial,
+        };
+        (setup, agreed)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_agree_then_a_follower_dies_and_a_fourth_joins() {
-    let _serial = SERIAL.lock().await;
-    let server = start_server();
-    let cluster = cluster_name();
-    let urls = [server.url()];
-    let started = Instant::now();
-    let mut nodes = spawn_all(&urls, &cluster, &["n1", "n2", "n3"]);
-    let first_leader = loop {
-        let views: Vec<View> = nodes.iter().map(NodeProcess::view).collect();
-        if views.iter().filter(|v| v.leads).count() == 1 {
-            break started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no leader within 5 s of spawning: {views:?}"
-        );
-        sleep(Duration::from_millis(5)).await;
-    };
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    let agreed = wait_converged(&refs, 3, Duration::from_secs(10), "three nodes").await;
+    let mut setup = OnOneServer::spawn(["n1", "n2", "n3"], Timings::Test).await;
+    let started = setup.spawned_at;
+    let first_leader = wait_views(
+        &setup.nodes,
+        started,
+        Duration::from_secs(5),
+        "no leader within 5 s of spawning",
+        one_leads,
+    )
+    .await;
+    let agreed = wait_converged(&setup.nodes, 3, Duration::from_secs(10), "three nodes").await;
     println!(
         "processes: first leader {first_leader:?} after spawning; agreed 3-node map after {:?}",
         started.elapsed()
@@ -437,17 +578,9 @@ async fn three_nodes_agree_then_a_follower_dies_and_a_fourth_joins() {
     assert_eq!(counts, [33, 33, 34]);
 
     // SIGKILL a follower: its shards go to the others once it is detected.
-    let follower = nodes
-        .iter()
-        .position(|p| p.id != agreed.leader)
-        .unwrap_or_else(|| unreachable!());
-    let victim = nodes.remove(follower);
-    let victim_id = victim.id.clone();
-    let killed_at = Instant::now();
-    victim.sigkill().await;
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
+    let (victim_id, killed_at) = sigkill_first(&mut setup.nodes, |p| p.id != agreed.leader).await;
     let bound = MEMBER_TTL + PROBE_TIMEOUT + STABILIZATION + Duration::from_secs(2);
-    let after_kill = wait_converged(&refs, 2, bound, "after SIGKILL of a follower").await;
+    let after_kill = wait_converged(&setup.nodes, 2, bound, "after SIGKILL of a follower").await;
     let reassigned = killed_at.elapsed();
     println!(
         "processes: follower SIGKILL → shards reassigned and agreed in {reassigned:?} (bound {bound:?})"
@@ -459,26 +592,23 @@ async fn three_nodes_agree_then_a_follower_dies_and_a_fourth_joins() {
     );
 
     // A fourth (here: third again) node joins: it takes only its share.
-    let store = observe(&server.url(), &cluster, 1).await;
-    let map_store = ShardMapStore::new(store.clone(), &test_config(&cluster, 1));
-    let before = timeout(STEP, map_store.load())
-        .await
-        .unwrap_or_else(|_| panic!("load timed out"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("no map"));
+    let map_store = map_store(&setup.server.url(), &setup.cluster).await;
+    let before = load_map(&map_store).await;
     let joined_at = Instant::now();
-    nodes.push(NodeProcess::spawn(&urls, &cluster, "n4", 1));
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    let after_join = wait_converged(&refs, 3, Duration::from_secs(10), "after n4 joined").await;
+    setup.nodes.push(NodeProcess::spawn(
+        &[setup.server.url()],
+        &setup.cluster,
+        "n4",
+        1,
+        Timings::Test,
+    ));
+    let after_join =
+        wait_converged(&setup.nodes, 3, Duration::from_secs(10), "after n4 joined").await;
     println!(
         "processes: join → balanced map in {:?}",
         joined_at.elapsed()
     );
-    let after = timeout(STEP, map_store.load())
-        .await
-        .unwrap_or_else(|_| panic!("load timed out"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("no map"));
+    let after = load_map(&map_store).await;
     assert_eq!(after.0.version.get(), after_join.version);
     let moves = aether_core::shard_moves(&before.0.map, &after.0.map);
     let bound = u64::from(SHARDS).div_ceil(3) + u64::from(SHARDS) / 100;
@@ -492,7 +622,7 @@ async fn three_nodes_agree_then_a_follower_dies_and_a_fourth_joins() {
             .iter()
             .all(|m| m.to.as_ref().map(NodeId::as_str) == Some("n4"))
     );
-    terminate_all(nodes).await;
+    terminate_all(setup.nodes).await;
 }
 
 /// Longest pause of the node binary between two start attempts (`MAX_RETRY` there).
@@ -508,65 +638,50 @@ const RECONNECT_DELAY_CAP: Duration = Duration::from_secs(4);
 async fn a_node_whose_start_fails_retries_until_nats_answers() {
     let _serial = SERIAL.lock().await;
     let mut server = start_server();
-    let cluster = cluster_name();
+    let cluster = common::cluster_name("proc");
     let urls = [server.url()];
     server.node().stop();
-    let node = NodeProcess::spawn(&urls, &cluster, "n1", 1);
+    let node = NodeProcess::spawn(&urls, &cluster, "n1", 1, Timings::Test);
     // Each attempt fails within a request timeout (1 s): the first JetStream request of
     // opening the buckets gets no answer.
     node.wait_stderr("start attempt 1 failed", STEP).await;
     node.wait_stderr("start attempt 2 failed", STEP).await;
     assert_eq!(node.view(), View::default(), "started without NATS");
     server
-        .node()
-        .start()
+        .restart()
         .unwrap_or_else(|e| panic!("restarting nats-server: {e}"));
-    server
-        .node()
-        .wait_ready(READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("nats-server not ready after restart: {e}"));
     let up_at = Instant::now();
     // The client reconnects within its delay cap, the next attempt starts within the retry
     // cap, and then it is one network step to lead a cluster of one.
     let bound = RECONNECT_DELAY_CAP + START_RETRY_CAP + STEP;
-    let agreed = wait_converged(&[&node], 1, bound, "after NATS came up").await;
+    let nodes = vec![node];
+    let agreed = wait_converged(&nodes, 1, bound, "after NATS came up").await;
     println!(
         "processes: start before NATS → joined {:?} after the server was up",
         up_at.elapsed()
     );
     assert_eq!(agreed.leader, "n1");
     assert_eq!(agreed.counts.get("n1"), Some(&u64::from(SHARDS)));
-    assert!(node.stderr().contains("node n1: started at attempt"));
-    terminate_all(vec![node]).await;
+    assert!(nodes[0].stderr().contains("node n1: started at attempt"));
+    terminate_all(nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_leader_is_replaced_within_the_lease_ttl() {
-    let _serial = SERIAL.lock().await;
-    let server = start_server();
-    let cluster = cluster_name();
-    let urls = [server.url()];
-    let mut nodes = spawn_all(&urls, &cluster, &["n1", "n2", "n3"]);
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    let agreed = wait_converged(&refs, 3, Duration::from_secs(10), "three nodes").await;
+    let (mut setup, agreed) = OnOneServer::agreed(["n1", "n2", "n3"], Timings::Test).await;
 
     // Watch the lease key: the time of the last renewal the server received.
-    observe(&server.url(), &cluster, 1).await;
-    let coord = timeout(
-        STEP,
-        jetstream_at(&server.url())
+    observe(&setup.server.url(), &setup.cluster, 1).await;
+    let coord = within(
+        "opening the coordination bucket",
+        jetstream_at(&setup.server.url())
             .await
-            .get_key_value(format!("{cluster}-coord")),
+            .get_key_value(format!("{}-coord", setup.cluster)),
     )
-    .await
-    .unwrap_or_else(|_| panic!("opening the coordination bucket timed out"))
-    .unwrap_or_else(|e| panic!("{e}"));
+    .await;
     let last_write = Arc::new(Mutex::new(Instant::now()));
     let last_write_in = Arc::clone(&last_write);
-    let mut watch = timeout(STEP, coord.watch(LEASE_KEY))
-        .await
-        .unwrap_or_else(|_| panic!("watch timed out"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut watch = within("watch", coord.watch(LEASE_KEY)).await;
     let watcher = tokio::spawn(async move {
         while let Some(Ok(entry)) = watch.next().await {
             if entry.operation == async_nats::jetstream::kv::Operation::Put {
@@ -582,39 +697,30 @@ async fn a_killed_leader_is_replaced_within_the_lease_ttl() {
         sleep(Duration::from_millis(5)).await;
     }
 
-    let index = nodes
-        .iter()
-        .position(|p| p.id == agreed.leader)
-        .unwrap_or_else(|| unreachable!());
-    let leader = nodes.remove(index);
-    let killed_at = Instant::now();
-    leader.sigkill().await;
+    let (_, killed_at) = sigkill_first(&mut setup.nodes, |p| p.id == agreed.leader).await;
     let renewed = *last_write.lock().unwrap_or_else(PoisonError::into_inner);
     watcher.abort();
-    let failover = loop {
-        let views: Vec<View> = nodes.iter().map(NodeProcess::view).collect();
-        if views.iter().filter(|v| v.leads).count() == 1
-            && views.iter().all(|v| {
-                v.leader.is_some()
-                    && v.leader == views[0].leader
-                    && v.leader.as_deref() != Some(&agreed.leader)
-            })
-        {
-            break renewed.elapsed();
-        }
-        assert!(
-            renewed.elapsed() < LEASE_TTL + Duration::from_secs(1),
-            "no new leader within lease TTL + 1 s of the last renewal: {views:?}"
-        );
-        sleep(Duration::from_millis(5)).await;
-    };
+    let failover = wait_views(
+        &setup.nodes,
+        renewed,
+        LEASE_TTL + Duration::from_secs(1),
+        "no new leader within lease TTL + 1 s of the last renewal",
+        |views| {
+            one_leads(views)
+                && views.iter().all(|v| {
+                    v.leader.is_some()
+                        && v.leader == views[0].leader
+                        && v.leader.as_deref() != Some(&agreed.leader)
+                })
+        },
+    )
+    .await;
     println!(
         "processes: leader SIGKILL → new leader {failover:?} after its last renewal ({:?} after the kill)",
         killed_at.elapsed()
     );
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
     let after = wait_converged(
-        &refs,
+        &setup.nodes,
         2,
         Duration::from_secs(10),
         "after the leader's SIGKILL",
@@ -626,26 +732,21 @@ async fn a_killed_leader_is_replaced_within_the_lease_ttl() {
     );
     assert!(after.epoch > agreed.epoch);
     assert!(!after.counts.contains_key(&agreed.leader));
-    terminate_all(nodes).await;
+    terminate_all(setup.nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_rejoins_and_the_history_is_one_chain() {
-    let _serial = SERIAL.lock().await;
-    let server = start_server();
-    let cluster = cluster_name();
-    let urls = [server.url()];
-    let nodes = spawn_all(&urls, &cluster, &["n1", "n2", "n3"]);
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    let agreed = wait_converged(&refs, 3, Duration::from_secs(10), "three nodes").await;
-    let paused = nodes
+    let (setup, agreed) = OnOneServer::agreed(["n1", "n2", "n3"], Timings::Test).await;
+    let paused = setup
+        .nodes
         .iter()
         .find(|p| p.id == agreed.leader)
         .unwrap_or_else(|| unreachable!());
     paused.signal("STOP");
     let pause = LEASE_TTL.max(MEMBER_TTL) + Duration::from_secs(2);
     sleep(pause).await;
-    let others: Vec<&NodeProcess> = nodes.iter().filter(|p| p.id != paused.id).collect();
+    let others: Vec<&NodeProcess> = setup.nodes.iter().filter(|p| p.id != paused.id).collect();
     let during = others.iter().map(|p| p.view()).collect::<Vec<_>>();
     assert!(
         during
@@ -656,8 +757,7 @@ async fn a_paused_leader_rejoins_and_the_history_is_one_chain() {
     );
     let resumed_at = Instant::now();
     paused.signal("CONT");
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    let after = wait_converged(&refs, 3, Duration::from_secs(15), "after SIGCONT").await;
+    let after = wait_converged(&setup.nodes, 3, Duration::from_secs(15), "after SIGCONT").await;
     println!(
         "processes: leader paused {pause:?} → after SIGCONT all 3 agree again in {:?}",
         resumed_at.elapsed()
@@ -665,14 +765,7 @@ async fn a_paused_leader_rejoins_and_the_history_is_one_chain() {
     assert!(after.epoch > agreed.epoch);
     assert_ne!(after.leader, paused.id);
 
-    let store = observe(&server.url(), &cluster, 1).await;
-    let history = timeout(
-        STEP,
-        ShardMapStore::new(store, &test_config(&cluster, 1)).history(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("history timed out"))
-    .unwrap_or_else(|e| panic!("{e}"));
+    let history = map_history(&map_store(&setup.server.url(), &setup.cluster).await).await;
     let versions: Vec<u64> = history.iter().map(|c| c.version.get()).collect();
     assert_eq!(versions.first(), Some(&1));
     assert!(
@@ -684,58 +777,42 @@ async fn a_paused_leader_rejoins_and_the_history_is_one_chain() {
         "{history:?}"
     );
     assert_eq!(versions.last(), Some(&after.version));
-    terminate_all(nodes).await;
+    terminate_all(setup.nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_outage_longer_than_the_member_ttl_moves_no_shard() {
-    let _serial = SERIAL.lock().await;
-    let mut server = start_server();
-    let cluster = cluster_name();
-    let urls = [server.url()];
-    let nodes = spawn_all(&urls, &cluster, &["n1", "n2", "n3"]);
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    let before = wait_converged(&refs, 3, Duration::from_secs(10), "three nodes").await;
-    let store = observe(&server.url(), &cluster, 1).await;
-    let map_store = ShardMapStore::new(store, &test_config(&cluster, 1));
-    let map_before = timeout(STEP, map_store.load())
-        .await
-        .unwrap_or_else(|_| panic!("load timed out"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("no map"));
+    let (mut setup, before) = OnOneServer::agreed(["n1", "n2", "n3"], Timings::Test).await;
+    let map_store = map_store(&setup.server.url(), &setup.cluster).await;
+    let map_before = load_map(&map_store).await;
 
     let outage = MEMBER_TTL + Duration::from_secs(1);
-    server.node().stop();
+    setup.server.node().stop();
     sleep(outage).await;
-    server
-        .node()
-        .start()
+    setup
+        .server
+        .restart()
         .unwrap_or_else(|e| panic!("restarting nats-server: {e}"));
-    server
-        .node()
-        .wait_ready(READY_TIMEOUT)
-        .unwrap_or_else(|e| panic!("nats-server not ready after restart: {e}"));
     let restarted_at = Instant::now();
-    let after = wait_converged(&refs, 3, Duration::from_secs(15), "after the NATS outage").await;
+    let after = wait_converged(
+        &setup.nodes,
+        3,
+        Duration::from_secs(15),
+        "after the NATS outage",
+    )
+    .await;
     println!(
         "processes: NATS down {outage:?} → all 3 agree again {:?} after the restart",
         restarted_at.elapsed()
     );
     // Give a (wrong) reassignment time to happen, then look at the map and its history.
     sleep(MEMBER_TTL + PROBE_TIMEOUT + STABILIZATION * 2).await;
-    let settled = wait_converged(&refs, 3, Duration::from_secs(5), "settled").await;
+    let settled = wait_converged(&setup.nodes, 3, Duration::from_secs(5), "settled").await;
     assert_eq!(after.counts, before.counts);
     assert_eq!(settled.counts, before.counts);
-    let map_after = timeout(STEP, map_store.load())
-        .await
-        .unwrap_or_else(|_| panic!("load timed out"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|| panic!("no map"));
+    let map_after = load_map(&map_store).await;
     assert_eq!(map_after.0.map, map_before.0.map, "a shard changed owner");
-    let history = timeout(STEP, map_store.history())
-        .await
-        .unwrap_or_else(|_| panic!("history timed out"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let history = map_history(&map_store).await;
     let moved_since: Vec<_> = history
         .iter()
         .filter(|c| c.version > map_before.0.version && !c.moved.is_empty())
@@ -748,69 +825,34 @@ async fn a_nats_outage_longer_than_the_member_ttl_moves_no_shard() {
         "processes: NATS outage: map version {} → {}",
         map_before.0.version, map_after.0.version
     );
-    terminate_all(nodes).await;
+    terminate_all(setup.nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_one_nats_server_keeps_the_leader_and_the_map() {
-    let _serial = SERIAL.lock().await;
-    let mut nats = NatsCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
-    let urls = nats.urls();
-    let names: Vec<String> = nats.nodes().iter().map(|n| n.name().to_owned()).collect();
-    let cluster = cluster_name();
-    // Node i prefers server i (the binary keeps the URL order).
-    let ids = ["n1", "n2", "n3"];
-    let nodes: Vec<NodeProcess> = (0..3)
-        .map(|i| {
-            let mut order = urls.clone();
-            order.rotate_left(i);
-            NodeProcess::spawn(&order, &cluster, ids[i], 3)
-        })
-        .collect();
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    // Started: the R3 buckets exist. Then one leader (at once: the lease is free), every
-    // member seen within a heartbeat, one map after the stabilisation delay.
-    wait_started(&refs).await;
-    let before = wait_converged(
-        &refs,
-        3,
-        MEMBER_TTL + STABILIZATION + STEP,
-        "three nodes on a NATS cluster",
-    )
-    .await;
-    let leader_server = ids
+    let (mut setup, before) = OnNatsCluster::start(["n1", "n2", "n3"], Timings::Test).await;
+    // Node i prefers server i.
+    let leader_server = setup
+        .nodes
         .iter()
-        .position(|id| *id == before.leader)
+        .position(|p| p.id == before.leader)
         .unwrap_or_else(|| unreachable!());
 
-    observe(&urls[leader_server], &cluster, 3).await;
-    let js = jetstream_at(&urls[leader_server]).await;
-    let mut leader_stream = timeout(STEP, js.get_stream(format!("KV_{cluster}-coord")))
-        .await
-        .unwrap_or_else(|_| panic!("stream info timed out"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let info = timeout(STEP, leader_stream.info())
-        .await
-        .unwrap_or_else(|_| panic!("stream info timed out"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stream_leader = info
-        .cluster
-        .as_ref()
-        .and_then(|c| c.leader.clone())
-        .unwrap_or_default();
+    observe(&setup.urls[leader_server], &setup.cluster, 3).await;
+    let stream_leader = lease_stream_leader(&setup.urls[leader_server], &setup.cluster).await;
     let victim = (0..3)
-        .find(|&i| i != leader_server && names[i] != stream_leader)
+        .find(|&i| i != leader_server && setup.names[i] != stream_leader)
         .unwrap_or_else(|| unreachable!());
     let killed_at = Instant::now();
-    nats.nodes()[victim].kill();
+    setup.nats.nodes()[victim].kill();
     println!(
         "processes: killed NATS server {} (lease stream leader {stream_leader}, Aether leader {} on {})",
-        names[victim], before.leader, names[leader_server]
+        setup.names[victim], before.leader, setup.names[leader_server]
     );
     // Longer than every TTL and the stabilisation delay: anything that would move, has.
     sleep(MEMBER_TTL + LEASE_TTL + STABILIZATION + Duration::from_secs(1)).await;
     let after = wait_converged(
-        &refs,
+        &setup.nodes,
         3,
         Duration::from_secs(10),
         "after losing a NATS server",
@@ -832,10 +874,8 @@ async fn losing_one_nats_server_keeps_the_leader_and_the_map() {
     assert_eq!(after.counts, before.counts);
     // The node whose server was killed must leave cleanly too: its connection fails over to
     // another server and `leave` retries the delete meanwhile.
-    let mut nodes = nodes;
-    let orphan = nodes.remove(victim);
+    let mut orphan = setup.nodes.remove(victim);
     orphan.signal("TERM");
-    let mut orphan = orphan;
     let status = timeout(STEP, orphan.child.wait())
         .await
         .unwrap_or_else(|_| panic!("{} did not exit after SIGTERM", orphan.id));
@@ -849,39 +889,29 @@ async fn losing_one_nats_server_keeps_the_leader_and_the_map() {
         "{} did not leave cleanly: {status:?}",
         orphan.id
     );
-    terminate_all(nodes).await;
+    terminate_all(setup.nodes).await;
 }
 
 /// The bound with the **default** timings: a SIGKILLed follower's shards are reassigned
 /// and every map agrees in under 10 s (member TTL 6 s + probe 1 s + stabilisation 1 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_default_timings_a_killed_followers_shards_move_within_10_s() {
-    let _serial = SERIAL.lock().await;
-    let server = start_server();
-    let cluster = cluster_name();
-    let urls = [server.url()];
-    let mut nodes: Vec<NodeProcess> = ["d1", "d2", "d3"]
-        .iter()
-        .map(|id| NodeProcess::spawn_with_defaults(&urls, &cluster, id, 1))
-        .collect();
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    let agreed = wait_converged(&refs, 3, Duration::from_secs(15), "three default nodes").await;
-    let follower = nodes
-        .iter()
-        .position(|p| p.id != agreed.leader)
-        .unwrap_or_else(|| unreachable!());
-    let victim = nodes.remove(follower);
-    let killed_at = Instant::now();
-    victim.sigkill().await;
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    let after = wait_converged(&refs, 2, Duration::from_secs(10), "after SIGKILL, defaults").await;
+    let (mut setup, agreed) = OnOneServer::agreed(["d1", "d2", "d3"], Timings::Defaults).await;
+    let (_, killed_at) = sigkill_first(&mut setup.nodes, |p| p.id != agreed.leader).await;
+    let after = wait_converged(
+        &setup.nodes,
+        2,
+        Duration::from_secs(10),
+        "after SIGKILL, defaults",
+    )
+    .await;
     let reassigned = killed_at.elapsed();
     println!(
         "processes: defaults: follower SIGKILL → shards reassigned and agreed in {reassigned:?}"
     );
     assert!(reassigned < Duration::from_secs(10), "took {reassigned:?}");
     assert_eq!(after.leader, agreed.leader);
-    terminate_all(nodes).await;
+    terminate_all(setup.nodes).await;
 }
 
 /// With the default timings (lease TTL 10 s), losing the NATS server that leads the lease
@@ -889,62 +919,29 @@ async fn with_default_timings_a_killed_followers_shards_move_within_10_s() {
 /// stream leader — keeps the Aether leader, its epoch and the map.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_default_timings_losing_the_lease_streams_leader_keeps_the_leader() {
-    let _serial = SERIAL.lock().await;
-    let mut nats = NatsCluster::start(3).unwrap_or_else(|e| panic!("{e}"));
-    let urls = nats.urls();
-    let names: Vec<String> = nats.nodes().iter().map(|n| n.name().to_owned()).collect();
-    let cluster = cluster_name();
-    let ids = ["e1", "e2", "e3"];
-    let nodes: Vec<NodeProcess> = (0..3)
-        .map(|i| {
-            let mut order = urls.clone();
-            order.rotate_left(i);
-            NodeProcess::spawn_with_defaults(&order, &cluster, ids[i], 3)
-        })
-        .collect();
-    let refs: Vec<&NodeProcess> = nodes.iter().collect();
-    wait_started(&refs).await;
-    // Default timings: member TTL 6 s, stabilisation 1 s.
-    let before = wait_converged(
-        &refs,
-        3,
-        Duration::from_secs(7) + STEP,
-        "three default nodes",
-    )
-    .await;
-    // A plain JetStream context: the nodes created the buckets with the default timings.
-    let raw = timeout(STEP, async_nats::connect(urls[0].as_str()))
-        .await
-        .unwrap_or_else(|_| panic!("connect timed out"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let js = async_nats::jetstream::new(raw);
-    let mut leader_stream = timeout(STEP, js.get_stream(format!("KV_{cluster}-coord")))
-        .await
-        .unwrap_or_else(|_| panic!("stream info timed out"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let info = timeout(STEP, leader_stream.info())
-        .await
-        .unwrap_or_else(|_| panic!("stream info timed out"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stream_leader = info
-        .cluster
-        .as_ref()
-        .and_then(|c| c.leader.clone())
-        .unwrap_or_default();
-    let victim = names
+    let (mut setup, before) = OnNatsCluster::start(["e1", "e2", "e3"], Timings::Defaults).await;
+    // A plain JetStream context (not `observe`): the nodes created the buckets with the
+    // default timings.
+    let stream_leader = lease_stream_leader(&setup.urls[0], &setup.cluster).await;
+    let victim = setup
+        .names
         .iter()
         .position(|name| *name == stream_leader)
-        .unwrap_or_else(|| panic!("lease stream leader {stream_leader:?} not among {names:?}"));
-    drop(js);
-    nats.nodes()[victim].kill();
+        .unwrap_or_else(|| {
+            panic!(
+                "lease stream leader {stream_leader:?} not among {:?}",
+                setup.names
+            )
+        });
+    setup.nats.nodes()[victim].kill();
     println!(
         "processes: defaults: killed NATS server {} (the lease stream's leader); Aether leader {}@{}",
-        names[victim], before.leader, before.epoch
+        setup.names[victim], before.leader, before.epoch
     );
     // Longer than the lease TTL, the member TTL and the stabilisation delay together.
     sleep(Duration::from_secs(18)).await;
     let after = wait_converged(
-        &refs,
+        &setup.nodes,
         3,
         Duration::from_secs(10),
         "after losing the lease stream's leader",
@@ -960,5 +957,5 @@ async fn with_default_timings_losing_the_lease_streams_leader_keeps_the_leader()
     );
     assert_eq!(after.version, before.version);
     assert_eq!(after.counts, before.counts);
-    terminate_all(nodes).await;
+    terminate_all(setup.nodes).await;
 }
