@@ -236,6 +236,12 @@ pub(crate) async fn put_with_ttl(
                 source: Some(Box::new(e)),
             })
         }
+        // 503 "no responders": no server serves the bucket's stream right now — a replicated
+        // stream that is electing a leader, or one this server has not learnt of yet.
+        Err(e) if e.kind() == PublishErrorKind::StreamNotFound => Err(ClusterError::Unavailable {
+            message: format!("no stream answers for {} (yet)", what()),
+            source: Some(Box::new(e)),
+        }),
         Err(e) => Err(ClusterError::backend(format!("cannot write {}", what()), e)),
     }
 }

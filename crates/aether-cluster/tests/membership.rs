@@ -768,3 +768,51 @@ async fn bad_input_is_refused_and_nothing_is_written() {
     first.leave().await.expect("leave");
     assert_eq!(members.get("bad").await.expect("get"), None);
 }
+
+/// A bucket whose stream does not answer yet (as on a 3-server cluster right after another
+/// node created it: "no responders" until this server knows its leader) makes the first
+/// announcement wait and retry within `ready_timeout`, not fail the start at once. Made
+/// deterministic by deleting the members stream after the store was opened and creating it
+/// again while the node is starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_announcement_waits_for_a_stream_that_does_not_answer_yet() {
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let cluster = cluster_name("notyet");
+    let mut config = config(&cluster, "late");
+    config.ready_timeout = Duration::from_secs(10);
+    let client = connect(&server.url(), false, None).await;
+    let store = ClusterStore::open(client.clone(), &config)
+        .await
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    let js = async_nats::jetstream::new(client.clone());
+    let members_stream = format!("KV_{}", store.members_bucket());
+    js.delete_stream(&members_stream)
+        .await
+        .unwrap_or_else(|e| panic!("delete {members_stream}: {e}"));
+
+    let starting = tokio::spawn({
+        let (store, config) = (store.clone(), config.clone());
+        async move { Membership::start(&store, &config).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !starting.is_finished(),
+        "the start must wait for the stream, not fail at once: {:?}",
+        starting.await
+    );
+    // The stream comes back (another node opening the cluster creates it).
+    let other = connect(&server.url(), false, None).await;
+    ClusterStore::open(other, &config)
+        .await
+        .unwrap_or_else(|e| panic!("reopen: {e}"));
+    let membership = tokio::time::timeout(OP_TIMEOUT, starting)
+        .await
+        .expect("the start finishes once the stream answers")
+        .expect("the start task")
+        .unwrap_or_else(|e| panic!("start membership: {e}"));
+    assert_eq!(membership.local().id.as_str(), "late");
+    membership
+        .leave()
+        .await
+        .unwrap_or_else(|e| panic!("leave: {e}"));
+}

@@ -76,16 +76,7 @@ pub(super) async fn start(
 
     let key = local.id.to_string();
     let bucket = store.members_bucket().to_owned();
-    if let Err(e) = put_with_ttl(
-        &store.js,
-        &bucket,
-        &key,
-        value.clone(),
-        Expect::Anything,
-        config.member_ttl,
-    )
-    .await
-    {
+    if let Err(e) = first_announce(store, config, &bucket, &key, &value).await {
         responder.abort();
         return Err(e);
     }
@@ -214,6 +205,39 @@ async fn answer_probes(client: Client, mut probes: Subscriber, info: Bytes) {
 
 /// Renews this node's key every heartbeat with a fresh TTL, and at once when the view saw the
 /// key vanish or the connection came back.
+/// The first announcement, retried while NATS is unavailable (a bucket just created on a
+/// 3-server cluster answers "no responders" on some servers until its stream has a leader they
+/// know of), up to `config.ready_timeout` with pauses doubling from 50 ms to 1 s.
+async fn first_announce(
+    store: &ClusterStore,
+    config: &ClusterConfig,
+    bucket: &str,
+    key: &str,
+    value: &Bytes,
+) -> Result<(), ClusterError> {
+    let deadline = Instant::now() + config.ready_timeout;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let put = put_with_ttl(
+            &store.js,
+            bucket,
+            key,
+            value.clone(),
+            Expect::Anything,
+            config.member_ttl,
+        );
+        match put.await {
+            Ok(_) => return Ok(()),
+            Err(e @ ClusterError::Unavailable { .. }) if Instant::now() + pause < deadline => {
+                tracing::debug!(error = %e, "membership: first announcement not taken yet, retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 async fn announce(
     js: jetstream::Context,
     bucket: String,
