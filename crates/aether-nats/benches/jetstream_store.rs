@@ -16,7 +16,7 @@
 //! 3. `latest_version` of existing actors against raw Direct Get `last_by_subj`;
 //! 4. `events(actor, 0)` of a small and a large actor in a stream that also holds a million
 //!    events of other actors, against a raw ordered consumer on the actor's subject;
-//! 5. `load_actor` (snapshot + tail) against a full replay and against raw KV get + ordered
+//! 5. `load` (snapshot + tail) against a full replay and against raw KV get + ordered
 //!    consumer; and the latency of a reported version conflict against a raw rejected publish.
 //!
 //! Baselines use their own connection, on the store's stream with subjects of their own
@@ -723,10 +723,10 @@ impl Bench {
             .get_key_value(snapshot_bucket(&filled.ns))
             .await?;
         println!(
-            "\n[5a] load_actor of {snap} ({n} events, snapshot at {at}, tail {tail}) vs full replay"
+            "\n[5a] load of {snap} ({n} events, snapshot at {at}, tail {tail}) vs full replay"
         );
         let (kv, subject) = (&kv, &subject);
-        filled.store.load_actor(snap).await?; // warm-up, not timed
+        filled.store.load(snap).await?; // warm-up, not timed
         let series = rounds(
             self.sizes.rounds,
             3,
@@ -735,7 +735,7 @@ impl Bench {
                 let meter = Meter::start();
                 match variant {
                     0 => {
-                        let loaded = filled.store.load_actor(snap).await?;
+                        let loaded = filled.store.load(snap).await?;
                         let sample = meter.stop();
                         assert_eq!(loaded.snapshot.map(|s| s.version), Some(at));
                         assert_eq!(loaded.events.len() as u64, tail);
@@ -763,11 +763,11 @@ impl Bench {
         )
         .await?;
         let (ours, full, raw) = (&series[0], &series[1], &series[2]);
-        println!("  load_actor:  {}", ours.list_times());
+        println!("  load:        {}", ours.list_times());
         println!("  full replay: {}", full.list_times());
         println!("  raw:         {}", raw.list_times());
         self.report.row(
-            format!("5a. load_actor: snapshot + {tail}-event tail of {n} events"),
+            format!("5a. load: snapshot + {tail}-event tail of {n} events"),
             fmt_secs(ours.wall()),
             format!(
                 "{} (raw KV get + ordered consumer from the snapshot's sequence, decoding)",
@@ -777,7 +777,7 @@ impl Bench {
             None,
         );
         self.report.row(
-            format!("5a'. load_actor vs our own full replay of {n} events"),
+            format!("5a'. load vs our own full replay of {n} events"),
             fmt_secs(ours.wall()),
             format!("{} (ours: events(actor, 0))", fmt_secs(full.wall())),
             ours.paired(full),
@@ -913,8 +913,8 @@ impl Bench {
             spy.count(store.events(&fresh, 0)).await,
         ));
         ops.push((
-            format!("load_actor of {} (snapshot + tail)", filled.snap),
-            spy.count(store.load_actor(&filled.snap)).await,
+            format!("load of {} (snapshot + tail)", filled.snap),
+            spy.count(store.load(&filled.snap)).await,
         ));
         ops.push((
             "conflict: version = current".into(),

@@ -25,4 +25,4 @@ pub use bus::{
     DurableStart, DurableSubscription, NatsBusConfig, NatsBusMetrics, NatsEventBus,
     NatsNamespacedBus, wire,
 };
-pub use store::{JetStreamConfig, JetStreamEventStore, LoadedActor, TYPE_HEADER, VERSION_HEADER};
+pub use store::{JetStreamConfig, JetStreamEventStore, TYPE_HEADER, VERSION_HEADER};

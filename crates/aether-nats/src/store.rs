@@ -22,8 +22,8 @@ mod snapshots;
 use std::sync::Arc;
 
 use aether_core::{
-    ActorId, ActorSnapshot, Event, EventLimits, EventStore, Namespace, ReplayResult, SaveOutcome,
-    SnapshotOutcome, SnapshotStore, StoreError, Version,
+    ActorId, ActorSnapshot, Event, EventLimits, EventStore, LoadedActor, Namespace, ReplayResult,
+    SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError, Version,
 };
 use async_nats::jetstream;
 
@@ -79,15 +79,6 @@ struct Inner {
     metrics: aether_core::StoreMetrics,
 }
 
-/// An actor loaded for activation: its latest snapshot and the events after it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadedActor {
-    /// The latest snapshot, if any.
-    pub snapshot: Option<ActorSnapshot>,
-    /// The events after the snapshot (all events without one), in version order.
-    pub events: Vec<Event>,
-}
-
 impl JetStreamEventStore {
     /// The namespace this handle serves.
     pub fn namespace(&self) -> &Namespace {
@@ -108,17 +99,6 @@ impl JetStreamEventStore {
     /// The underlying NATS connection.
     pub fn client(&self) -> &async_nats::Client {
         &self.inner.client
-    }
-
-    /// Loads `actor_id` for activation: its latest snapshot plus the events stored after it,
-    /// replayed from the stream sequence the snapshot recorded (so the cost is the tail, not
-    /// the history).
-    ///
-    /// # Errors
-    ///
-    /// Infrastructure errors; never a partial tail.
-    pub async fn load_actor(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
-        self.inner.load_actor(actor_id).await
     }
 }
 
@@ -164,6 +144,12 @@ impl SnapshotStore for JetStreamEventStore {
             .stored_snapshot(actor_id)
             .await?
             .map(|stored| stored.snapshot))
+    }
+
+    /// Replays from the stream sequence the snapshot recorded, so the cost is the tail, not
+    /// the history.
+    async fn load(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
+        self.inner.load(actor_id).await
     }
 }
 

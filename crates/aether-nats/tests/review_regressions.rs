@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aether_core::{ActorId, Event, EventStore, Namespace, SaveOutcome, StoreError};
+use aether_core::{ActorId, Event, EventStore, Namespace, SaveOutcome, SnapshotStore, StoreError};
 use aether_nats::naming::{snapshot_bucket, snapshot_key, stream_name, stream_subjects};
 use aether_nats::{JetStreamConfig, JetStreamEventStore};
 use aether_testkit::nats_server::NatsServer;
@@ -146,9 +146,9 @@ async fn a_corrupt_snapshot_sequence_does_not_panic() {
     )
     .await
     .expect("put");
-    let handle = tokio::spawn(async move { store.load_actor(&actor).await.map(drop) });
+    let handle = tokio::spawn(async move { store.load(&actor).await.map(drop) });
     let joined = handle.await;
-    assert!(joined.is_ok(), "load_actor panicked: {joined:?}");
+    assert!(joined.is_ok(), "load panicked: {joined:?}");
 }
 
 /// `retry_timeout: Duration::MAX` ("retry forever") must not panic when opening or saving.

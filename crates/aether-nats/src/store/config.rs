@@ -38,6 +38,10 @@ pub struct JetStreamConfig {
     /// to the same actor needs no read first (0: always read). Only a hint: the server still
     /// checks every append. Default 10 000.
     pub head_cache_capacity: usize,
+    /// Accept an existing event stream that allows purges (`deny_purge` off, as streams
+    /// created before it was set). A purge erases history, so by default opening such a stream
+    /// is an error; the store always creates its streams with `deny_purge`. Default `false`.
+    pub allow_purgeable_stream: bool,
 }
 
 impl Default for JetStreamConfig {
@@ -49,6 +53,7 @@ impl Default for JetStreamConfig {
             retry_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             head_cache_capacity: 10_000,
+            allow_purgeable_stream: false,
         }
     }
 }
