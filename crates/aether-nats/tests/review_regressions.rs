@@ -173,3 +173,74 @@ async fn a_huge_retry_timeout_does_not_panic() {
     let joined = handle.await;
     assert!(joined.is_ok(), "panicked: {joined:?}");
 }
+
+/// The bounded floor lookup (ADR 0004 §1) walks back through the
+/// `Nats-Expected-Last-Subject-Sequence` each stored record carries: the server must keep that
+/// header, and a conflict below the head must still name the current version and a resend
+/// below the head must still be a duplicate, from a handle that wrote nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_records_name_their_predecessor_and_stale_saves_settle_through_them() {
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let ns = namespace();
+    let (writer, other) = (
+        open(&server.url(), &ns).await,
+        open(&server.url(), &ns).await,
+    );
+    let actor = ActorId::new("walked").expect("actor");
+    let noise = ActorId::new("noise").expect("actor");
+    let mut events = Vec::new();
+    for v in 1..=12 {
+        let event = Event::new(actor.clone(), "Ticked", v);
+        writer.save_event(event.clone()).await.expect("save");
+        writer
+            .save_event(Event::new(noise.clone(), "Ticked", v))
+            .await
+            .expect("noise");
+        events.push(event);
+    }
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let stream = async_nats::jetstream::new(client)
+        .get_stream(stream_name(&ns))
+        .await
+        .expect("stream");
+    let subject = aether_nats::naming::actor_subject(&ns, &actor);
+    let head = stream
+        .direct_get_last_for_subject(subject.clone())
+        .await
+        .expect("head");
+    let prev: u64 = head
+        .headers
+        .get("Nats-Expected-Last-Subject-Sequence")
+        .expect("the server keeps the expected-sequence header")
+        .as_str()
+        .parse()
+        .expect("a number");
+    let before = stream
+        .direct_get_next_for_subject(subject, Some(prev))
+        .await
+        .expect("predecessor");
+    assert_eq!(
+        before.sequence, prev,
+        "it names the subject's previous message"
+    );
+
+    for handle in [&other, &writer] {
+        for v in [1, 2, 5, 11] {
+            match handle
+                .save_event(Event::new(actor.clone(), "Ticked", v))
+                .await
+            {
+                Err(StoreError::VersionConflict {
+                    current_version: 12,
+                    ..
+                }) => {}
+                other => panic!("v{v}: expected a conflict at 12, got {other:?}"),
+            }
+            assert_eq!(
+                handle.save_event(events[v as usize - 1].clone()).await.ok(),
+                Some(SaveOutcome::Duplicate),
+                "resending v{v}"
+            );
+        }
+    }
+}

@@ -60,6 +60,29 @@ pub enum HarnessError {
     },
 }
 
+/// How the harness configures each server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Start JetStream with `sync_interval: always`: the server fsyncs every write before it
+    /// acknowledges it, so an acknowledged R1 write survives a power loss. Default `false`:
+    /// the server's default (a flush every 2 minutes), which survives a process crash only.
+    pub sync_always: bool,
+}
+
+impl ServerOptions {
+    /// The server's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With `sync_interval: always` (see [`sync_always`](Self::sync_always)).
+    pub fn sync_always(mut self) -> Self {
+        self.sync_always = true;
+        self
+    }
+}
+
 /// How long a node may take to become ready (generous: CI machines are slow and shared).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -76,8 +99,17 @@ impl NatsServer {
     ///
     /// [`HarnessError`] if no suitable binary exists or the server does not become ready.
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with(&ServerOptions::default())
+    }
+
+    /// Starts a server configured by `options` and waits until JetStream is ready.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(options: &ServerOptions) -> Result<Self, HarnessError> {
         let binary = server_binary()?;
-        let mut node = Node::new(binary, "aether-test-0", None)?;
+        let mut node = Node::new(binary, "aether-test-0", None, options)?;
         node.start()?;
         node.wait_ready(READY_TIMEOUT)?;
         Ok(Self { node })
@@ -129,6 +161,15 @@ impl NatsCluster {
     ///
     /// [`HarnessError`] if no suitable binary exists or the cluster does not become ready.
     pub fn start(size: usize) -> Result<Self, HarnessError> {
+        Self::start_with(size, &ServerOptions::default())
+    }
+
+    /// Starts `size` nodes configured by `options`, as [`start`](Self::start).
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(size: usize, options: &ServerOptions) -> Result<Self, HarnessError> {
         let binary = server_binary()?;
         let cluster_ports = (0..size)
             .map(|_| node::free_port())
@@ -145,6 +186,7 @@ impl NatsCluster {
                 binary.clone(),
                 &format!("aether-test-{i}"),
                 Some(cluster),
+                options,
             )?);
         }
         for node in &mut nodes {

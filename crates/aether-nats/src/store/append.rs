@@ -468,3 +468,20 @@ impl Inner {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The holder search starts `window` before the stream's last message (a server time),
+    /// whatever this process's clock says; an unrepresentable window means "from the start".
+    #[test]
+    fn the_holder_search_starts_from_the_servers_last_message() {
+        let last = time::OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
+        assert_eq!(
+            holder_scan_start(last, Duration::from_secs(125)),
+            Some(time::OffsetDateTime::from_unix_timestamp(1_000_000 - 125).unwrap())
+        );
+        assert_eq!(holder_scan_start(last, Duration::MAX), None);
+    }
+}

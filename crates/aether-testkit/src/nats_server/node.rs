@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{HarnessError, ServerBinary};
+use super::{HarnessError, ServerBinary, ServerOptions};
 
 /// Cluster membership of a node: its route port and its peers' route ports.
 #[derive(Debug, Clone)]
@@ -48,6 +48,7 @@ impl Node {
         binary: ServerBinary,
         name: &str,
         cluster: Option<ClusterSettings>,
+        options: &ServerOptions,
     ) -> Result<Self, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{name}-"))
@@ -55,9 +56,14 @@ impl Node {
             .map_err(io("creating the node's directory"))?;
         let (client_port, monitor_port) = (free_port()?, free_port()?);
         let store = dir.path().join("store");
+        let sync = if options.sync_always {
+            "  sync_interval: always\n"
+        } else {
+            ""
+        };
         let mut config = format!(
             "server_name: {name}\nlisten: 127.0.0.1:{client_port}\nhttp: 127.0.0.1:{monitor_port}\n\
-             jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 256MB\n  max_file_store: 4GB\n}}\n"
+             jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 256MB\n  max_file_store: 4GB\n{sync}}}\n"
         );
         if let Some(cluster) = cluster {
             let routes: Vec<String> = cluster
@@ -90,6 +96,11 @@ impl Node {
     /// The client URL, `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The monitoring URL, `http://127.0.0.1:<port>` (`/varz`, `/jsz`, `/healthz`).
+    pub fn monitor_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.monitor_port)
     }
 
     /// The process id while running.
