@@ -39,6 +39,24 @@ const HEADER_ALLOWANCE: usize = 4096;
 /// Cloning is cheap and shares the connection. [`for_namespace`](Self::for_namespace) opens
 /// another namespace on the same connection.
 ///
+/// # What an acknowledged save survives
+///
+/// A save returns once JetStream acknowledged the write; what that survives depends on the
+/// server, not on this store:
+///
+/// - **R1 (one replica, the default) with the server's default `sync_interval` (2 minutes):**
+///   the write is in the server's page cache, not yet on disk. A crash of the `nats-server`
+///   process loses nothing (the OS still writes it out); a power loss or kernel crash of that
+///   machine can lose the saves acknowledged since the last sync.
+/// - **R1 with `jetstream { sync_interval: always }`** in the server's configuration: the server
+///   fsyncs every write before acknowledging it, so an acknowledged save survives a power loss
+///   of its disk, at a large cost in throughput (see `BENCHMARKS.md`: several times fewer saves
+///   per second, most of all with many concurrent actors).
+/// - **R3 (`JetStreamConfig::replicas = 3`, three servers):** a write is acknowledged once a
+///   majority of replicas hold it, so it survives the loss of any one server (its process, its
+///   machine or its disk), with the default sync interval. This is what to run in production;
+///   add `sync_interval: always` only if all three machines can lose power at once.
+///
 /// # Examples
 ///
 /// ```no_run

@@ -149,6 +149,11 @@ async fn a_corrupt_snapshot_sequence_does_not_panic() {
     let handle = tokio::spawn(async move { store.load(&actor).await.map(drop) });
     let joined = handle.await;
     assert!(joined.is_ok(), "load panicked: {joined:?}");
+    // A snapshot ahead of the actor's events is an error, not a load.
+    assert!(
+        matches!(joined, Ok(Err(StoreError::Backend { .. }))),
+        "{joined:?}"
+    );
 }
 
 /// `retry_timeout: Duration::MAX` ("retry forever") must not panic when opening or saving.

@@ -19,7 +19,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JetStreamConfig {
     /// Replicas of the namespace's stream and snapshot bucket (1, 3 or 5). Used when the
-    /// store creates them; an existing stream keeps its own. Default 1.
+    /// store creates them; an existing stream keeps its own. Default 1. With 1, an acknowledged
+    /// save survives a process crash but not a power loss unless the server runs with
+    /// `sync_interval: always`; with 3 it survives the loss of one server (see
+    /// [what an acknowledged save survives](crate::JetStreamEventStore)).
     pub replicas: usize,
     /// The stream's deduplication window: how long JetStream remembers event ids. A reused id
     /// is reported as [`EventIdReused`](aether_core::StoreError::EventIdReused) within this
