@@ -249,3 +249,76 @@ async fn stored_records_name_their_predecessor_and_stale_saves_settle_through_th
         }
     }
 }
+
+/// `events(actor, from)` with `from > 1` and `load` with a snapshot replay from after the last
+/// event they skip, not from the actor's first record (issue 14): the ordered consumer they
+/// create starts there. Watched from a spy connection on the consumer-create API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_reads_start_after_the_skipped_events_not_at_the_first() {
+    use aether_core::{ActorSnapshot, SnapshotStore};
+    use futures::StreamExt;
+
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let ns = namespace();
+    let store = open(&server.url(), &ns).await;
+    let actor = ActorId::new("tail").expect("actor");
+    let noise = ActorId::new("noise").expect("actor");
+    let mut seqs = vec![0];
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let stream = async_nats::jetstream::new(client.clone())
+        .get_stream(stream_name(&ns))
+        .await
+        .expect("stream");
+    let subject = aether_nats::naming::actor_subject(&ns, &actor);
+    for v in 1..=10 {
+        store
+            .save_event(Event::new(actor.clone(), "Ticked", v))
+            .await
+            .expect("save");
+        store
+            .save_event(Event::new(noise.clone(), "Ticked", v))
+            .await
+            .expect("noise");
+        let head = stream
+            .direct_get_last_for_subject(subject.clone())
+            .await
+            .expect("head");
+        seqs.push(head.sequence);
+    }
+    let mut spy = client
+        .subscribe("$JS.API.CONSUMER.CREATE.>")
+        .await
+        .expect("spy");
+    client.flush().await.expect("flush");
+    let mut next_start = async || {
+        let request = tokio::time::timeout(std::time::Duration::from_secs(10), spy.next())
+            .await
+            .expect("a consumer was created")
+            .expect("spy open");
+        let body: serde_json::Value = serde_json::from_slice(&request.payload).expect("json");
+        body["config"]["opt_start_seq"].as_u64().unwrap_or(1)
+    };
+
+    let tail = store.events(&actor, 8).await.expect("events");
+    assert_eq!(
+        tail.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [8, 9, 10]
+    );
+    assert_eq!(
+        next_start().await,
+        seqs[7] + 1,
+        "events(actor, 8) starts after v7"
+    );
+
+    store
+        .save_snapshot(ActorSnapshot::new(actor.clone(), 6, serde_json::json!({})))
+        .await
+        .expect("snapshot");
+    let loaded = store.load(&actor).await.expect("load");
+    assert_eq!(loaded.events.len(), 4);
+    assert_eq!(
+        next_start().await,
+        seqs[6] + 1,
+        "load starts after the snapshot's v6"
+    );
+}
