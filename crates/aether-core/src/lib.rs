@@ -70,6 +70,6 @@ pub use placement::{
 pub use snapshot::ActorSnapshot;
 pub use store::{
     BoxError, ErrorKind, EventLimits, EventStore, InMemoryEventStore, InvalidEvent,
-    InvalidSnapshot, ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome, SnapshotStore,
-    StoreError, StoreMetrics,
+    InvalidSnapshot, LoadedActor, ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome,
+    SnapshotStore, StoreError, StoreMetrics,
 };

@@ -72,6 +72,22 @@ pub struct ReplayResult {
     pub errors: Vec<ReplayError>,
 }
 
+/// An actor as the actor runtime activates it: its latest snapshot, the events after it, and
+/// the records after it that could not be decoded (see [`SnapshotStore::load`]).
+///
+/// A non-empty `errors` means the history has holes: rebuilding state from `snapshot` and
+/// `events` alone would silently skip them, so the caller must decide (refuse to activate,
+/// alert, or skip knowingly).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LoadedActor {
+    /// The latest snapshot, if any.
+    pub snapshot: Option<ActorSnapshot>,
+    /// The events after the snapshot (all events without one), in version order.
+    pub events: Vec<Event>,
+    /// The records after the snapshot that are not valid events, in stream order.
+    pub errors: Vec<ReplayError>,
+}
+
 /// A record on an actor's stream that could not be decoded as an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayError {
@@ -190,8 +206,13 @@ pub trait EventStore: Send + Sync {
     ) -> impl Future<Output = Result<ReplayResult, StoreError>> + Send;
 }
 
-/// Storage of the latest [`ActorSnapshot`] per actor.
-pub trait SnapshotStore: Send + Sync {
+/// Storage of the latest [`ActorSnapshot`] per actor, next to the actor's events, and loading
+/// an actor from both.
+///
+/// A snapshot only means something relative to the events it covers (a snapshot may not be
+/// ahead of them, and loading replays what follows it), so every snapshot store is also an
+/// [`EventStore`], and [`load`](Self::load), the one read the actor runtime uses, belongs here.
+pub trait SnapshotStore: EventStore {
     /// Stores `snapshot` as the actor's latest, unless a newer one is already stored.
     ///
     /// # Errors
@@ -213,6 +234,34 @@ pub trait SnapshotStore: Send + Sync {
         &self,
         actor_id: &ActorId,
     ) -> impl Future<Output = Result<Option<ActorSnapshot>, StoreError>> + Send;
+
+    /// Loads `actor_id` for activation: its latest snapshot, the events after it, and the
+    /// records after it that could not be decoded (never skipped silently).
+    ///
+    /// The default reads the latest snapshot, then
+    /// [`events_with_errors`](EventStore::events_with_errors) from the version after it. A
+    /// store must not answer by scanning the actor's whole history when a snapshot covers part
+    /// of it (the JetStream store replays from the stream sequence the snapshot recorded).
+    ///
+    /// # Errors
+    ///
+    /// Infrastructure errors; a snapshot that claims to cover events the store does not hold
+    /// is an error, not a load; never a partial tail.
+    fn load(
+        &self,
+        actor_id: &ActorId,
+    ) -> impl Future<Output = Result<LoadedActor, StoreError>> + Send {
+        async move {
+            let snapshot = self.latest_snapshot(actor_id).await?;
+            let from = snapshot.as_ref().map_or(0, |s| s.version.saturating_add(1));
+            let replay = self.events_with_errors(actor_id, from).await?;
+            Ok(LoadedActor {
+                snapshot,
+                events: replay.events,
+                errors: replay.errors,
+            })
+        }
+    }
 }
 
 impl<S: EventStore + ?Sized> EventStore for Arc<S> {
@@ -267,5 +316,12 @@ impl<S: SnapshotStore + ?Sized> SnapshotStore for Arc<S> {
         actor_id: &ActorId,
     ) -> impl Future<Output = Result<Option<ActorSnapshot>, StoreError>> + Send {
         (**self).latest_snapshot(actor_id)
+    }
+
+    fn load(
+        &self,
+        actor_id: &ActorId,
+    ) -> impl Future<Output = Result<LoadedActor, StoreError>> + Send {
+        (**self).load(actor_id)
     }
 }

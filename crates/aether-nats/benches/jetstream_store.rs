@@ -16,8 +16,10 @@
 //! 3. `latest_version` of existing actors against raw Direct Get `last_by_subj`;
 //! 4. `events(actor, 0)` of a small and a large actor in a stream that also holds a million
 //!    events of other actors, against a raw ordered consumer on the actor's subject;
-//! 5. `load_actor` (snapshot + tail) against a full replay and against raw KV get + ordered
-//!    consumer; and the latency of a reported version conflict against a raw rejected publish.
+//! 5. `load` (snapshot + tail) against a full replay and against raw KV get + ordered
+//!    consumer; and the latency of a reported version conflict against a raw rejected publish;
+//! 6. (`durable`) benchmarks 1–2 again on a second server started with `sync_interval: always`
+//!    (the server fsyncs each write before acknowledging it), ours and raw.
 //!
 //! Baselines use their own connection, on the store's stream with subjects of their own
 //! (benchmarks 1–2) or on the same subjects (read benchmarks 3–5). A last, untimed step
@@ -29,7 +31,7 @@
 //! environment variable (`AETHER_BENCH_SEQ`, `_ACTORS`, `_EVENTS_PER_ACTOR`, `_LATEST`, `_FILL`,
 //! `_OTHER_ACTORS`, `_BIG`, `_SMALL`, `_SNAP`, `_TAIL`, `_CONFLICTS`, `_ROUNDS`). Arguments that
 //! do not start with `-` select benchmarks by name (`seq`, `concurrent`, `latest`, `replay`,
-//! `snapshot`, `conflict`, `trace`).
+//! `snapshot`, `conflict`, `trace`, `durable`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -42,6 +44,7 @@ use aether_nats::naming::{
     actor_subject, snapshot_bucket, snapshot_key, stream_name, stream_subjects,
 };
 use aether_nats::{JetStreamEventStore, TYPE_HEADER, VERSION_HEADER};
+use aether_testkit::nats_server::{NatsServer, ServerOptions};
 use async_nats::HeaderMap;
 use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
@@ -221,6 +224,8 @@ struct Bench {
     report: Report,
     /// Actors with `events_per_actor` events each, written by benchmark 2.
     existing_actors: Vec<ActorId>,
+    /// Appended to the names of benchmarks 1–2: which server settings they ran on.
+    durability: &'static str,
 }
 
 /// The replay stream and what the fill put in it.
@@ -243,7 +248,10 @@ impl Bench {
     /// Benchmark 1: sequential saves of one actor.
     async fn sequential(&mut self) -> BenchResult<()> {
         let n = self.sizes.seq_events;
-        println!("\n[1] sequential save_event, one actor, {n} events per round");
+        println!(
+            "\n[1] sequential save_event{}, one actor, {n} events per round",
+            self.durability
+        );
         // Warm-up, not timed.
         self.seq_ours("warm", 50).await?;
         self.seq_raw("warm", 50).await?;
@@ -266,7 +274,7 @@ impl Bench {
         println!("  ours: {}", ours.list_rates(ops, "ev"));
         println!("  raw:  {}", raw.list_rates(ops, "ev"));
         self.report.row(
-            format!("1. sequential save_event, 1 actor × {n}"),
+            format!("1. sequential save_event{}, 1 actor × {n}", self.durability),
             fmt_throughput(ours, ops, "ev"),
             fmt_throughput(raw, ops, "ev"),
             ours.paired(raw),
@@ -306,7 +314,10 @@ impl Bench {
     async fn concurrent(&mut self) -> BenchResult<()> {
         let (a, k) = (self.sizes.actors, self.sizes.events_per_actor);
         let ops = a as f64 * k as f64;
-        println!("\n[2] concurrent saves: {a} actors × {k} events per round");
+        println!(
+            "\n[2] concurrent saves{}: {a} actors × {k} events per round",
+            self.durability
+        );
         // New actors go through a handle of their own, so that they never push the actors of
         // the "heads cached" variant out of `self.store`'s head cache.
         let fresh = self.store.for_namespace(self.ns.clone()).await?;
@@ -342,14 +353,20 @@ impl Bench {
             raw_tasks.list_rates(ops, "ev")
         );
         self.report.row(
-            format!("2. concurrent saves, {a} new actors × {k}, one task per actor"),
+            format!(
+                "2. concurrent saves{}, {a} new actors × {k}, one task per actor",
+                self.durability
+            ),
             fmt_throughput(ours, ops, "ev"),
             format!("{} (pipelined)", fmt_throughput(raw, ops, "ev")),
             ours.paired(raw),
             Some(0.8),
         );
         self.report.row(
-            format!("2'. the same on {a} actors whose heads the handle has cached"),
+            format!(
+                "2'. the same{} on {a} actors whose heads the handle has cached",
+                self.durability
+            ),
             fmt_throughput(warm, ops, "ev"),
             format!("{} (pipelined)", fmt_throughput(raw, ops, "ev")),
             warm.paired(raw),
@@ -563,6 +580,7 @@ impl Bench {
         let mut last_seq = BTreeMap::new();
         let mut snap_seqs = Vec::with_capacity(s.snap as usize);
         let mut window: VecDeque<(u8, PublishAckFuture)> = VecDeque::with_capacity(FILL_WINDOW);
+        let mut spread_seq = 0;
         let total = kinds.len() as u64;
         println!(
             "\n[fill] {total} events into stream {} ({} others over {} actors, big {}, small {}, snap {})",
@@ -594,6 +612,19 @@ impl Bench {
                 (&named[k - 1], &named_subjects[k - 1], versions[k])
             };
             let event = bench_event(actor_id, version);
+            if kind == 4 {
+                // The conflict actor's records are written as the store writes them: each with
+                // the expected sequence of the one before (which names its predecessor).
+                while let Some((kind, ack)) = window.pop_front() {
+                    settle(kind, ack.await?);
+                }
+                let ack = raw_send(&self.raw_js, subject, &event, Some(spread_seq))
+                    .await?
+                    .await?;
+                spread_seq = ack.sequence;
+                settle(kind, ack);
+                continue;
+            }
             let ack = raw_send(&self.raw_js, subject, &event, None).await?;
             window.push_back((kind, ack));
             if window.len() >= FILL_WINDOW {
@@ -723,10 +754,10 @@ impl Bench {
             .get_key_value(snapshot_bucket(&filled.ns))
             .await?;
         println!(
-            "\n[5a] load_actor of {snap} ({n} events, snapshot at {at}, tail {tail}) vs full replay"
+            "\n[5a] load of {snap} ({n} events, snapshot at {at}, tail {tail}) vs full replay"
         );
         let (kv, subject) = (&kv, &subject);
-        filled.store.load_actor(snap).await?; // warm-up, not timed
+        filled.store.load(snap).await?; // warm-up, not timed
         let series = rounds(
             self.sizes.rounds,
             3,
@@ -735,7 +766,7 @@ impl Bench {
                 let meter = Meter::start();
                 match variant {
                     0 => {
-                        let loaded = filled.store.load_actor(snap).await?;
+                        let loaded = filled.store.load(snap).await?;
                         let sample = meter.stop();
                         assert_eq!(loaded.snapshot.map(|s| s.version), Some(at));
                         assert_eq!(loaded.events.len() as u64, tail);
@@ -763,11 +794,11 @@ impl Bench {
         )
         .await?;
         let (ours, full, raw) = (&series[0], &series[1], &series[2]);
-        println!("  load_actor:  {}", ours.list_times());
+        println!("  load:        {}", ours.list_times());
         println!("  full replay: {}", full.list_times());
         println!("  raw:         {}", raw.list_times());
         self.report.row(
-            format!("5a. load_actor: snapshot + {tail}-event tail of {n} events"),
+            format!("5a. load: snapshot + {tail}-event tail of {n} events"),
             fmt_secs(ours.wall()),
             format!(
                 "{} (raw KV get + ordered consumer from the snapshot's sequence, decoding)",
@@ -777,7 +808,7 @@ impl Bench {
             None,
         );
         self.report.row(
-            format!("5a'. load_actor vs our own full replay of {n} events"),
+            format!("5a'. load vs our own full replay of {n} events"),
             fmt_secs(ours.wall()),
             format!("{} (ours: events(actor, 0))", fmt_secs(full.wall())),
             ours.paired(full),
@@ -913,8 +944,8 @@ impl Bench {
             spy.count(store.events(&fresh, 0)).await,
         ));
         ops.push((
-            format!("load_actor of {} (snapshot + tail)", filled.snap),
-            spy.count(store.load_actor(&filled.snap)).await,
+            format!("load of {} (snapshot + tail)", filled.snap),
+            spy.count(store.load(&filled.snap)).await,
         ));
         ops.push((
             "conflict: version = current".into(),
@@ -1100,6 +1131,7 @@ async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
         ns,
         report: Report::default(),
         existing_actors: Vec::new(),
+        durability: "",
     };
     if wanted("seq") {
         bench.sequential().await?;
@@ -1128,11 +1160,44 @@ async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
             bench.trace(&filled).await?;
         }
     }
+    if wanted("durable") {
+        bench.report = durable(bench.sizes.clone(), std::mem::take(&mut bench.report)).await?;
+    }
     bench.raw_client.flush().await?;
     bench
         .report
         .print(&info.version, bench.sizes.mode, bench.sizes.rounds);
     Ok(())
+}
+
+/// Benchmarks 1–2 again, ours and raw, on a second server started with
+/// `sync_interval: always` (every acknowledged write is on disk): what durability on a single
+/// R1 server costs, next to the default server's figures of the same run.
+async fn durable(sizes: Sizes, report: Report) -> BenchResult<Report> {
+    let server = NatsServer::start_with(&ServerOptions::new().sync_always())?;
+    let url = server.url();
+    let ns = Namespace::new("bench")?;
+    let store = JetStreamEventStore::connect(&url, ns.clone()).await?;
+    let raw_client = async_nats::connect(&url).await?;
+    let raw_js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build(raw_client.clone());
+    let mut bench = Bench {
+        sizes,
+        url,
+        store,
+        raw_client,
+        raw_js,
+        ns,
+        report,
+        existing_actors: Vec::new(),
+        durability: " [sync_interval: always]",
+    };
+    bench.sequential().await?;
+    bench.concurrent().await?;
+    bench.raw_client.flush().await?;
+    drop(server);
+    Ok(bench.report)
 }
 
 fn main() -> BenchResult<()> {

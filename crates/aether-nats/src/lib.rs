@@ -27,4 +27,4 @@ pub use bus::{
     NatsNamespacedBus, wire,
 };
 pub use durations::MAX_DURATION;
-pub use store::{JetStreamConfig, JetStreamEventStore, LoadedActor, TYPE_HEADER, VERSION_HEADER};
+pub use store::{JetStreamConfig, JetStreamEventStore, TYPE_HEADER, VERSION_HEADER};

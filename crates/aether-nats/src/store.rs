@@ -9,23 +9,6 @@
 //! client cannot know (a timeout, a reconnect, a duplicate) are settled by reading the first
 //! message after that sequence (the "slot check"): a write that landed is never reported as a
 //! conflict. See `docs/adr/0004-jetstream-store.md` for the decisions behind it.
-//!
-//! # What an acknowledged save survives
-//!
-//! A save returns once the stream's leader has stored the event (and, with `replicas: 3`, a
-//! majority of replicas has it). What that survives depends on the deployment, not on Aether:
-//!
-//! | deployment | process crash of the server | power loss / kernel crash of one machine | loss of one server's disk |
-//! |---|---|---|---|
-//! | `replicas: 1`, server default `sync_interval` (2 min) | survives | **may lose the last acknowledged saves** (up to the last sync) | loses the stream |
-//! | `replicas: 1`, `jetstream { sync_interval: always }` | survives | survives (fsync before every acknowledgement) | loses the stream |
-//! | `replicas: 3` (three servers), default `sync_interval` | survives | survives the loss of one machine (the others hold the event) | survives the loss of one server |
-//!
-//! In production run `replicas: 3` on a three-server cluster; a single server that must not
-//! lose acknowledged saves on power loss needs `sync_interval: always`, at a cost measured in
-//! `BENCHMARKS.md` (the `jetstream_store` benchmark with `AETHER_BENCH_SYNC_ALWAYS=1`): the
-//! server fsyncs every message, so sequential saves and above all many concurrent saves slow
-//! down.
 
 mod append;
 mod codec;
@@ -39,8 +22,8 @@ mod snapshots;
 use std::sync::Arc;
 
 use aether_core::{
-    ActorId, ActorSnapshot, Event, EventLimits, EventStore, Namespace, ReplayResult, SaveOutcome,
-    SnapshotOutcome, SnapshotStore, StoreError, Version,
+    ActorId, ActorSnapshot, Event, EventLimits, EventStore, LoadedActor, Namespace, ReplayResult,
+    SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError, Version,
 };
 use async_nats::jetstream;
 
@@ -55,6 +38,24 @@ const HEADER_ALLOWANCE: usize = 4096;
 ///
 /// Cloning is cheap and shares the connection. [`for_namespace`](Self::for_namespace) opens
 /// another namespace on the same connection.
+///
+/// # What an acknowledged save survives
+///
+/// A save returns once JetStream acknowledged the write; what that survives depends on the
+/// server, not on this store:
+///
+/// - **R1 (one replica, the default) with the server's default `sync_interval` (2 minutes):**
+///   the write is in the server's page cache, not yet on disk. A crash of the `nats-server`
+///   process loses nothing (the OS still writes it out); a power loss or kernel crash of that
+///   machine can lose the saves acknowledged since the last sync.
+/// - **R1 with `jetstream { sync_interval: always }`** in the server's configuration: the server
+///   fsyncs every write before acknowledging it, so an acknowledged save survives a power loss
+///   of its disk, at a large cost in throughput (see `BENCHMARKS.md`: several times fewer saves
+///   per second, most of all with many concurrent actors).
+/// - **R3 (`JetStreamConfig::replicas = 3`, three servers):** a write is acknowledged once a
+///   majority of replicas hold it, so it survives the loss of any one server (its process, its
+///   machine or its disk), with the default sync interval. This is what to run in production;
+///   add `sync_interval: always` only if all three machines can lose power at once.
 ///
 /// # Examples
 ///
@@ -96,15 +97,6 @@ struct Inner {
     metrics: aether_core::StoreMetrics,
 }
 
-/// An actor loaded for activation: its latest snapshot and the events after it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadedActor {
-    /// The latest snapshot, if any.
-    pub snapshot: Option<ActorSnapshot>,
-    /// The events after the snapshot (all events without one), in version order.
-    pub events: Vec<Event>,
-}
-
 impl JetStreamEventStore {
     /// The namespace this handle serves.
     pub fn namespace(&self) -> &Namespace {
@@ -125,17 +117,6 @@ impl JetStreamEventStore {
     /// The underlying NATS connection.
     pub fn client(&self) -> &async_nats::Client {
         &self.inner.client
-    }
-
-    /// Loads `actor_id` for activation: its latest snapshot plus the events stored after it,
-    /// replayed from the stream sequence the snapshot recorded (so the cost is the tail, not
-    /// the history).
-    ///
-    /// # Errors
-    ///
-    /// Infrastructure errors; never a partial tail.
-    pub async fn load_actor(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
-        self.inner.load_actor(actor_id).await
     }
 }
 
@@ -181,6 +162,12 @@ impl SnapshotStore for JetStreamEventStore {
             .stored_snapshot(actor_id)
             .await?
             .map(|stored| stored.snapshot))
+    }
+
+    /// Replays from the stream sequence the snapshot recorded, so the cost is the tail, not
+    /// the history.
+    async fn load(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
+        self.inner.load(actor_id).await
     }
 }
 

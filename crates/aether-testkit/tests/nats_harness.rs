@@ -4,7 +4,11 @@
 use std::net::TcpStream;
 use std::time::Duration;
 
-use aether_testkit::nats_server::{MIN_VERSION, NatsCluster, NatsServer, server_binary};
+use std::io::{Read, Write};
+
+use aether_testkit::nats_server::{
+    MIN_VERSION, NatsCluster, NatsServer, ServerOptions, server_binary,
+};
 
 fn reachable(url: &str) -> bool {
     let addr = url.trim_start_matches("nats://");
@@ -77,4 +81,31 @@ fn cluster_elects_a_meta_leader_and_survives_a_member_restart() {
     node.wait_ready(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(node.pid(), pid, "a new process");
+}
+
+/// `GET <path>` on a node's monitoring port, the body as text.
+fn monitor_get(monitor_url: &str, path: &str) -> String {
+    let addr = monitor_url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).expect("monitor port");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
+#[test]
+fn servers_can_fsync_every_write() {
+    let jetstream_config = |server: &mut NatsServer| {
+        let varz = monitor_get(&server.node().monitor_url(), "/varz");
+        let body = varz.split("\r\n\r\n").nth(1).expect("a body").to_owned();
+        let varz: serde_json::Value = serde_json::from_str(&body).expect("json");
+        varz["jetstream"]["config"].clone()
+    };
+    let mut synced = NatsServer::start_with(&ServerOptions::new().sync_always())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = jetstream_config(&mut synced);
+    assert_eq!(config["sync_always"], true, "{config}");
+    let mut default = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let config = jetstream_config(&mut default);
+    assert_ne!(config["sync_always"], true, "{config}");
 }

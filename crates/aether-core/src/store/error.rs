@@ -65,6 +65,27 @@ pub enum StoreError {
     /// written.
     #[error("invalid store configuration: {0}")]
     InvalidConfig(String),
+    /// A record on the actor's stream claims a version (or sits where the actor's head is) but
+    /// does not decode as an event of this build, for example one written by a newer version or
+    /// by a foreign client. The store fails closed: it will not write over a version it cannot
+    /// read, nor report a current version that may be wrong. Nothing was written. An operator
+    /// must upgrade this build or repair the stream; retrying does not help.
+    #[error(
+        "actor {actor_id} has a record at position {position} that this build cannot decode \
+         ({reason}){}; the store refuses to write or report a version over it",
+        claimed_version.map(|v| format!(", claiming version {v}")).unwrap_or_default()
+    )]
+    UndecodableRecord {
+        /// The actor whose stream holds the record.
+        actor_id: ActorId,
+        /// Where the record sits: the stream sequence for JetStream, the 1-based position in
+        /// the actor's log for the in-memory store.
+        position: u64,
+        /// The version the record's metadata claims, if any.
+        claimed_version: Option<Version>,
+        /// Why it could not be decoded.
+        reason: String,
+    },
     /// The store cannot be reached right now (connection lost, no leader, timeout). The outcome
     /// of a write that failed this way is unknown only if the message says so.
     #[error("event store unavailable: {message}")]
@@ -94,7 +115,8 @@ pub enum ErrorKind {
     Conflict,
     /// Bad input: nothing was written and retrying the same request fails the same way.
     InvalidInput,
-    /// The store itself failed or could not be reached.
+    /// The store itself failed, could not be reached, or holds a record it cannot read
+    /// ([`StoreError::UndecodableRecord`]).
     Infrastructure,
 }
 
@@ -106,7 +128,9 @@ impl StoreError {
             Self::InvalidEvent(_) | Self::InvalidSnapshot(_) | Self::InvalidConfig(_) => {
                 ErrorKind::InvalidInput
             }
-            Self::Unavailable { .. } | Self::Backend { .. } => ErrorKind::Infrastructure,
+            Self::Unavailable { .. } | Self::Backend { .. } | Self::UndecodableRecord { .. } => {
+                ErrorKind::Infrastructure
+            }
         }
     }
 

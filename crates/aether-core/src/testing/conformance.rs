@@ -13,6 +13,7 @@ mod bad_input;
 mod batch;
 mod concurrency;
 mod idempotency;
+mod load;
 mod replay;
 mod save;
 mod snapshot;
@@ -29,6 +30,7 @@ pub use bad_input::*;
 pub use batch::*;
 pub use concurrency::*;
 pub use idempotency::*;
+pub use load::*;
 pub use replay::*;
 pub use save::*;
 pub use snapshot::*;
@@ -86,6 +88,10 @@ macro_rules! __conformance_properties {
             older_snapshot_never_replaces_newer,
             snapshot_ahead_of_events_is_rejected,
             snapshot_plus_tail_equals_full_replay,
+            // Loading for activation: snapshot + tail, holes reported.
+            load_without_snapshot_is_the_whole_history,
+            load_is_snapshot_plus_tail,
+            load_reports_undecodable_records,
             // Bad input: typed errors, nothing written.
             rejects_bad_event_types,
             rejects_version_zero,

@@ -8,14 +8,13 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aether_core::{ActorId, Event, Version};
-use aether_testkit::nats_server::{NatsServer, ServerOptions};
+use aether_testkit::nats_server::NatsServer;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type BenchResult<T> = Result<T, BoxError>;
 
 /// The runner: parses the arguments, takes the sizes (`sizes(bench_mode)`: `--bench` is given
-/// by `cargo bench`, not by `cargo test --benches`), starts a `nats-server`
-/// (with `sync_interval: always` when `AETHER_BENCH_SYNC_ALWAYS=1`) and runs
+/// by `cargo bench`, not by `cargo test --benches`), starts a `nats-server` and runs
 /// `run(url, sizes, filters)` on a multi-threaded runtime, where `filters` are the arguments
 /// that do not start with `-`; then prints the total time.
 pub(crate) fn main<S, F>(
@@ -29,17 +28,8 @@ where
     let bench_mode = args.iter().any(|a| a == "--bench");
     let filters: Vec<String> = args.into_iter().filter(|a| !a.starts_with('-')).collect();
     let sizes = sizes(bench_mode);
-    // `AETHER_BENCH_SYNC_ALWAYS=1`: the server fsyncs every message before acknowledging it
-    // (`sync_interval: always`), the setting that makes one replica durable on its own disk.
-    let sync_always = std::env::var("AETHER_BENCH_SYNC_ALWAYS").is_ok_and(|v| v == "1");
-    let server = NatsServer::start_with(&ServerOptions {
-        sync_always,
-        ..ServerOptions::default()
-    })?;
+    let server = NatsServer::start()?;
     let url = server.url();
-    if sync_always {
-        println!("nats-server with sync_interval: always (fsync before every acknowledgement)");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

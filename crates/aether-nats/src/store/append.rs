@@ -35,6 +35,17 @@ struct Holder {
     record: RecordHeader,
 }
 
+/// Where to start looking for the holder of a reused id: `window` before the stream's last
+/// message, on the server's clock (`None`: from the start).
+fn holder_scan_start(
+    last_message: time::OffsetDateTime,
+    window: Duration,
+) -> Option<time::OffsetDateTime> {
+    time::Duration::try_from(window)
+        .ok()
+        .and_then(|w| last_message.checked_sub(w))
+}
+
 /// `now + after`, or a far-off instant if that overflows (`Duration::MAX` means "no limit").
 pub(crate) fn deadline_after(after: Duration) -> Instant {
     let now = Instant::now();
@@ -113,7 +124,7 @@ impl Inner {
             let (headers, payload) = codec::encode(&event, Some(head.seq))?;
             let failure = match self.publish(&subject, headers, payload).await {
                 Ok(ack) if !ack.duplicate => {
-                    self.remember(&event, ack.sequence);
+                    self.remember(&event, ack.sequence, Some(head.seq));
                     return Ok(SaveOutcome::Saved);
                 }
                 Ok(ack) => {
@@ -174,7 +185,8 @@ impl Inner {
             }
             let failure = match self.publish_batch(&subject, &events, head.seq).await? {
                 Ok(ack) => {
-                    self.remember(events.last().expect("checked batch"), ack.sequence);
+                    // Only the first message of a batch names its predecessor.
+                    self.remember(events.last().expect("checked batch"), ack.sequence, None);
                     return Ok(SaveOutcome::Saved);
                 }
                 Err(e) => e,
@@ -240,12 +252,14 @@ impl Inner {
         Ok(head)
     }
 
-    /// After a write of `event` (the last of its batch) landed at `seq`.
-    fn remember(&self, event: &Event, seq: u64) {
+    /// After a write of `event` (the last of its batch) landed at `seq`, right after the
+    /// subject's message at `prev` if known.
+    fn remember(&self, event: &Event, seq: u64, prev: Option<u64>) {
         let record = RecordHeader {
             seq,
             version: Some(event.version),
             id: Some(event.id.to_string()),
+            prev,
         };
         self.heads.put(
             &event.actor_id,
@@ -387,28 +401,28 @@ impl Inner {
     /// An atomic batch was refused because one of its ids is stored (10201), which does not
     /// say which. JetStream only deduplicates within its window, so the holder was written
     /// within it: scan the window's headers for the batch's ids.
+    ///
+    /// The window is measured on the server's clock, not this process's: it ends at the
+    /// stream's last message (the server's timestamp), which is at or after the holder, so a
+    /// client clock that runs ahead cannot skip the holder.
     async fn find_holder(&self, events: &[Event]) -> Result<Holder, StoreError> {
         let ids: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
         let window = self
             .config
             .duplicate_window
             .saturating_add(Duration::from_secs(5));
-        let start = time::Duration::try_from(window)
-            .ok()
-            .and_then(|w| time::OffsetDateTime::now_utc().checked_sub(w));
-        let deliver_policy = match start {
-            Some(start_time) => DeliverPolicy::ByStartTime { start_time },
-            None => DeliverPolicy::All,
-        };
         let what = "find the stored event whose id a batch reuses";
-        let last = self
-            .stream
-            .clone()
+        let mut stream = self.stream.clone();
+        let state = &stream
             .info()
             .await
             .map_err(|e| unavailable(&self.url, what, e))?
-            .state
-            .last_sequence;
+            .state;
+        let last = state.last_sequence;
+        let deliver_policy = match holder_scan_start(state.last_timestamp, window) {
+            Some(start_time) => DeliverPolicy::ByStartTime { start_time },
+            None => DeliverPolicy::All,
+        };
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {
@@ -452,5 +466,22 @@ impl Inner {
             ),
             source: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The holder search starts `window` before the stream's last message (a server time),
+    /// whatever this process's clock says; an unrepresentable window means "from the start".
+    #[test]
+    fn the_holder_search_starts_from_the_servers_last_message() {
+        let last = time::OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
+        assert_eq!(
+            holder_scan_start(last, Duration::from_secs(125)),
+            Some(time::OffsetDateTime::from_unix_timestamp(1_000_000 - 125).unwrap())
+        );
+        assert_eq!(holder_scan_start(last, Duration::MAX), None);
     }
 }

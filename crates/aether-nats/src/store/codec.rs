@@ -12,6 +12,9 @@ pub const VERSION_HEADER: &str = "Aether-Version";
 /// Header carrying the event's type.
 pub const TYPE_HEADER: &str = "Aether-Type";
 
+/// Redirects `Nats-Expected-Last-Subject-Sequence` to another subject (ADR-50/2.12).
+const EXPECTED_SUBJECT_HEADER: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
+
 /// The headers and payload of `event`, guarded by `expected` (the stream sequence of the
 /// actor's head the write is based on), or unguarded for later messages of an atomic batch.
 pub(crate) fn encode(
@@ -41,6 +44,10 @@ pub(crate) struct RecordHeader {
     pub version: Option<Version>,
     /// `Nats-Msg-Id`, if present.
     pub id: Option<String>,
+    /// The stream sequence of the subject's previous message (0: none), if the record carried
+    /// `Nats-Expected-Last-Subject-Sequence` for its own subject: the server checked it when
+    /// it stored the record, so it is a fact, whoever wrote the record.
+    pub prev: Option<u64>,
 }
 
 impl RecordHeader {
@@ -67,6 +74,12 @@ impl RecordHeader {
                 .and_then(|v| v.as_str().parse().ok())
                 .filter(|&v| v >= 1),
             id: None,
+            prev: headers
+                // With this header the expected sequence was checked on another subject.
+                .filter(|h| h.get(EXPECTED_SUBJECT_HEADER).is_none())
+                .and_then(|h| h.get(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE))
+                .and_then(|v| v.as_str().parse().ok())
+                .filter(|&p| p < seq),
         }
     }
 }
@@ -111,6 +124,7 @@ mod tests {
         let header = RecordHeader::from_headers(11, Some(&headers));
         assert_eq!(header.version, Some(7));
         assert_eq!(header.id.as_deref(), Some(event.id.as_str()));
+        assert_eq!(header.prev, Some(3));
         assert_eq!(decode(&actor, &header, &payload).unwrap(), event);
     }
 

@@ -23,7 +23,10 @@ use crate::durations::{MAX_DURATION, bounded};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JetStreamConfig {
     /// Replicas of the namespace's stream and snapshot bucket (1, 3 or 5). Used when the
-    /// store creates them; an existing stream keeps its own. Default 1.
+    /// store creates them; an existing stream keeps its own. Default 1. With 1, an acknowledged
+    /// save survives a process crash but not a power loss unless the server runs with
+    /// `sync_interval: always`; with 3 it survives the loss of one server (see
+    /// [what an acknowledged save survives](crate::JetStreamEventStore)).
     pub replicas: usize,
     /// The stream's deduplication window: how long JetStream remembers event ids. A reused id
     /// is reported as [`EventIdReused`](aether_core::StoreError::EventIdReused) within this
@@ -42,6 +45,10 @@ pub struct JetStreamConfig {
     /// to the same actor needs no read first (0: always read). Only a hint: the server still
     /// checks every append. Default 10 000.
     pub head_cache_capacity: usize,
+    /// Accept an existing event stream that allows purges (`deny_purge` off, as streams
+    /// created before it was set). A purge erases history, so by default opening such a stream
+    /// is an error; the store always creates its streams with `deny_purge`. Default `false`.
+    pub allow_purgeable_stream: bool,
 }
 
 impl Default for JetStreamConfig {
@@ -53,6 +60,7 @@ impl Default for JetStreamConfig {
             retry_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             head_cache_capacity: 10_000,
+            allow_purgeable_stream: false,
         }
     }
 }

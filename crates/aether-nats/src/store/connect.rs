@@ -244,6 +244,7 @@ async fn ensure_stream(
         allow_direct: true,
         allow_atomic_publish: true,
         deny_delete: true,
+        deny_purge: true,
         duplicate_window: config.duplicate_window,
         metadata: HashMap::from([("aether.namespace".to_owned(), namespace.to_string())]),
         ..Default::default()
@@ -261,6 +262,11 @@ async fn ensure_stream(
         (!found.allow_direct, "allow_direct off"),
         (!found.allow_atomic_publish, "allow_atomic_publish off"),
         (!found.deny_delete, "deny_delete off"),
+        (
+            !found.deny_purge && !config.allow_purgeable_stream,
+            "deny_purge off (a purge would erase history; set deny_purge on the stream, or \
+             JetStreamConfig::allow_purgeable_stream to accept it)",
+        ),
         (
             found.max_age != Duration::ZERO,
             "a max_age (events must never expire)",

@@ -1,56 +1,168 @@
 //! A hint of each actor's head, kept by a store handle after its own writes and reads, so that
-//! a writer's next append costs one round trip instead of two.
+//! a writer's next append costs one round trip instead of two; and, next to it, the actor's
+//! most recent records as a chain of facts, so that a conflict below the head is settled
+//! without searching the stream.
 //!
-//! Only a hint: the server's expected-sequence check decides every append, and a stale entry
-//! costs one rejected publish and a fresh read. Nothing that is reported to a caller (a current
-//! version, `latest_version`) is taken from here.
+//! The head is only a hint: the server's expected-sequence check decides every append, and a
+//! stale entry costs one rejected publish and a fresh read. Nothing that is reported to a
+//! caller (a current version, `latest_version`) is taken from it. The chain is different: it
+//! holds records that are stored and never change (the stream denies deletes and purges), each
+//! the immediate predecessor on the subject of the next, so it is an exact index of the
+//! stream sequences it spans, used only once a fresh head read confirmed its last record.
+//!
+//! At capacity the least recently used actor is evicted (not everything at once).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use aether_core::ActorId;
 
+use super::codec::RecordHeader;
 use super::read::Head;
+
+/// How many of an actor's latest records the chain keeps.
+pub(crate) const CHAIN_LEN: usize = 16;
 
 #[derive(Debug)]
 pub(crate) struct HeadCache {
-    heads: Mutex<HashMap<ActorId, Head>>,
+    inner: Mutex<Lru>,
     capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Lru {
+    entries: HashMap<ActorId, Entry>,
+    /// Last-use tick → actor: the first key is the least recently used.
+    order: BTreeMap<u64, ActorId>,
+    tick: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    head: Head,
+    /// Consecutive records of the actor's subject, oldest first: each one's predecessor on the
+    /// subject is the one before it. May be empty.
+    chain: Vec<RecordHeader>,
+    used: u64,
+}
+
+impl Lru {
+    fn touch(&mut self, actor_id: &ActorId) -> Option<&mut Entry> {
+        self.tick += 1;
+        let tick = self.tick;
+        let entry = self.entries.get_mut(actor_id)?;
+        self.order.remove(&entry.used);
+        entry.used = tick;
+        self.order.insert(tick, actor_id.clone());
+        Some(entry)
+    }
+
+    fn insert(&mut self, actor_id: &ActorId, head: Head, capacity: usize) -> &mut Entry {
+        if self.touch(actor_id).is_none() {
+            while self.entries.len() >= capacity {
+                let Some((_, oldest)) = self.order.pop_first() else {
+                    break;
+                };
+                self.entries.remove(&oldest);
+            }
+            self.entries.insert(
+                actor_id.clone(),
+                Entry {
+                    head: head.clone(),
+                    chain: Vec::new(),
+                    used: self.tick,
+                },
+            );
+            self.order.insert(self.tick, actor_id.clone());
+        }
+        let entry = self.entries.get_mut(actor_id).expect("just inserted");
+        entry.head = head;
+        entry
+    }
 }
 
 impl HeadCache {
     /// A cache of at most `capacity` actors (0: no caching).
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            heads: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Lru::default()),
             capacity,
         }
     }
 
     pub(crate) fn get(&self, actor_id: &ActorId) -> Option<Head> {
-        self.lock().get(actor_id).cloned()
+        self.lock().touch(actor_id).map(|e| e.head.clone())
     }
 
+    /// Records `head` as the actor's head hint, and its record (if valid) on the chain: appended
+    /// if it follows the chain's last record, else the chain restarts at it.
     pub(crate) fn put(&self, actor_id: &ActorId, head: Head) {
         if self.capacity == 0 {
             return;
         }
-        let mut heads = self.lock();
-        if heads.len() >= self.capacity && !heads.contains_key(actor_id) {
-            // Dropping everything is crude but O(1) amortised, and a miss only costs a read.
-            heads.clear();
+        let record = head.record.clone();
+        let mut lru = self.lock();
+        let entry = lru.insert(actor_id, head, self.capacity);
+        if let Some(record) = record {
+            extend(&mut entry.chain, record);
         }
-        heads.insert(actor_id.clone(), head);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ActorId, Head>> {
-        self.heads.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The actor's known chain if it ends at stream sequence `head_seq` (a head just read from
+    /// the server); empty otherwise.
+    pub(crate) fn chain(&self, actor_id: &ActorId, head_seq: u64) -> Vec<RecordHeader> {
+        let mut lru = self.lock();
+        match lru.touch(actor_id) {
+            Some(entry) if entry.chain.last().is_some_and(|r| r.seq == head_seq) => {
+                entry.chain.clone()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Replaces the actor's chain with `chain` (found by walking back from its head), if the
+    /// actor is still cached and its chain still ends where `chain` does.
+    pub(crate) fn set_chain(&self, actor_id: &ActorId, chain: &[RecordHeader]) {
+        let Some(last) = chain.last() else { return };
+        let mut lru = self.lock();
+        if let Some(entry) = lru.touch(actor_id)
+            && entry.chain.last().is_none_or(|r| r.seq == last.seq)
+        {
+            entry.chain = chain[chain.len().saturating_sub(CHAIN_LEN)..].to_vec();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Appends `record` to `chain` if it is the next record on the subject; otherwise (another
+/// writer came between, or the link is unknown) the chain restarts at `record`.
+fn extend(chain: &mut Vec<RecordHeader>, record: RecordHeader) {
+    match chain.last() {
+        Some(last) if last.seq == record.seq => return,
+        Some(last) if record.prev == Some(last.seq) => {}
+        _ => chain.clear(),
+    }
+    chain.push(record);
+    if chain.len() > CHAIN_LEN {
+        chain.remove(0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(seq: u64, prev: Option<u64>) -> RecordHeader {
+        RecordHeader {
+            seq,
+            version: Some(seq),
+            id: Some(format!("e{seq}")),
+            prev,
+        }
+    }
 
     fn head(seq: u64) -> Head {
         Head {
@@ -60,14 +172,14 @@ mod tests {
         }
     }
 
+    fn actor(name: &str) -> ActorId {
+        ActorId::new(name).unwrap()
+    }
+
     #[test]
     fn bounded_and_disableable() {
         let cache = HeadCache::new(2);
-        let (a, b, c) = (
-            ActorId::new("a").unwrap(),
-            ActorId::new("b").unwrap(),
-            ActorId::new("c").unwrap(),
-        );
+        let (a, b, c) = (actor("a"), actor("b"), actor("c"));
         cache.put(&a, head(1));
         cache.put(&b, head(2));
         cache.put(&b, head(3));
@@ -75,10 +187,79 @@ mod tests {
         cache.put(&c, head(4));
         assert_eq!(cache.get(&a), None);
         assert_eq!(cache.get(&c), Some(head(4)));
-        assert!(cache.lock().len() <= 2);
+        {
+            let lru = cache.lock();
+            assert!(lru.entries.len() <= 2);
+            assert_eq!(lru.order.len(), lru.entries.len());
+        }
 
         let off = HeadCache::new(0);
         off.put(&a, head(1));
         assert_eq!(off.get(&a), None);
+    }
+
+    /// At capacity only the least recently used actor goes: a hot actor used just before a new
+    /// one arrives keeps its entry (clearing everything would drop it).
+    #[test]
+    fn evicts_the_least_recently_used_actor_only() {
+        let cache = HeadCache::new(3);
+        let (a, b, c, d, e) = (actor("a"), actor("b"), actor("c"), actor("d"), actor("e"));
+        cache.put(&a, head(1));
+        cache.put(&b, head(2));
+        cache.put(&c, head(3));
+        assert_eq!(cache.get(&a), Some(head(1))); // a is now the most recently used
+        cache.put(&d, head(4)); // evicts b
+        assert_eq!(
+            cache.get(&a),
+            Some(head(1)),
+            "a was used recently and must stay"
+        );
+        assert_eq!(cache.get(&b), None, "b was the least recently used");
+        assert_eq!(cache.get(&c), Some(head(3)));
+        assert_eq!(cache.get(&d), Some(head(4)));
+        cache.put(&e, head(5)); // evicts a (c, d were read after it)
+        assert_eq!(cache.get(&a), None);
+        assert_eq!(cache.get(&c), Some(head(3)));
+        assert_eq!(cache.get(&e), Some(head(5)));
+        assert_eq!(cache.lock().entries.len(), 3);
+    }
+
+    #[test]
+    fn the_chain_grows_only_through_links_and_is_bounded() {
+        let cache = HeadCache::new(4);
+        let a = actor("a");
+        let with = |r: RecordHeader| Head {
+            seq: r.seq,
+            version: r.seq,
+            record: Some(r),
+        };
+        cache.put(&a, with(record(3, Some(0))));
+        cache.put(&a, with(record(7, Some(3))));
+        assert_eq!(
+            cache.chain(&a, 7).iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [3, 7]
+        );
+        assert!(
+            cache.chain(&a, 9).is_empty(),
+            "a chain not ending at the head is unknown"
+        );
+        // Another writer came between: the chain restarts.
+        cache.put(&a, with(record(12, Some(10))));
+        assert_eq!(
+            cache
+                .chain(&a, 12)
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>(),
+            [12]
+        );
+        let mut prev = 12;
+        for seq in 13..13 + CHAIN_LEN as u64 {
+            cache.put(&a, with(record(seq, Some(prev))));
+            prev = seq;
+        }
+        let chain = cache.chain(&a, prev);
+        assert_eq!(chain.len(), CHAIN_LEN);
+        assert_eq!(chain.last().map(|r| r.seq), Some(prev));
     }
 }

@@ -2,7 +2,7 @@
 //! stream sequence, which orders versions), and replay through an ordered consumer that stops at
 //! the head read before it started — never a partial history that looks complete.
 
-use aether_core::{ActorId, Event, ReplayError, ReplayResult, StoreError, Version};
+use aether_core::{ActorId, Event, LoadedActor, ReplayError, ReplayResult, StoreError, Version};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{
@@ -10,9 +10,9 @@ use async_nats::jetstream::stream::{
 };
 use futures::StreamExt;
 
+use super::Inner;
 use super::codec::{RecordHeader, decode};
 use super::failure::unavailable;
-use super::{Inner, LoadedActor};
 
 /// The last message on an actor's subject, as far as the version check is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,11 +26,41 @@ pub(crate) struct Head {
     pub record: Option<RecordHeader>,
 }
 
+/// How many records a floor lookup reads walking back from the actor's known chain before it
+/// falls back to a binary search.
+const WALK_LIMIT: usize = 8;
+
 /// A replay with stream sequences kept, for the store's own use.
 #[derive(Debug, Default)]
 pub(crate) struct Scan {
     pub events: Vec<(u64, Event)>,
     pub errors: Vec<ReplayError>,
+    /// The last record that claims a version (decodable or not).
+    pub last_claim: Option<Claim>,
+}
+
+/// A record with a parseable `Aether-Version` header.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    pub seq: u64,
+    pub version: Version,
+    /// Why it does not decode, if it does not.
+    pub error: Option<String>,
+}
+
+/// The fail-closed error for a record at `seq` of `actor_id` that does not decode.
+pub(crate) fn undecodable(
+    actor_id: &ActorId,
+    seq: u64,
+    claimed_version: Option<Version>,
+    reason: String,
+) -> StoreError {
+    StoreError::UndecodableRecord {
+        actor_id: actor_id.clone(),
+        position: seq,
+        claimed_version,
+        reason,
+    }
 }
 
 impl Inner {
@@ -107,8 +137,11 @@ impl Inner {
         self.leader(found, || format!("read sequence {seq}"))
     }
 
-    /// The actor's head. If a foreign record sits on top, the version comes from a scan of the
-    /// actor's history (the only case where a head lookup is not one round trip).
+    /// The actor's head. Fails closed: if the last record that claims a version (a parseable
+    /// `Aether-Version` header) does not decode, the head is unknown and this is
+    /// [`StoreError::UndecodableRecord`]. If a foreign record without that header sits on top,
+    /// the version comes from a scan of the actor's history (the only case where a head lookup
+    /// is not one round trip).
     pub(crate) async fn head(&self, actor_id: &ActorId, subject: &str) -> Result<Head, StoreError> {
         let Some(last) = self.last_message(subject).await? else {
             return Ok(Head {
@@ -120,16 +153,27 @@ impl Inner {
         let record = RecordHeader::of(&last);
         // The header is trusted only on a record that is a valid event: a foreign client could
         // forge `Aether-Version` on garbage. One parse, no extra round trip.
-        if let Some(version) = record.version
-            && decode(actor_id, &record, &last.payload).is_ok()
-        {
-            return Ok(Head {
-                seq: record.seq,
-                version,
-                record: Some(record),
-            });
+        if let Some(version) = record.version {
+            return match decode(actor_id, &record, &last.payload) {
+                Ok(_) => Ok(Head {
+                    seq: record.seq,
+                    version,
+                    record: Some(record),
+                }),
+                Err(reason) => Err(undecodable(actor_id, record.seq, Some(version), reason)),
+            };
         }
         let scan = self.scan(actor_id, subject, 1, record.seq).await?;
+        if let Some(claim) = scan.last_claim
+            && let Some(reason) = claim.error
+        {
+            return Err(undecodable(
+                actor_id,
+                claim.seq,
+                Some(claim.version),
+                reason,
+            ));
+        }
         Ok(Head {
             seq: record.seq,
             version: scan.events.last().map_or(0, |(_, e)| e.version),
@@ -137,8 +181,14 @@ impl Inner {
         })
     }
 
-    /// The last valid record with a version ≤ `version`, found by binary search over the stream
-    /// sequence (versions grow with it on a subject): O(log n) reads instead of a replay.
+    /// The last valid record with a version ≤ `version` (`head` just read from the server).
+    ///
+    /// The cost is bounded by the actor, not by the stream: first the actor's known chain of
+    /// recent records (see [`head_cache`](super::head_cache)), then a walk back from the
+    /// chain's oldest record through the predecessor each record names, at most
+    /// [`WALK_LIMIT`] reads; only past that, a binary search over the stream sequences between
+    /// the actor's first record and the walk's end (versions grow with the sequence on a
+    /// subject).
     pub(crate) async fn floor_record(
         &self,
         actor_id: &ActorId,
@@ -152,7 +202,56 @@ impl Inner {
         if head.version <= version {
             return Ok(Some(head_record.clone()));
         }
-        let (mut lo, mut hi, mut best) = (1, head.seq - 1, None);
+        let mut chain = self.heads.chain(actor_id, head.seq);
+        if chain.is_empty() {
+            chain.push(head_record.clone());
+        }
+        let mut walked = 0;
+        let answer = loop {
+            if let Some(answer) = floor_in_chain(&chain, version) {
+                break Some(answer);
+            }
+            let Some(prev) = chain[0].prev.filter(|_| walked < WALK_LIMIT) else {
+                break None;
+            };
+            match self.message_at(prev).await? {
+                Some(m) if m.subject.as_str() == subject => {
+                    let record = RecordHeader::of(&m);
+                    if record.version.is_none() || decode(actor_id, &record, &m.payload).is_err() {
+                        break None;
+                    }
+                    chain.insert(0, record);
+                    walked += 1;
+                }
+                _ => break None,
+            }
+        };
+        if walked > 0 {
+            self.heads.set_chain(actor_id, &chain);
+        }
+        match answer {
+            Some(found) => Ok(found),
+            None => {
+                self.floor_by_search(actor_id, subject, head, chain[0].seq, version)
+                    .await
+            }
+        }
+    }
+
+    /// Binary search for the floor of `version` among the subject's records before stream
+    /// sequence `below`, starting at the actor's first record.
+    async fn floor_by_search(
+        &self,
+        actor_id: &ActorId,
+        subject: &str,
+        head: &Head,
+        below: u64,
+        version: Version,
+    ) -> Result<Option<RecordHeader>, StoreError> {
+        let Some(first) = self.next_message(subject, 1).await? else {
+            return Ok(None);
+        };
+        let (mut lo, mut hi, mut best) = (first.sequence, below.saturating_sub(1), None);
         while lo <= hi {
             let mid = lo + (hi - lo) / 2;
             let found = self.next_message(subject, mid).await?;
@@ -192,6 +291,7 @@ impl Inner {
                 seq: *seq,
                 version: Some(e.version),
                 id: Some(e.id.to_string()),
+                prev: None,
             }))
     }
 
@@ -246,7 +346,15 @@ impl Inner {
                 break;
             }
             let record = RecordHeader::without_id(seq, message.headers.as_ref());
-            match decode(actor_id, &record, &message.payload) {
+            let decoded = decode(actor_id, &record, &message.payload);
+            if let Some(version) = record.version {
+                scan.last_claim = Some(Claim {
+                    seq,
+                    version,
+                    error: decoded.as_ref().err().cloned(),
+                });
+            }
+            match decoded {
                 Ok(event) => scan.events.push((seq, event)),
                 Err(error) => scan.errors.push(ReplayError {
                     position: seq,
@@ -261,6 +369,9 @@ impl Inner {
         Ok(scan)
     }
 
+    /// The records of `actor_id` from `from_version` on. The replay starts after the last
+    /// event below `from_version` (found as a floor, see [`floor_record`](Self::floor_record)),
+    /// not at the actor's first record.
     pub(crate) async fn events_with_errors(
         &self,
         actor_id: &ActorId,
@@ -270,29 +381,40 @@ impl Inner {
         let Some(last) = self.last_message(&subject).await? else {
             return Ok(ReplayResult::default());
         };
-        let scan = self.scan(actor_id, &subject, 1, last.sequence).await?;
+        let record = RecordHeader::of(&last);
+        let first = match record.version {
+            Some(version)
+                if from_version > 1 && decode(actor_id, &record, &last.payload).is_ok() =>
+            {
+                let head = Head {
+                    seq: record.seq,
+                    version,
+                    record: Some(record),
+                };
+                self.floor_record(actor_id, &subject, &head, from_version - 1)
+                    .await?
+                    .map_or(1, |floor| floor.seq + 1)
+            }
+            // From the start, or an unreadable record on top: replay everything (and report it).
+            _ => 1,
+        };
+        let scan = self.scan(actor_id, &subject, first, last.sequence).await?;
         Ok(from_version_on(scan, from_version))
     }
 
-    pub(crate) async fn load_actor(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
+    /// The actor's latest snapshot and the records after the stream sequence it covers.
+    pub(crate) async fn load(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
         let subject = self.subject(actor_id);
         let stored = self.stored_snapshot(actor_id).await?;
         let Some(last) = self.last_message(&subject).await? else {
-            return Ok(LoadedActor {
-                snapshot: stored.map(|s| s.snapshot),
-                events: Vec::new(),
-            });
+            if let Some(s) = stored {
+                return Err(snapshot_ahead(actor_id, s.stream_sequence, 0));
+            }
+            return Ok(LoadedActor::default());
         };
         let (first, snapshot) = match stored {
             Some(s) if s.stream_sequence > last.sequence => {
-                return Err(StoreError::Backend {
-                    message: format!(
-                        "the snapshot of {actor_id} claims to cover stream sequence {}, beyond \
-                         the actor's last message at {}: it was not written by this store",
-                        s.stream_sequence, last.sequence
-                    ),
-                    source: None,
-                });
+                return Err(snapshot_ahead(actor_id, s.stream_sequence, last.sequence));
             }
             Some(s) => (s.stream_sequence + 1, Some(s.snapshot)),
             None => (1, None),
@@ -307,8 +429,37 @@ impl Inner {
                 .map(|(_, e)| e)
                 .filter(|e| e.version > covered)
                 .collect(),
+            errors: scan.errors,
         })
     }
+}
+
+/// A stored snapshot that claims to cover more of the stream than the actor has.
+fn snapshot_ahead(actor_id: &ActorId, covered: u64, last: u64) -> StoreError {
+    StoreError::Backend {
+        message: format!(
+            "the snapshot of {actor_id} claims to cover stream sequence {covered}, beyond the \
+             actor's last message at {last}: it was not written by this store"
+        ),
+        source: None,
+    }
+}
+
+/// The floor of `version` in `chain` (consecutive valid records, oldest first): `Some(record)`,
+/// `Some(None)` if the chain starts at the subject's first record and above `version`, `None` if
+/// the chain does not reach far enough back to tell.
+fn floor_in_chain(chain: &[RecordHeader], version: Version) -> Option<Option<RecordHeader>> {
+    let oldest = chain.first()?;
+    if oldest.version.is_some_and(|v| v <= version) {
+        return Some(
+            chain
+                .iter()
+                .rev()
+                .find(|r| r.version.is_some_and(|v| v <= version))
+                .cloned(),
+        );
+    }
+    (oldest.prev == Some(0)).then_some(None)
 }
 
 /// The events with `version >= from_version`, and the bad records after the last event below

@@ -76,14 +76,14 @@ impl Node {
             .map_err(io("creating the node's directory"))?;
         let (client_port, monitor_port) = (free_port()?, free_port()?);
         let store = dir.path().join("store");
+        let sync = if options.sync_always {
+            "  sync_interval: always\n"
+        } else {
+            ""
+        };
         let mut config = format!(
             "server_name: {name}\nlisten: 127.0.0.1:{client_port}\nhttp: 127.0.0.1:{monitor_port}\n\
-             jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 256MB\n  max_file_store: 4GB\n{sync}}}\n",
-            sync = if options.sync_always {
-                "  sync_interval: always\n"
-            } else {
-                ""
-            }
+             jetstream {{\n  store_dir: {store:?}\n  max_memory_store: 256MB\n  max_file_store: 4GB\n{sync}}}\n"
         );
         config.push_str(&options.extra_config);
         config.push('\n');
@@ -118,6 +118,11 @@ impl Node {
     /// The client URL, `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The monitoring URL, `http://127.0.0.1:<port>` (`/varz`, `/jsz`, `/healthz`).
+    pub fn monitor_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.monitor_port)
     }
 
     /// The process id while running.
