@@ -94,14 +94,11 @@ pub enum ClusterError {
     },
 }
 
-impl ClusterError {
-    pub(crate) fn backend(
-        message: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
+impl aether_core::BackendError for ClusterError {
+    fn from_backend(message: String, source: BoxError) -> Self {
         Self::Backend {
-            message: message.into(),
-            source: Some(Box::new(source)),
+            message,
+            source: Some(source),
         }
     }
 }

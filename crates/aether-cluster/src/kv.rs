@@ -24,6 +24,7 @@
 mod failure;
 mod layout;
 
+use aether_core::BackendError;
 use std::time::Duration;
 
 use async_nats::HeaderMap;

@@ -27,6 +27,7 @@
 
 mod elector;
 
+use aether_core::BackendError;
 use std::sync::Arc;
 use std::time::Duration;
 

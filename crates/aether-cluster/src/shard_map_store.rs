@@ -26,6 +26,7 @@ mod batch;
 mod tests;
 mod watch;
 
+use aether_core::BackendError;
 use std::time::Duration;
 
 use aether_core::{NodeId, PlacementError, ShardCount, ShardMap, ShardMove, shard_moves};

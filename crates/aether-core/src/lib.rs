@@ -44,6 +44,7 @@
 //! # }).unwrap();
 //! ```
 
+mod backend_error;
 mod bus;
 mod event;
 mod filter;
@@ -55,6 +56,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use backend_error::BackendError;
 pub use bus::{
     Bus, BusConfig, BusMetrics, Delivery, DurableBus, EncodedEvent, EventBus, InterestListener,
     NamespacedBus, Overflow, SubscribeOptions, Subscription, SubscriptionMetrics, WithNamespaces,

@@ -5,6 +5,7 @@
 //! keys in the stream metadata (`aether.layout`, `aether.member_ttl`, `aether.lease_ttl`):
 //! the per-key TTLs are sent with each write, so only the metadata remembers them.
 
+use aether_core::BackendError;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};

@@ -2,6 +2,7 @@
 //! (recreated after every reconnection, so a resynchronised view always starts from a fresh
 //! snapshot) and the probes.
 
+use aether_core::BackendError;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

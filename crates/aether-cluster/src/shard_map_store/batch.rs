@@ -3,6 +3,7 @@
 //! carrying the lease check, then the map (the commit, a JetStream publish) carrying the map's
 //! CAS. The server stores both or neither.
 
+use aether_core::BackendError;
 use async_nats::HeaderMap;
 use async_nats::header::{
     NATS_BATCH_COMMIT, NATS_BATCH_COMMIT_FINAL, NATS_BATCH_ID, NATS_BATCH_SEQUENCE,

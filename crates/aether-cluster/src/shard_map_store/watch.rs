@@ -1,5 +1,6 @@
 //! [`ShardMapWatch`]: the stream of shard-map versions a node follows.
 
+use aether_core::BackendError;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 

@@ -107,6 +107,16 @@ pub enum StoreError {
     },
 }
 
+impl crate::BackendError for StoreError {
+    /// The message says what was being done and what the cause said.
+    fn from_backend(message: String, source: BoxError) -> Self {
+        Self::Backend {
+            message: format!("{message}: {source}"),
+            source: Some(source),
+        }
+    }
+}
+
 /// The three families of [`StoreError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

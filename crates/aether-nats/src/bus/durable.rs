@@ -13,6 +13,7 @@
 mod name;
 mod stream;
 
+use aether_core::BackendError;
 use std::sync::Arc;
 
 use aether_core::{Event, Namespace, Pattern, SubscriptionFilter};

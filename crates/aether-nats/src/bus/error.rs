@@ -61,14 +61,11 @@ pub enum BusError {
     },
 }
 
-impl BusError {
-    pub(crate) fn backend(
-        message: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
+impl aether_core::BackendError for BusError {
+    fn from_backend(message: String, source: BoxError) -> Self {
         Self::Backend {
-            message: message.into(),
-            source: Some(Box::new(source)),
+            message,
+            source: Some(source),
         }
     }
 }

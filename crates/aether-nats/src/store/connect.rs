@@ -335,8 +335,8 @@ async fn ensure_bucket(
 
 #[cfg(test)]
 mod tests {
-    use super::super::failure::backend;
     use super::*;
+    use aether_core::BackendError;
 
     #[test]
     fn server_versions_below_2_12_are_refused_with_the_install_command() {
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn backend_helper_keeps_context() {
-        let e = backend("read", std::io::Error::other("boom")).to_string();
+        let e = StoreError::backend("read", std::io::Error::other("boom")).to_string();
         assert!(e.contains("read") && e.contains("boom"));
     }
 }

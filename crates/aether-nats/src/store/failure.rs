@@ -97,14 +97,3 @@ pub(crate) fn unavailable(
         source: Some(Box::new(error)),
     }
 }
-
-/// The server answered with an error the store cannot act on.
-pub(crate) fn backend(
-    what: impl std::fmt::Display,
-    error: impl std::error::Error + Send + Sync + 'static,
-) -> StoreError {
-    StoreError::Backend {
-        message: format!("{what}: {error}"),
-        source: Some(Box::new(error)),
-    }
-}

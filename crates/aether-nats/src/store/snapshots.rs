@@ -2,14 +2,16 @@
 //! stream sequence it covers, written by compare-and-swap so an older snapshot never replaces a
 //! newer one, whatever the interleaving of writers.
 
-use aether_core::{ActorId, ActorSnapshot, InvalidSnapshot, SnapshotOutcome, StoreError};
+use aether_core::{
+    ActorId, ActorSnapshot, BackendError, InvalidSnapshot, SnapshotOutcome, StoreError,
+};
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::Inner;
-use super::failure::{backend, unavailable};
+use super::failure::unavailable;
 use crate::naming::snapshot_key;
 
 /// The value stored under an actor's key.
@@ -47,7 +49,7 @@ impl Inner {
             snapshot,
             stream_sequence: covered,
         })
-        .map_err(|e| backend("encode a snapshot", e))?;
+        .map_err(|e| StoreError::backend("encode a snapshot", e))?;
         let key = snapshot_key(&actor_id);
         let what = || format!("save the snapshot of {actor_id}");
         let deadline = super::append::deadline_after(self.config.retry_timeout);
@@ -118,7 +120,7 @@ impl Inner {
             .map_err(|e| unavailable(&self.url, &format!("read the snapshot of {actor_id}"), e))?;
         let Some(bytes) = entry else { return Ok(None) };
         let stored: StoredSnapshot = serde_json::from_slice(&bytes)
-            .map_err(|e| backend(format!("decode the snapshot of {actor_id}"), e))?;
+            .map_err(|e| StoreError::backend(format!("decode the snapshot of {actor_id}"), e))?;
         if &stored.snapshot.actor_id != actor_id {
             return Err(StoreError::Backend {
                 message: format!(

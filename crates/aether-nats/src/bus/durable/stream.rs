@@ -1,6 +1,7 @@
 //! [`BusStream`]: the JetStream stream behind durable mode, opened (or created) on first use,
 //! and the consumers behind durable subscriptions.
 
+use aether_core::BackendError;
 use aether_core::{Event, Namespace, Pattern};
 use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::{self, pull};
