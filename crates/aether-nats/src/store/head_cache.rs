@@ -10,9 +10,10 @@
 //! the immediate predecessor on the subject of the next, so it is an exact index of the
 //! stream sequences it spans, used only once a fresh head read confirmed its last record.
 //!
-//! At capacity the least recently used actor is evicted (not everything at once).
+//! At capacity the least recently used actors are evicted, a sixteenth of the capacity at a
+//! time (never everything at once, and never one used more recently than one that is kept).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 use aether_core::ActorId;
@@ -23,17 +24,23 @@ use super::read::Head;
 /// How many of an actor's latest records the chain keeps.
 pub(crate) const CHAIN_LEN: usize = 16;
 
+/// At capacity, this fraction of the entries (the least recently used, at least one) goes at
+/// once, so that the scan that finds them is paid once per `capacity / EVICT_DIVISOR` new
+/// actors, not on every one.
+const EVICT_DIVISOR: usize = 16;
+
 #[derive(Debug)]
 pub(crate) struct HeadCache {
     inner: Mutex<Lru>,
     capacity: usize,
 }
 
+/// Entries stamped with their last use. Every save takes this lock twice, so a use only
+/// restamps its entry (no second index to keep in order, no allocation); eviction finds the
+/// oldest stamps when it is needed.
 #[derive(Debug, Default)]
 struct Lru {
     entries: HashMap<ActorId, Entry>,
-    /// Last-use tick → actor: the first key is the least recently used.
-    order: BTreeMap<u64, ActorId>,
     tick: u64,
 }
 
@@ -42,7 +49,7 @@ struct Entry {
     head: Head,
     /// Consecutive records of the actor's subject, oldest first: each one's predecessor on the
     /// subject is the one before it. May be empty.
-    chain: Vec<RecordHeader>,
+    chain: VecDeque<RecordHeader>,
     used: u64,
 }
 
@@ -51,29 +58,35 @@ impl Lru {
         self.tick += 1;
         let tick = self.tick;
         let entry = self.entries.get_mut(actor_id)?;
-        self.order.remove(&entry.used);
         entry.used = tick;
-        self.order.insert(tick, actor_id.clone());
         Some(entry)
+    }
+
+    /// Removes the `count` least recently used entries (stamps are unique).
+    fn evict_oldest(&mut self, count: usize) {
+        let mut stamps: Vec<u64> = self.entries.values().map(|e| e.used).collect();
+        if stamps.is_empty() || count == 0 {
+            return;
+        }
+        let nth = count.min(stamps.len()) - 1;
+        let cutoff = *stamps.select_nth_unstable(nth).1;
+        self.entries.retain(|_, e| e.used > cutoff);
     }
 
     fn insert(&mut self, actor_id: &ActorId, head: Head, capacity: usize) -> &mut Entry {
         if self.touch(actor_id).is_none() {
-            while self.entries.len() >= capacity {
-                let Some((_, oldest)) = self.order.pop_first() else {
-                    break;
-                };
-                self.entries.remove(&oldest);
+            if self.entries.len() >= capacity {
+                let excess = self.entries.len() + 1 - capacity;
+                self.evict_oldest(excess.max(capacity / EVICT_DIVISOR).max(1));
             }
             self.entries.insert(
                 actor_id.clone(),
                 Entry {
                     head: head.clone(),
-                    chain: Vec::new(),
+                    chain: VecDeque::with_capacity(CHAIN_LEN + 1),
                     used: self.tick,
                 },
             );
-            self.order.insert(self.tick, actor_id.clone());
         }
         let entry = self.entries.get_mut(actor_id).expect("just inserted");
         entry.head = head;
@@ -113,8 +126,8 @@ impl HeadCache {
     pub(crate) fn chain(&self, actor_id: &ActorId, head_seq: u64) -> Vec<RecordHeader> {
         let mut lru = self.lock();
         match lru.touch(actor_id) {
-            Some(entry) if entry.chain.last().is_some_and(|r| r.seq == head_seq) => {
-                entry.chain.clone()
+            Some(entry) if entry.chain.back().is_some_and(|r| r.seq == head_seq) => {
+                entry.chain.iter().cloned().collect()
             }
             _ => Vec::new(),
         }
@@ -126,9 +139,12 @@ impl HeadCache {
         let Some(last) = chain.last() else { return };
         let mut lru = self.lock();
         if let Some(entry) = lru.touch(actor_id)
-            && entry.chain.last().is_none_or(|r| r.seq == last.seq)
+            && entry.chain.back().is_none_or(|r| r.seq == last.seq)
         {
-            entry.chain = chain[chain.len().saturating_sub(CHAIN_LEN)..].to_vec();
+            entry.chain = chain[chain.len().saturating_sub(CHAIN_LEN)..]
+                .iter()
+                .cloned()
+                .collect();
         }
     }
 
@@ -139,15 +155,15 @@ impl HeadCache {
 
 /// Appends `record` to `chain` if it is the next record on the subject; otherwise (another
 /// writer came between, or the link is unknown) the chain restarts at `record`.
-fn extend(chain: &mut Vec<RecordHeader>, record: RecordHeader) {
-    match chain.last() {
+fn extend(chain: &mut VecDeque<RecordHeader>, record: RecordHeader) {
+    match chain.back() {
         Some(last) if last.seq == record.seq => return,
         Some(last) if record.prev == Some(last.seq) => {}
         _ => chain.clear(),
     }
-    chain.push(record);
+    chain.push_back(record);
     if chain.len() > CHAIN_LEN {
-        chain.remove(0);
+        chain.pop_front();
     }
 }
 
@@ -187,11 +203,7 @@ mod tests {
         cache.put(&c, head(4));
         assert_eq!(cache.get(&a), None);
         assert_eq!(cache.get(&c), Some(head(4)));
-        {
-            let lru = cache.lock();
-            assert!(lru.entries.len() <= 2);
-            assert_eq!(lru.order.len(), lru.entries.len());
-        }
+        assert!(cache.lock().entries.len() <= 2);
 
         let off = HeadCache::new(0);
         off.put(&a, head(1));
@@ -222,6 +234,28 @@ mod tests {
         assert_eq!(cache.get(&c), Some(head(3)));
         assert_eq!(cache.get(&e), Some(head(5)));
         assert_eq!(cache.lock().entries.len(), 3);
+    }
+
+    /// A large cache evicts a sixteenth of its entries at once, always the least recently
+    /// used: every actor used after them stays.
+    #[test]
+    fn a_large_cache_evicts_the_oldest_sixteenth() {
+        let cache = HeadCache::new(64);
+        let actors: Vec<ActorId> = (0..64).map(|i| actor(&format!("a{i}"))).collect();
+        for (i, a) in actors.iter().enumerate() {
+            cache.put(a, head(i as u64 + 1));
+        }
+        // Use the first eight again: the oldest are now a8..a11.
+        for a in &actors[..8] {
+            assert!(cache.get(a).is_some());
+        }
+        cache.put(&actor("new"), head(100));
+        let lru = cache.lock();
+        assert_eq!(lru.entries.len(), 64 - 4 + 1);
+        for (i, a) in actors.iter().enumerate() {
+            let evicted = (8..12).contains(&i);
+            assert_eq!(!lru.entries.contains_key(a), evicted, "a{i}");
+        }
     }
 
     #[test]
