@@ -9,9 +9,11 @@
 //! | (always) | yes | events, validated names, the [`EventStore`]/[`SnapshotStore`] contract and the [`InMemoryEventStore`], patterns and filters, the local [`EventBus`], pure shard placement | `aether-core`, re-exported at the root |
 //! | `nats` | yes | `aether::nats`: the `JetStreamEventStore` (the same store contract on NATS JetStream, configured by `JetStreamConfig`) and the `NatsEventBus` (the local bus's API across nodes, live and durable) | `aether-nats` |
 //! | `cluster` | no | `aether::cluster`: membership with corroborated failure detection, a fenced leader lease, the versioned shard map and its history, rebalancing, behind `ClusterManager` | `aether-cluster` |
+//! | `actor` | no | `aether::actor`: event-sourced virtual actors on one node — the `Actor` trait, the `Actors` handle (`ask`, `tell`, `query`), activation, passivation, snapshots and exactly-once commands, on any [`SnapshotStore`] | `aether-actor` |
 //! | `testing` | no | `aether::testing`: the store conformance suite, to check your own [`EventStore`] | `aether-core` |
 //!
-//! Actors (activation, ask/tell, handoff across the cluster) are not here yet.
+//! Actors on one node are behind the feature `actor`; routing them across a cluster is not here
+//! yet.
 //!
 //! ```
 //! use aether::{ActorId, Event, EventStore, InMemoryEventStore};
@@ -45,6 +47,11 @@ pub use aether_cluster as cluster;
 #[cfg(feature = "cluster")]
 #[doc(inline)]
 pub use aether_cluster::{ClusterConfig, ClusterManager};
+
+/// Actors on one node (the `aether-actor` crate): the [`Actor`](aether_actor::Actor) trait and
+/// the [`Actors`](aether_actor::Actors) handle.
+#[cfg(feature = "actor")]
+pub use aether_actor as actor;
 
 /// Compiles and runs the README's code blocks as doc tests, so the README cannot rot.
 #[cfg(doctest)]

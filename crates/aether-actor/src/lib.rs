@@ -1,0 +1,116 @@
+//! # Aether actors on one node
+//!
+//! Event-sourced virtual actors on any [`SnapshotStore`](aether_core::SnapshotStore) (the
+//! in-memory store, JetStream, …):
+//!
+//! - **Define** an actor type by implementing [`Actor`]: its state, a decision from a command
+//!   to events or a typed rejection ([`Actor::decide`]), [`Actor::apply`], read-only
+//!   [`Actor::query`]; typed events mapped to stored events ([`codec`]) with an upcast hook
+//!   for old event types.
+//! - **Address** actors by id through [`Actors`], one handle per namespace and actor type:
+//!   [`ask`](Actors::ask) (outcome: versions written and reply), [`tell`](Actors::tell) (fire
+//!   and forget, losses counted), [`query`](Actors::query). One task and one bounded mailbox
+//!   per active actor: an actor handles one message at a time, in arrival order; actors run
+//!   concurrently.
+//! - **Activation** loads the latest snapshot and the events after it (the store's `load`);
+//!   an undecodable record fails activation with a typed error, never a partial state.
+//!   Concurrent first messages activate an actor once.
+//! - **Persistence** at the observed version + 1, all events of a decision in one atomic
+//!   append. A version conflict reloads the actor and answers [`ActorError::Conflict`]
+//!   (deciding again is the opt-in [`OnConflict::DecideAgain`]).
+//! - **Exactly-once**: every command has a [`CommandId`] (given or generated) written on its
+//!   events; each actor remembers its recent commands (rebuilt on replay, kept in snapshots)
+//!   and answers a retried command with the stored [`Outcome`] instead of deciding again.
+//! - **Snapshots** every N events ([`SnapshotPolicy`], off by default), **passivation** when
+//!   idle and beyond an active-actor limit (least recently used first), and
+//!   [`shutdown`](Actors::shutdown).
+//!
+//! The design and its reasons: `docs/adr/0008-actor-runtime.md`.
+//!
+//! # Example
+//!
+//! ```
+//! use aether_actor::{Actor, ActorConfig, ActorError, Actors, AskError, AskOptions, CommandId, Decision};
+//! use aether_core::{ActorId, InMemoryEventStore, Namespace};
+//! use serde::{Deserialize, Serialize};
+//!
+//! struct Account;
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! enum Command { Deposit { cents: u64 }, Withdraw { cents: u64 } }
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! enum Event { Deposited { cents: u64 }, Withdrawn { cents: u64 } }
+//!
+//! #[derive(Debug, PartialEq)]
+//! enum Rejection { Overdraft { balance: u64 } }
+//!
+//! impl Actor for Account {
+//!     const ACTOR_TYPE: &'static str = "account";
+//!     type State = u64;
+//!     type Command = Command;
+//!     type Event = Event;
+//!     type Reply = u64;
+//!     type Rejection = Rejection;
+//!     type Query = ();
+//!     type QueryReply = u64;
+//!
+//!     fn decide(&self, balance: &u64, command: Command) -> Result<Decision<Self>, Rejection> {
+//!         match command {
+//!             Command::Deposit { cents } => Ok(Decision::new(vec![Event::Deposited { cents }], balance + cents)),
+//!             Command::Withdraw { cents } if cents > *balance => Err(Rejection::Overdraft { balance: *balance }),
+//!             Command::Withdraw { cents } => Ok(Decision::new(vec![Event::Withdrawn { cents }], balance - cents)),
+//!         }
+//!     }
+//!
+//!     fn apply(&self, balance: &mut u64, event: &Event) {
+//!         match event {
+//!             Event::Deposited { cents } => *balance += cents,
+//!             Event::Withdrawn { cents } => *balance -= cents,
+//!         }
+//!     }
+//!
+//!     fn query(&self, balance: &u64, (): ()) -> u64 {
+//!         *balance
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let accounts = Actors::spawn(Namespace::new("bank")?, Account, InMemoryEventStore::new(), ActorConfig::default())?;
+//! let alice = ActorId::new("alice")?;
+//!
+//! accounts.ask(&alice, Command::Deposit { cents: 100 }).await?;
+//!
+//! // A rejected overdraft writes nothing.
+//! let err = accounts.ask(&alice, Command::Withdraw { cents: 500 }).await.unwrap_err();
+//! assert_eq!(err.rejection(), Some(&Rejection::Overdraft { balance: 100 }));
+//!
+//! // A retried command (same id) is applied once and answers its original outcome.
+//! let id = CommandId::generate();
+//! let first = accounts.ask_with(&alice, Command::Withdraw { cents: 30 }, AskOptions::default().command_id(id.clone())).await?;
+//! let retry = accounts.ask_with(&alice, Command::Withdraw { cents: 30 }, AskOptions::default().command_id(id)).await?;
+//! assert_eq!((first.reply, retry.reply, retry.duplicate), (70, 70, true));
+//! assert_eq!(accounts.query(&alice, ()).await?, 70);
+//! accounts.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod actor;
+pub mod codec;
+mod command_id;
+mod config;
+mod error;
+pub mod metrics;
+mod outcome;
+mod runtime;
+
+pub use actor::{Actor, Decision};
+pub use codec::{CodecError, RawEvent};
+pub use command_id::{CommandId, InvalidCommandId};
+pub use config::{ActorConfig, AskOptions, InvalidConfig, OnConflict, SnapshotPolicy, WhenFull};
+pub use error::{ActivationError, ActivationFailure, ActorError, AskError};
+pub use metrics::ActorStats;
+pub use outcome::{Outcome, VersionRange};
+pub use runtime::{Actors, AskResult};

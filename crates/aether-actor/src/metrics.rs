@@ -1,0 +1,148 @@
+//! Metrics of an actor runtime: `metrics` handles registered once per runtime (labels
+//! `namespace` and `actor_type`), and the same counts kept in atomics for
+//! [`Actors::stats`](crate::Actors::stats).
+//!
+//! | metric | kind | what |
+//! |---|---|---|
+//! | `aether_actor_active` | gauge | actors active now |
+//! | `aether_actor_activations_total` | counter | activations that succeeded |
+//! | `aether_actor_activation_failures_total` | counter | activations that failed |
+//! | `aether_actor_activation_seconds` | histogram | time to load and replay an actor |
+//! | `aether_actor_mailbox_depth` | histogram | messages waiting when an actor takes one |
+//! | `aether_actor_commands_total` | counter | commands decided (accepted, rejected or failed) |
+//! | `aether_actor_rejections_total` | counter | commands rejected by the actor |
+//! | `aether_actor_conflicts_total` | counter | version conflicts met on append |
+//! | `aether_actor_duplicates_total` | counter | retried commands answered from the index |
+//! | `aether_actor_passivations_total` | counter | actors passivated (idle, limit, shutdown) |
+//! | `aether_actor_tell_failures_total` | counter | `tell`s lost or failed (each counted once) |
+//! | `aether_actor_snapshots_total` | counter | snapshots saved |
+//! | `aether_actor_snapshot_failures_total` | counter | snapshot saves that failed |
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aether_core::Namespace;
+use metrics::{Counter, Gauge, Histogram};
+
+/// Counts of one runtime since it started, from [`Actors::stats`](crate::Actors::stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ActorStats {
+    /// Actors active now.
+    pub active: u64,
+    /// Successful activations.
+    pub activations: u64,
+    /// Failed activations.
+    pub activation_failures: u64,
+    /// Commands decided.
+    pub commands: u64,
+    /// Commands rejected.
+    pub rejections: u64,
+    /// Version conflicts met.
+    pub conflicts: u64,
+    /// Retries answered from the command index.
+    pub duplicates: u64,
+    /// Passivations.
+    pub passivations: u64,
+    /// `tell`s lost or failed.
+    pub tell_failures: u64,
+    /// Snapshots saved.
+    pub snapshots: u64,
+    /// Snapshot saves that failed.
+    pub snapshot_failures: u64,
+}
+
+macro_rules! counters {
+    ($($field:ident => $name:literal),* $(,)?) => {
+        pub(crate) struct Counters {
+            $(pub(crate) $field: Count,)*
+            active: AtomicU64,
+            active_gauge: Gauge,
+            activation_seconds: Histogram,
+            mailbox_depth: Histogram,
+        }
+
+        impl Counters {
+            pub(crate) fn new(namespace: &Namespace, actor_type: &'static str) -> Self {
+                let labels = [
+                    ("namespace", namespace.to_string()),
+                    ("actor_type", actor_type.to_owned()),
+                ];
+                Self {
+                    $($field: Count::new(metrics::counter!($name, &labels)),)*
+                    active: AtomicU64::new(0),
+                    active_gauge: metrics::gauge!("aether_actor_active", &labels),
+                    activation_seconds: metrics::histogram!("aether_actor_activation_seconds", &labels),
+                    mailbox_depth: metrics::histogram!("aether_actor_mailbox_depth", &labels),
+                }
+            }
+
+            pub(crate) fn stats(&self) -> ActorStats {
+                ActorStats {
+                    active: self.active.load(Ordering::Relaxed),
+                    $($field: self.$field.get(),)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    activations => "aether_actor_activations_total",
+    activation_failures => "aether_actor_activation_failures_total",
+    commands => "aether_actor_commands_total",
+    rejections => "aether_actor_rejections_total",
+    conflicts => "aether_actor_conflicts_total",
+    duplicates => "aether_actor_duplicates_total",
+    passivations => "aether_actor_passivations_total",
+    tell_failures => "aether_actor_tell_failures_total",
+    snapshots => "aether_actor_snapshots_total",
+    snapshot_failures => "aether_actor_snapshot_failures_total",
+}
+
+impl Counters {
+    pub(crate) fn actor_started(&self) {
+        let now = self.active.fetch_add(1, Ordering::Relaxed) + 1;
+        self.active_gauge.set(now as f64);
+    }
+
+    pub(crate) fn actor_stopped(&self) {
+        let now = self
+            .active
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        self.active_gauge.set(now as f64);
+    }
+
+    pub(crate) fn activated_in(&self, took: Duration) {
+        self.activation_seconds.record(took.as_secs_f64());
+    }
+
+    pub(crate) fn mailbox_depth(&self, depth: usize) {
+        self.mailbox_depth.record(depth as f64);
+    }
+}
+
+/// A `metrics` counter and its local count.
+pub(crate) struct Count {
+    local: AtomicU64,
+    counter: Counter,
+}
+
+impl Count {
+    fn new(counter: Counter) -> Self {
+        Self {
+            local: AtomicU64::new(0),
+            counter,
+        }
+    }
+
+    pub(crate) fn inc(&self) {
+        self.local.fetch_add(1, Ordering::Relaxed);
+        self.counter.increment(1);
+    }
+
+    fn get(&self) -> u64 {
+        self.local.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,471 @@
+//! [`Actors`]: the handle of one actor type in one namespace — `ask`, `tell`, `query`,
+//! `passivate`, `shutdown` — over any [`SnapshotStore`].
+
+mod cell;
+mod history;
+mod mailbox;
+mod registry;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aether_core::{ActorId, Namespace, SnapshotStore};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, timeout_at};
+
+use crate::metrics::Counters;
+use crate::{
+    Actor, ActorConfig, ActorError, ActorStats, AskError, AskOptions, CommandId, InvalidConfig,
+    Outcome, WhenFull,
+};
+use mailbox::{CommandMsg, Envelope};
+use registry::{Registry, Route};
+
+/// The result of an ask.
+pub type AskResult<A> = Result<Outcome<<A as Actor>::Reply>, AskError<<A as Actor>::Rejection>>;
+
+pub(crate) struct Shared<A: Actor, S> {
+    pub(crate) actor: A,
+    pub(crate) store: S,
+    pub(crate) namespace: Namespace,
+    pub(crate) config: ActorConfig,
+    pub(crate) registry: Registry<Envelope<A>>,
+    pub(crate) counters: Counters,
+    shutting_down: AtomicBool,
+}
+
+/// The actors of one type `A` in one namespace, stored in `S`: the handle to send them
+/// commands and queries.
+///
+/// Actors are virtual: every actor id exists, and the first message to an inactive actor
+/// activates it (loads its snapshot and replays the tail of its events). Each active actor has
+/// one task and one bounded mailbox: its messages are handled one at a time in arrival order;
+/// different actors run concurrently. Idle actors are passivated after
+/// [`ActorConfig::idle_timeout`], and the least recently used when more than
+/// [`ActorConfig::max_active`] are active.
+///
+/// `S` is any [`SnapshotStore`] (the in-memory store, JetStream, …) holding *this namespace*:
+/// the store decides where the events go; `namespace` labels metrics and spans. Events of an
+/// actor are stored under the actor id `<A::ACTOR_TYPE>.<actor id>` (see
+/// [`stream_id`](Self::stream_id)).
+///
+/// Cloning is cheap (a reference count). The handle must be created inside a tokio runtime.
+/// Dropping every handle does not stop active actors: they stop at their idle timeout; call
+/// [`shutdown`](Self::shutdown) to stop them all.
+///
+/// # Examples
+///
+/// ```
+/// # use aether_actor::{Actor, Decision};
+/// # use serde::{Deserialize, Serialize};
+/// # struct Counter;
+/// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+/// # impl Actor for Counter {
+/// #     const ACTOR_TYPE: &'static str = "counter";
+/// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+/// #     type Rejection = String; type Query = (); type QueryReply = u64;
+/// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+/// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+/// #     }
+/// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+/// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+/// # }
+/// use aether_actor::{ActorConfig, Actors};
+/// use aether_core::{ActorId, InMemoryEventStore, Namespace};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let counters = Actors::spawn(
+///     Namespace::new("demo")?,
+///     Counter,
+///     InMemoryEventStore::new(),
+///     ActorConfig::default(),
+/// )?;
+/// let id = ActorId::new("c-1")?;
+/// let outcome = counters.ask(&id, 5).await?;
+/// assert_eq!((outcome.reply, outcome.version), (5, 1));
+/// assert_eq!(counters.query(&id, ()).await?, 5);
+/// counters.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Actors<A: Actor, S> {
+    shared: Arc<Shared<A, S>>,
+}
+
+impl<A: Actor, S> Clone for Actors<A, S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<A: Actor, S> fmt::Debug for Actors<A, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Actors")
+            .field("namespace", &self.shared.namespace)
+            .field("actor_type", &A::ACTOR_TYPE)
+            .field("stats", &self.shared.counters.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
+    /// A runtime for actors of type `A` in `namespace`, on `store`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] if a setting cannot work or `A::ACTOR_TYPE` is not one token of
+    /// `[A-Za-z0-9_-]`.
+    pub fn spawn(
+        namespace: Namespace,
+        actor: A,
+        store: S,
+        config: ActorConfig,
+    ) -> Result<Self, InvalidConfig> {
+        config.validate()?;
+        let ty = A::ACTOR_TYPE;
+        if ty.is_empty()
+            || ty.len() > 64
+            || !ty
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(InvalidConfig {
+                setting: "Actor::ACTOR_TYPE",
+                problem: "must be 1 to 64 characters of [A-Za-z0-9_-]",
+            });
+        }
+        let counters = Counters::new(&namespace, ty);
+        Ok(Self {
+            shared: Arc::new(Shared {
+                actor,
+                store,
+                namespace,
+                config,
+                registry: Registry::new(),
+                counters,
+                shutting_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The id under which `actor_id`'s events are stored: `<A::ACTOR_TYPE>.<actor_id>`.
+    ///
+    /// # Errors
+    ///
+    /// [`ActorError::InvalidActorId`] if the result is longer than `ActorId::MAX_LEN`.
+    pub fn stream_id(&self, actor_id: &ActorId) -> Result<ActorId, ActorError> {
+        stream_id::<A>(actor_id)
+    }
+
+    /// Sends `command` to `actor_id` with a generated command id and the default options, and
+    /// waits for the outcome.
+    ///
+    /// # Errors
+    ///
+    /// As [`ask_with`](Self::ask_with).
+    pub async fn ask(&self, actor_id: &ActorId, command: A::Command) -> AskResult<A> {
+        self.ask_with(actor_id, command, self.shared.config.ask.clone())
+            .await
+    }
+
+    /// Sends `command` to `actor_id` and waits for the outcome: the versions its events were
+    /// stored at and the reply.
+    ///
+    /// The command id (given in `options`, else a UUIDv7 generated here, before anything is
+    /// sent) makes the command exactly-once: if the actor already applied a command with this
+    /// id (within [`ActorConfig::command_horizon`] of its recent commands), it answers the
+    /// stored outcome with [`Outcome::duplicate`] set and does not decide again — also after a
+    /// passivation or a restart. To retry safely after a timeout or a lost answer, call again
+    /// with the same id.
+    ///
+    /// # Errors
+    ///
+    /// - [`AskError::Rejected`]: the actor's rejection; nothing was written;
+    /// - [`ActorError::InvalidActorId`], [`ActorError::CommandTooLarge`]: bad input, nothing
+    ///   sent;
+    /// - [`ActorError::Overloaded`]: the mailbox was full (with [`WhenFull::Wait`]: stayed
+    ///   full until the timeout); nothing delivered;
+    /// - [`ActorError::Timeout`]: no answer in time; the outcome is unknown;
+    /// - [`ActorError::Conflict`]: another writer got there first; nothing written;
+    /// - [`ActorError::Panicked`], [`ActorError::EventEncode`], [`ActorError::InvalidEvents`]:
+    ///   this command failed, nothing was written, the actor keeps serving;
+    /// - [`ActorError::Activation`], [`ActorError::Store`], [`ActorError::ShuttingDown`] and
+    ///   the other [`ActorError`]s.
+    pub async fn ask_with(
+        &self,
+        actor_id: &ActorId,
+        command: A::Command,
+        options: AskOptions,
+    ) -> AskResult<A> {
+        let command_id = options.command_id.unwrap_or_else(CommandId::generate);
+        let deadline = Instant::now() + options.timeout;
+        let timeout = || ActorError::Timeout {
+            actor_id: actor_id.clone(),
+            command_id: Some(command_id.clone()),
+            after: options.timeout,
+        };
+        self.check_command(&command)?;
+        let (tx, rx) = oneshot::channel();
+        let envelope = Envelope::Command(CommandMsg {
+            command_id: command_id.clone(),
+            command,
+            on_conflict: options.on_conflict,
+            reply: Some(tx),
+        });
+        self.deliver(actor_id, envelope, options.when_full, deadline, &timeout)
+            .await?;
+        match timeout_at(deadline, rx).await {
+            Err(_) => Err(timeout().into()),
+            Ok(Err(_)) => Err(ActorError::Stopped {
+                actor_id: actor_id.clone(),
+            }
+            .into()),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    /// Sends `command` to `actor_id` without waiting for its outcome (fire and forget), with a
+    /// generated command id; returns the id once the command is in the actor's mailbox.
+    ///
+    /// At most once: a command that cannot be delivered at once (full mailbox) is dropped,
+    /// never retried. Every loss or failure — here or later in the actor (rejection,
+    /// conflict, store error) — is counted in [`ActorStats::tell_failures`] and the metric
+    /// `aether_actor_tell_failures_total`.
+    ///
+    /// # Errors
+    ///
+    /// Failures known before delivery (each also counted): [`ActorError::InvalidActorId`],
+    /// [`ActorError::CommandTooLarge`], [`ActorError::Overloaded`],
+    /// [`ActorError::ShuttingDown`], [`ActorError::Timeout`] (the actor was stopping for
+    /// longer than the default timeout).
+    pub async fn tell(
+        &self,
+        actor_id: &ActorId,
+        command: A::Command,
+    ) -> Result<CommandId, ActorError> {
+        let result = self.tell_inner(actor_id, command).await;
+        if result.is_err() {
+            self.shared.counters.tell_failures.inc();
+        }
+        result
+    }
+
+    async fn tell_inner(
+        &self,
+        actor_id: &ActorId,
+        command: A::Command,
+    ) -> Result<CommandId, ActorError> {
+        let command_id = CommandId::generate();
+        let after = self.shared.config.ask.timeout;
+        let deadline = Instant::now() + after;
+        let timeout = || ActorError::Timeout {
+            actor_id: actor_id.clone(),
+            command_id: Some(command_id.clone()),
+            after,
+        };
+        self.check_command(&command)?;
+        let envelope = Envelope::Command(CommandMsg {
+            command_id: command_id.clone(),
+            command,
+            on_conflict: self.shared.config.ask.on_conflict,
+            reply: None,
+        });
+        self.deliver(actor_id, envelope, WhenFull::Fail, deadline, &timeout)
+            .await?;
+        Ok(command_id)
+    }
+
+    /// Asks `actor_id` a read-only question, answered from its current state (after the
+    /// messages before it in its mailbox). Activates the actor if needed; writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`ActorError::InvalidActorId`], [`ActorError::Overloaded`], [`ActorError::Timeout`],
+    /// [`ActorError::Activation`], [`ActorError::Panicked`] (the query panicked; the actor
+    /// keeps serving), [`ActorError::ShuttingDown`].
+    pub async fn query(
+        &self,
+        actor_id: &ActorId,
+        query: A::Query,
+    ) -> Result<A::QueryReply, ActorError> {
+        let options = &self.shared.config.ask;
+        let deadline = Instant::now() + options.timeout;
+        let timeout = || ActorError::Timeout {
+            actor_id: actor_id.clone(),
+            command_id: None,
+            after: options.timeout,
+        };
+        let (tx, rx) = oneshot::channel();
+        let envelope = Envelope::Query { query, reply: tx };
+        self.deliver(actor_id, envelope, options.when_full, deadline, &timeout)
+            .await?;
+        match timeout_at(deadline, rx).await {
+            Err(_) => Err(timeout()),
+            Ok(Err(_)) => Err(ActorError::Stopped {
+                actor_id: actor_id.clone(),
+            }),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    /// Passivates `actor_id` now if it is active: it handles the messages already in its
+    /// mailbox, then stops; the next message activates it again from the store. Returns when
+    /// it has stopped; `false` if it was not active.
+    pub async fn passivate(&self, actor_id: &ActorId) -> bool {
+        match self.shared.registry.passivate(actor_id) {
+            Some(mut done) => {
+                let _ = done.wait_for(|d| *d).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops the runtime: new messages fail with [`ActorError::ShuttingDown`], every active
+    /// actor handles what is already in its mailbox (and saves a due snapshot), then stops.
+    /// Returns when all have stopped.
+    pub async fn shutdown(&self) {
+        self.shared.shutting_down.store(true, Ordering::Release);
+        for mut done in self.shared.registry.close() {
+            let _ = done.wait_for(|d| *d).await;
+        }
+    }
+
+    /// How many messages wait in `actor_id`'s mailbox (not counting the one being handled),
+    /// or `None` if the actor is not active.
+    pub fn mailbox_depth(&self, actor_id: &ActorId) -> Option<usize> {
+        self.shared.registry.mailbox_depth(actor_id)
+    }
+
+    /// Counts since the runtime started (also exported as `metrics`, see [`crate::metrics`]).
+    pub fn stats(&self) -> ActorStats {
+        self.shared.counters.stats()
+    }
+
+    /// The namespace this runtime was created for.
+    pub fn namespace(&self) -> &Namespace {
+        &self.shared.namespace
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.shared.store
+    }
+
+    fn check_command(&self, command: &A::Command) -> Result<(), ActorError> {
+        let limit = self.shared.config.max_command_bytes;
+        let mut counter = SizeLimit { size: 0, limit };
+        match serde_json::to_writer(&mut counter, command) {
+            Ok(()) => Ok(()),
+            Err(_) if counter.size > limit => Err(ActorError::CommandTooLarge {
+                size: counter.size,
+                limit,
+            }),
+            Err(e) => Err(ActorError::CommandEncode(e.to_string())),
+        }
+    }
+
+    /// Puts `envelope` into `actor_id`'s mailbox, activating the actor if needed.
+    async fn deliver(
+        &self,
+        actor_id: &ActorId,
+        mut envelope: Envelope<A>,
+        when_full: WhenFull,
+        deadline: Instant,
+        timeout: &(dyn Fn() -> ActorError + Sync),
+    ) -> Result<(), ActorError> {
+        let stream = stream_id::<A>(actor_id)?;
+        let config = &self.shared.config;
+        loop {
+            if self.shared.shutting_down.load(Ordering::Acquire) {
+                return Err(ActorError::ShuttingDown);
+            }
+            let tx = match self.shared.registry.route(
+                actor_id,
+                config.mailbox_capacity,
+                config.max_active,
+            ) {
+                Route::Closed => return Err(ActorError::ShuttingDown),
+                Route::Open(tx) => tx,
+                Route::Created(tx, new) => {
+                    self.shared.counters.actor_started();
+                    tokio::spawn(cell::run(
+                        self.shared.clone(),
+                        actor_id.clone(),
+                        stream.clone(),
+                        new,
+                    ));
+                    tx
+                }
+                Route::Stopping(mut done) => {
+                    match timeout_at(deadline, done.wait_for(|d| *d)).await {
+                        Err(_) => return Err(timeout()),
+                        Ok(_) => continue,
+                    }
+                }
+            };
+            match when_full {
+                WhenFull::Fail => match tx.try_send(envelope) {
+                    Ok(()) => return Ok(()),
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                        return Err(ActorError::Overloaded {
+                            actor_id: actor_id.clone(),
+                            capacity: config.mailbox_capacity,
+                        });
+                    }
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(back)) => {
+                        envelope = back;
+                    }
+                },
+                WhenFull::Wait => match timeout_at(deadline, tx.reserve()).await {
+                    Err(_) => {
+                        return Err(ActorError::Overloaded {
+                            actor_id: actor_id.clone(),
+                            capacity: config.mailbox_capacity,
+                        });
+                    }
+                    Ok(Ok(permit)) => {
+                        permit.send(envelope);
+                        return Ok(());
+                    }
+                    Ok(Err(_closed)) => {}
+                },
+            }
+            // The mailbox closed under us: the actor is stopping. Route again (and wait).
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+pub(crate) fn stream_id<A: Actor>(actor_id: &ActorId) -> Result<ActorId, ActorError> {
+    ActorId::new(format!("{}.{actor_id}", A::ACTOR_TYPE)).map_err(|e| ActorError::InvalidActorId {
+        id: actor_id.as_str().chars().take(64).collect(),
+        reason: format!("as {}.<id>: {e}", A::ACTOR_TYPE),
+    })
+}
+
+/// Counts bytes written, failing once past the limit (so a huge command is not serialized
+/// whole just to be refused).
+struct SizeLimit {
+    size: usize,
+    limit: usize,
+}
+
+impl std::io::Write for SizeLimit {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.size += buf.len();
+        if self.size > self.limit {
+            Err(std::io::Error::other("over the limit"))
+        } else {
+            Ok(buf.len())
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

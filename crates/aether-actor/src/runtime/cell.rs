@@ -1,0 +1,568 @@
+//! One active actor: its task, its state, its version and its command index. Activation,
+//! deciding, storing, applying, snapshots, passivation.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aether_core::{ActorId, ActorSnapshot, Event, EventId, SnapshotStore, StoreError, Version};
+use tracing::Instrument;
+
+use super::history::{Applied, CommandIndex, REPLY_KEY, SnapshotBody, SnapshotBodyRef};
+use super::mailbox::{CommandMsg, Envelope};
+use super::registry::NewActor;
+use super::{AskResult, Shared};
+use crate::{
+    ActivationError, ActivationFailure, Actor, ActorError, AskError, CommandId, OnConflict,
+    Outcome, RawEvent, SnapshotPolicy, VersionRange,
+};
+
+/// Removes the actor's slot and signals "done" when its task ends, however it ends.
+struct SlotGuard<A: Actor, S> {
+    shared: Arc<Shared<A, S>>,
+    id: ActorId,
+    generation: u64,
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl<A: Actor, S> Drop for SlotGuard<A, S> {
+    fn drop(&mut self) {
+        self.shared.registry.remove(&self.id, self.generation);
+        self.shared.counters.actor_stopped();
+        self.done.send_replace(true);
+    }
+}
+
+/// The task of one activation of one actor.
+pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
+    shared: Arc<Shared<A, S>>,
+    id: ActorId,
+    stream: ActorId,
+    new: NewActor<Envelope<A>>,
+) {
+    let NewActor {
+        generation,
+        mut rx,
+        control,
+        done,
+    } = new;
+    let _guard = SlotGuard {
+        shared: shared.clone(),
+        id: id.clone(),
+        generation,
+        done,
+    };
+    let mut cell = Cell {
+        index: CommandIndex::new(shared.config.command_horizon),
+        shared,
+        id,
+        stream,
+        state: A::State::default(),
+        version: 0,
+        stale: true,
+        since_snapshot: 0,
+    };
+    if let Err(error) = cell.activate().await {
+        // Never a partial state: nothing is decided; everything queued gets the error.
+        cell.shared
+            .registry
+            .begin_stop(&cell.id, generation, &mut rx);
+        while let Some(envelope) = rx.recv().await {
+            cell.refuse(envelope, &error);
+        }
+        return;
+    }
+    let idle = cell.shared.config.idle_timeout;
+    loop {
+        let idle_sleep = async {
+            match idle {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = control.stop.notified() => break,
+            envelope = rx.recv() => match envelope {
+                Some(envelope) => {
+                    cell.shared.counters.mailbox_depth(rx.len());
+                    cell.handle(envelope).await;
+                }
+                None => break,
+            },
+            () = idle_sleep => break,
+        }
+    }
+    // Passivation: no new messages; the ones already queued are handled, in order.
+    cell.shared
+        .registry
+        .begin_stop(&cell.id, generation, &mut rx);
+    while let Some(envelope) = rx.recv().await {
+        cell.handle(envelope).await;
+    }
+    cell.shared.counters.passivations.inc();
+    tracing::debug!(actor_id = %cell.id, actor_type = A::ACTOR_TYPE, "actor passivated");
+}
+
+struct Cell<A: Actor, S> {
+    shared: Arc<Shared<A, S>>,
+    id: ActorId,
+    stream: ActorId,
+    state: A::State,
+    version: Version,
+    index: CommandIndex,
+    /// The in-memory state may be behind the store (unknown write outcome, apply panic):
+    /// reload before the next message.
+    stale: bool,
+    since_snapshot: u64,
+}
+
+impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
+    fn activation_error(&self, reason: ActivationFailure) -> ActivationError {
+        ActivationError {
+            actor_id: self.id.clone(),
+            reason,
+        }
+    }
+
+    /// Loads the latest snapshot and replays the events after it (the store's `load`), into
+    /// fresh values; the cell's state changes only if everything decoded and applied.
+    async fn activate(&mut self) -> Result<(), ActivationError> {
+        let started = Instant::now();
+        let result = self.load().await;
+        let counters = &self.shared.counters;
+        match &result {
+            Ok(()) => {
+                counters.activations.inc();
+                counters.activated_in(started.elapsed());
+            }
+            Err(e) => {
+                counters.activation_failures.inc();
+                tracing::warn!(error = %e, "actor activation failed");
+            }
+        }
+        result
+    }
+
+    async fn load(&mut self) -> Result<(), ActivationError> {
+        let actor = &self.shared.actor;
+        let loaded = self
+            .shared
+            .store
+            .load(&self.stream)
+            .await
+            .map_err(|e| self.activation_error(ActivationFailure::Store(Arc::new(e))))?;
+        if let Some(bad) = loaded.errors.first() {
+            return Err(self.activation_error(ActivationFailure::UndecodableRecord {
+                position: bad.position,
+                error: bad.error.clone(),
+            }));
+        }
+        let mut index = CommandIndex::new(self.shared.config.command_horizon);
+        let (mut state, mut version) = match loaded.snapshot {
+            Some(snapshot) => {
+                let body: SnapshotBody<A::State> =
+                    serde_json::from_value(snapshot.state).map_err(|e| {
+                        self.activation_error(ActivationFailure::UndecodableSnapshot {
+                            version: snapshot.version,
+                            reason: e.to_string(),
+                        })
+                    })?;
+                for applied in body.commands {
+                    index.insert(applied);
+                }
+                (body.state, snapshot.version)
+            }
+            None => (A::State::default(), 0),
+        };
+        let replayed = loaded.events.len() as u64;
+        for event in loaded.events {
+            let raw = RawEvent::new(event.event_type.clone(), event.data.clone());
+            let typed = actor
+                .upcast(raw)
+                .and_then(|raw| actor.decode_event(raw))
+                .map_err(|source| {
+                    self.activation_error(ActivationFailure::UndecodableEvent {
+                        version: event.version,
+                        source,
+                    })
+                })?;
+            catch_unwind(AssertUnwindSafe(|| actor.apply(&mut state, &typed))).map_err(
+                |panic| {
+                    self.activation_error(ActivationFailure::ApplyPanicked {
+                        version: event.version,
+                        message: panic_message(&panic),
+                    })
+                },
+            )?;
+            index.observe(&event);
+            version = version.max(event.version);
+        }
+        self.state = state;
+        self.version = version;
+        self.index = index;
+        self.stale = false;
+        self.since_snapshot = replayed;
+        Ok(())
+    }
+
+    fn refuse(&self, envelope: Envelope<A>, error: &ActivationError) {
+        match envelope {
+            Envelope::Command(msg) => {
+                self.shared.counters.commands.inc();
+                let err = ActorError::Activation(error.clone());
+                match msg.reply {
+                    Some(reply) => {
+                        let _ = reply.send(Err(err.into()));
+                    }
+                    None => self.shared.counters.tell_failures.inc(),
+                }
+            }
+            Envelope::Query { reply, .. } => {
+                let _ = reply.send(Err(ActorError::Activation(error.clone())));
+            }
+        }
+    }
+
+    async fn handle(&mut self, envelope: Envelope<A>) {
+        match envelope {
+            Envelope::Command(msg) => {
+                let span = tracing::info_span!(
+                    "aether.actor.command",
+                    namespace = %self.shared.namespace,
+                    actor_type = A::ACTOR_TYPE,
+                    actor_id = %self.id,
+                    command_id = %msg.command_id,
+                );
+                self.handle_command(msg).instrument(span).await;
+            }
+            Envelope::Query { query, reply } => {
+                let result = self.answer(query).await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn answer(&mut self, query: A::Query) -> Result<A::QueryReply, ActorError> {
+        self.refresh().await?;
+        let actor = &self.shared.actor;
+        let state = &self.state;
+        catch_unwind(AssertUnwindSafe(|| actor.query(state, query))).map_err(|panic| {
+            ActorError::Panicked {
+                actor_id: self.id.clone(),
+                message: panic_message(&panic),
+            }
+        })
+    }
+
+    async fn refresh(&mut self) -> Result<(), ActorError> {
+        if self.stale {
+            self.activate().await?;
+        }
+        Ok(())
+    }
+
+    async fn handle_command(&mut self, msg: CommandMsg<A>) {
+        let CommandMsg {
+            command_id,
+            command,
+            on_conflict,
+            reply,
+        } = msg;
+        let counters = &self.shared.counters;
+        counters.commands.inc();
+        let result = self.process(&command_id, command, on_conflict).await;
+        let counters = &self.shared.counters;
+        match &result {
+            Err(AskError::Rejected(_)) => counters.rejections.inc(),
+            Err(AskError::Failed(e)) => tracing::debug!(error = %e, "command failed"),
+            Ok(outcome) if outcome.duplicate => counters.duplicates.inc(),
+            Ok(_) => {}
+        }
+        match reply {
+            Some(reply) => {
+                let _ = reply.send(result);
+            }
+            None if result.is_err() => counters.tell_failures.inc(),
+            None => {}
+        }
+        self.maybe_snapshot().await;
+    }
+
+    async fn process(
+        &mut self,
+        command_id: &CommandId,
+        command: A::Command,
+        on_conflict: OnConflict,
+    ) -> AskResult<A> {
+        self.refresh().await?;
+        let mut retries_left = match on_conflict {
+            OnConflict::Fail => 0,
+            OnConflict::DecideAgain { max_attempts } => max_attempts,
+        };
+        let mut command = Some(command);
+        loop {
+            if let Some(applied) = self.index.get(command_id) {
+                return self.stored_outcome(applied);
+            }
+            let Some(this_try) = command.take() else {
+                unreachable!("a command is kept for every further attempt")
+            };
+            if retries_left > 0 {
+                command = Some(A::Command::clone(&this_try));
+            }
+            match self.decide_and_store(command_id, this_try).await {
+                Err(Attempt::Conflict(conflict)) if retries_left > 0 => {
+                    retries_left -= 1;
+                    tracing::debug!(%conflict, "deciding again after a conflict");
+                }
+                Err(Attempt::Conflict(conflict)) => return Err(conflict.into()),
+                Err(Attempt::Failed(e)) => return Err(e),
+                Ok(outcome) => return Ok(outcome),
+            }
+        }
+    }
+
+    fn stored_outcome(&self, applied: &Applied) -> AskResult<A> {
+        let reply = match &applied.reply {
+            Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+                ActorError::StoredReplyUndecodable {
+                    command_id: applied.id.clone(),
+                    reason: e.to_string(),
+                }
+            })?,
+            None => {
+                return Err(ActorError::StoredReplyUndecodable {
+                    command_id: applied.id.clone(),
+                    reason: "its events carry no reply".into(),
+                }
+                .into());
+            }
+        };
+        Ok(Outcome {
+            command_id: applied.id.clone(),
+            written: applied.written,
+            version: applied.version,
+            reply,
+            duplicate: true,
+        })
+    }
+
+    async fn decide_and_store(
+        &mut self,
+        command_id: &CommandId,
+        command: A::Command,
+    ) -> Result<Outcome<A::Reply>, Attempt<A>> {
+        let actor = &self.shared.actor;
+        let state = &self.state;
+        let decision = match catch_unwind(AssertUnwindSafe(|| actor.decide(state, command))) {
+            Err(panic) => {
+                return Err(Attempt::Failed(
+                    ActorError::Panicked {
+                        actor_id: self.id.clone(),
+                        message: panic_message(&panic),
+                    }
+                    .into(),
+                ));
+            }
+            Ok(Err(rejection)) => return Err(Attempt::Failed(AskError::Rejected(rejection))),
+            Ok(Ok(decision)) => decision,
+        };
+        let encode_error = |source| {
+            Attempt::Failed(AskError::Failed(ActorError::EventEncode {
+                actor_id: self.id.clone(),
+                source,
+            }))
+        };
+        let reply_value = serde_json::to_value(&decision.reply)
+            .map_err(|e| encode_error(crate::CodecError::Serialize(format!("reply: {e}"))))?;
+        if decision.events.is_empty() {
+            self.index.insert(Applied {
+                id: command_id.clone(),
+                written: None,
+                version: self.version,
+                reply: Some(reply_value),
+            });
+            return Ok(Outcome {
+                command_id: command_id.clone(),
+                written: None,
+                version: self.version,
+                reply: decision.reply,
+                duplicate: false,
+            });
+        }
+        let records = self
+            .records(command_id, &decision.events, &reply_value)
+            .map_err(encode_error)?;
+        let first = self.version + 1;
+        let last = self.version + records.len() as u64;
+        let saved = if records.len() == 1 {
+            let mut records = records;
+            self.shared.store.save_event(records.remove(0)).await
+        } else {
+            self.shared.store.save_events(records).await
+        };
+        match saved {
+            Ok(_) => {}
+            Err(StoreError::VersionConflict {
+                attempted_version,
+                current_version,
+                ..
+            }) => {
+                self.shared.counters.conflicts.inc();
+                let conflict = ActorError::Conflict {
+                    actor_id: self.id.clone(),
+                    attempted_version,
+                    current_version,
+                };
+                // Never write past a conflict: reload what the other writer stored first.
+                self.stale = true;
+                self.activate()
+                    .await
+                    .map_err(|e| Attempt::Failed(ActorError::Activation(e).into()))?;
+                return Err(Attempt::Conflict(conflict));
+            }
+            Err(StoreError::InvalidEvent(source)) => {
+                return Err(Attempt::Failed(
+                    ActorError::InvalidEvents {
+                        actor_id: self.id.clone(),
+                        source,
+                    }
+                    .into(),
+                ));
+            }
+            Err(other) => {
+                // The write may or may not have landed: reload before the next message.
+                self.stale = true;
+                return Err(Attempt::Failed(
+                    ActorError::Store {
+                        actor_id: self.id.clone(),
+                        source: Arc::new(other),
+                    }
+                    .into(),
+                ));
+            }
+        }
+        let actor = &self.shared.actor;
+        let state = &mut self.state;
+        let events = &decision.events;
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
+            for event in events {
+                actor.apply(state, event);
+            }
+        })) {
+            self.stale = true;
+            return Err(Attempt::Failed(
+                ActorError::ApplyPanicked {
+                    actor_id: self.id.clone(),
+                    message: panic_message(&panic),
+                }
+                .into(),
+            ));
+        }
+        self.version = last;
+        self.since_snapshot += records_len(first, last);
+        let written = VersionRange { first, last };
+        self.index.insert(Applied {
+            id: command_id.clone(),
+            written: Some(written),
+            version: last,
+            reply: Some(reply_value),
+        });
+        Ok(Outcome {
+            command_id: command_id.clone(),
+            written: Some(written),
+            version: last,
+            reply: decision.reply,
+            duplicate: false,
+        })
+    }
+
+    /// The stored form of a decision's events: versions after the observed one, the command
+    /// id on each, ids derived from it, the reply on the last.
+    fn records(
+        &self,
+        command_id: &CommandId,
+        events: &[A::Event],
+        reply: &serde_json::Value,
+    ) -> Result<Vec<Event>, crate::CodecError> {
+        let actor = &self.shared.actor;
+        let count = events.len();
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let raw = actor.encode_event(event)?;
+                let id = EventId::new(format!("{command_id}.{i}"))
+                    .map_err(|e| crate::CodecError::Serialize(e.to_string()))?;
+                let mut builder = Event::builder(self.stream.clone(), raw.event_type)
+                    .id(id)
+                    .version(self.version + 1 + i as u64)
+                    .command_id(command_id.as_str())
+                    .data_object(raw.data);
+                if i + 1 == count {
+                    builder = builder.metadata(REPLY_KEY, reply.to_string());
+                }
+                Ok(builder.build())
+            })
+            .collect()
+    }
+
+    async fn maybe_snapshot(&mut self) {
+        let SnapshotPolicy::EveryEvents(every) = self.shared.config.snapshots else {
+            return;
+        };
+        if self.stale || self.since_snapshot < every || self.version == 0 {
+            return;
+        }
+        let body = SnapshotBodyRef {
+            state: &self.state,
+            commands: self.index.entries().collect(),
+        };
+        let counters = &self.shared.counters;
+        let value = match serde_json::to_value(&body) {
+            Ok(value) => value,
+            Err(e) => {
+                counters.snapshot_failures.inc();
+                tracing::warn!(error = %e, actor_id = %self.id, "snapshot state does not serialize");
+                self.since_snapshot = 0;
+                return;
+            }
+        };
+        let snapshot = ActorSnapshot::new(self.stream.clone(), self.version, value);
+        match self.shared.store.save_snapshot(snapshot).await {
+            Ok(_) => counters.snapshots.inc(),
+            Err(e) => {
+                counters.snapshot_failures.inc();
+                tracing::warn!(error = %e, actor_id = %self.id, "snapshot save failed");
+            }
+        }
+        self.since_snapshot = 0;
+    }
+}
+
+fn records_len(first: Version, last: Version) -> u64 {
+    last - first + 1
+}
+
+/// How one decide-and-store attempt ended, when not with an outcome.
+enum Attempt<A: Actor> {
+    Conflict(ActorError),
+    Failed(AskError<A::Rejection>),
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+impl<A: Actor> From<ActorError> for Attempt<A> {
+    fn from(e: ActorError) -> Self {
+        Self::Failed(e.into())
+    }
+}

@@ -1,0 +1,25 @@
+//! What travels through an actor's mailbox.
+
+use tokio::sync::oneshot;
+
+use super::AskResult;
+use crate::{Actor, ActorError, CommandId, OnConflict};
+
+/// One message for an actor.
+pub(crate) enum Envelope<A: Actor> {
+    /// A command (from `ask` with a reply channel, from `tell` without).
+    Command(CommandMsg<A>),
+    /// A read-only query.
+    Query {
+        query: A::Query,
+        reply: oneshot::Sender<Result<A::QueryReply, ActorError>>,
+    },
+}
+
+/// A command and how to answer it.
+pub(crate) struct CommandMsg<A: Actor> {
+    pub(crate) command_id: CommandId,
+    pub(crate) command: A::Command,
+    pub(crate) on_conflict: OnConflict,
+    pub(crate) reply: Option<oneshot::Sender<AskResult<A>>>,
+}

@@ -1,0 +1,200 @@
+//! The registry of active actors: one slot per actor id, created under one lock so that
+//! concurrent first messages activate an actor exactly once, and removed only by the actor's
+//! own task, so that a new activation never overlaps the previous one.
+//!
+//! A slot is *open* (it has a mailbox sender) or *stopping* (its task closed the mailbox and
+//! is draining it). Senders that meet a stopping slot, or a mailbox closed under them, wait
+//! for the old task to end and try again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use aether_core::ActorId;
+use tokio::sync::{Notify, mpsc, watch};
+
+/// Shared between a slot and its actor task.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    /// Registry clock tick of the last message routed to the actor (for LRU).
+    pub(crate) last_used: AtomicU64,
+    /// Asks the actor to passivate (drain, then stop).
+    pub(crate) stop: Notify,
+    /// Already chosen for passivation by the active limit.
+    pub(crate) evicting: AtomicBool,
+}
+
+struct Slot<M> {
+    generation: u64,
+    tx: Option<mpsc::Sender<M>>,
+    control: Arc<Control>,
+    done: watch::Receiver<bool>,
+}
+
+struct Slots<M> {
+    map: HashMap<ActorId, Slot<M>>,
+    next_generation: u64,
+    open: usize,
+    closed: bool,
+}
+
+/// Where a message for an actor goes.
+pub(crate) enum Route<M> {
+    /// The actor's mailbox.
+    Open(mpsc::Sender<M>),
+    /// The actor is stopping: wait for this to turn true (or close), then route again.
+    Stopping(watch::Receiver<bool>),
+    /// A new slot was created: the caller must start its task with this, then send.
+    Created(mpsc::Sender<M>, NewActor<M>),
+    /// The registry is shut down.
+    Closed,
+}
+
+/// What a new actor task needs.
+pub(crate) struct NewActor<M> {
+    pub(crate) generation: u64,
+    pub(crate) rx: mpsc::Receiver<M>,
+    pub(crate) control: Arc<Control>,
+    pub(crate) done: watch::Sender<bool>,
+}
+
+pub(crate) struct Registry<M> {
+    slots: Mutex<Slots<M>>,
+    clock: AtomicU64,
+}
+
+impl<M> Registry<M> {
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: Mutex::new(Slots {
+                map: HashMap::new(),
+                next_generation: 1,
+                open: 0,
+                closed: false,
+            }),
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slots<M>> {
+        // Nothing panics while holding the lock; a poisoned lock still holds consistent data.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Finds or creates the slot of `id`. Creating one beyond `max_active` open slots asks the
+    /// least recently used open actor to passivate.
+    pub(crate) fn route(&self, id: &ActorId, capacity: usize, max_active: usize) -> Route<M> {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut slots = self.lock();
+        if slots.closed {
+            return Route::Closed;
+        }
+        if let Some(slot) = slots.map.get(id) {
+            slot.control.last_used.store(tick, Ordering::Relaxed);
+            return match &slot.tx {
+                Some(tx) => Route::Open(tx.clone()),
+                None => Route::Stopping(slot.done.clone()),
+            };
+        }
+        if slots.open >= max_active {
+            evict_lru(&slots);
+        }
+        let (tx, rx) = mpsc::channel(capacity);
+        let (done_tx, done_rx) = watch::channel(false);
+        let control = Arc::new(Control::default());
+        control.last_used.store(tick, Ordering::Relaxed);
+        let generation = slots.next_generation;
+        slots.next_generation += 1;
+        slots.open += 1;
+        slots.map.insert(
+            id.clone(),
+            Slot {
+                generation,
+                tx: Some(tx.clone()),
+                control: control.clone(),
+                done: done_rx,
+            },
+        );
+        Route::Created(
+            tx,
+            NewActor {
+                generation,
+                rx,
+                control,
+                done: done_tx,
+            },
+        )
+    }
+
+    /// Called by the actor task: no new messages reach this generation of the actor; the
+    /// mailbox is closed (messages already in it are still received).
+    pub(crate) fn begin_stop(&self, id: &ActorId, generation: u64, rx: &mut mpsc::Receiver<M>) {
+        let mut slots = self.lock();
+        let mut was_open = false;
+        if let Some(slot) = slots.map.get_mut(id)
+            && slot.generation == generation
+            && slot.tx.take().is_some()
+        {
+            was_open = true;
+        }
+        if was_open {
+            slots.open -= 1;
+        }
+        rx.close();
+    }
+
+    /// Called when the actor task ends: removes its slot (if still its own).
+    pub(crate) fn remove(&self, id: &ActorId, generation: u64) {
+        let mut slots = self.lock();
+        if let Some(slot) = slots.map.get(id)
+            && slot.generation == generation
+        {
+            if slot.tx.is_some() {
+                slots.open -= 1;
+            }
+            slots.map.remove(id);
+        }
+    }
+
+    /// Refuses new slots, asks every actor to passivate, and returns what to wait for.
+    pub(crate) fn close(&self) -> Vec<watch::Receiver<bool>> {
+        let mut slots = self.lock();
+        slots.closed = true;
+        slots
+            .map
+            .values()
+            .map(|slot| {
+                slot.control.stop.notify_one();
+                slot.done.clone()
+            })
+            .collect()
+    }
+
+    /// Messages waiting in `id`'s mailbox, if it is active and open.
+    pub(crate) fn mailbox_depth(&self, id: &ActorId) -> Option<usize> {
+        let slots = self.lock();
+        let tx = slots.map.get(id)?.tx.as_ref()?;
+        Some(tx.max_capacity() - tx.capacity())
+    }
+
+    /// Asks `id` to passivate if it is active; returns whether it was.
+    pub(crate) fn passivate(&self, id: &ActorId) -> Option<watch::Receiver<bool>> {
+        let slots = self.lock();
+        slots.map.get(id).map(|slot| {
+            slot.control.stop.notify_one();
+            slot.done.clone()
+        })
+    }
+}
+
+fn evict_lru<M>(slots: &Slots<M>) {
+    let victim = slots
+        .map
+        .values()
+        .filter(|s| s.tx.is_some() && !s.control.evicting.load(Ordering::Relaxed))
+        .min_by_key(|s| s.control.last_used.load(Ordering::Relaxed));
+    if let Some(slot) = victim {
+        slot.control.evicting.store(true, Ordering::Relaxed);
+        slot.control.stop.notify_one();
+    }
+}

@@ -1,0 +1,408 @@
+//! The actor runtime on the in-memory store: the scenarios every store runs, and what only a
+//! local, controllable store can show (overload, timeouts, activation races, passivation,
+//! shutdown, corrupt records).
+
+#[allow(dead_code)]
+#[path = "support/bank.rs"]
+mod bank;
+#[allow(dead_code)]
+#[path = "support/gated.rs"]
+mod gated;
+#[allow(dead_code)]
+#[path = "support/scenarios.rs"]
+mod scenarios;
+
+use std::time::Duration;
+
+use aether_actor::{
+    ActivationFailure, ActorConfig, ActorError, AskError, AskOptions, CommandId, WhenFull,
+};
+use aether_core::{EventStore, InMemoryEventStore};
+
+use bank::{Answer, Command, Query};
+use gated::GatedStore;
+use scenarios::{balance, history, id, spawn};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_command_after_lost_reply() {
+    scenarios::retried_command_after_lost_reply(InMemoryEventStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_ask_one_actor() {
+    scenarios::many_tasks_ask_one_actor(InMemoryEventStore::new(), 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_fails_alone() {
+    scenarios::bad_input_fails_alone(InMemoryEventStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activation_from_snapshot_and_tail() {
+    scenarios::activation_from_snapshot_and_tail(InMemoryEventStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflict_reloads() {
+    scenarios::conflict_reloads(InMemoryEventStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_event_fails_activation() {
+    scenarios::undecodable_event_fails_activation(InMemoryEventStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_record_fails_activation_without_partial_state() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(&store, ActorConfig::default());
+    let ivy = id("ivy");
+    actors
+        .ask(&ivy, Command::Deposit { cents: 5 })
+        .await
+        .unwrap();
+    assert!(actors.passivate(&ivy).await);
+    let stream = actors.stream_id(&ivy).unwrap();
+    store
+        .write_raw_record(&stream, b"not an event".to_vec())
+        .unwrap();
+    let err = actors.query(&ivy, Query::Balance).await.unwrap_err();
+    match err {
+        ActorError::Activation(e) => assert!(
+            matches!(
+                e.reason,
+                ActivationFailure::UndecodableRecord { position: 2, .. }
+            ),
+            "{e}"
+        ),
+        other => panic!("{other}"),
+    }
+    let err = actors
+        .ask(&ivy, Command::Deposit { cents: 1 })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AskError::Failed(ActorError::Activation(_))),
+        "{err}"
+    );
+    assert_eq!(store.latest_version(&stream).await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_messages_activate_once() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(&store, ActorConfig::default());
+    let jo = id("jo");
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let actors = actors.clone();
+        let jo = jo.clone();
+        tasks.push(tokio::spawn(async move {
+            let options = AskOptions::default().when_full(WhenFull::Wait);
+            actors
+                .ask_with(&jo, Command::Deposit { cents: 1 }, options)
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = actors.stats();
+    assert_eq!((stats.activations, stats.active), (1, 1), "{stats:?}");
+    assert_eq!(balance(&actors, &jo).await, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_mailbox_is_overloaded_or_waits_then_times_out() {
+    let store = GatedStore::closed();
+    let actors = spawn(
+        &store,
+        ActorConfig {
+            mailbox_capacity: 2,
+            ..ActorConfig::default()
+        },
+    );
+    let kim = id("kim");
+    // The first command blocks in the store; two more fill the mailbox.
+    let mut pending = Vec::new();
+    for cents in 1..=3 {
+        let actors = actors.clone();
+        let kim = kim.clone();
+        pending.push(tokio::spawn(async move {
+            actors.ask(&kim, Command::Deposit { cents }).await
+        }));
+        if cents == 1 {
+            store.until_waiting(1).await;
+        }
+    }
+    // Once both queued commands are in the mailbox, a fourth fails at once.
+    while actors.mailbox_depth(&kim) != Some(2) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let err = actors
+        .ask(&kim, Command::Deposit { cents: 100 })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AskError::Failed(ActorError::Overloaded { capacity: 2, .. })
+        ),
+        "{err}"
+    );
+    let options = AskOptions::default()
+        .when_full(WhenFull::Wait)
+        .timeout(Duration::from_millis(50));
+    let err = actors
+        .ask_with(&kim, Command::Deposit { cents: 100 }, options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AskError::Failed(ActorError::Overloaded { .. })),
+        "{err}"
+    );
+    // tell never waits: a full mailbox is a counted loss.
+    assert!(matches!(
+        actors.tell(&kim, Command::Deposit { cents: 100 }).await,
+        Err(ActorError::Overloaded { .. })
+    ));
+    assert_eq!(actors.stats().tell_failures, 1);
+    store.open();
+    for task in pending {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        balance(&actors, &kim).await,
+        6,
+        "none of the refused commands ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_ask_retried_with_its_id_answers_the_stored_outcome() {
+    let store = GatedStore::closed();
+    let actors = spawn(&store, ActorConfig::default());
+    let lee = id("lee");
+    let command_id = CommandId::generate();
+    let options = AskOptions::default()
+        .command_id(command_id.clone())
+        .timeout(Duration::from_millis(20));
+    let err = actors
+        .ask_with(&lee, Command::Deposit { cents: 7 }, options.clone())
+        .await
+        .unwrap_err();
+    match &err {
+        AskError::Failed(
+            e @ ActorError::Timeout {
+                command_id: Some(c),
+                ..
+            },
+        ) => {
+            assert_eq!(c, &command_id);
+            assert!(e.outcome_unknown());
+        }
+        other => panic!("{other}"),
+    }
+    store.open();
+    let retry = actors
+        .ask_with(
+            &lee,
+            Command::Deposit { cents: 7 },
+            options.timeout(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        retry.duplicate,
+        "the first attempt landed after the caller gave up"
+    );
+    assert_eq!((retry.reply, retry.version), (7, 1));
+    assert_eq!(history(&actors, &lee).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tell_applies_and_counts_failures_later_in_the_actor() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(&store, ActorConfig::default());
+    let max = id("max");
+    actors
+        .tell(&max, Command::Deposit { cents: 3 })
+        .await
+        .unwrap();
+    actors
+        .tell(&max, Command::Withdraw { cents: 10 })
+        .await
+        .unwrap();
+    // A query queues behind the tells: it answers after both were handled.
+    assert_eq!(balance(&actors, &max).await, 3);
+    let stats = actors.stats();
+    assert_eq!((stats.tell_failures, stats.rejections), (1, 1), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_actors_passivate_and_reactivate_by_replay() {
+    let store = InMemoryEventStore::new();
+    let idle = Duration::from_millis(50);
+    let actors = spawn(
+        &store,
+        ActorConfig {
+            idle_timeout: Some(idle),
+            ..ActorConfig::default()
+        },
+    );
+    let ned = id("ned");
+    actors
+        .ask(&ned, Command::Deposit { cents: 4 })
+        .await
+        .unwrap();
+    // Passivation happens after the idle timeout; give it ample slack on a loaded machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while actors.stats().passivations == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never passivated");
+        tokio::time::sleep(idle).await;
+    }
+    assert_eq!(actors.stats().active, 0);
+    assert_eq!(balance(&actors, &ned).await, 4);
+    assert_eq!(actors.stats().activations, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_limit_passivates_the_least_recently_used() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(
+        &store,
+        ActorConfig {
+            max_active: 2,
+            idle_timeout: None,
+            ..ActorConfig::default()
+        },
+    );
+    let (a, b, c) = (id("a"), id("b"), id("c"));
+    actors.ask(&a, Command::Deposit { cents: 1 }).await.unwrap();
+    actors.ask(&b, Command::Deposit { cents: 2 }).await.unwrap();
+    actors.ask(&a, Command::Deposit { cents: 1 }).await.unwrap(); // b is now the LRU
+    actors.ask(&c, Command::Deposit { cents: 3 }).await.unwrap();
+    // b stops (after draining); a and c stay.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while actors.stats().passivations == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never passivated");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(actors.stats().active, 2);
+    assert!(!actors.passivate(&b).await, "b was the one passivated");
+    assert_eq!(balance(&actors, &b).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_mailboxes_then_refuses() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(&store, ActorConfig::default());
+    let ids: Vec<_> = (0..10).map(|i| id(&format!("s{i}"))).collect();
+    for who in &ids {
+        for _ in 0..5 {
+            actors
+                .tell(who, Command::Deposit { cents: 1 })
+                .await
+                .unwrap();
+        }
+    }
+    actors.shutdown().await;
+    assert_eq!(actors.stats().active, 0);
+    for who in &ids {
+        assert_eq!(
+            history(&actors, who).await.len(),
+            5,
+            "every queued tell ran"
+        );
+    }
+    let err = actors.ask(&ids[0], Command::Check).await.unwrap_err();
+    assert!(matches!(err, AskError::Failed(ActorError::ShuttingDown)));
+    assert!(matches!(
+        actors.query(&ids[0], Query::State).await,
+        Err(ActorError::ShuttingDown)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_stores_its_events_in_one_append_with_the_command_id() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(&store, ActorConfig::default());
+    let oli = id("oli");
+    actors
+        .ask(&oli, Command::Deposit { cents: 1 })
+        .await
+        .unwrap();
+    let command_id = CommandId::new("split-1").unwrap();
+    let outcome = actors
+        .ask_with(
+            &oli,
+            Command::Split {
+                cents: 10,
+                parts: 3,
+            },
+            AskOptions::default().command_id(command_id),
+        )
+        .await
+        .unwrap();
+    let written = outcome.written.unwrap();
+    assert_eq!((written.first, written.last, outcome.reply), (2, 4, 11));
+    let stored = history(&actors, &oli).await;
+    assert_eq!(stored.len(), 4);
+    for (i, event) in stored[1..].iter().enumerate() {
+        assert_eq!(event.command_id.as_deref(), Some("split-1"));
+        assert_eq!(event.id.as_str(), format!("split-1.{i}"));
+        assert_eq!(event.actor_id.as_str(), "account.oli");
+    }
+    // A decision with no events writes nothing, and is still answered.
+    let check = actors.ask(&oli, Command::Check).await.unwrap();
+    assert_eq!((check.written, check.version, check.reply), (None, 4, 11));
+    match actors.query(&oli, Query::State).await.unwrap() {
+        Answer::State(account) => assert_eq!(account.operations, 4),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_index_forgets_beyond_its_horizon() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(
+        &store,
+        ActorConfig {
+            command_horizon: 2,
+            ..ActorConfig::default()
+        },
+    );
+    let pat = id("pat");
+    let first = CommandId::generate();
+    let options = AskOptions::default().command_id(first);
+    actors
+        .ask_with(&pat, Command::Deposit { cents: 1 }, options.clone())
+        .await
+        .unwrap();
+    actors
+        .ask(&pat, Command::Deposit { cents: 1 })
+        .await
+        .unwrap();
+    let within = actors
+        .ask_with(&pat, Command::Deposit { cents: 1 }, options.clone())
+        .await
+        .unwrap();
+    assert!(within.duplicate);
+    actors
+        .ask(&pat, Command::Deposit { cents: 1 })
+        .await
+        .unwrap();
+    actors
+        .ask(&pat, Command::Deposit { cents: 1 })
+        .await
+        .unwrap();
+    // Beyond the horizon the command is decided again; its derived event ids are already
+    // taken, so the in-memory store refuses the write instead of storing it twice.
+    let beyond = actors
+        .ask_with(&pat, Command::Deposit { cents: 1 }, options)
+        .await;
+    assert!(beyond.is_err(), "{beyond:?}");
+    assert_eq!(history(&actors, &pat).await.len(), 4);
+}
