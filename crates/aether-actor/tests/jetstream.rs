@@ -1,0 +1,45 @@
+//! The scenarios every store must pass (`support/scenarios.rs`), on JetStream: each test on its
+//! own `nats-server` (started by the testkit harness) and its own namespace. Needs
+//! `nats-server` >= 2.12; fails (never skips) with the install command when it is missing.
+
+#[allow(dead_code)]
+#[path = "support/bank.rs"]
+mod bank;
+#[allow(dead_code)]
+#[path = "support/scenarios.rs"]
+mod scenarios;
+
+use aether_core::Namespace;
+use aether_nats::JetStreamEventStore;
+use aether_testkit::nats_server::NatsServer;
+
+/// A store on a namespace no other test uses.
+async fn fresh_store(server: &NatsServer) -> JetStreamEventStore {
+    let namespace = Namespace::new(format!("actors-{}", uuid::Uuid::now_v7().simple())).unwrap();
+    JetStreamEventStore::connect(&server.url(), namespace)
+        .await
+        .unwrap_or_else(|e| panic!("open store at {}: {e}", server.url()))
+}
+
+macro_rules! on_jetstream {
+    ($($name:ident $(($($arg:expr),*))?),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+                let store = fresh_store(&server).await;
+                scenarios::$name(store $($(, $arg)*)?).await;
+                drop(server);
+            }
+        )*
+    };
+}
+
+on_jetstream! {
+    retried_command_after_lost_reply,
+    many_tasks_ask_one_actor(100),
+    bad_input_fails_alone,
+    activation_from_snapshot_and_tail,
+    conflict_reloads,
+    undecodable_event_fails_activation,
+}
