@@ -406,3 +406,76 @@ async fn command_index_forgets_beyond_its_horizon() {
     assert!(beyond.is_err(), "{beyond:?}");
     assert_eq!(history(&actors, &pat).await.len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_event_types_are_upcast_on_replay() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(&store, ActorConfig::default());
+    let quinn = id("quinn");
+    let stream = actors.stream_id(&quinn).unwrap();
+    let old = aether_core::Event::builder(stream.clone(), "MoneyAdded")
+        .version(1)
+        .data(&serde_json::json!({ "value": 9 }))
+        .unwrap()
+        .build();
+    store.save_event(old).await.unwrap();
+    assert_eq!(balance(&actors, &quinn).await, 9);
+    let outcome = actors
+        .ask(&quinn, Command::Deposit { cents: 1 })
+        .await
+        .unwrap();
+    assert_eq!((outcome.version, outcome.reply), (2, 10));
+    // An old event the hook refuses fails activation with the hook's reason.
+    let broken = id("broken");
+    let stream = actors.stream_id(&broken).unwrap();
+    store
+        .save_event(aether_core::Event::new(stream, "MoneyAdded", 1))
+        .await
+        .unwrap();
+    match actors.query(&broken, Query::Balance).await.unwrap_err() {
+        ActorError::Activation(e) => assert!(
+            matches!(
+                e.reason,
+                ActivationFailure::UndecodableEvent {
+                    source: aether_actor::CodecError::Upcast { .. },
+                    ..
+                }
+            ),
+            "{e}"
+        ),
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_cannot_be_encoded_fail_that_command_alone() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(&store, ActorConfig::default());
+    let rob = id("rob");
+    actors
+        .ask(&rob, Command::Deposit { cents: 2 })
+        .await
+        .unwrap();
+    let err = actors.ask(&rob, Command::Bare).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AskError::Failed(ActorError::EventEncode {
+                source: aether_actor::CodecError::NotAnObject { .. },
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let err = actors.ask(&rob, Command::PanicEncode).await.unwrap_err();
+    assert!(
+        matches!(&err, AskError::Failed(ActorError::EventEncode { source, .. }) if source.to_string().contains("panicked")),
+        "{err}"
+    );
+    assert_eq!(history(&actors, &rob).await.len(), 1, "nothing written");
+    let outcome = actors
+        .ask(&rob, Command::Deposit { cents: 1 })
+        .await
+        .unwrap();
+    assert_eq!((outcome.version, outcome.reply), (2, 3));
+}

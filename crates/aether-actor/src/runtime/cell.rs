@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aether_core::{ActorId, ActorSnapshot, Event, EventId, SnapshotStore, StoreError, Version};
+use futures::FutureExt as _;
 use tracing::Instrument;
 
 use super::history::{Applied, CommandIndex, REPLY_KEY, SnapshotBody, SnapshotBodyRef};
@@ -86,7 +87,7 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
             envelope = rx.recv() => match envelope {
                 Some(envelope) => {
                     cell.shared.counters.mailbox_depth(rx.len());
-                    cell.handle(envelope).await;
+                    cell.handle_guarded(envelope).await;
                 }
                 None => break,
             },
@@ -98,7 +99,7 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
         .registry
         .begin_stop(&cell.id, generation, &mut rx);
     while let Some(envelope) = rx.recv().await {
-        cell.handle(envelope).await;
+        cell.handle_guarded(envelope).await;
     }
     cell.shared.counters.passivations.inc();
     tracing::debug!(actor_id = %cell.id, actor_type = A::ACTOR_TYPE, "actor passivated");
@@ -178,15 +179,21 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         let replayed = loaded.events.len() as u64;
         for event in loaded.events {
             let raw = RawEvent::new(event.event_type.clone(), event.data.clone());
-            let typed = actor
-                .upcast(raw)
-                .and_then(|raw| actor.decode_event(raw))
-                .map_err(|source| {
-                    self.activation_error(ActivationFailure::UndecodableEvent {
-                        version: event.version,
-                        source,
-                    })
-                })?;
+            let decoded = catch_unwind(AssertUnwindSafe(|| {
+                actor.upcast(raw).and_then(|raw| actor.decode_event(raw))
+            }))
+            .unwrap_or_else(|panic| {
+                Err(crate::CodecError::Decode {
+                    event_type: event.event_type.clone(),
+                    reason: format!("upcast or decode panicked: {}", panic_message(&panic)),
+                })
+            });
+            let typed = decoded.map_err(|source| {
+                self.activation_error(ActivationFailure::UndecodableEvent {
+                    version: event.version,
+                    source,
+                })
+            })?;
             catch_unwind(AssertUnwindSafe(|| actor.apply(&mut state, &typed))).map_err(
                 |panic| {
                     self.activation_error(ActivationFailure::ApplyPanicked {
@@ -221,6 +228,22 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             Envelope::Query { reply, .. } => {
                 let _ = reply.send(Err(ActorError::Activation(error.clone())));
             }
+        }
+    }
+
+    /// [`handle`](Self::handle), surviving a panic in user code that is not caught closer
+    /// (a `Serialize` impl, a codec hook): the message's caller gets
+    /// [`ActorError::Stopped`] (its reply channel is dropped, outcome unknown), the actor
+    /// reloads its state before the next message and keeps serving.
+    async fn handle_guarded(&mut self, envelope: Envelope<A>) {
+        let result = AssertUnwindSafe(self.handle(envelope)).catch_unwind().await;
+        if let Err(panic) = result {
+            self.stale = true;
+            tracing::error!(
+                actor_id = %self.id,
+                panic = %panic_message(&panic),
+                "a message handler panicked; the actor reloads before its next message"
+            );
         }
     }
 
@@ -391,9 +414,16 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 duplicate: false,
             });
         }
-        let records = self
-            .records(command_id, &decision.events, &reply_value)
-            .map_err(encode_error)?;
+        let records = catch_unwind(AssertUnwindSafe(|| {
+            self.records(command_id, &decision.events, &reply_value)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(crate::CodecError::Serialize(format!(
+                "encode_event panicked: {}",
+                panic_message(&panic)
+            )))
+        })
+        .map_err(encode_error)?;
         let first = self.version + 1;
         let last = self.version + records.len() as u64;
         let saved = if records.len() == 1 {

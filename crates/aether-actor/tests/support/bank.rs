@@ -1,7 +1,7 @@
 //! A bank account actor for the tests, with commands that exercise every path: events, no
 //! events, several events, a rejection, a panic, an oversized event.
 
-use aether_actor::{Actor, Decision};
+use aether_actor::{Actor, CodecError, Decision, RawEvent};
 use serde::{Deserialize, Serialize};
 
 /// The behaviour (no configuration).
@@ -39,14 +39,29 @@ pub(crate) enum Command {
     Blob {
         data: String,
     },
+    /// Decides an event with no stored form (not a JSON object).
+    Bare,
+    /// Decides an event whose encoding panics.
+    PanicEncode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Event {
-    Deposited { cents: u64 },
-    Withdrawn { cents: u64 },
-    Noted { text: String },
+    Deposited {
+        cents: u64,
+    },
+    Withdrawn {
+        cents: u64,
+    },
+    Noted {
+        text: String,
+    },
+    /// No stored form with the default codec.
+    Bare(u64),
 }
+
+/// The text of a `Noted` event whose encoding panics.
+pub(crate) const PANIC_TEXT: &str = "panic while encoding";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Rejection {
@@ -112,6 +127,13 @@ impl Actor for Bank {
                 balance,
             )),
             Command::Blob { .. } => Ok(Decision::reply(balance)),
+            Command::Bare => Ok(Decision::new(vec![Event::Bare(1)], balance)),
+            Command::PanicEncode => Ok(Decision::new(
+                vec![Event::Noted {
+                    text: PANIC_TEXT.into(),
+                }],
+                balance,
+            )),
         }
     }
 
@@ -120,8 +142,28 @@ impl Actor for Bank {
         match event {
             Event::Deposited { cents } => state.balance += cents,
             Event::Withdrawn { cents } => state.balance -= cents,
-            Event::Noted { .. } => {}
+            Event::Noted { .. } | Event::Bare(_) => {}
         }
+    }
+
+    fn encode_event(&self, event: &Event) -> Result<RawEvent, CodecError> {
+        if matches!(event, Event::Noted { text } if text == PANIC_TEXT) {
+            panic!("encode_event panicked on purpose");
+        }
+        aether_actor::codec::encode_tagged(event)
+    }
+
+    /// Version 0 of the bank stored `MoneyAdded { value }`; today it is `Deposited { cents }`.
+    fn upcast(&self, mut raw: RawEvent) -> Result<RawEvent, CodecError> {
+        if raw.event_type == "MoneyAdded" {
+            raw.event_type = "Deposited".into();
+            let value = raw.data.remove("value").ok_or_else(|| CodecError::Upcast {
+                event_type: "MoneyAdded".into(),
+                reason: "no value".into(),
+            })?;
+            raw.data.insert("cents".into(), value);
+        }
+        Ok(raw)
     }
 
     fn query(&self, state: &Account, query: Query) -> Answer {
@@ -164,7 +206,9 @@ impl Model {
                 self.accepted.push(parts);
             }
             Command::Check | Command::Blob { .. } => {}
-            Command::Panic | Command::Big { .. } => unreachable!("not in the model"),
+            Command::Panic | Command::Big { .. } | Command::Bare | Command::PanicEncode => {
+                unreachable!("not in the model")
+            }
         }
         Some(self.account.balance)
     }
