@@ -28,3 +28,21 @@ cargo test --workspace --all-features --locked --no-fail-fast "$@"
 
 step "example: two_nodes (two nodes on NATS; exits non-zero if any delivery check fails)"
 cargo run --locked -p aether --example two_nodes
+
+step "example: actors (bank accounts on the in-memory store; exits non-zero if any check fails)"
+cargo run --locked -p aether --features actor --example actors
+
+step "example: actors --nats, twice on one nats-server (the second run resumes the accounts)"
+actors_dir=$(mktemp -d)
+actors_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$NATS_SERVER_BIN" -js -a 127.0.0.1 -p "$actors_port" -sd "$actors_dir" >"$actors_dir/server.log" 2>&1 &
+actors_server=$!
+trap 'kill "$actors_server" 2>/dev/null || true; rm -rf "$actors_dir"' EXIT
+for _ in $(seq 50); do
+  (echo >"/dev/tcp/127.0.0.1/$actors_port") 2>/dev/null && break
+  sleep 0.2
+done
+cargo run --locked -p aether --features actor --example actors -- --nats "nats://127.0.0.1:$actors_port"
+cargo run --locked -p aether --features actor --example actors -- --nats "nats://127.0.0.1:$actors_port" \
+  | tee "$actors_dir/second.log"
+grep -q "already applied in an earlier run" "$actors_dir/second.log"
