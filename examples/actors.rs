@@ -27,7 +27,7 @@ use aether::actor::{
     Actor, ActorConfig, Actors, AskError, AskOptions, CommandId, Decision, SnapshotPolicy,
 };
 use aether::nats::JetStreamEventStore;
-use aether::{ActorId, EventStore, InMemoryEventStore, Namespace, SnapshotStore};
+use aether::{ActorId, InMemoryEventStore, Namespace, SnapshotStore};
 use aether_testkit::example_args::ExampleArgs;
 use serde::{Deserialize, Serialize};
 
