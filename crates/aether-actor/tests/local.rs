@@ -479,3 +479,51 @@ async fn events_that_cannot_be_encoded_fail_that_command_alone() {
         .unwrap();
     assert_eq!((outcome.version, outcome.reply), (2, 3));
 }
+
+/// Passivations racing with messages (an idle timeout of 1 ms and an active limit of 1, with
+/// several callers on two actors): no message is lost or applied twice, and two activations
+/// of one actor never overlap (an overlap would show as a version conflict).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passivation_racing_with_messages_loses_nothing() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(
+        &store,
+        ActorConfig {
+            idle_timeout: Some(Duration::from_millis(1)),
+            max_active: 1,
+            ..ActorConfig::default()
+        },
+    );
+    let who = [id("r1"), id("r2")];
+    let mut tasks = Vec::new();
+    for caller in 0..8u64 {
+        let actors = actors.clone();
+        let who = who.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25u64 {
+                let target = &who[((caller + i) % 2) as usize];
+                let options = AskOptions::default().when_full(WhenFull::Wait);
+                actors
+                    .ask_with(target, Command::Deposit { cents: 1 }, options)
+                    .await
+                    .unwrap();
+                if i % 5 == 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = actors.stats();
+    assert_eq!(stats.conflicts, 0, "{stats:?}");
+    assert!(stats.passivations > 0 && stats.activations > 2, "{stats:?}");
+    for target in &who {
+        let stored = history(&actors, target).await;
+        assert_eq!(stored.len(), 100);
+        assert_eq!(balance(&actors, target).await, 100);
+    }
+    actors.shutdown().await;
+    assert_eq!(actors.stats().active, 0);
+}
