@@ -98,6 +98,12 @@ impl ActorConfig {
         if self.idle_timeout == Some(Duration::ZERO) {
             return zero("idle_timeout");
         }
+        if self.ask.timeout.is_zero() {
+            return Err(InvalidConfig {
+                setting: "ask.timeout",
+                problem: "must be longer than zero",
+            });
+        }
         Ok(())
     }
 }
@@ -240,6 +246,10 @@ mod tests {
             },
             ActorConfig {
                 idle_timeout: Some(Duration::ZERO),
+                ..ActorConfig::default()
+            },
+            ActorConfig {
+                ask: AskOptions::default().timeout(Duration::ZERO),
                 ..ActorConfig::default()
             },
         ];

@@ -14,14 +14,18 @@ pub struct VersionRange {
 }
 
 impl VersionRange {
-    /// How many events.
+    /// How many events (0 if `last < first`, which the runtime never produces).
     pub fn len(&self) -> u64 {
-        self.last - self.first + 1
+        if self.is_empty() {
+            0
+        } else {
+            self.last - self.first + 1
+        }
     }
 
-    /// Always false: a range holds at least one version.
+    /// True only for a malformed range (`last < first`).
     pub fn is_empty(&self) -> bool {
-        false
+        self.last < self.first
     }
 
     /// The versions, in order.

@@ -202,7 +202,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         options: AskOptions,
     ) -> AskResult<A> {
         let command_id = options.command_id.unwrap_or_else(CommandId::generate);
-        let deadline = Instant::now() + options.timeout;
+        let deadline = deadline_after(options.timeout);
         let timeout = || ActorError::Timeout {
             actor_id: actor_id.clone(),
             command_id: Some(command_id.clone()),
@@ -261,7 +261,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     ) -> Result<CommandId, ActorError> {
         let command_id = CommandId::generate();
         let after = self.shared.config.ask.timeout;
-        let deadline = Instant::now() + after;
+        let deadline = deadline_after(after);
         let timeout = || ActorError::Timeout {
             actor_id: actor_id.clone(),
             command_id: Some(command_id.clone()),
@@ -293,7 +293,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         query: A::Query,
     ) -> Result<A::QueryReply, ActorError> {
         let options = &self.shared.config.ask;
-        let deadline = Instant::now() + options.timeout;
+        let deadline = deadline_after(options.timeout);
         let timeout = || ActorError::Timeout {
             actor_id: actor_id.clone(),
             command_id: None,
@@ -439,6 +439,14 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// `now + timeout`, or 30 years from now if that overflows (as tokio does) (a huge timeout means "no
+/// timeout", never a panic).
+fn deadline_after(timeout: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(30 * 365 * 24 * 3600))
 }
 
 pub(crate) fn stream_id<A: Actor>(actor_id: &ActorId) -> Result<ActorId, ActorError> {

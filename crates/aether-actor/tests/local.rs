@@ -527,3 +527,15 @@ async fn passivation_racing_with_messages_loses_nothing() {
     actors.shutdown().await;
     assert_eq!(actors.stats().active, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_timeout_means_no_timeout_not_a_panic() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(&store, ActorConfig::default());
+    let options = AskOptions::default().timeout(Duration::MAX);
+    let outcome = actors
+        .ask_with(&id("tia"), Command::Deposit { cents: 1 }, options)
+        .await
+        .unwrap();
+    assert_eq!(outcome.version, 1);
+}

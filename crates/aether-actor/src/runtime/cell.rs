@@ -323,25 +323,24 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             OnConflict::Fail => 0,
             OnConflict::DecideAgain { max_attempts } => max_attempts,
         };
-        let mut command = Some(command);
+        let mut command = command;
         loop {
             if let Some(applied) = self.index.get(command_id) {
                 return self.stored_outcome(applied);
             }
-            let Some(this_try) = command.take() else {
-                unreachable!("a command is kept for every further attempt")
-            };
-            if retries_left > 0 {
-                command = Some(A::Command::clone(&this_try));
-            }
-            match self.decide_and_store(command_id, this_try).await {
-                Err(Attempt::Conflict(conflict)) if retries_left > 0 => {
-                    retries_left -= 1;
-                    tracing::debug!(%conflict, "deciding again after a conflict");
-                }
-                Err(Attempt::Conflict(conflict)) => return Err(conflict.into()),
-                Err(Attempt::Failed(e)) => return Err(e),
+            // A copy for the next attempt, only when deciding again is allowed.
+            let spare = (retries_left > 0).then(|| command.clone());
+            match self.decide_and_store(command_id, command).await {
                 Ok(outcome) => return Ok(outcome),
+                Err(Attempt::Failed(e)) => return Err(e),
+                Err(Attempt::Conflict(conflict)) => match spare {
+                    None => return Err(conflict.into()),
+                    Some(next) => {
+                        retries_left -= 1;
+                        tracing::debug!(%conflict, "deciding again after a conflict");
+                        command = next;
+                    }
+                },
             }
         }
     }
