@@ -6,6 +6,9 @@
 #[path = "support/bank.rs"]
 mod bank;
 #[allow(dead_code)]
+#[path = "support/model.rs"]
+mod model;
+#[allow(dead_code)]
 #[path = "support/scenarios.rs"]
 mod scenarios;
 
@@ -42,4 +45,37 @@ on_jetstream! {
     activation_from_snapshot_and_tail,
     conflict_reloads,
     undecodable_event_fails_activation,
+}
+
+/// The model-based property test (`support/model.rs`) on JetStream: fewer cases than on the
+/// in-memory store (each is a few hundred round trips), one server, a namespace per case.
+#[test]
+fn actors_match_the_model() {
+    use proptest::test_runner::{Config, TestRunner};
+
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 16,
+        ..Config::default()
+    });
+    let cases = (
+        proptest::collection::vec(model::op(), 1..40),
+        proptest::option::of(1u64..5),
+    );
+    let result = runner.run(&cases, |(ops, snapshots)| {
+        runtime.block_on(async {
+            let store = fresh_store(&server).await;
+            model::run(store, ops, snapshots).await;
+        });
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+    drop(server);
 }
