@@ -157,6 +157,34 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # Errors
     ///
     /// [`ActorError::InvalidActorId`] if the result is longer than `ActorId::MAX_LEN`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         if n == 0 { return Err("zero".into()) }
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// let id = ActorId::new("c-1")?;
+    /// assert_eq!(counters.stream_id(&id)?.as_str(), "counter.c-1");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stream_id(&self, actor_id: &ActorId) -> Result<ActorId, ActorError> {
         stream_id::<A>(actor_id)
     }
@@ -195,6 +223,43 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     ///   this command failed, nothing was written, the actor keeps serving;
     /// - [`ActorError::Activation`], [`ActorError::Store`], [`ActorError::ShuttingDown`] and
     ///   the other [`ActorError`]s.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         if n == 0 { return Err("zero".into()) }
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// use aether_actor::{AskOptions, CommandId};
+    /// use std::time::Duration;
+    ///
+    /// let id = ActorId::new("c-1")?;
+    /// let command_id = CommandId::generate(); // kept across retries
+    /// let options = AskOptions::default().command_id(command_id).timeout(Duration::from_secs(5));
+    /// let first = counters.ask_with(&id, 3, options.clone()).await?;
+    /// let retry = counters.ask_with(&id, 3, options).await?; // e.g. after a lost reply
+    /// assert!(retry.duplicate);
+    /// assert_eq!((retry.reply, retry.version), (first.reply, first.version));
+    /// assert_eq!(counters.query(&id, ()).await?, 3); // applied once
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn ask_with(
         &self,
         actor_id: &ActorId,
@@ -242,6 +307,37 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// [`ActorError::CommandTooLarge`], [`ActorError::Overloaded`],
     /// [`ActorError::ShuttingDown`], [`ActorError::Timeout`] (the actor was stopping for
     /// longer than the default timeout).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         if n == 0 { return Err("zero".into()) }
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// let id = ActorId::new("c-1")?;
+    /// counters.tell(&id, 2).await?;
+    /// counters.tell(&id, 0).await?; // rejected later, in the actor: counted, not returned
+    /// assert_eq!(counters.query(&id, ()).await?, 2); // queued behind both tells
+    /// assert_eq!(counters.stats().tell_failures, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn tell(
         &self,
         actor_id: &ActorId,
@@ -287,6 +383,36 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// [`ActorError::InvalidActorId`], [`ActorError::Overloaded`], [`ActorError::Timeout`],
     /// [`ActorError::Activation`], [`ActorError::Panicked`] (the query panicked; the actor
     /// keeps serving), [`ActorError::ShuttingDown`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         if n == 0 { return Err("zero".into()) }
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// let id = ActorId::new("c-1")?;
+    /// assert_eq!(counters.query(&id, ()).await?, 0); // every id exists: a fresh actor
+    /// counters.ask(&id, 4).await?;
+    /// assert_eq!(counters.query(&id, ()).await?, 4);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn query(
         &self,
         actor_id: &ActorId,
@@ -315,6 +441,38 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// Passivates `actor_id` now if it is active: it handles the messages already in its
     /// mailbox, then stops; the next message activates it again from the store. Returns when
     /// it has stopped; `false` if it was not active.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         if n == 0 { return Err("zero".into()) }
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// let id = ActorId::new("c-1")?;
+    /// counters.ask(&id, 4).await?;
+    /// assert!(counters.passivate(&id).await);
+    /// assert!(!counters.passivate(&id).await); // no longer active
+    /// assert_eq!(counters.query(&id, ()).await?, 4); // reactivated by replay
+    /// assert_eq!(counters.stats().activations, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn passivate(&self, actor_id: &ActorId) -> bool {
         match self.shared.registry.passivate(actor_id) {
             Some(mut done) => {
@@ -328,6 +486,39 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// Stops the runtime: new messages fail with [`ActorError::ShuttingDown`], every active
     /// actor handles what is already in its mailbox (and saves a due snapshot), then stops.
     /// Returns when all have stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         if n == 0 { return Err("zero".into()) }
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// use aether_actor::ActorError;
+    ///
+    /// let id = ActorId::new("c-1")?;
+    /// counters.tell(&id, 1).await?;
+    /// counters.shutdown().await; // the queued tell is handled first
+    /// assert_eq!(counters.stats().active, 0);
+    /// assert!(matches!(counters.query(&id, ()).await, Err(ActorError::ShuttingDown)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn shutdown(&self) {
         self.shared.shutting_down.store(true, Ordering::Release);
         for mut done in self.shared.registry.close() {
@@ -337,11 +528,72 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
 
     /// How many messages wait in `actor_id`'s mailbox (not counting the one being handled),
     /// or `None` if the actor is not active.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         if n == 0 { return Err("zero".into()) }
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// let id = ActorId::new("c-1")?;
+    /// assert_eq!(counters.mailbox_depth(&id), None); // not active
+    /// counters.ask(&id, 1).await?;
+    /// assert_eq!(counters.mailbox_depth(&id), Some(0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mailbox_depth(&self, actor_id: &ActorId) -> Option<usize> {
         self.shared.registry.mailbox_depth(actor_id)
     }
 
     /// Counts since the runtime started (also exported as `metrics`, see [`crate::metrics`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         if n == 0 { return Err("zero".into()) }
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// let id = ActorId::new("c-1")?;
+    /// counters.ask(&id, 1).await?;
+    /// let _ = counters.ask(&id, 0).await; // rejected
+    /// let stats = counters.stats();
+    /// assert_eq!((stats.commands, stats.rejections, stats.activations), (2, 1, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> ActorStats {
         self.shared.counters.stats()
     }
