@@ -30,7 +30,7 @@ pub(crate) struct Shared<A: Actor, S> {
     pub(crate) store: S,
     pub(crate) namespace: Namespace,
     pub(crate) config: ActorConfig,
-    pub(crate) registry: Registry<Envelope<A>>,
+    pub(crate) registry: Registry<Box<Envelope<A>>>,
     pub(crate) counters: Counters,
     shutting_down: AtomicBool,
 }
@@ -475,8 +475,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// ```
     pub async fn passivate(&self, actor_id: &ActorId) -> bool {
         match self.shared.registry.passivate(actor_id) {
-            Some(mut done) => {
-                let _ = done.wait_for(|d| *d).await;
+            Some(control) => {
+                control.stopped().await;
                 true
             }
             None => false,
@@ -521,8 +521,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// ```
     pub async fn shutdown(&self) {
         self.shared.shutting_down.store(true, Ordering::Release);
-        for mut done in self.shared.registry.close() {
-            let _ = done.wait_for(|d| *d).await;
+        for control in self.shared.registry.close() {
+            control.stopped().await;
         }
     }
 
@@ -625,13 +625,16 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     async fn deliver(
         &self,
         actor_id: &ActorId,
-        mut envelope: Envelope<A>,
+        envelope: Envelope<A>,
         when_full: WhenFull,
         deadline: Instant,
         timeout: &(dyn Fn() -> ActorError + Sync),
     ) -> Result<(), ActorError> {
         let stream = stream_id::<A>(actor_id)?;
         let config = &self.shared.config;
+        // Boxed: a mailbox's memory is slots of the message type (tokio allocates them in
+        // blocks of 32), and an idle actor should cost little.
+        let mut envelope = Box::new(envelope);
         loop {
             if self.shared.shutting_down.load(Ordering::Acquire) {
                 return Err(ActorError::ShuttingDown);
@@ -653,12 +656,10 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                     ));
                     tx
                 }
-                Route::Stopping(mut done) => {
-                    match timeout_at(deadline, done.wait_for(|d| *d)).await {
-                        Err(_) => return Err(timeout()),
-                        Ok(_) => continue,
-                    }
-                }
+                Route::Stopping(control) => match timeout_at(deadline, control.stopped()).await {
+                    Err(_) => return Err(timeout()),
+                    Ok(_) => continue,
+                },
             };
             match when_full {
                 WhenFull::Fail => match tx.try_send(envelope) {

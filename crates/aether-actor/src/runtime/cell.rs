@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::history::{Applied, CommandIndex, REPLY_KEY, SnapshotBody, SnapshotBodyRef};
 use super::mailbox::{CommandMsg, Envelope};
-use super::registry::NewActor;
+use super::registry::{Control, NewActor};
 use super::{AskResult, Shared};
 use crate::{
     ActivationError, ActivationFailure, Actor, ActorError, AskError, CommandId, OnConflict,
@@ -23,14 +23,14 @@ struct SlotGuard<A: Actor, S> {
     shared: Arc<Shared<A, S>>,
     id: ActorId,
     generation: u64,
-    done: tokio::sync::watch::Sender<bool>,
+    control: Arc<Control>,
 }
 
 impl<A: Actor, S> Drop for SlotGuard<A, S> {
     fn drop(&mut self) {
         self.shared.registry.remove(&self.id, self.generation);
         self.shared.counters.actor_stopped();
-        self.done.send_replace(true);
+        self.control.finish();
     }
 }
 
@@ -39,19 +39,18 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
     shared: Arc<Shared<A, S>>,
     id: ActorId,
     stream: ActorId,
-    new: NewActor<Envelope<A>>,
+    new: NewActor<Box<Envelope<A>>>,
 ) {
     let NewActor {
         generation,
         mut rx,
         control,
-        done,
     } = new;
     let _guard = SlotGuard {
         shared: shared.clone(),
         id: id.clone(),
         generation,
-        done,
+        control: control.clone(),
     };
     let mut cell = Cell {
         index: CommandIndex::new(shared.config.command_horizon),
@@ -63,13 +62,13 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
         stale: true,
         since_snapshot: 0,
     };
-    if let Err(error) = cell.activate().await {
+    if let Err(error) = Box::pin(cell.activate()).await {
         // Never a partial state: nothing is decided; everything queued gets the error.
         cell.shared
             .registry
             .begin_stop(&cell.id, generation, &mut rx);
         while let Some(envelope) = rx.recv().await {
-            cell.refuse(envelope, &error);
+            cell.refuse(*envelope, &error);
         }
         return;
     }
@@ -87,7 +86,7 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
             envelope = rx.recv() => match envelope {
                 Some(envelope) => {
                     cell.shared.counters.mailbox_depth(rx.len());
-                    cell.handle_guarded(envelope).await;
+                    Box::pin(cell.handle_guarded(envelope)).await;
                 }
                 None => break,
             },
@@ -99,7 +98,7 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
         .registry
         .begin_stop(&cell.id, generation, &mut rx);
     while let Some(envelope) = rx.recv().await {
-        cell.handle_guarded(envelope).await;
+        Box::pin(cell.handle_guarded(envelope)).await;
     }
     cell.shared.counters.passivations.inc();
     tracing::debug!(actor_id = %cell.id, actor_type = A::ACTOR_TYPE, "actor passivated");
@@ -147,10 +146,9 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
 
     async fn load(&mut self) -> Result<(), ActivationError> {
         let actor = &self.shared.actor;
-        let loaded = self
-            .shared
-            .store
-            .load(&self.stream)
+        // Store futures are boxed: they can be large (JetStream's are), and inline they would
+        // size every actor's task, idle or not.
+        let loaded = Box::pin(self.shared.store.load(&self.stream))
             .await
             .map_err(|e| self.activation_error(ActivationFailure::Store(Arc::new(e))))?;
         if let Some(bad) = loaded.errors.first() {
@@ -235,7 +233,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
     /// (a `Serialize` impl, a codec hook): the message's caller gets
     /// [`ActorError::Stopped`] (its reply channel is dropped, outcome unknown), the actor
     /// reloads its state before the next message and keeps serving.
-    async fn handle_guarded(&mut self, envelope: Envelope<A>) {
+    async fn handle_guarded(&mut self, envelope: Box<Envelope<A>>) {
         let result = AssertUnwindSafe(self.handle(envelope)).catch_unwind().await;
         if let Err(panic) = result {
             self.stale = true;
@@ -247,8 +245,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         }
     }
 
-    async fn handle(&mut self, envelope: Envelope<A>) {
-        match envelope {
+    async fn handle(&mut self, envelope: Box<Envelope<A>>) {
+        match *envelope {
             Envelope::Command(msg) => {
                 let span = tracing::info_span!(
                     "aether.actor.command",
@@ -427,9 +425,9 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         let last = self.version + records.len() as u64;
         let saved = if records.len() == 1 {
             let mut records = records;
-            self.shared.store.save_event(records.remove(0)).await
+            Box::pin(self.shared.store.save_event(records.remove(0))).await
         } else {
-            self.shared.store.save_events(records).await
+            Box::pin(self.shared.store.save_events(records)).await
         };
         match saved {
             Ok(_) => {}
@@ -559,7 +557,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             }
         };
         let snapshot = ActorSnapshot::new(self.stream.clone(), self.version, value);
-        match self.shared.store.save_snapshot(snapshot).await {
+        match Box::pin(self.shared.store.save_snapshot(snapshot)).await {
             Ok(_) => counters.snapshots.inc(),
             Err(e) => {
                 counters.snapshot_failures.inc();

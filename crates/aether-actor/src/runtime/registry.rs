@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aether_core::ActorId;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 
 /// Shared between a slot and its actor task.
 #[derive(Debug, Default)]
@@ -22,13 +22,37 @@ pub(crate) struct Control {
     pub(crate) stop: Notify,
     /// Already chosen for passivation by the active limit.
     pub(crate) evicting: AtomicBool,
+    /// The actor's task has ended and its slot is gone.
+    done: AtomicBool,
+    /// Wakes those waiting for `done`.
+    finished: Notify,
+}
+
+impl Control {
+    /// Waits until the actor's task has ended.
+    pub(crate) async fn stopped(&self) {
+        loop {
+            let notified = self.finished.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.done.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Called once, when the actor's task ends (after its slot is removed).
+    pub(crate) fn finish(&self) {
+        self.done.store(true, Ordering::Release);
+        self.finished.notify_waiters();
+    }
 }
 
 struct Slot<M> {
     generation: u64,
     tx: Option<mpsc::Sender<M>>,
     control: Arc<Control>,
-    done: watch::Receiver<bool>,
 }
 
 struct Slots<M> {
@@ -42,8 +66,8 @@ struct Slots<M> {
 pub(crate) enum Route<M> {
     /// The actor's mailbox.
     Open(mpsc::Sender<M>),
-    /// The actor is stopping: wait for this to turn true (or close), then route again.
-    Stopping(watch::Receiver<bool>),
+    /// The actor is stopping: wait until it has stopped, then route again.
+    Stopping(Arc<Control>),
     /// A new slot was created: the caller must start its task with this, then send.
     Created(mpsc::Sender<M>, NewActor<M>),
     /// The registry is shut down.
@@ -55,7 +79,6 @@ pub(crate) struct NewActor<M> {
     pub(crate) generation: u64,
     pub(crate) rx: mpsc::Receiver<M>,
     pub(crate) control: Arc<Control>,
-    pub(crate) done: watch::Sender<bool>,
 }
 
 pub(crate) struct Registry<M> {
@@ -93,14 +116,13 @@ impl<M> Registry<M> {
             slot.control.last_used.store(tick, Ordering::Relaxed);
             return match &slot.tx {
                 Some(tx) => Route::Open(tx.clone()),
-                None => Route::Stopping(slot.done.clone()),
+                None => Route::Stopping(slot.control.clone()),
             };
         }
         if slots.open >= max_active {
             evict_lru(&slots);
         }
         let (tx, rx) = mpsc::channel(capacity);
-        let (done_tx, done_rx) = watch::channel(false);
         let control = Arc::new(Control::default());
         control.last_used.store(tick, Ordering::Relaxed);
         let generation = slots.next_generation;
@@ -112,7 +134,6 @@ impl<M> Registry<M> {
                 generation,
                 tx: Some(tx.clone()),
                 control: control.clone(),
-                done: done_rx,
             },
         );
         Route::Created(
@@ -121,7 +142,6 @@ impl<M> Registry<M> {
                 generation,
                 rx,
                 control,
-                done: done_tx,
             },
         )
     }
@@ -153,11 +173,17 @@ impl<M> Registry<M> {
                 slots.open -= 1;
             }
             slots.map.remove(id);
+            // Give memory back after a wave of passivations (a map never shrinks by itself);
+            // halving only below a quarter keeps this amortized O(1).
+            let (len, capacity) = (slots.map.len(), slots.map.capacity());
+            if capacity > 64 && len < capacity / 4 {
+                slots.map.shrink_to(len * 2);
+            }
         }
     }
 
     /// Refuses new slots, asks every actor to passivate, and returns what to wait for.
-    pub(crate) fn close(&self) -> Vec<watch::Receiver<bool>> {
+    pub(crate) fn close(&self) -> Vec<Arc<Control>> {
         let mut slots = self.lock();
         slots.closed = true;
         slots
@@ -165,7 +191,7 @@ impl<M> Registry<M> {
             .values()
             .map(|slot| {
                 slot.control.stop.notify_one();
-                slot.done.clone()
+                slot.control.clone()
             })
             .collect()
     }
@@ -178,11 +204,11 @@ impl<M> Registry<M> {
     }
 
     /// Asks `id` to passivate if it is active; returns whether it was.
-    pub(crate) fn passivate(&self, id: &ActorId) -> Option<watch::Receiver<bool>> {
+    pub(crate) fn passivate(&self, id: &ActorId) -> Option<Arc<Control>> {
         let slots = self.lock();
         slots.map.get(id).map(|slot| {
             slot.control.stop.notify_one();
-            slot.done.clone()
+            slot.control.clone()
         })
     }
 }
