@@ -28,8 +28,10 @@ pub struct ActorConfig {
     /// Most actors active at once; activating one more passivates the least recently used.
     /// Default 100 000.
     pub max_active: usize,
-    /// An actor with no message for this long is passivated. `None` keeps actors until the
-    /// active limit or [`shutdown`](crate::Actors::shutdown). Default 5 minutes.
+    /// An actor with no message for this long is passivated (checked every half idle timeout,
+    /// at most every 60 s, by one task per runtime: so between 1 and 1.5 idle timeouts, at
+    /// most 60 s late). `None` keeps actors until the active limit or
+    /// [`shutdown`](crate::Actors::shutdown). Default 5 minutes.
     pub idle_timeout: Option<Duration>,
     /// When to save snapshots. Default [`SnapshotPolicy::Never`].
     pub snapshots: SnapshotPolicy,

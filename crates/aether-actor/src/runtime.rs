@@ -4,6 +4,7 @@
 mod cell;
 mod history;
 mod mailbox;
+mod queue;
 mod registry;
 
 use std::fmt;
@@ -33,6 +34,7 @@ pub(crate) struct Shared<A: Actor, S> {
     pub(crate) registry: Registry<Box<Envelope<A>>>,
     pub(crate) counters: Counters,
     shutting_down: AtomicBool,
+    sweeper_started: AtomicBool,
 }
 
 /// The actors of one type `A` in one namespace, stored in `S`: the handle to send them
@@ -148,6 +150,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 registry: Registry::new(),
                 counters,
                 shutting_down: AtomicBool::new(false),
+                sweeper_started: AtomicBool::new(false),
             }),
         })
     }
@@ -621,6 +624,43 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         }
     }
 
+    /// Starts, once, the task that passivates idle actors: every half idle timeout (at least
+    /// 1 ms, at most 60 s) it asks the actors without activity for an idle timeout to stop (so
+    /// an idle actor stops between 1 and 1.5 idle timeouts after its last message, at most
+    /// 60 s late). One task per runtime rather
+    /// than a timer per actor; it ends with the runtime (it holds only a weak reference).
+    fn start_sweeper(&self) {
+        let Some(idle) = self.shared.config.idle_timeout else {
+            return;
+        };
+        if self.shared.sweeper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let period = (idle / 2).clamp(
+            std::time::Duration::from_millis(1),
+            std::time::Duration::from_secs(60),
+        );
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let shared = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                if shared.shutting_down.load(Ordering::Acquire) {
+                    return;
+                }
+                let registry = &shared.registry;
+                if let Some(since) = registry.now_ms().checked_sub(idle_ms) {
+                    registry.sweep_idle(since);
+                }
+            }
+        });
+    }
+
     /// Puts `envelope` into `actor_id`'s mailbox, activating the actor if needed.
     async fn deliver(
         &self,
@@ -647,6 +687,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 Route::Closed => return Err(ActorError::ShuttingDown),
                 Route::Open(tx) => tx,
                 Route::Created(tx, new) => {
+                    self.start_sweeper();
                     self.shared.counters.actor_started();
                     tokio::spawn(cell::run(
                         self.shared.clone(),
@@ -664,28 +705,25 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             match when_full {
                 WhenFull::Fail => match tx.try_send(envelope) {
                     Ok(()) => return Ok(()),
-                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                    Err(queue::TrySendError::Full(_)) => {
                         return Err(ActorError::Overloaded {
                             actor_id: actor_id.clone(),
                             capacity: config.mailbox_capacity,
                         });
                     }
-                    Err(tokio::sync::mpsc::error::TrySendError::Closed(back)) => {
+                    Err(queue::TrySendError::Closed(back)) => {
                         envelope = back;
                     }
                 },
-                WhenFull::Wait => match timeout_at(deadline, tx.reserve()).await {
+                WhenFull::Wait => match timeout_at(deadline, tx.send_wait(envelope)).await {
                     Err(_) => {
                         return Err(ActorError::Overloaded {
                             actor_id: actor_id.clone(),
                             capacity: config.mailbox_capacity,
                         });
                     }
-                    Ok(Ok(permit)) => {
-                        permit.send(envelope);
-                        return Ok(());
-                    }
-                    Ok(Err(_closed)) => {}
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(back)) => envelope = back,
                 },
             }
             // The mailbox closed under us: the actor is stopping. Route again (and wait).

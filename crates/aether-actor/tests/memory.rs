@@ -69,6 +69,8 @@ fn idle_actors_cost_little_and_passivation_gives_the_memory_back() {
         let active = ALLOC.live_bytes();
         let per_actor = (active - start) / ACTORS;
         println!("live bytes per idle active actor (zero-sized state): {per_actor}");
+        // The issue's target (issue 15, benchmarks): at most 1 KiB.
+        assert!(per_actor <= 1024, "{per_actor} bytes per idle actor");
         assert_eq!(actors.stats().active, ACTORS as u64);
         for id in &ids {
             assert!(actors.passivate(id).await);

@@ -3,6 +3,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use aether_core::{ActorId, ActorSnapshot, Event, EventId, SnapshotStore, StoreError, Version};
@@ -11,28 +12,13 @@ use tracing::Instrument;
 
 use super::history::{Applied, CommandIndex, REPLY_KEY, SnapshotBody, SnapshotBodyRef};
 use super::mailbox::{CommandMsg, Envelope};
+use super::queue::Next;
 use super::registry::{Control, NewActor};
 use super::{AskResult, Shared};
 use crate::{
     ActivationError, ActivationFailure, Actor, ActorError, AskError, CommandId, OnConflict,
     Outcome, RawEvent, SnapshotPolicy, VersionRange,
 };
-
-/// Removes the actor's slot and signals "done" when its task ends, however it ends.
-struct SlotGuard<A: Actor, S> {
-    shared: Arc<Shared<A, S>>,
-    id: ActorId,
-    generation: u64,
-    control: Arc<Control>,
-}
-
-impl<A: Actor, S> Drop for SlotGuard<A, S> {
-    fn drop(&mut self) {
-        self.shared.registry.remove(&self.id, self.generation);
-        self.shared.counters.actor_stopped();
-        self.control.finish();
-    }
-}
 
 /// The task of one activation of one actor.
 pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
@@ -46,12 +32,7 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
         mut rx,
         control,
     } = new;
-    let _guard = SlotGuard {
-        shared: shared.clone(),
-        id: id.clone(),
-        generation,
-        control: control.clone(),
-    };
+    // Dropping the cell (however the task ends) removes the slot and signals "stopped".
     let mut cell = Cell {
         index: CommandIndex::new(shared.config.command_horizon),
         shared,
@@ -61,44 +42,36 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
         version: 0,
         stale: true,
         since_snapshot: 0,
+        generation,
+        control,
     };
     if let Err(error) = Box::pin(cell.activate()).await {
         // Never a partial state: nothing is decided; everything queued gets the error.
         cell.shared
             .registry
-            .begin_stop(&cell.id, generation, &mut rx);
-        while let Some(envelope) = rx.recv().await {
-            cell.refuse(*envelope, &error);
+            .begin_stop(&cell.id, cell.generation, &mut rx);
+        while let Some(next) = rx.recv().await {
+            if let Next::Message(envelope) = next {
+                cell.refuse(*envelope, &error);
+            }
         }
         return;
     }
-    let idle = cell.shared.config.idle_timeout;
-    loop {
-        let idle_sleep = async {
-            match idle {
-                Some(after) => tokio::time::sleep(after).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            () = control.stop.notified() => break,
-            envelope = rx.recv() => match envelope {
-                Some(envelope) => {
-                    cell.shared.counters.mailbox_depth(rx.len());
-                    Box::pin(cell.handle_guarded(envelope)).await;
-                }
-                None => break,
-            },
-            () = idle_sleep => break,
-        }
+    while let Some(Next::Message(envelope)) = rx.recv().await {
+        cell.shared.counters.mailbox_depth(rx.len());
+        Box::pin(cell.handle_guarded(envelope)).await;
+        cell.control
+            .last_active_ms
+            .store(cell.shared.registry.now_ms(), Ordering::Relaxed);
     }
     // Passivation: no new messages; the ones already queued are handled, in order.
     cell.shared
         .registry
-        .begin_stop(&cell.id, generation, &mut rx);
-    while let Some(envelope) = rx.recv().await {
-        Box::pin(cell.handle_guarded(envelope)).await;
+        .begin_stop(&cell.id, cell.generation, &mut rx);
+    while let Some(next) = rx.recv().await {
+        if let Next::Message(envelope) = next {
+            Box::pin(cell.handle_guarded(envelope)).await;
+        }
     }
     cell.shared.counters.passivations.inc();
     tracing::debug!(actor_id = %cell.id, actor_type = A::ACTOR_TYPE, "actor passivated");
@@ -115,6 +88,17 @@ struct Cell<A: Actor, S> {
     /// reload before the next message.
     stale: bool,
     since_snapshot: u64,
+    /// This activation's slot in the registry.
+    generation: u64,
+    control: Arc<Control>,
+}
+
+impl<A: Actor, S> Drop for Cell<A, S> {
+    fn drop(&mut self) {
+        self.shared.registry.remove(&self.id, self.generation);
+        self.shared.counters.actor_stopped();
+        self.control.finish();
+    }
 }
 
 impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {

@@ -23,10 +23,16 @@ pub(crate) struct Applied {
     pub(crate) reply: Option<Value>,
 }
 
-/// The most recent `horizon` commands of one actor, oldest first.
+/// The most recent `horizon` commands of one actor, oldest first. Allocated at the first
+/// command: an actor that was only queried costs a pointer.
 #[derive(Debug, Default)]
 pub(crate) struct CommandIndex {
     horizon: usize,
+    inner: Option<Box<Entries>>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
     order: VecDeque<CommandId>,
     entries: HashMap<CommandId, Applied>,
 }
@@ -35,24 +41,25 @@ impl CommandIndex {
     pub(crate) fn new(horizon: usize) -> Self {
         Self {
             horizon,
-            order: VecDeque::new(),
-            entries: HashMap::new(),
+            inner: None,
         }
     }
 
     pub(crate) fn get(&self, id: &CommandId) -> Option<&Applied> {
-        self.entries.get(id)
+        self.inner.as_ref()?.entries.get(id)
     }
 
     pub(crate) fn insert(&mut self, applied: Applied) {
-        if self.entries.contains_key(&applied.id) {
-            self.order.retain(|id| id != &applied.id);
+        let horizon = self.horizon;
+        let inner = self.inner.get_or_insert_with(Box::default);
+        if inner.entries.contains_key(&applied.id) {
+            inner.order.retain(|id| id != &applied.id);
         }
-        self.order.push_back(applied.id.clone());
-        self.entries.insert(applied.id.clone(), applied);
-        while self.order.len() > self.horizon {
-            if let Some(old) = self.order.pop_front() {
-                self.entries.remove(&old);
+        inner.order.push_back(applied.id.clone());
+        inner.entries.insert(applied.id.clone(), applied);
+        while inner.order.len() > horizon {
+            if let Some(old) = inner.order.pop_front() {
+                inner.entries.remove(&old);
             }
         }
     }
@@ -71,8 +78,9 @@ impl CommandIndex {
             .metadata
             .get(REPLY_KEY)
             .and_then(|r| serde_json::from_str(r).ok());
-        if self.order.back() == Some(&id)
-            && let Some(entry) = self.entries.get_mut(&id)
+        if let Some(inner) = self.inner.as_mut()
+            && inner.order.back() == Some(&id)
+            && let Some(entry) = inner.entries.get_mut(&id)
             && let Some(written) = entry.written.as_mut()
         {
             written.last = event.version;
@@ -94,12 +102,14 @@ impl CommandIndex {
     }
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = &Applied> {
-        self.order.iter().filter_map(|id| self.entries.get(id))
+        self.inner
+            .iter()
+            .flat_map(|inner| inner.order.iter().filter_map(|id| inner.entries.get(id)))
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.order.len()
+        self.inner.as_ref().map_or(0, |inner| inner.order.len())
     }
 }
 

@@ -11,15 +11,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aether_core::ActorId;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
+
+use super::queue::{self, Receiver, Sender};
 
 /// Shared between a slot and its actor task.
 #[derive(Debug, Default)]
 pub(crate) struct Control {
     /// Registry clock tick of the last message routed to the actor (for LRU).
     pub(crate) last_used: AtomicU64,
-    /// Asks the actor to passivate (drain, then stop).
-    pub(crate) stop: Notify,
+    /// Milliseconds since the registry started, at the actor's last activity (for idle
+    /// passivation).
+    pub(crate) last_active_ms: AtomicU64,
     /// Already chosen for passivation by the active limit.
     pub(crate) evicting: AtomicBool,
     /// The actor's task has ended and its slot is gone.
@@ -51,7 +54,7 @@ impl Control {
 
 struct Slot<M> {
     generation: u64,
-    tx: Option<mpsc::Sender<M>>,
+    tx: Option<Sender<M>>,
     control: Arc<Control>,
 }
 
@@ -65,11 +68,11 @@ struct Slots<M> {
 /// Where a message for an actor goes.
 pub(crate) enum Route<M> {
     /// The actor's mailbox.
-    Open(mpsc::Sender<M>),
+    Open(Sender<M>),
     /// The actor is stopping: wait until it has stopped, then route again.
     Stopping(Arc<Control>),
     /// A new slot was created: the caller must start its task with this, then send.
-    Created(mpsc::Sender<M>, NewActor<M>),
+    Created(Sender<M>, NewActor<M>),
     /// The registry is shut down.
     Closed,
 }
@@ -77,13 +80,14 @@ pub(crate) enum Route<M> {
 /// What a new actor task needs.
 pub(crate) struct NewActor<M> {
     pub(crate) generation: u64,
-    pub(crate) rx: mpsc::Receiver<M>,
+    pub(crate) rx: Receiver<M>,
     pub(crate) control: Arc<Control>,
 }
 
 pub(crate) struct Registry<M> {
     slots: Mutex<Slots<M>>,
     clock: AtomicU64,
+    started: std::time::Instant,
 }
 
 impl<M> Registry<M> {
@@ -96,6 +100,24 @@ impl<M> Registry<M> {
                 closed: false,
             }),
             clock: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the registry started (the idle clock).
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Asks every open actor without activity since `idle_since_ms` to passivate.
+    pub(crate) fn sweep_idle(&self, idle_since_ms: u64) {
+        let slots = self.lock();
+        for slot in slots.map.values() {
+            if let Some(tx) = &slot.tx
+                && slot.control.last_active_ms.load(Ordering::Relaxed) < idle_since_ms
+            {
+                tx.request_stop();
+            }
         }
     }
 
@@ -112,8 +134,10 @@ impl<M> Registry<M> {
         if slots.closed {
             return Route::Closed;
         }
+        let now_ms = self.now_ms();
         if let Some(slot) = slots.map.get(id) {
             slot.control.last_used.store(tick, Ordering::Relaxed);
+            slot.control.last_active_ms.store(now_ms, Ordering::Relaxed);
             return match &slot.tx {
                 Some(tx) => Route::Open(tx.clone()),
                 None => Route::Stopping(slot.control.clone()),
@@ -122,9 +146,10 @@ impl<M> Registry<M> {
         if slots.open >= max_active {
             evict_lru(&slots);
         }
-        let (tx, rx) = mpsc::channel(capacity);
+        let (tx, rx) = queue::channel(capacity);
         let control = Arc::new(Control::default());
         control.last_used.store(tick, Ordering::Relaxed);
+        control.last_active_ms.store(now_ms, Ordering::Relaxed);
         let generation = slots.next_generation;
         slots.next_generation += 1;
         slots.open += 1;
@@ -148,7 +173,7 @@ impl<M> Registry<M> {
 
     /// Called by the actor task: no new messages reach this generation of the actor; the
     /// mailbox is closed (messages already in it are still received).
-    pub(crate) fn begin_stop(&self, id: &ActorId, generation: u64, rx: &mut mpsc::Receiver<M>) {
+    pub(crate) fn begin_stop(&self, id: &ActorId, generation: u64, rx: &mut Receiver<M>) {
         let mut slots = self.lock();
         let mut was_open = false;
         if let Some(slot) = slots.map.get_mut(id)
@@ -190,7 +215,9 @@ impl<M> Registry<M> {
             .map
             .values()
             .map(|slot| {
-                slot.control.stop.notify_one();
+                if let Some(tx) = &slot.tx {
+                    tx.request_stop();
+                }
                 slot.control.clone()
             })
             .collect()
@@ -200,14 +227,16 @@ impl<M> Registry<M> {
     pub(crate) fn mailbox_depth(&self, id: &ActorId) -> Option<usize> {
         let slots = self.lock();
         let tx = slots.map.get(id)?.tx.as_ref()?;
-        Some(tx.max_capacity() - tx.capacity())
+        Some(tx.len())
     }
 
     /// Asks `id` to passivate if it is active; returns whether it was.
     pub(crate) fn passivate(&self, id: &ActorId) -> Option<Arc<Control>> {
         let slots = self.lock();
         slots.map.get(id).map(|slot| {
-            slot.control.stop.notify_one();
+            if let Some(tx) = &slot.tx {
+                tx.request_stop();
+            }
             slot.control.clone()
         })
     }
@@ -219,8 +248,10 @@ fn evict_lru<M>(slots: &Slots<M>) {
         .values()
         .filter(|s| s.tx.is_some() && !s.control.evicting.load(Ordering::Relaxed))
         .min_by_key(|s| s.control.last_used.load(Ordering::Relaxed));
-    if let Some(slot) = victim {
+    if let Some(slot) = victim
+        && let Some(tx) = &slot.tx
+    {
         slot.control.evicting.store(true, Ordering::Relaxed);
-        slot.control.stop.notify_one();
+        tx.request_stop();
     }
 }
