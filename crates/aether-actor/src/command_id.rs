@@ -10,7 +10,12 @@ use serde::{Deserialize, Serialize};
 ///
 /// Rules, checked once at construction: 1 to [`CommandId::MAX_LEN`] bytes of printable
 /// characters without whitespace. The id is written on every event the command produces
-/// (`Event::command_id`), and the events' ids derive from it.
+/// (`Event::command_id`), and the events' ids derive from it (`<command id>.<index>`).
+///
+/// An id names one command to one actor, like an idempotency key: sending another command
+/// with an id the actor already applied answers the first command's outcome; using one id
+/// for commands to two actors makes the second write fail with a store error (its event ids
+/// are taken).
 ///
 /// # Examples
 ///
