@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// An id names one command to one actor, like an idempotency key: sending another command
 /// with an id the actor already applied answers the first command's outcome; using one id
-/// for commands to two actors makes the second write fail with a store error (its event ids
-/// are taken).
+/// for commands to two actors can make the second write fail with a store error
+/// (`EventIdReused`: the in-memory store always, JetStream within its duplicate window, sees
+/// its event ids as taken). Generated ids never collide.
 ///
 /// # Examples
 ///
