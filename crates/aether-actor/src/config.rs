@@ -260,3 +260,47 @@ mod tests {
         }
     }
 }
+
+/// Options of one query ([`Actors::query_with`](crate::Actors::query_with)); plain
+/// [`query`](crate::Actors::query) takes the timeout and full-mailbox behaviour of
+/// [`ActorConfig::ask`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use aether_actor::{QueryOptions, WhenFull};
+///
+/// let options = QueryOptions::default().timeout(Duration::from_secs(1)).when_full(WhenFull::Wait);
+/// assert_eq!(options.timeout, Duration::from_secs(1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// How long the whole call may take. Default 30 s.
+    pub timeout: Duration,
+    /// What to do when the mailbox is full. Default [`WhenFull::Fail`].
+    pub when_full: WhenFull,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            when_full: WhenFull::Fail,
+        }
+    }
+}
+
+impl QueryOptions {
+    /// Sets the call's timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets what to do when the mailbox is full.
+    pub fn when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = when_full;
+        self
+    }
+}

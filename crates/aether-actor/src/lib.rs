@@ -109,7 +109,9 @@ mod runtime;
 pub use actor::{Actor, Decision};
 pub use codec::{CodecError, RawEvent};
 pub use command_id::{CommandId, InvalidCommandId};
-pub use config::{ActorConfig, AskOptions, InvalidConfig, OnConflict, SnapshotPolicy, WhenFull};
+pub use config::{
+    ActorConfig, AskOptions, InvalidConfig, OnConflict, QueryOptions, SnapshotPolicy, WhenFull,
+};
 pub use error::{ActivationError, ActivationFailure, ActorError, AskError};
 pub use metrics::ActorStats;
 pub use outcome::{Outcome, VersionRange};

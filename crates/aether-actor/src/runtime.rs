@@ -18,7 +18,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::metrics::Counters;
 use crate::{
     Actor, ActorConfig, ActorError, ActorStats, AskError, AskOptions, CommandId, InvalidConfig,
-    Outcome, WhenFull,
+    Outcome, QueryOptions, WhenFull,
 };
 use mailbox::{CommandMsg, Envelope};
 use registry::{Registry, Route};
@@ -421,7 +421,58 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         actor_id: &ActorId,
         query: A::Query,
     ) -> Result<A::QueryReply, ActorError> {
-        let options = &self.shared.config.ask;
+        let ask = &self.shared.config.ask;
+        let options = QueryOptions {
+            timeout: ask.timeout,
+            when_full: ask.when_full,
+        };
+        self.query_with(actor_id, query, options).await
+    }
+
+    /// [`query`](Self::query) with this call's own timeout and full-mailbox behaviour.
+    ///
+    /// # Errors
+    ///
+    /// As [`query`](Self::query).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// use aether_actor::{QueryOptions, WhenFull};
+    /// use std::time::Duration;
+    ///
+    /// let options = QueryOptions::default()
+    ///     .timeout(Duration::from_millis(200))
+    ///     .when_full(WhenFull::Wait);
+    /// let total = counters.query_with(&ActorId::new("c-1")?, (), options).await?;
+    /// assert_eq!(total, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn query_with(
+        &self,
+        actor_id: &ActorId,
+        query: A::Query,
+        options: QueryOptions,
+    ) -> Result<A::QueryReply, ActorError> {
         let deadline = deadline_after(options.timeout);
         let timeout = || ActorError::Timeout {
             actor_id: actor_id.clone(),

@@ -539,3 +539,34 @@ async fn a_huge_timeout_means_no_timeout_not_a_panic() {
         .unwrap();
     assert_eq!(outcome.version, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_behind_a_busy_actor_times_out_with_its_own_timeout() {
+    let store = GatedStore::closed();
+    let actors = spawn(&store, ActorConfig::default());
+    let uma = id("uma");
+    let busy = tokio::spawn({
+        let actors = actors.clone();
+        let uma = uma.clone();
+        async move { actors.ask(&uma, Command::Deposit { cents: 2 }).await }
+    });
+    store.until_waiting(1).await;
+    let options = aether_actor::QueryOptions::default().timeout(Duration::from_millis(20));
+    let err = actors
+        .query_with(&uma, Query::Balance, options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ActorError::Timeout {
+                command_id: None,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    store.open();
+    busy.await.unwrap().unwrap();
+    assert_eq!(balance(&actors, &uma).await, 2);
+}
