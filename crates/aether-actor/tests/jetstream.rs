@@ -79,3 +79,47 @@ fn actors_match_the_model() {
     }
     drop(server);
 }
+
+/// A record on the actor's stream that is not an event (written by a foreign client):
+/// activation fails with a typed error, nothing is decided or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_record_fails_activation() {
+    use aether_actor::{ActivationFailure, ActorConfig, ActorError, AskError};
+    use aether_core::EventStore;
+
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let store = fresh_store(&server).await;
+    let actors = scenarios::spawn(&store, ActorConfig::default());
+    let vic = scenarios::id("vic");
+    actors
+        .ask(&vic, bank::Command::Deposit { cents: 1 })
+        .await
+        .unwrap();
+    assert!(actors.passivate(&vic).await);
+    let stream = actors.stream_id(&vic).unwrap();
+    let subject = aether_nats::naming::actor_subject(store.namespace(), &stream);
+    // A request on a stream's subject is answered with the stream's ack: stored once it returns.
+    store
+        .client()
+        .request(subject, "not an event".into())
+        .await
+        .expect("stored by the stream");
+    let err = actors
+        .ask(&vic, bank::Command::Deposit { cents: 1 })
+        .await
+        .unwrap_err();
+    match err {
+        AskError::Failed(ActorError::Activation(e)) => assert!(
+            matches!(e.reason, ActivationFailure::UndecodableRecord { .. }),
+            "{e}"
+        ),
+        other => panic!("{other}"),
+    }
+    let replay = store.events_with_errors(&stream, 0).await.unwrap();
+    assert_eq!(
+        (replay.events.len(), replay.errors.len()),
+        (1, 1),
+        "nothing written"
+    );
+    drop(server);
+}
