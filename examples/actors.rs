@@ -118,7 +118,7 @@ fn config() -> ActorConfig {
 
 async fn run<S: SnapshotStore + Clone + 'static>(store: S) -> AppResult<()> {
     let namespace = Namespace::new("bank-example")?;
-    let accounts = Actors::spawn(namespace.clone(), Account, store.clone(), config())?;
+    let accounts = Actors::new(namespace.clone(), Account, store.clone(), config())?;
     let alice = ActorId::new("alice")?;
     let bob = ActorId::new("bob")?;
 
@@ -230,7 +230,7 @@ async fn run<S: SnapshotStore + Clone + 'static>(store: S) -> AppResult<()> {
 
     // 5. A restart: a new runtime on the same store.
     accounts.shutdown().await;
-    let restarted = Actors::spawn(namespace, Account, store, config())?;
+    let restarted = Actors::new(namespace, Account, store, config())?;
     ensure!(
         restarted.query(&alice, ()).await? == alice_now,
         "alice after the restart"

@@ -77,7 +77,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let accounts = Actors::spawn(Namespace::new("bank")?, Account, InMemoryEventStore::new(), ActorConfig::default())?;
+//! let accounts = Actors::new(Namespace::new("bank")?, Account, InMemoryEventStore::new(), ActorConfig::default())?;
 //! let alice = ActorId::new("alice")?;
 //!
 //! accounts.ask(&alice, Command::Deposit { cents: 100 }).await?;

@@ -52,8 +52,8 @@ pub(crate) struct Shared<A: Actor, S> {
 /// actor are stored under the actor id `<A::ACTOR_TYPE>.<actor id>` (see
 /// [`stream_id`](Self::stream_id)).
 ///
-/// Cloning is cheap (a reference count). The handle must be created inside a tokio runtime.
-/// Dropping every handle does not stop active actors: they stop at their idle timeout; call
+/// Cloning is cheap (a reference count). Creating the handle starts nothing; messages must be
+/// sent from inside a tokio runtime, which runs the actors' tasks. Dropping every handle does not stop active actors: they stop at their idle timeout; call
 /// [`shutdown`](Self::shutdown) to stop them all.
 ///
 /// # Examples
@@ -78,7 +78,7 @@ pub(crate) struct Shared<A: Actor, S> {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let counters = Actors::spawn(
+/// let counters = Actors::new(
 ///     Namespace::new("demo")?,
 ///     Counter,
 ///     InMemoryEventStore::new(),
@@ -115,13 +115,14 @@ impl<A: Actor, S> fmt::Debug for Actors<A, S> {
 }
 
 impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
-    /// A runtime for actors of type `A` in `namespace`, on `store`.
+    /// A runtime for actors of type `A` in `namespace`, on `store`. Nothing starts until the
+    /// first message.
     ///
     /// # Errors
     ///
     /// [`InvalidConfig`] if a setting cannot work or `A::ACTOR_TYPE` is not one token of
     /// `[A-Za-z0-9_-]`.
-    pub fn spawn(
+    pub fn new(
         namespace: Namespace,
         actor: A,
         store: S,
@@ -182,7 +183,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// # let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
     /// let id = ActorId::new("c-1")?;
     /// assert_eq!(counters.stream_id(&id)?.as_str(), "counter.c-1");
     /// # Ok(())
@@ -248,7 +249,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// # let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
     /// use aether_actor::{AskOptions, CommandId};
     /// use std::time::Duration;
     ///
@@ -332,7 +333,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// # let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
     /// let id = ActorId::new("c-1")?;
     /// counters.tell(&id, 2).await?;
     /// counters.tell(&id, 0).await?; // rejected later, in the actor: counted, not returned
@@ -408,7 +409,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// # let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
     /// let id = ActorId::new("c-1")?;
     /// assert_eq!(counters.query(&id, ()).await?, 0); // every id exists: a fresh actor
     /// counters.ask(&id, 4).await?;
@@ -455,7 +456,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// # let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
     /// use aether_actor::{QueryOptions, WhenFull};
     /// use std::time::Duration;
     ///
@@ -517,7 +518,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// # let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
     /// let id = ActorId::new("c-1")?;
     /// counters.ask(&id, 4).await?;
     /// assert!(counters.passivate(&id).await);
@@ -562,7 +563,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// # let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
     /// use aether_actor::ActorError;
     ///
     /// let id = ActorId::new("c-1")?;
@@ -604,7 +605,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// # let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
     /// let id = ActorId::new("c-1")?;
     /// assert_eq!(counters.mailbox_depth(&id), None); // not active
     /// counters.ask(&id, 1).await?;
@@ -639,7 +640,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let counters = Actors::spawn(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// # let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
     /// let id = ActorId::new("c-1")?;
     /// counters.ask(&id, 1).await?;
     /// let _ = counters.ask(&id, 0).await; // rejected

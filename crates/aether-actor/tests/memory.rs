@@ -45,7 +45,7 @@ fn idle_actors_cost_little_and_passivation_gives_the_memory_back() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let actors = Actors::spawn(
+        let actors = Actors::new(
             Namespace::new("memory").unwrap(),
             Idle,
             InMemoryEventStore::new(),

@@ -16,7 +16,7 @@ pub(crate) fn spawn<S: SnapshotStore + Clone + 'static>(
     store: &S,
     config: ActorConfig,
 ) -> Actors<Bank, S> {
-    Actors::spawn(Namespace::new("bank").unwrap(), Bank, store.clone(), config).unwrap()
+    Actors::new(Namespace::new("bank").unwrap(), Bank, store.clone(), config).unwrap()
 }
 
 pub(crate) fn id(name: &str) -> ActorId {
