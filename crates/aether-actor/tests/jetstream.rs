@@ -45,6 +45,7 @@ on_jetstream! {
     activation_from_snapshot_and_tail,
     conflict_reloads,
     undecodable_event_fails_activation,
+    retry_on_a_second_runtime_with_a_stale_view,
 }
 
 /// The model-based property test (`support/model.rs`) on JetStream: fewer cases than on the

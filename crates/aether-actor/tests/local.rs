@@ -54,6 +54,11 @@ async fn undecodable_event_fails_activation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_on_a_second_runtime_with_a_stale_view() {
+    scenarios::retry_on_a_second_runtime_with_a_stale_view(InMemoryEventStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_record_fails_activation_without_partial_state() {
     let store = InMemoryEventStore::new();
     let actors = spawn(&store, ActorConfig::default());

@@ -315,14 +315,22 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             match self.decide_and_store(command_id, command).await {
                 Ok(outcome) => return Ok(outcome),
                 Err(Attempt::Failed(e)) => return Err(e),
-                Err(Attempt::Conflict(conflict)) => match spare {
-                    None => return Err(conflict.into()),
-                    Some(next) => {
-                        retries_left -= 1;
-                        tracing::debug!(%conflict, "deciding again after a conflict");
-                        command = next;
+                Err(Attempt::Conflict(conflict)) => {
+                    // The reloaded history may hold this very command, applied by another
+                    // writer (a second runtime, an old owner): answer its outcome, not a
+                    // conflict.
+                    if let Some(applied) = self.index.get(command_id) {
+                        return self.stored_outcome(applied);
                     }
-                },
+                    match spare {
+                        None => return Err(conflict.into()),
+                        Some(next) => {
+                            retries_left -= 1;
+                            tracing::debug!(%conflict, "deciding again after a conflict");
+                            command = next;
+                        }
+                    }
+                }
             }
         }
     }
@@ -414,6 +422,20 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             Box::pin(self.shared.store.save_events(records)).await
         };
         match saved {
+            Ok(outcome) if outcome.is_duplicate() => {
+                // Events with these ids were already stored at these versions: another writer
+                // applied this very command. Its events (not ours: a decision need not be
+                // deterministic) are the truth: reload and answer its stored outcome.
+                self.stale = true;
+                self.activate()
+                    .await
+                    .map_err(|e| Attempt::Failed(ActorError::Activation(e).into()))?;
+                return Err(Attempt::Conflict(ActorError::Conflict {
+                    actor_id: self.id.clone(),
+                    attempted_version: first,
+                    current_version: self.version,
+                }));
+            }
             Ok(_) => {}
             Err(StoreError::VersionConflict {
                 attempted_version,

@@ -418,3 +418,46 @@ pub(crate) async fn undecodable_event_fails_activation<S: SnapshotStore + Clone 
     assert!(actors.stats().activation_failures >= 2);
     actors.shutdown().await;
 }
+
+/// Two runtimes on one store (as an old and a new owner would be): a command applied by one
+/// and retried on the other, whose view is stale, is recognised after the reload its append
+/// causes (a version conflict, or a store-level duplicate of the same event ids at the same
+/// versions) and answered with its stored outcome: not applied twice, not reported as a
+/// conflict.
+pub(crate) async fn retry_on_a_second_runtime_with_a_stale_view<
+    S: SnapshotStore + Clone + 'static,
+>(
+    store: S,
+) {
+    let wes = id("wes");
+    let first = spawn(&store, ActorConfig::default());
+    let second = spawn(&store, ActorConfig::default());
+    first
+        .ask(&wes, Command::Deposit { cents: 10 })
+        .await
+        .unwrap();
+    assert_eq!(
+        balance(&second, &wes).await,
+        10,
+        "second is active at version 1"
+    );
+    let command_id = CommandId::generate();
+    let options = AskOptions::default().command_id(command_id);
+    let original = first
+        .ask_with(&wes, Command::Withdraw { cents: 4 }, options.clone())
+        .await
+        .unwrap();
+    let retried = second
+        .ask_with(&wes, Command::Withdraw { cents: 4 }, options)
+        .await
+        .unwrap();
+    assert!(retried.duplicate);
+    assert_eq!(
+        (retried.reply, retried.version),
+        (original.reply, original.version)
+    );
+    assert_eq!(history(&second, &wes).await.len(), 2);
+    assert_eq!(balance(&second, &wes).await, 6);
+    first.shutdown().await;
+    second.shutdown().await;
+}
