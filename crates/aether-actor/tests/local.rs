@@ -575,3 +575,34 @@ async fn a_query_behind_a_busy_actor_times_out_with_its_own_timeout() {
     busy.await.unwrap().unwrap();
     assert_eq!(balance(&actors, &uma).await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_limit_passivates_the_oldest_sixteenth_at_once() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(
+        &store,
+        ActorConfig {
+            max_active: 32,
+            idle_timeout: None,
+            ..ActorConfig::default()
+        },
+    );
+    let ids: Vec<_> = (0..33).map(|i| id(&format!("lru{i}"))).collect();
+    for who in &ids {
+        actors.query(who, Query::Balance).await.unwrap();
+    }
+    // The 33rd activation asked the two least recently used (32 / 16) to passivate.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // (`active` drops when a stopped actor's slot is gone.)
+    while actors.stats().active > 31 {
+        assert!(tokio::time::Instant::now() < deadline, "never passivated");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(actors.stats().passivations, 2);
+    assert!(!actors.passivate(&ids[0]).await && !actors.passivate(&ids[1]).await);
+    // Room for one more without another eviction.
+    actors.query(&id("extra"), Query::Balance).await.unwrap();
+    actors.query(&ids[32], Query::Balance).await.unwrap();
+    assert_eq!(actors.stats().passivations, 2);
+    assert_eq!(actors.stats().active, 32);
+}

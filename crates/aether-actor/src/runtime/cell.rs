@@ -44,6 +44,7 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
         since_snapshot: 0,
         generation,
         control,
+        passivated: false,
     };
     if let Err(error) = Box::pin(cell.activate()).await {
         // Never a partial state: nothing is decided; everything queued gets the error.
@@ -73,7 +74,7 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
             Box::pin(cell.handle_guarded(envelope)).await;
         }
     }
-    cell.shared.counters.passivations.inc();
+    cell.passivated = true;
     tracing::debug!(actor_id = %cell.id, actor_type = A::ACTOR_TYPE, "actor passivated");
 }
 
@@ -91,12 +92,19 @@ struct Cell<A: Actor, S> {
     /// This activation's slot in the registry.
     generation: u64,
     control: Arc<Control>,
+    /// Stopped by passivation (not by a failed activation).
+    passivated: bool,
 }
 
 impl<A: Actor, S> Drop for Cell<A, S> {
+    /// Counted in this order so that an observer who sees the passivation counted also sees
+    /// the slot gone and the active count down.
     fn drop(&mut self) {
         self.shared.registry.remove(&self.id, self.generation);
         self.shared.counters.actor_stopped();
+        if self.passivated {
+            self.shared.counters.passivations.inc();
+        }
         self.control.finish();
     }
 }

@@ -61,6 +61,7 @@ struct Slot<M> {
 struct Slots<M> {
     map: HashMap<ActorId, Slot<M>>,
     next_generation: u64,
+    /// Open slots not already asked to passivate by the active limit (what the limit counts).
     open: usize,
     closed: bool,
 }
@@ -127,7 +128,9 @@ impl<M> Registry<M> {
     }
 
     /// Finds or creates the slot of `id`. Creating one beyond `max_active` open slots asks the
-    /// least recently used open actor to passivate.
+    /// least recently used open actors to passivate: the oldest sixteenth of the limit at once
+    /// (at least one), so that the scan this takes is paid once per `max_active / 16`
+    /// activations, not at every one.
     pub(crate) fn route(&self, id: &ActorId, capacity: usize, max_active: usize) -> Route<M> {
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut slots = self.lock();
@@ -144,7 +147,8 @@ impl<M> Registry<M> {
             };
         }
         if slots.open >= max_active {
-            evict_lru(&slots);
+            let evicted = evict_lru(&slots, max_active);
+            slots.open -= evicted;
         }
         let (tx, rx) = queue::channel(capacity);
         let control = Arc::new(Control::default());
@@ -175,14 +179,14 @@ impl<M> Registry<M> {
     /// mailbox is closed (messages already in it are still received).
     pub(crate) fn begin_stop(&self, id: &ActorId, generation: u64, rx: &mut Receiver<M>) {
         let mut slots = self.lock();
-        let mut was_open = false;
+        let mut counted = false;
         if let Some(slot) = slots.map.get_mut(id)
             && slot.generation == generation
             && slot.tx.take().is_some()
         {
-            was_open = true;
+            counted = !slot.control.evicting.load(Ordering::Relaxed);
         }
-        if was_open {
+        if counted {
             slots.open -= 1;
         }
         rx.close();
@@ -194,7 +198,7 @@ impl<M> Registry<M> {
         if let Some(slot) = slots.map.get(id)
             && slot.generation == generation
         {
-            if slot.tx.is_some() {
+            if slot.tx.is_some() && !slot.control.evicting.load(Ordering::Relaxed) {
                 slots.open -= 1;
             }
             slots.map.remove(id);
@@ -242,16 +246,25 @@ impl<M> Registry<M> {
     }
 }
 
-fn evict_lru<M>(slots: &Slots<M>) {
-    let victim = slots
+/// Asks the least recently used open actors (a sixteenth of `max_active`, at least one) to
+/// passivate; returns how many, which no longer count against the limit.
+fn evict_lru<M>(slots: &Slots<M>, max_active: usize) -> usize {
+    let batch = (max_active / 16).max(1);
+    let mut candidates: Vec<(u64, &Slot<M>)> = slots
         .map
         .values()
         .filter(|s| s.tx.is_some() && !s.control.evicting.load(Ordering::Relaxed))
-        .min_by_key(|s| s.control.last_used.load(Ordering::Relaxed));
-    if let Some(slot) = victim
-        && let Some(tx) = &slot.tx
-    {
-        slot.control.evicting.store(true, Ordering::Relaxed);
-        tx.request_stop();
+        .map(|s| (s.control.last_used.load(Ordering::Relaxed), s))
+        .collect();
+    if candidates.len() > batch {
+        candidates.select_nth_unstable_by_key(batch - 1, |(used, _)| *used);
+        candidates.truncate(batch);
     }
+    for (_, slot) in &candidates {
+        if let Some(tx) = &slot.tx {
+            slot.control.evicting.store(true, Ordering::Relaxed);
+            tx.request_stop();
+        }
+    }
+    candidates.len()
 }
