@@ -18,7 +18,7 @@ use crate::codec::CodecError;
 /// ```
 /// use aether_actor::{ActorError, AskError};
 ///
-/// fn advice<R: std::fmt::Debug>(err: &AskError<R>) -> &'static str {
+/// fn advice<R>(err: &AskError<R>) -> &'static str {
 ///     match err {
 ///         AskError::Rejected(_) => "the actor said no: show the reason",
 ///         AskError::Failed(ActorError::Timeout { .. }) => "unknown outcome: retry with the same command id",
@@ -29,7 +29,7 @@ use crate::codec::CodecError;
 /// }
 /// ```
 #[derive(Debug, thiserror::Error)]
-pub enum AskError<R: Debug> {
+pub enum AskError<R> {
     /// The actor decided against the command; nothing was written.
     #[error("command rejected: {0:?}")]
     Rejected(R),
@@ -38,7 +38,7 @@ pub enum AskError<R: Debug> {
     Failed(#[from] ActorError),
 }
 
-impl<R: Debug> AskError<R> {
+impl<R> AskError<R> {
     /// The rejection, if the actor rejected the command.
     pub fn rejection(&self) -> Option<&R> {
         match self {
@@ -52,6 +52,30 @@ impl<R: Debug> AskError<R> {
         match self {
             Self::Rejected(_) => None,
             Self::Failed(e) => Some(e),
+        }
+    }
+
+    /// The rejection, or the runtime failure as an error: for callers that handle rejections
+    /// as values and propagate failures with `?`.
+    ///
+    /// # Errors
+    ///
+    /// The [`ActorError`] if it was not a rejection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aether_actor::{ActorError, AskError};
+    ///
+    /// let rejected: AskError<&str> = AskError::Rejected("overdraft");
+    /// assert_eq!(rejected.into_rejection().unwrap(), "overdraft");
+    /// let failed: AskError<&str> = AskError::Failed(ActorError::ShuttingDown);
+    /// assert!(matches!(failed.into_rejection(), Err(ActorError::ShuttingDown)));
+    /// ```
+    pub fn into_rejection(self) -> Result<R, ActorError> {
+        match self {
+            Self::Rejected(r) => Ok(r),
+            Self::Failed(e) => Err(e),
         }
     }
 }
