@@ -820,3 +820,78 @@ impl std::io::Write for SizeLimit {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aether_core::InMemoryEventStore;
+
+    use super::*;
+    use crate::Decision;
+
+    macro_rules! unit_actor {
+        ($name:ident, $ty:literal) => {
+            struct $name;
+            impl Actor for $name {
+                const ACTOR_TYPE: &'static str = $ty;
+                type State = ();
+                type Command = ();
+                type Event = ();
+                type Reply = ();
+                type Rejection = ();
+                type Query = ();
+                type QueryReply = ();
+                fn decide(&self, (): &(), (): ()) -> Result<Decision<Self>, ()> {
+                    Ok(Decision::reply(()))
+                }
+                fn apply(&self, (): &mut (), (): &()) {}
+                fn query(&self, (): &(), (): ()) {}
+            }
+        };
+    }
+
+    unit_actor!(Dotted, "a.b");
+    unit_actor!(Empty, "");
+    unit_actor!(Fine, "fine_type-2");
+
+    fn ns() -> Namespace {
+        Namespace::new("t").unwrap()
+    }
+
+    #[test]
+    fn actor_types_must_be_one_plain_token() {
+        let store = InMemoryEventStore::new;
+        let config = ActorConfig::default;
+        let err = Actors::new(ns(), Dotted, store(), config()).unwrap_err();
+        assert_eq!(err.setting, "Actor::ACTOR_TYPE");
+        assert!(Actors::new(ns(), Empty, store(), config()).is_err());
+        assert!(Actors::new(ns(), Fine, store(), config()).is_ok());
+    }
+
+    #[test]
+    fn bad_configs_are_refused_at_creation() {
+        let config = ActorConfig {
+            mailbox_capacity: 0,
+            ..ActorConfig::default()
+        };
+        let err = Actors::new(ns(), Fine, InMemoryEventStore::new(), config).unwrap_err();
+        assert_eq!(err.setting, "mailbox_capacity");
+    }
+
+    #[test]
+    fn stream_ids_are_prefixed_and_checked() {
+        let actors = Actors::new(
+            ns(),
+            Fine,
+            InMemoryEventStore::new(),
+            ActorConfig::default(),
+        )
+        .unwrap();
+        let id = ActorId::new("x.y").unwrap();
+        assert_eq!(actors.stream_id(&id).unwrap().as_str(), "fine_type-2.x.y");
+        let long = ActorId::new("z".repeat(ActorId::MAX_LEN)).unwrap();
+        assert!(matches!(
+            actors.stream_id(&long),
+            Err(ActorError::InvalidActorId { .. })
+        ));
+    }
+}
