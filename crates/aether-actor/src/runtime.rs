@@ -53,7 +53,8 @@ pub(crate) struct Shared<A: Actor, S> {
 /// [`stream_id`](Self::stream_id)).
 ///
 /// Cloning is cheap (a reference count). Creating the handle starts nothing; messages must be
-/// sent from inside a tokio runtime, which runs the actors' tasks. Dropping every handle does not stop active actors: they stop at their idle timeout; call
+/// sent from inside a tokio runtime, which runs the actors' tasks (and the runtime's idle
+/// sweeper): use one handle within one tokio runtime. Dropping every handle does not stop active actors: they stop at their idle timeout; call
 /// [`shutdown`](Self::shutdown) to stop them all.
 ///
 /// # Examples
