@@ -121,7 +121,13 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
     /// fresh values; the cell's state changes only if everything decoded and applied.
     async fn activate(&mut self) -> Result<(), ActivationError> {
         let started = Instant::now();
-        let result = self.load().await;
+        let span = tracing::debug_span!(
+            "aether.actor.activate",
+            namespace = %self.shared.namespace,
+            actor_type = A::ACTOR_TYPE,
+            actor_id = %self.id,
+        );
+        let result = self.load().instrument(span).await;
         let counters = &self.shared.counters;
         match &result {
             Ok(()) => {
