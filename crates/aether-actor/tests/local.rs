@@ -606,3 +606,38 @@ async fn the_active_limit_passivates_the_oldest_sixteenth_at_once() {
     assert_eq!(actors.stats().passivations, 2);
     assert_eq!(actors.stats().active, 32);
 }
+
+/// The store stored the events but the ack was lost: the caller gets an error whose outcome is
+/// unknown; the actor reloads before its next message; the retry with the same command id is
+/// answered with the stored outcome, applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_ack_then_a_retry_applies_once() {
+    let store = GatedStore::losing_next_ack();
+    let actors = spawn(&store, ActorConfig::default());
+    let xia = id("xia");
+    let command_id = CommandId::generate();
+    let options = AskOptions::default().command_id(command_id);
+    let err = actors
+        .ask_with(&xia, Command::Deposit { cents: 8 }, options.clone())
+        .await
+        .unwrap_err();
+    match &err {
+        AskError::Failed(e @ ActorError::Store { .. }) => assert!(e.outcome_unknown()),
+        other => panic!("{other}"),
+    }
+    // Another command in between: decided on the reloaded state (version 1), not on the
+    // stale one (version 0), so it does not conflict.
+    let other = actors
+        .ask(&xia, Command::Deposit { cents: 1 })
+        .await
+        .unwrap();
+    assert_eq!((other.version, other.reply), (2, 9));
+    let retry = actors
+        .ask_with(&xia, Command::Deposit { cents: 8 }, options)
+        .await
+        .unwrap();
+    assert!(retry.duplicate);
+    assert_eq!((retry.version, retry.reply), (1, 8));
+    assert_eq!(history(&actors, &xia).await.len(), 2);
+    assert_eq!(actors.stats().conflicts, 0);
+}

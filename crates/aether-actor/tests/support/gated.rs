@@ -2,6 +2,8 @@
 //! reply late, or a mailbox fill up, without timing luck.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use aether_core::{
     ActorId, ActorSnapshot, Event, EventStore, InMemoryEventStore, LoadedActor, ReplayResult,
@@ -15,6 +17,8 @@ pub(crate) struct GatedStore {
     open: watch::Sender<bool>,
     /// Appends waiting at the gate.
     waiting: watch::Sender<usize>,
+    /// The next append is stored, but answered with `Unavailable` (a lost ack).
+    lose_next_ack: Arc<AtomicBool>,
 }
 
 impl GatedStore {
@@ -23,7 +27,26 @@ impl GatedStore {
             inner: InMemoryEventStore::new(),
             open: watch::Sender::new(false),
             waiting: watch::Sender::new(0),
+            lose_next_ack: Arc::default(),
         }
+    }
+
+    /// An open store whose next append is stored but answered with an error.
+    pub(crate) fn losing_next_ack() -> Self {
+        let store = Self::closed();
+        store.open();
+        store.lose_next_ack.store(true, Ordering::SeqCst);
+        store
+    }
+
+    fn ack(&self, result: Result<SaveOutcome, StoreError>) -> Result<SaveOutcome, StoreError> {
+        if result.is_ok() && self.lose_next_ack.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                message: "the ack was lost (test)".into(),
+                source: None,
+            });
+        }
+        result
     }
 
     pub(crate) fn open(&self) {
@@ -47,12 +70,12 @@ impl GatedStore {
 impl EventStore for GatedStore {
     async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
         self.gate().await;
-        self.inner.save_event(event).await
+        self.ack(self.inner.save_event(event).await)
     }
 
     async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
         self.gate().await;
-        self.inner.save_events(events).await
+        self.ack(self.inner.save_events(events).await)
     }
 
     fn latest_version(
