@@ -134,6 +134,21 @@ pub trait Actor: Send + Sync + 'static {
     /// Answers a read-only query from the current state.
     fn query(&self, state: &Self::State, query: Self::Query) -> Self::QueryReply;
 
+    /// The command to handle when the reminder `name` (set by
+    /// [`Decision::set_reminder`]) is due, decided on the current state; `None` to do nothing.
+    /// The default does nothing.
+    ///
+    /// The command gets an id derived from the actor, the reminder's name and its due time, so
+    /// a reminder fired twice (a crash between storing its command's events and forgetting it)
+    /// is applied once. When the command stores events, the reminder is removed with them
+    /// (unless the decision sets it again: a periodic reminder). When it stores nothing
+    /// (`None`, a rejection, no events), the reminder is forgotten in memory only: it fires
+    /// again after the actor's next activation.
+    fn remind(&self, state: &Self::State, name: &str) -> Option<Self::Command> {
+        let _ = (state, name);
+        None
+    }
+
     /// Writes a typed event as a stored one. The default is [`codec::encode_tagged`].
     ///
     /// # Errors
@@ -184,8 +199,9 @@ pub trait Actor: Send + Sync + 'static {
     }
 }
 
-/// What [`Actor::decide`] returns for an accepted command: the events to store, in order, and
-/// the reply.
+/// What [`Actor::decide`] returns for an accepted command: the events to store, in order, the
+/// reply, and the effects to run once the events are stored (tell or ask other actors, timers,
+/// reminders: see [`then_tell`](Self::then_tell) and the methods after it).
 ///
 /// # Examples
 ///
@@ -208,12 +224,18 @@ pub struct Decision<A: Actor + ?Sized> {
     pub events: Vec<A::Event>,
     /// The reply to the caller.
     pub reply: A::Reply,
+    /// Run after the events are stored, in order (see [`crate::effect`]).
+    pub(crate) effects: Vec<crate::effect::Effect<A>>,
 }
 
 impl<A: Actor + ?Sized> Decision<A> {
     /// Store `events`, answer `reply`.
     pub fn new(events: Vec<A::Event>, reply: A::Reply) -> Self {
-        Self { events, reply }
+        Self {
+            events,
+            reply,
+            effects: Vec::new(),
+        }
     }
 
     /// Store nothing, answer `reply`.
@@ -221,6 +243,7 @@ impl<A: Actor + ?Sized> Decision<A> {
         Self {
             events: Vec::new(),
             reply,
+            effects: Vec::new(),
         }
     }
 }
@@ -234,6 +257,7 @@ where
         f.debug_struct("Decision")
             .field("events", &self.events)
             .field("reply", &self.reply)
+            .field("effects", &self.effects)
             .finish()
     }
 }

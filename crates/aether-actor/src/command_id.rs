@@ -90,6 +90,49 @@ impl CommandId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id of a command caused by this one: `<this id>.<part>`, or, when that is longer than
+    /// [`MAX_LEN`](Self::MAX_LEN), `h-` and a 128-bit FNV-1a hash of it in hex. Deterministic
+    /// (the same on every node and every release), so that a command caused by a retried or
+    /// re-run command has the same id as the first time, and is applied at most once.
+    ///
+    /// The runtime derives the ids of a decision's effects this way (`<id>.e<index>`, the
+    /// follow-up of an ask `<id>.e<index>.r`, a timer's command `<id>.t<index>`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aether_actor::CommandId;
+    ///
+    /// let id = CommandId::new("transfer-7")?;
+    /// assert_eq!(id.derived("e0").as_str(), "transfer-7.e0");
+    /// let long = CommandId::new("x".repeat(CommandId::MAX_LEN))?;
+    /// assert_eq!(long.derived("e0"), long.derived("e0"));
+    /// assert_ne!(long.derived("e0"), long.derived("e1"));
+    /// assert!(long.derived("e0").as_str().starts_with("h-"));
+    /// # Ok::<(), aether_actor::InvalidCommandId>(())
+    /// ```
+    pub fn derived(&self, part: &str) -> Self {
+        let joined = format!("{}.{part}", self.0);
+        let clean = !part.is_empty() && !part.chars().any(|c| c.is_whitespace() || c.is_control());
+        if clean && joined.len() <= Self::MAX_LEN {
+            return Self(Arc::from(joined));
+        }
+        Self(Arc::from(format!(
+            "h-{:032x}",
+            fnv1a_128(joined.as_bytes())
+        )))
+    }
+}
+
+/// 128-bit FNV-1a: stable across releases and platforms (unlike the standard library's
+/// hashers), which a derived id must be.
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    bytes.iter().fold(OFFSET, |hash, b| {
+        (hash ^ u128::from(*b)).wrapping_mul(PRIME)
+    })
 }
 
 impl Default for CommandId {
@@ -159,6 +202,24 @@ mod tests {
         assert_eq!(id.as_str(), "abc");
         assert!(serde_json::from_str::<CommandId>("\"a b\"").is_err());
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"abc\"");
+    }
+
+    #[test]
+    fn derived_ids_are_valid_stable_and_distinct() {
+        let id = CommandId::new("c").unwrap();
+        assert_eq!(id.derived("e1").as_str(), "c.e1");
+        let long = CommandId::new("y".repeat(CommandId::MAX_LEN)).unwrap();
+        let a = long.derived("e1");
+        assert!(CommandId::new(a.as_str()).is_ok());
+        assert_eq!(a.as_str().len(), 34);
+        assert_ne!(a, long.derived("e2"));
+        // Pinned: a derived id must never change between releases.
+        assert_eq!(
+            CommandId::new("z").unwrap().derived("bad part").as_str(),
+            format!("h-{:032x}", fnv1a_128(b"z.bad part"))
+        );
+        assert_eq!(fnv1a_128(b""), 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d);
+        assert_eq!(fnv1a_128(b"a"), 0xd228_cb69_6f1a_8caf_7891_2b70_4e4a_8964);
     }
 
     #[test]

@@ -210,6 +210,27 @@ pub enum ActorError {
         /// What serde said.
         reason: String,
     },
+    /// An ask made by an effect would re-enter an actor that is waiting in the call chain
+    /// (A asks B, whose effect asks A): it would wait for itself. Refused at once; nothing
+    /// was delivered.
+    #[error(
+        "ask to actor {actor_id} refused: it is waiting in the call chain {chain:?} and would wait for itself"
+    )]
+    Reentrant {
+        /// The actor the ask was for.
+        actor_id: ActorId,
+        /// The actors waiting, outermost first, as `<namespace>/<actor type>.<actor id>`.
+        chain: Vec<String>,
+    },
+    /// The decision's effects cannot be carried out (an invalid timer or reminder name, a
+    /// reminder on a decision that stores no events). Nothing was written.
+    #[error("invalid effects from actor {actor_id}: {reason}; nothing was written")]
+    InvalidEffect {
+        /// The actor.
+        actor_id: ActorId,
+        /// Why.
+        reason: String,
+    },
     /// The runtime is shutting down and takes no new messages.
     #[error("the actor runtime is shutting down")]
     ShuttingDown,

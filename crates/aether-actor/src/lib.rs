@@ -101,6 +101,7 @@ mod actor;
 pub mod codec;
 mod command_id;
 mod config;
+pub mod effect;
 mod error;
 pub mod metrics;
 mod outcome;

@@ -17,6 +17,10 @@
 //! | `aether_actor_tell_failures_total` | counter | `tell`s lost or failed (each counted once) |
 //! | `aether_actor_snapshots_total` | counter | snapshots saved |
 //! | `aether_actor_snapshot_failures_total` | counter | snapshot saves that failed |
+//! | `aether_actor_effects_total` | counter | effects run (tells, asks, timers, reminders set) |
+//! | `aether_actor_effect_failures_total` | counter | effects that failed (each also logged) |
+//! | `aether_actor_timers_fired_total` | counter | plain timers whose command was handled |
+//! | `aether_actor_reminders_fired_total` | counter | reminders whose `remind` was called |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,6 +54,14 @@ pub struct ActorStats {
     pub snapshots: u64,
     /// Snapshot saves that failed.
     pub snapshot_failures: u64,
+    /// Effects run.
+    pub effects: u64,
+    /// Effects that failed.
+    pub effect_failures: u64,
+    /// Plain timers fired.
+    pub timers_fired: u64,
+    /// Reminders fired.
+    pub reminders_fired: u64,
 }
 
 macro_rules! counters {
@@ -98,6 +110,10 @@ counters! {
     tell_failures => "aether_actor_tell_failures_total",
     snapshots => "aether_actor_snapshots_total",
     snapshot_failures => "aether_actor_snapshot_failures_total",
+    effects => "aether_actor_effects_total",
+    effect_failures => "aether_actor_effect_failures_total",
+    timers_fired => "aether_actor_timers_fired_total",
+    reminders_fired => "aether_actor_reminders_fired_total",
 }
 
 impl Counters {

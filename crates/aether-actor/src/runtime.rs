@@ -6,6 +6,7 @@ mod history;
 mod mailbox;
 mod queue;
 mod registry;
+mod reminders;
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use aether_core::{ActorId, Namespace, SnapshotStore};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
 
+use crate::effect::CallChain;
 use crate::metrics::Counters;
 use crate::{
     Actor, ActorConfig, ActorError, ActorStats, AskError, AskOptions, CommandId, InvalidConfig,
@@ -22,6 +24,7 @@ use crate::{
 };
 use mailbox::{CommandMsg, Envelope};
 use registry::{Registry, Route};
+use reminders::Reminders;
 
 /// The result of an ask.
 pub type AskResult<A> = Result<Outcome<<A as Actor>::Reply>, AskError<<A as Actor>::Rejection>>;
@@ -33,8 +36,17 @@ pub(crate) struct Shared<A: Actor, S> {
     pub(crate) config: ActorConfig,
     pub(crate) registry: Registry<Box<Envelope<A>>>,
     pub(crate) counters: Counters,
+    pub(crate) reminders: Arc<Reminders>,
     shutting_down: AtomicBool,
     sweeper_started: AtomicBool,
+    reminders_started: AtomicBool,
+}
+
+impl<A: Actor, S> Shared<A, S> {
+    /// How an actor appears in a call chain: `<namespace>/<stream id>`.
+    pub(crate) fn chain_key(&self, stream: &ActorId) -> Arc<str> {
+        Arc::from(format!("{}/{stream}", self.namespace))
+    }
 }
 
 /// The actors of one type `A` in one namespace, stored in `S`: the handle to send them
@@ -151,8 +163,10 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 config,
                 registry: Registry::new(),
                 counters,
+                reminders: Arc::default(),
                 shutting_down: AtomicBool::new(false),
                 sweeper_started: AtomicBool::new(false),
+                reminders_started: AtomicBool::new(false),
             }),
         })
     }
@@ -271,6 +285,43 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         command: A::Command,
         options: AskOptions,
     ) -> AskResult<A> {
+        self.ask_inner(actor_id, command, options, CallChain::default())
+            .await
+    }
+
+    /// An ask made by an effect of another actor: a derived command id, the call chain.
+    pub(crate) async fn ask_effect(
+        &self,
+        actor_id: &ActorId,
+        command: A::Command,
+        command_id: CommandId,
+        chain: CallChain,
+    ) -> AskResult<A> {
+        let options = self.shared.config.ask.clone().command_id(command_id);
+        self.ask_inner(actor_id, command, options, chain).await
+    }
+
+    /// A tell made by an effect of another actor, with a derived command id.
+    pub(crate) async fn tell_effect(
+        &self,
+        actor_id: &ActorId,
+        command: A::Command,
+        command_id: CommandId,
+    ) -> Result<(), ActorError> {
+        let result = self.tell_inner(actor_id, command, command_id).await;
+        if result.is_err() {
+            self.shared.counters.tell_failures.inc();
+        }
+        result.map(|_| ())
+    }
+
+    async fn ask_inner(
+        &self,
+        actor_id: &ActorId,
+        command: A::Command,
+        options: AskOptions,
+        chain: CallChain,
+    ) -> AskResult<A> {
         let command_id = options.command_id.unwrap_or_else(CommandId::generate);
         let deadline = deadline_after(options.timeout);
         let timeout = || ActorError::Timeout {
@@ -279,12 +330,21 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             after: options.timeout,
         };
         self.check_command(&command)?;
+        let stream = stream_id::<A>(actor_id)?;
+        if chain.contains(&self.shared.chain_key(&stream)) {
+            return Err(ActorError::Reentrant {
+                actor_id: actor_id.clone(),
+                chain: chain.to_strings(),
+            }
+            .into());
+        }
         let (tx, rx) = oneshot::channel();
         let envelope = Envelope::Command(CommandMsg {
             command_id: command_id.clone(),
             command,
             on_conflict: options.on_conflict,
             reply: Some(tx),
+            chain,
         });
         self.deliver(actor_id, envelope, options.when_full, deadline, &timeout)
             .await?;
@@ -348,7 +408,9 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         actor_id: &ActorId,
         command: A::Command,
     ) -> Result<CommandId, ActorError> {
-        let result = self.tell_inner(actor_id, command).await;
+        let result = self
+            .tell_inner(actor_id, command, CommandId::generate())
+            .await;
         if result.is_err() {
             self.shared.counters.tell_failures.inc();
         }
@@ -359,8 +421,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         &self,
         actor_id: &ActorId,
         command: A::Command,
+        command_id: CommandId,
     ) -> Result<CommandId, ActorError> {
-        let command_id = CommandId::generate();
         let after = self.shared.config.ask.timeout;
         let deadline = deadline_after(after);
         let timeout = || ActorError::Timeout {
@@ -374,6 +436,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             command,
             on_conflict: self.shared.config.ask.on_conflict,
             reply: None,
+            chain: CallChain::default(),
         });
         self.deliver(actor_id, envelope, WhenFull::Fail, deadline, &timeout)
             .await?;
@@ -712,6 +775,66 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 }
             }
         });
+    }
+
+    /// Starts, once, the runtime's reminder scheduler: one task that sleeps until the earliest
+    /// known reminder is due, then delivers it to its actor — activating the actor if it was
+    /// passivated. It holds only a weak reference to the runtime and ends with it (checked at
+    /// least every 60 s) or at shutdown.
+    pub(crate) fn start_reminders(&self) {
+        if self.shared.reminders_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.shared);
+        let reminders = self.shared.reminders.clone();
+        tokio::spawn(async move {
+            loop {
+                let changed = reminders.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                if shared.shutting_down.load(Ordering::Acquire) {
+                    return;
+                }
+                let now = reminders::now_unix_ms();
+                let (due, next) = reminders.take_due(now);
+                let actors = Self { shared };
+                for (actor_id, name, _) in due {
+                    let actors = actors.clone();
+                    tokio::spawn(async move { actors.deliver_reminder(actor_id, name).await });
+                }
+                drop(actors);
+                let wait = next.map_or(60_000, |at| at.saturating_sub(now).min(60_000));
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(wait), changed).await;
+            }
+        });
+    }
+
+    async fn deliver_reminder(&self, actor_id: ActorId, name: String) {
+        let after = self.shared.config.ask.timeout;
+        let deadline = deadline_after(after);
+        let timeout = || ActorError::Timeout {
+            actor_id: actor_id.clone(),
+            command_id: None,
+            after,
+        };
+        let envelope = Envelope::Reminder { name: name.clone() };
+        match self
+            .deliver(&actor_id, envelope, WhenFull::Wait, deadline, &timeout)
+            .await
+        {
+            Ok(()) => {}
+            Err(ActorError::ShuttingDown) => {}
+            Err(error) => {
+                // Not lost: persisted with the actor; tried again in a second.
+                self.shared.counters.effect_failures.inc();
+                tracing::warn!(%actor_id, reminder = %name, %error, "a due reminder could not be delivered; retrying");
+                let again = reminders::now_unix_ms().saturating_add(1000);
+                self.shared.reminders.retry(actor_id, name, again);
+            }
+        }
     }
 
     /// Puts `envelope` into `actor_id`'s mailbox, activating the actor if needed.

@@ -1,5 +1,7 @@
 //! One active actor: its task, its state, its version and its command index. Activation,
-//! deciding, storing, applying, snapshots, passivation.
+//! deciding, storing, applying, snapshots, passivation; its effects in `cell/effects.rs`.
+
+mod effects;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -10,18 +12,33 @@ use aether_core::{ActorId, ActorSnapshot, Event, EventId, SnapshotStore, StoreEr
 use futures::FutureExt as _;
 use tracing::Instrument;
 
-use super::history::{Applied, CommandIndex, REPLY_KEY, SnapshotBody, SnapshotBodyRef};
+use super::history::{
+    Applied, CommandIndex, REMINDERS_KEY, REPLY_KEY, ReminderChanges, SnapshotBody, SnapshotBodyRef,
+};
 use super::mailbox::{CommandMsg, Envelope};
 use super::queue::Next;
 use super::registry::{Control, NewActor};
 use super::{AskResult, Shared};
+use crate::effect::Effect;
 use crate::{
     ActivationError, ActivationFailure, Actor, ActorError, AskError, CommandId, OnConflict,
     Outcome, RawEvent, SnapshotPolicy, VersionRange,
 };
+use effects::Extras;
 
-/// The task of one activation of one actor.
-pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
+/// The task of one activation of one actor. A boxed `dyn Future + Send` (not an `async fn`):
+/// an actor's effects may ask other actors, whose delivery may spawn this very task, and the
+/// compiler can only prove such a cycle `Send` through a named type.
+pub(super) fn run<A: Actor, S: SnapshotStore + 'static>(
+    shared: Arc<Shared<A, S>>,
+    id: ActorId,
+    stream: ActorId,
+    new: NewActor<Box<Envelope<A>>>,
+) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(run_task(shared, id, stream, new))
+}
+
+async fn run_task<A: Actor, S: SnapshotStore + 'static>(
     shared: Arc<Shared<A, S>>,
     id: ActorId,
     stream: ActorId,
@@ -45,6 +62,7 @@ pub(super) async fn run<A: Actor, S: SnapshotStore + 'static>(
         generation,
         control,
         passivated: false,
+        extras: None,
     };
     if let Err(error) = Box::pin(cell.activate()).await {
         // Never a partial state: nothing is decided; everything queued gets the error.
@@ -94,12 +112,19 @@ struct Cell<A: Actor, S> {
     control: Arc<Control>,
     /// Stopped by passivation (not by a failed activation).
     passivated: bool,
+    /// Timers and reminders, allocated when the actor has any (an idle actor without them
+    /// pays one pointer).
+    extras: Option<Box<Extras<A>>>,
 }
 
 impl<A: Actor, S> Drop for Cell<A, S> {
     /// Counted in this order so that an observer who sees the passivation counted also sees
     /// the slot gone and the active count down.
     fn drop(&mut self) {
+        // Plain timers die with their activation (reminders are persisted).
+        if let Some(extras) = &self.extras {
+            extras.abort_timers();
+        }
         self.shared.registry.remove(&self.id, self.generation);
         self.shared.counters.actor_stopped();
         if self.passivated {
@@ -156,6 +181,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             }));
         }
         let mut index = CommandIndex::new(self.shared.config.command_horizon);
+        let mut reminders = std::collections::BTreeMap::new();
         let (mut state, mut version) = match loaded.snapshot {
             Some(snapshot) => {
                 let body: SnapshotBody<A::State> =
@@ -168,6 +194,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 for applied in body.commands {
                     index.insert(applied);
                 }
+                reminders = body.reminders;
                 (body.state, snapshot.version)
             }
             None => (A::State::default(), 0),
@@ -199,6 +226,9 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 },
             )?;
             index.observe(&event);
+            if let Some(changes) = ReminderChanges::of(&event) {
+                changes.apply_to(&mut reminders);
+            }
             version = version.max(event.version);
         }
         self.state = state;
@@ -206,6 +236,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         self.index = index;
         self.stale = false;
         self.since_snapshot = replayed;
+        self.set_reminders(reminders);
         Ok(())
     }
 
@@ -223,6 +254,13 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             }
             Envelope::Query { reply, .. } => {
                 let _ = reply.send(Err(ActorError::Activation(error.clone())));
+            }
+            Envelope::Timer { .. } => self.shared.counters.tell_failures.inc(),
+            Envelope::Reminder { name } => {
+                // Persisted: the scheduler tries again.
+                self.shared.counters.effect_failures.inc();
+                let again = super::reminders::now_unix_ms().saturating_add(1000);
+                self.shared.reminders.retry(self.id.clone(), name, again);
             }
         }
     }
@@ -259,6 +297,25 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 let result = self.answer(query).await;
                 let _ = reply.send(result);
             }
+            Envelope::Timer {
+                name,
+                seq,
+                command_id,
+                command,
+            } => {
+                if self.take_timer(&name, seq) {
+                    self.shared.counters.timers_fired.inc();
+                    let msg = CommandMsg {
+                        command_id,
+                        command,
+                        on_conflict: self.shared.config.ask.on_conflict,
+                        reply: None,
+                        chain: Default::default(),
+                    };
+                    self.handle_command(msg).await;
+                }
+            }
+            Envelope::Reminder { name } => self.fire_reminder(name).await,
         }
     }
 
@@ -287,17 +344,15 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             command,
             on_conflict,
             reply,
+            chain,
         } = msg;
-        let counters = &self.shared.counters;
-        counters.commands.inc();
-        let result = self.process(&command_id, command, on_conflict).await;
-        let counters = &self.shared.counters;
-        match &result {
-            Err(AskError::Rejected(_)) => counters.rejections.inc(),
-            Err(AskError::Failed(e)) => tracing::debug!(error = %e, "command failed"),
-            Ok(outcome) if outcome.duplicate => counters.duplicates.inc(),
-            Ok(_) => {}
+        let (result, effects) = self.run_command(&command_id, command, on_conflict).await;
+        // The caller's outcome comes after the effects: an ask waits for the callee's whole
+        // turn, which is what makes the call chain exact (see `effect::CallChain`).
+        if !effects.is_empty() {
+            self.run_effects(&command_id, effects, &chain).await;
         }
+        let counters = &self.shared.counters;
         match reply {
             Some(reply) => {
                 let _ = reply.send(result);
@@ -308,12 +363,41 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         self.maybe_snapshot().await;
     }
 
+    /// Decides and stores one command, counting it; the effects of its decision (none for a
+    /// duplicate or a failure) are returned for the caller to run.
+    async fn run_command(
+        &mut self,
+        command_id: &CommandId,
+        command: A::Command,
+        on_conflict: OnConflict,
+    ) -> (AskResult<A>, Vec<Effect<A>>) {
+        self.shared.counters.commands.inc();
+        let result = self.process(command_id, command, on_conflict).await;
+        let counters = &self.shared.counters;
+        match result {
+            Err(AskError::Rejected(r)) => {
+                counters.rejections.inc();
+                (Err(AskError::Rejected(r)), Vec::new())
+            }
+            Err(AskError::Failed(e)) => {
+                tracing::debug!(error = %e, "command failed");
+                (Err(AskError::Failed(e)), Vec::new())
+            }
+            Ok((outcome, effects)) => {
+                if outcome.duplicate {
+                    counters.duplicates.inc();
+                }
+                (Ok(outcome), effects)
+            }
+        }
+    }
+
     async fn process(
         &mut self,
         command_id: &CommandId,
         command: A::Command,
         on_conflict: OnConflict,
-    ) -> AskResult<A> {
+    ) -> Result<(Outcome<A::Reply>, Vec<Effect<A>>), AskError<A::Rejection>> {
         self.refresh().await?;
         let mut retries_left = match on_conflict {
             OnConflict::Fail => 0,
@@ -322,7 +406,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         let mut command = command;
         loop {
             if let Some(applied) = self.index.get(command_id) {
-                return self.stored_outcome(applied);
+                // A duplicate runs no effects: they ran (or were lost) the first time.
+                return self.stored_outcome(applied).map(|o| (o, Vec::new()));
             }
             // A copy for the next attempt, only when deciding again is allowed.
             let spare = (retries_left > 0).then(|| command.clone());
@@ -334,7 +419,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                     // writer (a second runtime, an old owner): answer its outcome, not a
                     // conflict.
                     if let Some(applied) = self.index.get(command_id) {
-                        return self.stored_outcome(applied);
+                        return self.stored_outcome(applied).map(|o| (o, Vec::new()));
                     }
                     match spare {
                         None => return Err(conflict.into()),
@@ -378,10 +463,10 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         &mut self,
         command_id: &CommandId,
         command: A::Command,
-    ) -> Result<Outcome<A::Reply>, Attempt<A>> {
+    ) -> Result<(Outcome<A::Reply>, Vec<Effect<A>>), Attempt<A>> {
         let actor = &self.shared.actor;
         let state = &self.state;
-        let decision = match catch_unwind(AssertUnwindSafe(|| actor.decide(state, command))) {
+        let mut decision = match catch_unwind(AssertUnwindSafe(|| actor.decide(state, command))) {
             Err(panic) => {
                 return Err(Attempt::Failed(
                     ActorError::Panicked {
@@ -402,6 +487,18 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         };
         let reply_value = serde_json::to_value(&decision.reply)
             .map_err(|e| encode_error(crate::CodecError::Serialize(format!("reply: {e}"))))?;
+        let effects = std::mem::take(&mut decision.effects);
+        let changes = self
+            .reminder_changes(&effects, !decision.events.is_empty())
+            .map_err(|reason| {
+                Attempt::Failed(
+                    ActorError::InvalidEffect {
+                        actor_id: self.id.clone(),
+                        reason,
+                    }
+                    .into(),
+                )
+            })?;
         if decision.events.is_empty() {
             self.index.insert(Applied {
                 id: command_id.clone(),
@@ -409,16 +506,17 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 version: self.version,
                 reply: Some(reply_value),
             });
-            return Ok(Outcome {
+            let outcome = Outcome {
                 command_id: command_id.clone(),
                 written: None,
                 version: self.version,
                 reply: decision.reply,
                 duplicate: false,
-            });
+            };
+            return Ok((outcome, effects));
         }
         let records = catch_unwind(AssertUnwindSafe(|| {
-            self.records(command_id, &decision.events, &reply_value)
+            self.records(command_id, &decision.events, &reply_value, &changes)
         }))
         .unwrap_or_else(|panic| {
             Err(crate::CodecError::Serialize(format!(
@@ -509,6 +607,11 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         }
         self.version = last;
         self.since_snapshot += records_len(first, last);
+        if !changes.is_empty() {
+            let mut table = self.reminders().cloned().unwrap_or_default();
+            changes.apply_to(&mut table);
+            self.set_reminders(table);
+        }
         let written = VersionRange { first, last };
         self.index.insert(Applied {
             id: command_id.clone(),
@@ -516,13 +619,14 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             version: last,
             reply: Some(reply_value),
         });
-        Ok(Outcome {
+        let outcome = Outcome {
             command_id: command_id.clone(),
             written: Some(written),
             version: last,
             reply: decision.reply,
             duplicate: false,
-        })
+        };
+        Ok((outcome, effects))
     }
 
     /// The stored form of a decision's events: versions after the observed one, the command
@@ -532,6 +636,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         command_id: &CommandId,
         events: &[A::Event],
         reply: &serde_json::Value,
+        reminders: &ReminderChanges,
     ) -> Result<Vec<Event>, crate::CodecError> {
         let actor = &self.shared.actor;
         let count = events.len();
@@ -549,6 +654,11 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                     .data_object(raw.data);
                 if i + 1 == count {
                     builder = builder.metadata(REPLY_KEY, reply.to_string());
+                    if !reminders.is_empty() {
+                        let changes = serde_json::to_string(reminders)
+                            .map_err(|e| crate::CodecError::Serialize(e.to_string()))?;
+                        builder = builder.metadata(REMINDERS_KEY, changes);
+                    }
                 }
                 Ok(builder.build())
             })
@@ -565,6 +675,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         let body = SnapshotBodyRef {
             state: &self.state,
             commands: self.index.entries().collect(),
+            reminders: self.reminders().filter(|r| !r.is_empty()),
         };
         let counters = &self.shared.counters;
         let value = match serde_json::to_value(&body) {

@@ -1,7 +1,7 @@
 //! The index of an actor's recent commands (command id → stored outcome), rebuilt from the
 //! events' `command_id` on replay and kept in snapshots; and the snapshot body.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use aether_core::{Event, Version};
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,40 @@ use crate::{CommandId, VersionRange};
 
 /// Metadata key of the reply, on the last event of a command.
 pub(crate) const REPLY_KEY: &str = "aetherReply";
+
+/// Metadata key of the reminder changes of a command, on its last event.
+pub(crate) const REMINDERS_KEY: &str = "aetherReminders";
+
+/// The reminders a command removed, then set (name → due, Unix milliseconds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ReminderChanges {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) unset: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) set: BTreeMap<String, u64>,
+}
+
+impl ReminderChanges {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.unset.is_empty() && self.set.is_empty()
+    }
+
+    /// Applies the changes to a reminder table: removals first, then settings.
+    pub(crate) fn apply_to(&self, table: &mut BTreeMap<String, u64>) {
+        for name in &self.unset {
+            table.remove(name);
+        }
+        for (name, due) in &self.set {
+            table.insert(name.clone(), *due);
+        }
+    }
+
+    /// The changes recorded on a replayed event, if any. A value that does not decode is
+    /// ignored (the record was written by this runtime; nothing else writes the key).
+    pub(crate) fn of(event: &Event) -> Option<Self> {
+        serde_json::from_str(event.metadata.get(REMINDERS_KEY)?).ok()
+    }
+}
 
 /// The stored outcome of one applied command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +152,8 @@ impl CommandIndex {
 pub(crate) struct SnapshotBodyRef<'a, S> {
     pub(crate) state: &'a S,
     pub(crate) commands: Vec<&'a Applied>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reminders: Option<&'a BTreeMap<String, u64>>,
 }
 
 /// The decoded form of [`SnapshotBodyRef`].
@@ -126,6 +162,8 @@ pub(crate) struct SnapshotBody<S> {
     pub(crate) state: S,
     #[serde(default)]
     pub(crate) commands: Vec<Applied>,
+    #[serde(default)]
+    pub(crate) reminders: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

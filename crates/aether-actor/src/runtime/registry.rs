@@ -227,6 +227,23 @@ impl<M> Registry<M> {
             .collect()
     }
 
+    /// Puts `message` into the mailbox of this very activation (`generation`) of `id`, if it is
+    /// still open and has room; never activates an actor (timers use this: they die with their
+    /// activation). Gives the message back otherwise.
+    pub(crate) fn send_to(&self, id: &ActorId, generation: u64, message: M) -> Result<(), M> {
+        let slots = self.lock();
+        match slots.map.get(id) {
+            Some(Slot {
+                generation: g,
+                tx: Some(tx),
+                ..
+            }) if *g == generation => tx.try_send(message).map_err(|e| match e {
+                queue::TrySendError::Full(m) | queue::TrySendError::Closed(m) => m,
+            }),
+            _ => Err(message),
+        }
+    }
+
     /// Messages waiting in `id`'s mailbox, if it is active and open.
     pub(crate) fn mailbox_depth(&self, id: &ActorId) -> Option<usize> {
         let slots = self.lock();

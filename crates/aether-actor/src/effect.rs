@@ -1,0 +1,287 @@
+//! Effects: what a [`Decision`] asks the runtime to do *after* its events are stored — tell or
+//! ask other actors, start or cancel a timer, set or cancel a reminder.
+//!
+//! [`Actor::decide`] stays synchronous and pure: it only *declares* effects on the decision it
+//! returns ([`Decision::then_tell`], [`then_ask`](Decision::then_ask), …). The runtime runs them
+//! in the actor's task once the events are stored, in the order declared, before the actor's
+//! next message (and before the caller gets its outcome). See the crate docs and ADR 0008 for
+//! reentrancy, exactly-once and timers versus reminders.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aether_core::{ActorId, SnapshotStore};
+use futures::future::BoxFuture;
+
+use crate::{Actor, ActorError, Actors, AskResult, CommandId, Decision};
+
+/// What a send effect gives back to the deciding actor: an optional follow-up command for
+/// itself and, if the send failed, why.
+pub(crate) struct Sent<A: Actor + ?Sized> {
+    pub(crate) follow_up: Option<A::Command>,
+    pub(crate) failure: Option<ActorError>,
+}
+
+/// A tell or ask to an actor of another type (or the same type in another runtime), with the
+/// handle captured: called with the effect's derived command id and the call chain.
+pub(crate) type SendFn<A> =
+    Box<dyn FnOnce(CommandId, CallChain) -> BoxFuture<'static, Sent<A>> + Send>;
+
+/// What to do with the result of an ask to a peer (an actor of the same type and runtime).
+pub(crate) type PeerThen<A> = Box<dyn FnOnce(AskResult<A>) -> Option<<A as Actor>::Command> + Send>;
+
+/// One effect of a decision.
+pub(crate) enum Effect<A: Actor + ?Sized> {
+    Send(SendFn<A>),
+    Peer {
+        actor_id: ActorId,
+        command: A::Command,
+        then: Option<PeerThen<A>>,
+    },
+    StartTimer {
+        name: String,
+        after: Duration,
+        command: A::Command,
+    },
+    CancelTimer {
+        name: String,
+    },
+    SetReminder {
+        name: String,
+        after: Duration,
+    },
+    CancelReminder {
+        name: String,
+    },
+}
+
+impl<A: Actor + ?Sized> fmt::Debug for Effect<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Send(_) => f.write_str("Send"),
+            Self::Peer { actor_id, then, .. } => f
+                .debug_struct("Peer")
+                .field("actor_id", actor_id)
+                .field("ask", &then.is_some())
+                .finish_non_exhaustive(),
+            Self::StartTimer { name, after, .. } => f
+                .debug_struct("StartTimer")
+                .field("name", name)
+                .field("after", after)
+                .finish_non_exhaustive(),
+            Self::CancelTimer { name } => {
+                f.debug_struct("CancelTimer").field("name", name).finish()
+            }
+            Self::SetReminder { name, after } => f
+                .debug_struct("SetReminder")
+                .field("name", name)
+                .field("after", after)
+                .finish(),
+            Self::CancelReminder { name } => f
+                .debug_struct("CancelReminder")
+                .field("name", name)
+                .finish(),
+        }
+    }
+}
+
+/// The actors waiting, each for the next, in a chain of asks made by effects (as
+/// `<namespace>/<actor type>.<actor id>`). An ask to an actor already in the chain would wait
+/// for itself: it is refused with [`ActorError::Reentrant`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallChain(Option<Arc<[Arc<str>]>>);
+
+impl CallChain {
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.0.iter().flat_map(|c| c.iter()).any(|k| &**k == key)
+    }
+
+    /// This chain followed by `key`.
+    pub(crate) fn with(&self, key: Arc<str>) -> Self {
+        let mut keys: Vec<Arc<str>> = self.0.iter().flat_map(|c| c.iter().cloned()).collect();
+        keys.push(key);
+        Self(Some(keys.into()))
+    }
+
+    pub(crate) fn to_strings(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .flat_map(|c| c.iter().map(|k| k.to_string()))
+            .collect()
+    }
+}
+
+/// Names of timers and reminders: 1 to [`MAX_NAME_LEN`] characters of `[A-Za-z0-9_.-]`.
+pub const MAX_NAME_LEN: usize = 64;
+
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "timer or reminder name {:?} must be 1 to {MAX_NAME_LEN} characters",
+            name.chars().take(MAX_NAME_LEN).collect::<String>()
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(format!(
+            "timer or reminder name {name:?} must be of [A-Za-z0-9_.-]"
+        ));
+    }
+    Ok(())
+}
+
+impl<A: Actor + ?Sized> Decision<A> {
+    fn effect(mut self, effect: Effect<A>) -> Self {
+        self.effects.push(effect);
+        self
+    }
+
+    /// After the events are stored, tell `command` to `actor_id` of another actor type (through
+    /// its handle `to`, which the behaviour holds): fire and forget.
+    ///
+    /// The command's id is derived from the deciding command's id (`<id>.e<index>`, see
+    /// [`CommandId::derived`]), so that the target applies it at most once. A tell that cannot
+    /// be delivered (full mailbox, invalid id, …) is counted in
+    /// [`ActorStats::effect_failures`](crate::ActorStats) and logged; the deciding actor keeps
+    /// serving.
+    ///
+    /// # Examples
+    ///
+    /// See the crate docs ("Actors talking to actors").
+    pub fn then_tell<B, S>(self, to: &Actors<B, S>, actor_id: ActorId, command: B::Command) -> Self
+    where
+        B: Actor,
+        S: SnapshotStore + 'static,
+    {
+        let to = to.clone();
+        self.effect(Effect::Send(Box::new(move |command_id, _chain| {
+            Box::pin(async move {
+                let failure = to.tell_effect(&actor_id, command, command_id).await.err();
+                Sent {
+                    follow_up: None,
+                    failure,
+                }
+            })
+        })))
+    }
+
+    /// After the events are stored, ask `command` of `actor_id` of another actor type (through
+    /// its handle `to`), wait for the result, and hand it to `then`, which may return a
+    /// follow-up command for this actor (Akka's `context.ask` with a response adapter). The
+    /// follow-up is handled right away, in the same turn (id `<id>.e<index>.r`).
+    ///
+    /// The ask carries a derived command id (`<id>.e<index>`) and the call chain: if `actor_id`
+    /// is already waiting in the chain (A asks B, whose effect asks A), the ask fails at once
+    /// with [`ActorError::Reentrant`] instead of waiting for itself. Failures (not rejections)
+    /// are counted in [`ActorStats::effect_failures`](crate::ActorStats) and logged; `then`
+    /// still gets the error.
+    ///
+    /// # Examples
+    ///
+    /// See the crate docs ("Actors talking to actors").
+    pub fn then_ask<B, S, F>(
+        self,
+        to: &Actors<B, S>,
+        actor_id: ActorId,
+        command: B::Command,
+        then: F,
+    ) -> Self
+    where
+        B: Actor,
+        S: SnapshotStore + 'static,
+        F: FnOnce(AskResult<B>) -> Option<A::Command> + Send + 'static,
+    {
+        let to = to.clone();
+        self.effect(Effect::Send(Box::new(move |command_id, chain| {
+            Box::pin(async move {
+                let result = to.ask_effect(&actor_id, command, command_id, chain).await;
+                let failure = result.as_ref().err().and_then(|e| e.failure().cloned());
+                Sent {
+                    follow_up: then(result),
+                    failure,
+                }
+            })
+        })))
+    }
+
+    /// [`then_tell`](Self::then_tell) to an actor of the same type in the same runtime (no
+    /// handle needed).
+    pub fn then_tell_peer(self, actor_id: ActorId, command: A::Command) -> Self {
+        self.effect(Effect::Peer {
+            actor_id,
+            command,
+            then: None,
+        })
+    }
+
+    /// [`then_ask`](Self::then_ask) to an actor of the same type in the same runtime. Asking
+    /// oneself (or an actor waiting in the chain) fails with [`ActorError::Reentrant`].
+    pub fn then_ask_peer<F>(self, actor_id: ActorId, command: A::Command, then: F) -> Self
+    where
+        A: Sized,
+        F: FnOnce(AskResult<A>) -> Option<A::Command> + Send + 'static,
+    {
+        self.effect(Effect::Peer {
+            actor_id,
+            command,
+            then: Some(Box::new(then)),
+        })
+    }
+
+    /// After the events are stored, start a plain timer: `command` is sent to this actor after
+    /// `after` (id `<id>.t<index>`), unless the timer is cancelled or replaced (same `name`)
+    /// first.
+    ///
+    /// Timers live in memory, in this activation only: **a passivation, a shutdown or a
+    /// restart drops them** (as Orleans timers and Akka timers). Use a reminder to survive
+    /// them. A timer never activates an actor. An invalid name (see [`MAX_NAME_LEN`]) fails
+    /// the command with [`ActorError::InvalidEffect`]; nothing is written.
+    pub fn start_timer(
+        self,
+        name: impl Into<String>,
+        after: Duration,
+        command: A::Command,
+    ) -> Self {
+        self.effect(Effect::StartTimer {
+            name: name.into(),
+            after,
+            command,
+        })
+    }
+
+    /// Cancels the timer `name` after the events are stored (nothing if there is none). A
+    /// cancelled timer's command is never handled, even if it already fired.
+    pub fn cancel_timer(self, name: impl Into<String>) -> Self {
+        self.effect(Effect::CancelTimer { name: name.into() })
+    }
+
+    /// Sets the reminder `name` due `after` from now (replacing one of the same name): when due,
+    /// the runtime calls [`Actor::remind`] on the actor's state and handles the command it
+    /// returns.
+    ///
+    /// Reminders are **persisted** with this decision's events (atomically: the reminder exists
+    /// exactly when the events are stored), kept in snapshots, and survive passivation and
+    /// restarts: a runtime's reminder scheduler wakes (activates) a passivated actor whose
+    /// reminder is due. The decision must store at least one event, else the command fails with
+    /// [`ActorError::InvalidEffect`] and nothing is written.
+    pub fn set_reminder(self, name: impl Into<String>, after: Duration) -> Self {
+        self.effect(Effect::SetReminder {
+            name: name.into(),
+            after,
+        })
+    }
+
+    /// Cancels the reminder `name`, persisted with this decision's events (which must not be
+    /// empty, as for [`set_reminder`](Self::set_reminder)).
+    pub fn cancel_reminder(self, name: impl Into<String>) -> Self {
+        self.effect(Effect::CancelReminder { name: name.into() })
+    }
+
+    /// How many effects the decision declares.
+    pub fn effect_count(&self) -> usize {
+        self.effects.len()
+    }
+}
