@@ -9,8 +9,14 @@ mod bank;
 #[path = "support/model.rs"]
 mod model;
 #[allow(dead_code)]
+#[path = "support/relay.rs"]
+mod relay;
+#[allow(dead_code)]
 #[path = "support/scenarios.rs"]
 mod scenarios;
+#[allow(dead_code)]
+#[path = "support/talk.rs"]
+mod talk;
 
 use aether_core::Namespace;
 use aether_nats::JetStreamEventStore;
@@ -46,6 +52,26 @@ on_jetstream! {
     conflict_reloads,
     undecodable_event_fails_activation,
     retry_on_a_second_runtime_with_a_stale_view,
+}
+
+macro_rules! talk_on_jetstream {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+                let store = fresh_store(&server).await;
+                talk::$name(store).await;
+                drop(server);
+            }
+        )*
+    };
+}
+
+talk_on_jetstream! {
+    ask_effect_chain_is_exactly_once,
+    ask_cycle_is_refused,
+    reminder_wakes_a_passivated_actor,
 }
 
 /// The model-based property test (`support/model.rs`) on JetStream: fewer cases than on the

@@ -284,13 +284,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
     async fn handle(&mut self, envelope: Box<Envelope<A>>) {
         match *envelope {
             Envelope::Command(msg) => {
-                let span = tracing::info_span!(
-                    "aether.actor.command",
-                    namespace = %self.shared.namespace,
-                    actor_type = A::ACTOR_TYPE,
-                    actor_id = %self.id,
-                    command_id = %msg.command_id,
-                );
+                let span = self.command_span(&msg.command_id);
                 self.handle_command(msg).instrument(span).await;
             }
             Envelope::Query { query, reply } => {
@@ -305,6 +299,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             } => {
                 if self.take_timer(&name, seq) {
                     self.shared.counters.timers_fired.inc();
+                    let span = self.command_span(&command_id);
                     let msg = CommandMsg {
                         command_id,
                         command,
@@ -312,11 +307,23 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                         reply: None,
                         chain: Default::default(),
                     };
-                    self.handle_command(msg).await;
+                    self.handle_command(msg).instrument(span).await;
                 }
             }
             Envelope::Reminder { name } => self.fire_reminder(name).await,
         }
+    }
+
+    /// The span of one command (`aether.actor.command`), also for the commands of timers,
+    /// reminders and follow-ups (which run inside their cause's span).
+    pub(super) fn command_span(&self, command_id: &CommandId) -> tracing::Span {
+        tracing::info_span!(
+            "aether.actor.command",
+            namespace = %self.shared.namespace,
+            actor_type = A::ACTOR_TYPE,
+            actor_id = %self.id,
+            command_id = %command_id,
+        )
     }
 
     async fn answer(&mut self, query: A::Query) -> Result<A::QueryReply, ActorError> {

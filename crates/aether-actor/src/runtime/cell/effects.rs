@@ -9,6 +9,7 @@ use std::time::Duration;
 use aether_core::SnapshotStore;
 use futures::FutureExt as _;
 use tokio::task::AbortHandle;
+use tracing::Instrument as _;
 
 use super::{Cell, panic_message};
 use crate::effect::{CallChain, Effect, Sent, check_name};
@@ -320,8 +321,10 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         if let Some(command) = command {
             let id = reminder_command_id(&self.stream, &name, due);
             self.extras().firing = Some(name.clone());
+            let span = self.command_span(&id);
             let (result, effects) = self
                 .run_command(&id, command, self.shared.config.ask.on_conflict)
+                .instrument(span)
                 .await;
             self.extras().firing = None;
             if let Err(AskError::Failed(error)) = &result {
