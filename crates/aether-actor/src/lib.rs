@@ -24,8 +24,107 @@
 //! - **Snapshots** every N events ([`SnapshotPolicy`], off by default), **passivation** when
 //!   idle and beyond an active-actor limit (least recently used first), and
 //!   [`shutdown`](Actors::shutdown).
+//! - **Actors talking to actors** through [effects](effect) a decision declares and the
+//!   runtime runs after its events are stored (see below).
 //!
 //! The design and its reasons: `docs/adr/0008-actor-runtime.md`.
+//!
+//! # Actors talking to actors
+//!
+//! [`Actor::decide`] stays synchronous and pure; a decision *declares* effects, which the
+//! runtime runs in the actor's task once the decision's events are stored, in order, before
+//! the actor's next message and before the caller gets its outcome:
+//!
+//! - [`Decision::then_tell`] / [`then_ask`](Decision::then_ask) to an actor of another type
+//!   (through its [`Actors`] handle, which the behaviour holds), and
+//!   [`then_tell_peer`](Decision::then_tell_peer) / [`then_ask_peer`](Decision::then_ask_peer)
+//!   to an actor of the same type. An ask's result is mapped to an optional follow-up command
+//!   for the asking actor, handled in the same turn (Akka's `context.ask`).
+//! - [`start_timer`](Decision::start_timer) / [`cancel_timer`](Decision::cancel_timer): a
+//!   command to itself later. **In memory**: dropped by passivation, shutdown or a restart.
+//! - [`set_reminder`](Decision::set_reminder) / [`cancel_reminder`](Decision::cancel_reminder):
+//!   **persisted** with the decision's events (and in snapshots); when due, the runtime's
+//!   reminder scheduler delivers it — activating the actor if it was passivated — and the
+//!   runtime decides the command [`Actor::remind`] returns.
+//!
+//! **Exactly-once.** Effects run only after their events are stored, and only for the decision
+//! that was stored: a retried command answered from the command index runs no effect again.
+//! Each command an effect sends carries an id derived from its cause ([`CommandId::derived`]:
+//! `<id>.e<index>`, the follow-up `<id>.e<index>.r`), so re-sending it is answered as a
+//! duplicate. What is *not* covered: a crash after the events are stored and before the
+//! effects ran loses those effects (the retry is a duplicate and does not run them); use a
+//! reminder (persisted with the events) for work that must happen.
+//!
+//! **Reentrancy.** An actor's turn includes its effects, so an ask made by an effect waits for
+//! the callee's whole turn. Asks carry the chain of actors waiting; an ask to an actor already
+//! in the chain (A asks B, whose effect asks A; or A asks itself) fails at once with
+//! [`ActorError::Reentrant`] instead of waiting for itself. Two actors whose *independent*
+//! turns ask each other at the same moment (a cross wait no chain sees) end with the asks'
+//! timeout ([`ActorConfig::ask`]), never a silent deadlock.
+//!
+//! Effect failures (an undeliverable tell, a failed ask, a timer whose mailbox is full) are
+//! counted in [`ActorStats::effect_failures`] and logged; they never stop the actor.
+//!
+//! ```
+//! use aether_actor::{Actor, ActorConfig, Actors, Decision};
+//! use aether_core::{ActorId, InMemoryEventStore, Namespace};
+//! use serde::{Deserialize, Serialize};
+//!
+//! struct Account;
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! enum Command { Deposit { cents: u64 }, Transfer { to: String, cents: u64 } }
+//!
+//! #[derive(Debug, Serialize, Deserialize)]
+//! enum Event { Deposited { cents: u64 }, Sent { to: String, cents: u64 } }
+//!
+//! impl Actor for Account {
+//!     const ACTOR_TYPE: &'static str = "account";
+//!     type State = u64;
+//!     type Command = Command;
+//!     type Event = Event;
+//!     type Reply = u64;
+//!     type Rejection = String;
+//!     type Query = ();
+//!     type QueryReply = u64;
+//!
+//!     fn decide(&self, balance: &u64, command: Command) -> Result<Decision<Self>, String> {
+//!         match command {
+//!             Command::Deposit { cents } => Ok(Decision::new(vec![Event::Deposited { cents }], balance + cents)),
+//!             Command::Transfer { cents, .. } if cents > *balance => Err("overdraft".into()),
+//!             Command::Transfer { to, cents } => {
+//!                 let to_id = ActorId::new(to.as_str()).map_err(|e| e.to_string())?;
+//!                 // Stored first; then the deposit is told to the peer, with a derived command id.
+//!                 Ok(Decision::new(vec![Event::Sent { to, cents }], balance - cents)
+//!                     .then_tell_peer(to_id, Command::Deposit { cents }))
+//!             }
+//!         }
+//!     }
+//!
+//!     fn apply(&self, balance: &mut u64, event: &Event) {
+//!         match event {
+//!             Event::Deposited { cents } => *balance += cents,
+//!             Event::Sent { cents, .. } => *balance -= cents,
+//!         }
+//!     }
+//!
+//!     fn query(&self, balance: &u64, (): ()) -> u64 {
+//!         *balance
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let accounts = Actors::new(Namespace::new("bank")?, Account, InMemoryEventStore::new(), ActorConfig::default())?;
+//! let (alice, bob) = (ActorId::new("alice")?, ActorId::new("bob")?);
+//! accounts.ask(&alice, Command::Deposit { cents: 100 }).await?;
+//! let sent = accounts.ask(&alice, Command::Transfer { to: "bob".into(), cents: 40 }).await?;
+//! assert_eq!(sent.reply, 60);
+//! // The tell is in Bob's mailbox before Alice's outcome returned; this query queues behind it.
+//! assert_eq!(accounts.query(&bob, ()).await?, 40);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Example
 //!
