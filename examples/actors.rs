@@ -9,7 +9,10 @@
 //! 3. a command retried with the same command id after the state changed (as after a lost
 //!    reply): applied once, answered with its original outcome;
 //! 4. passivation and reactivation by replay: the state comes back from the stored events;
-//! 5. a restart: a new runtime on the same store resumes every account (and still recognises
+//! 5. a transfer between two accounts: one actor's decision tells another actor to deposit
+//!    (an effect, run after the withdrawal is stored, with a command id derived from the
+//!    transfer's: retrying the transfer moves the money once);
+//! 6. a restart: a new runtime on the same store resumes every account (and still recognises
 //!    the retried command).
 //!
 //! Run it with `cargo run -p aether --features actor --example actors` (in-memory store), or
@@ -52,19 +55,30 @@ struct Balance {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Command {
-    Deposit { cents: u64 },
-    Withdraw { cents: u64 },
+    Deposit {
+        cents: u64,
+    },
+    Withdraw {
+        cents: u64,
+    },
+    /// Withdraws `cents` and tells account `to` to deposit them.
+    Transfer {
+        to: String,
+        cents: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Event {
     Deposited { cents: u64 },
     Withdrawn { cents: u64 },
+    Sent { to: String, cents: u64 },
 }
 
 #[derive(Debug)]
 enum Rejection {
     Overdraft { balance: u64, wanted: u64 },
+    BadAccount(String),
 }
 
 impl Actor for Account {
@@ -94,13 +108,26 @@ impl Actor for Account {
                 vec![Event::Withdrawn { cents }],
                 balance - cents,
             )),
+            Command::Transfer { cents, .. } if cents > balance => Err(Rejection::Overdraft {
+                balance,
+                wanted: cents,
+            }),
+            Command::Transfer { to, cents } => {
+                let to_id =
+                    ActorId::new(to.as_str()).map_err(|e| Rejection::BadAccount(e.to_string()))?;
+                // Stored first; then the runtime tells the other account to deposit.
+                Ok(
+                    Decision::new(vec![Event::Sent { to, cents }], balance - cents)
+                        .then_tell_peer(to_id, Command::Deposit { cents }),
+                )
+            }
         }
     }
 
     fn apply(&self, state: &mut Balance, event: &Event) {
         match event {
             Event::Deposited { cents } => state.cents += cents,
-            Event::Withdrawn { cents } => state.cents -= cents,
+            Event::Withdrawn { cents } | Event::Sent { cents, .. } => state.cents -= cents,
         }
     }
 
@@ -228,7 +255,59 @@ async fn run<S: SnapshotStore + Clone + 'static>(store: S) -> AppResult<()> {
     );
     println!("alice passivated, reactivated by replay: balance {replayed}");
 
-    // 5. A restart: a new runtime on the same store.
+    // 5. A transfer from bob to alice: bob's decision tells alice to deposit, after bob's
+    // withdrawal is stored. Retried with the same command id: the money moves once.
+    let payment = CommandId::generate();
+    let options_transfer = AskOptions::default().command_id(payment.clone());
+    let send = Command::Transfer {
+        to: "alice".into(),
+        cents: 1_000,
+    };
+    let sent = accounts
+        .ask_with(&bob, send.clone(), options_transfer.clone())
+        .await?;
+    let resent = accounts.ask_with(&bob, send, options_transfer).await?;
+    ensure!(
+        resent.duplicate && resent.reply == sent.reply,
+        "the retried transfer answers its outcome: {sent:?} vs {resent:?}"
+    );
+    match accounts
+        .ask(
+            &bob,
+            Command::Transfer {
+                to: String::new(),
+                cents: 1,
+            },
+        )
+        .await
+    {
+        Err(AskError::Rejected(Rejection::BadAccount(reason))) => {
+            println!("bob transfers to \"\": rejected ({reason}), nothing sent");
+        }
+        other => return Err(format!("a transfer to no account is rejected, got {other:?}").into()),
+    }
+    // The tell was delivered before bob's outcome returned; this query queues behind it.
+    let alice_now = alice_now + 1_000;
+    ensure!(
+        accounts.query(&alice, ()).await? == alice_now,
+        "alice received the transfer once"
+    );
+    let alice_events = store
+        .events_with_errors(&accounts.stream_id(&alice)?, 0)
+        .await?
+        .events;
+    let deposit_id = payment.derived("e0");
+    ensure!(
+        alice_events.last().and_then(|e| e.command_id.as_deref()) == Some(deposit_id.as_str()),
+        "alice's deposit carries the id derived from the transfer"
+    );
+    println!(
+        "bob transfers 1000 to alice (command {payment}), retried: bob {}, alice {alice_now}; \
+         alice's deposit is command {deposit_id}",
+        sent.reply
+    );
+
+    // 6. A restart: a new runtime on the same store.
     accounts.shutdown().await;
     let restarted = Actors::new(namespace, Account, store, config())?;
     ensure!(
@@ -244,7 +323,7 @@ async fn run<S: SnapshotStore + Clone + 'static>(store: S) -> AppResult<()> {
     );
     let bob_now = restarted.query(&bob, ()).await?;
     ensure!(
-        bob_now == start_bob + 2_500,
+        bob_now == start_bob + 2_500 - 1_000,
         "bob after the restart: {bob_now}"
     );
     println!(
