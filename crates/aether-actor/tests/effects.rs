@@ -332,3 +332,41 @@ async fn reminders_survive_a_restart_and_fire_once() {
         "wake and dropped never again"
     );
 }
+
+/// A reminder whose command keeps failing (the store refuses appends) is tried again about
+/// once a second, never in a loop, and fires once the store recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_reminder_is_retried_with_a_pause() {
+    let store = GatedStore::closed();
+    store.open();
+    let (relays, _bank) = spawn(&store, ActorConfig::default());
+    let r = id("r");
+    relays
+        .ask(
+            &r,
+            Command::Remind {
+                name: "w".into(),
+                ms: 100,
+            },
+        )
+        .await
+        .unwrap();
+    store.set_failing(true);
+    let started = std::time::Instant::now();
+    eventually("the reminder was tried", || async {
+        relays.stats().reminders_fired >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tries = relays.stats().reminders_fired;
+    // At most one try per second since the reminder was set (a slow machine only tries less).
+    let bound = started.elapsed().as_secs() + 2;
+    assert!(tries <= bound, "{tries} tries in {:?}", started.elapsed());
+    assert!(relays.stats().effect_failures >= 1);
+    store.set_failing(false);
+    eventually("the reminder fired once the store recovered", || async {
+        log(&relays, "r").await.len() == 2
+    })
+    .await;
+    assert_eq!(log(&relays, "r").await, ["reminder w", "reminded w"]);
+}

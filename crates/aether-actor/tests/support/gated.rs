@@ -19,6 +19,8 @@ pub(crate) struct GatedStore {
     waiting: watch::Sender<usize>,
     /// The next append is stored, but answered with `Unavailable` (a lost ack).
     lose_next_ack: Arc<AtomicBool>,
+    /// Every append fails with `Unavailable`, storing nothing.
+    failing: Arc<AtomicBool>,
 }
 
 impl GatedStore {
@@ -28,7 +30,23 @@ impl GatedStore {
             open: watch::Sender::new(false),
             waiting: watch::Sender::new(0),
             lose_next_ack: Arc::default(),
+            failing: Arc::default(),
         }
+    }
+
+    /// While `on`, every append fails with `Unavailable` and stores nothing.
+    pub(crate) fn set_failing(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
+    }
+
+    fn refuse(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                message: "the store is failing (test)".into(),
+                source: None,
+            });
+        }
+        Ok(())
     }
 
     /// An open store whose next append is stored but answered with an error.
@@ -70,11 +88,13 @@ impl GatedStore {
 impl EventStore for GatedStore {
     async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
         self.gate().await;
+        self.refuse()?;
         self.ack(self.inner.save_event(event).await)
     }
 
     async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
         self.gate().await;
+        self.refuse()?;
         self.ack(self.inner.save_events(events).await)
     }
 

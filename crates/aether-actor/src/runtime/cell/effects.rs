@@ -274,6 +274,23 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         }
     }
 
+    /// Registers the reminders without `name`, and `name` again in a second (after a failure,
+    /// so that a failing store is not retried in a loop).
+    fn defer_reminder(&self, name: &str) {
+        let mut table = self.reminders().cloned().unwrap_or_default();
+        table.remove(name);
+        let actors = Actors {
+            shared: self.shared.clone(),
+        };
+        if self.shared.reminders.register(&self.id, &table) || actors.reminders_started() {
+            actors.start_reminders();
+        }
+        let again = now_unix_ms().saturating_add(1000);
+        self.shared
+            .reminders
+            .retry(self.id.clone(), name.to_owned(), again);
+    }
+
     /// True (and forgets the timer) if the timer `name` that fired is still the current one:
     /// a cancelled or replaced timer's command is never handled.
     pub(super) fn take_timer(&mut self, name: &str, seq: u64) -> bool {
@@ -293,7 +310,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
     /// derived from the actor, the name and the due time.
     pub(super) async fn fire_reminder(&mut self, name: String) {
         if self.refresh().await.is_err() {
-            self.register_reminders();
+            // The store is failing: try again in a second, not in a loop.
+            self.defer_reminder(&name);
             return;
         }
         let due = match self.reminders().and_then(|r| r.get(&name)) {
@@ -330,16 +348,20 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             if let Err(AskError::Failed(error)) = &result {
                 self.shared.counters.effect_failures.inc();
                 tracing::warn!(actor_id = %self.id, reminder = %name, %error, "a reminder's command failed");
+                if self.stale {
+                    // Unknown outcome: the reload before the next message decides whether
+                    // the reminder is still set; look again in a second, not in a loop.
+                    self.defer_reminder(&name);
+                    return;
+                }
             }
             if !effects.is_empty() {
                 self.run_effects(&id, effects, &CallChain::default()).await;
             }
         }
-        // Stored nothing (no command, a rejection, no events, a failure): forget it in memory;
-        // it fires again after the next activation. After an unknown write outcome the reload
-        // decides.
-        if !self.stale
-            && let Some(extras) = &mut self.extras
+        // Stored nothing (no command, a rejection, no events, a failure known to have written
+        // nothing): forget it in memory; it fires again after the next activation.
+        if let Some(extras) = &mut self.extras
             && extras.reminders.get(&name) == Some(&due)
         {
             extras.reminders.remove(&name);
