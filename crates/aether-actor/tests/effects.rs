@@ -14,10 +14,12 @@ mod relay;
 #[path = "support/talk.rs"]
 mod talk;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aether_actor::{ActorConfig, ActorError, AskError, AskOptions, SnapshotPolicy};
 use aether_core::InMemoryEventStore;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 use gated::GatedStore;
 use relay::{Command, id};
@@ -369,4 +371,51 @@ async fn a_failing_reminder_is_retried_with_a_pause() {
     })
     .await;
     assert_eq!(log(&relays, "r").await, ["reminder w", "reminded w"]);
+}
+
+/// Effect failures reach the `metrics` recorder (labelled with the actor type).
+#[test]
+fn effect_failures_are_exported_through_the_metrics_crate() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let (relays, bank) = metrics::with_local_recorder(&recorder, || {
+        spawn(&InMemoryEventStore::new(), ActorConfig::default())
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // A tell to an id too long for the bank: the effect fails, the command stands.
+        let pay = Command::Pay {
+            to: "long".into(),
+            cents: 1,
+        };
+        relays.ask(&id("r"), pay).await.unwrap();
+        relays.shutdown().await;
+        bank.shutdown().await;
+    });
+    let counters: HashMap<(String, String), u64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| {
+            let actor_type = key
+                .key()
+                .labels()
+                .find(|l| l.key() == "actor_type")?
+                .value()
+                .to_owned();
+            match value {
+                DebugValue::Counter(n) => Some(((key.key().name().to_owned(), actor_type), n)),
+                _ => None,
+            }
+        })
+        .collect();
+    let get = |name: &str, ty: &str| counters[&(name.to_owned(), ty.to_owned())];
+    assert_eq!(get("aether_actor_effects_total", "relay"), 1);
+    assert_eq!(get("aether_actor_effect_failures_total", "relay"), 1);
+    assert_eq!(get("aether_actor_tell_failures_total", "account"), 1);
+    assert_eq!(get("aether_actor_timers_fired_total", "relay"), 0);
+    assert_eq!(get("aether_actor_reminders_fired_total", "relay"), 0);
 }
