@@ -9,7 +9,7 @@
 //! | (always) | yes | events, validated names, the [`EventStore`]/[`SnapshotStore`] contract and the [`InMemoryEventStore`], patterns and filters, the local [`EventBus`], pure shard placement | `aether-core`, re-exported at the root |
 //! | `nats` | yes | `aether::nats`: the `JetStreamEventStore` (the same store contract on NATS JetStream, configured by `JetStreamConfig`) and the `NatsEventBus` (the local bus's API across nodes, live and durable) | `aether-nats` |
 //! | `cluster` | no | `aether::cluster`: membership with corroborated failure detection, a fenced leader lease, the versioned shard map and its history, rebalancing, behind `ClusterManager` | `aether-cluster` |
-//! | `actor` | no | `aether::actor`: event-sourced virtual actors on one node — the `Actor` trait, the `Actors` handle (`ask`, `tell`, `query`), activation, passivation, snapshots and exactly-once commands, on any [`SnapshotStore`] | `aether-actor` |
+//! | `actor` | no | `aether::actor`: event-sourced virtual actors on one node — the `Actor` trait, the `Actors` handle (`ask`, `tell`, `query`), activation, passivation, snapshots, exactly-once commands, and actors talking to actors (effects: tell/ask, timers, reminders), on any [`SnapshotStore`] | `aether-actor` |
 //! | `testing` | no | `aether::testing`: the store conformance suite, to check your own [`EventStore`] | `aether-core` |
 //!
 //! Actors on one node are behind the feature `actor`; routing them across a cluster is not here
