@@ -94,9 +94,20 @@ pub(crate) async fn ask_effect_chain_is_exactly_once<S: SnapshotStore + Clone + 
     );
 
     // A retry of the cause answers its outcome and runs no effect again.
+    let (effects, bank_commands) = (relays.stats().effects, bank.stats().commands);
     let retry = relays.ask_with(&id("r1"), collect, options).await.unwrap();
     assert!(retry.duplicate);
     assert_eq!(retry.reply, first.reply);
+    assert_eq!(
+        relays.stats().effects,
+        effects,
+        "no effect ran for the duplicate"
+    );
+    assert_eq!(
+        bank.stats().commands,
+        bank_commands,
+        "nothing reached the bank"
+    );
     // Re-sending the effect's own command (as a re-run effect would) is a duplicate too.
     let resent = bank
         .ask_with(
