@@ -93,6 +93,10 @@ impl<A: Actor + ?Sized> fmt::Debug for Effect<A> {
 pub(crate) struct CallChain(Option<Arc<[Arc<str>]>>);
 
 impl CallChain {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|c| c.is_empty())
+    }
+
     pub(crate) fn contains(&self, key: &str) -> bool {
         self.0.iter().flat_map(|c| c.iter()).any(|k| &**k == key)
     }
