@@ -223,6 +223,66 @@ impl<A: Actor + ?Sized> Decision<A> {
 
     /// [`then_ask`](Self::then_ask) to an actor of the same type in the same runtime. Asking
     /// oneself (or an actor waiting in the chain) fails with [`ActorError::Reentrant`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # use std::time::Duration;
+    /// struct Counter;
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize)]
+    /// enum Cmd { Add(u64), Pull { from: String }, Got(u64), Later(u64) }
+    ///
+    /// #[derive(Debug, Serialize, Deserialize)]
+    /// enum Ev { Added { n: u64 }, Pulled, Reminded }
+    ///
+    /// impl Actor for Counter {
+    ///     const ACTOR_TYPE: &'static str = "counter";
+    ///     type State = u64; type Command = Cmd; type Event = Ev; type Reply = u64;
+    ///     type Rejection = String; type Query = (); type QueryReply = u64;
+    ///
+    ///     fn decide(&self, total: &u64, cmd: Cmd) -> Result<Decision<Self>, String> {
+    ///         Ok(match cmd {
+    ///             Cmd::Add(n) | Cmd::Got(n) => Decision::new(vec![Ev::Added { n }], total + n),
+    ///             // Ask a peer for its total (adding 0); its answer comes back as `Got`.
+    ///             Cmd::Pull { from } => Decision::new(vec![Ev::Pulled], *total).then_ask_peer(
+    ///                 ActorId::new(from).map_err(|e| e.to_string())?,
+    ///                 Cmd::Add(0),
+    ///                 |result| result.ok().map(|outcome| Cmd::Got(outcome.reply)),
+    ///             ),
+    ///             // Persisted: `remind` is called when it is due, even after a passivation.
+    ///             Cmd::Later(ms) => Decision::new(vec![Ev::Reminded], *total)
+    ///                 .set_reminder("bonus", Duration::from_millis(ms)),
+    ///         })
+    ///     }
+    ///     fn apply(&self, total: &mut u64, ev: &Ev) {
+    ///         if let Ev::Added { n } = ev { *total += n }
+    ///     }
+    ///     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    ///     fn remind(&self, _: &u64, name: &str) -> Option<Cmd> {
+    ///         (name == "bonus").then_some(Cmd::Add(1))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// let (a, b) = (ActorId::new("a")?, ActorId::new("b")?);
+    /// counters.ask(&a, Cmd::Add(5)).await?;
+    /// counters.ask(&b, Cmd::Pull { from: "a".into() }).await?;
+    /// // The answer was handled in b's turn, before b's outcome returned.
+    /// assert_eq!(counters.query(&b, ()).await?, 5);
+    ///
+    /// // a asking itself would wait for itself: refused, counted; `then` gets the error.
+    /// counters.ask(&a, Cmd::Pull { from: "a".into() }).await?;
+    /// assert_eq!(counters.stats().effect_failures, 1);
+    /// assert_eq!(counters.query(&a, ()).await?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn then_ask_peer<F>(self, actor_id: ActorId, command: A::Command, then: F) -> Self
     where
         A: Sized,
@@ -271,6 +331,69 @@ impl<A: Actor + ?Sized> Decision<A> {
     /// restarts: a runtime's reminder scheduler wakes (activates) a passivated actor whose
     /// reminder is due. The decision must store at least one event, else the command fails with
     /// [`ActorError::InvalidEffect`] and nothing is written.
+    ///
+    /// After a *restart*, the new runtime learns of an actor's reminders when the actor is
+    /// activated (by any message); an overdue reminder then fires at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # use std::time::Duration;
+    /// struct Counter;
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize)]
+    /// enum Cmd { Add(u64), Pull { from: String }, Got(u64), Later(u64) }
+    ///
+    /// #[derive(Debug, Serialize, Deserialize)]
+    /// enum Ev { Added { n: u64 }, Pulled, Reminded }
+    ///
+    /// impl Actor for Counter {
+    ///     const ACTOR_TYPE: &'static str = "counter";
+    ///     type State = u64; type Command = Cmd; type Event = Ev; type Reply = u64;
+    ///     type Rejection = String; type Query = (); type QueryReply = u64;
+    ///
+    ///     fn decide(&self, total: &u64, cmd: Cmd) -> Result<Decision<Self>, String> {
+    ///         Ok(match cmd {
+    ///             Cmd::Add(n) | Cmd::Got(n) => Decision::new(vec![Ev::Added { n }], total + n),
+    ///             // Ask a peer for its total (adding 0); its answer comes back as `Got`.
+    ///             Cmd::Pull { from } => Decision::new(vec![Ev::Pulled], *total).then_ask_peer(
+    ///                 ActorId::new(from).map_err(|e| e.to_string())?,
+    ///                 Cmd::Add(0),
+    ///                 |result| result.ok().map(|outcome| Cmd::Got(outcome.reply)),
+    ///             ),
+    ///             // Persisted: `remind` is called when it is due, even after a passivation.
+    ///             Cmd::Later(ms) => Decision::new(vec![Ev::Reminded], *total)
+    ///                 .set_reminder("bonus", Duration::from_millis(ms)),
+    ///         })
+    ///     }
+    ///     fn apply(&self, total: &mut u64, ev: &Ev) {
+    ///         if let Ev::Added { n } = ev { *total += n }
+    ///     }
+    ///     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    ///     fn remind(&self, _: &u64, name: &str) -> Option<Cmd> {
+    ///         (name == "bonus").then_some(Cmd::Add(1))
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// let (a, b) = (ActorId::new("a")?, ActorId::new("b")?);
+    /// counters.ask(&a, Cmd::Later(20)).await?;
+    /// counters.passivate(&a).await; // the reminder is persisted: the scheduler wakes a
+    /// while counters.stats().commands < 2 {
+    ///     tokio::time::sleep(Duration::from_millis(5)).await;
+    /// }
+    /// assert_eq!(counters.stats().reminders_fired, 1);
+    /// assert_eq!(counters.query(&a, ()).await?, 1);
+    /// assert_eq!(counters.stats().activations, 2);
+    /// # let _ = b;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_reminder(self, name: impl Into<String>, after: Duration) -> Self {
         self.effect(Effect::SetReminder {
             name: name.into(),
