@@ -67,6 +67,10 @@ async fn stop(refs: &mut Vec<ActorRef<KIdle>>) {
         actor_ref.wait_for_shutdown().await;
     }
     refs.clear();
+    // Let the stopped actors' tasks run to their end and be freed.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
 }
 
 fn main() {

@@ -8,7 +8,8 @@
 //!    (ours) whose heads the store has cached (the baseline);
 //! 2. activation of an actor with a snapshot and a 100-event tail (passivated, then queried: the
 //!    query's round trip includes the activation) against [`SnapshotStore::load`] of the same
-//!    actor alone.
+//!    actor alone; with the default command horizon (1 024: the snapshot holds the ids and
+//!    outcomes of the last 1 000 commands) and, as a diagnostic, with a horizon of 10.
 //!
 //! Every round runs each variant once, rotating which goes first; figures are medians over
 //! rounds and a ratio is the median of each round's `baseline time ÷ our time` (above 1: ours
@@ -18,13 +19,17 @@
 //! Sizes: full by default (`cargo bench`); `AETHER_BENCH_QUICK=1` for a quick run; without
 //! `--bench` (`cargo test --benches`) a tiny smoke run. Overrides: `AETHER_BENCH_ACTORS`,
 //! `_EVENTS_PER_ACTOR`, `_SNAP` (events covered by the snapshot), `_TAIL`, `_ACTIVATIONS` (per
-//! round), `_ROUNDS`. Arguments that do not start with `-` select benchmarks by name
-//! (`concurrent`, `activation`).
+//! round), `_HORIZON` (the actors' command horizon, default 1024: the snapshot keeps that
+//! many recent command ids), `_ROUNDS`. Arguments that do not start with `-` select benchmarks by name
+//! (`concurrent`, `activation`). To profile one side alone, `AETHER_BENCH_ONLY=ours` or `=raw`
+//! (then the ratios are not numbers).
 //!
 //! Run: `NATS_SERVER_BIN=… cargo bench -p aether-actor --bench jetstream_actors`.
 
 use aether_actor::{Actor, ActorConfig, Actors, CommandId, Decision, SnapshotPolicy};
-use aether_core::{ActorId, Event, EventStore, Namespace, SnapshotStore, StoreError, Version};
+use aether_core::{
+    ActorId, Event, EventId, EventStore, Namespace, SnapshotStore, StoreError, Version,
+};
 use aether_nats::JetStreamEventStore;
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +52,8 @@ struct Sizes {
     snap: u64,
     tail: u64,
     activations: usize,
+    /// The actors' command horizon (how many recent command ids a snapshot keeps).
+    horizon: usize,
 }
 
 impl Sizes {
@@ -60,6 +67,7 @@ impl Sizes {
                 snap: 20,
                 tail: 10,
                 activations: 2,
+                horizon: 1024,
             }
         } else if measure::quick() {
             Self {
@@ -70,6 +78,7 @@ impl Sizes {
                 snap: 1_000,
                 tail: 100,
                 activations: 10,
+                horizon: 1024,
             }
         } else {
             Self {
@@ -80,6 +89,7 @@ impl Sizes {
                 snap: 1_000,
                 tail: 100,
                 activations: 30,
+                horizon: 1024,
             }
         };
         Self {
@@ -90,6 +100,7 @@ impl Sizes {
             snap: env_or("AETHER_BENCH_SNAP", base.snap).max(1),
             tail: env_or("AETHER_BENCH_TAIL", base.tail),
             activations: env_or("AETHER_BENCH_ACTIVATIONS", base.activations).max(1),
+            horizon: env_or("AETHER_BENCH_HORIZON", base.horizon).max(1),
         }
     }
 }
@@ -162,23 +173,40 @@ fn actor(name: impl Into<String>) -> ActorId {
     ActorId::new(name.into()).expect("benchmark actor ids are valid")
 }
 
-/// The event our actor stores for `Deposit::numbered(version)`, as the raw baseline saves it:
-/// same type, data, stream id form (`ledger.<id>`) and a command id.
+/// The event our actor stores for `Deposit::numbered(version)` as its command's only event, as
+/// the raw baseline saves it: the same type, data, stream id form (`ledger.<id>`), command id,
+/// event id derived from it (`<command id>.0`) and reply in the metadata (`aetherReply`, the
+/// runtime's key for it; the reply is the version).
 fn raw_event(stream: &ActorId, version: Version) -> Event {
     let data = match serde_json::to_value(Deposit::numbered(version)) {
         Ok(serde_json::Value::Object(data)) => data,
         other => unreachable!("a struct encodes as an object: {other:?}"),
     };
+    let command_id = CommandId::generate();
+    let id = EventId::new(format!("{command_id}.0")).expect("a command id makes an event id");
     Event::builder(stream.clone(), "Deposited")
+        .id(id)
         .version(version)
+        .command_id(command_id.as_str())
         .data_object(data)
-        .command_id(CommandId::generate().as_str())
+        .metadata("aetherReply", version.to_string())
         .build()
 }
 
 // ---------------------------------------------------------------------------------------------
 // The benchmarks
 // ---------------------------------------------------------------------------------------------
+
+/// Whether a variant runs: all of them, unless `AETHER_BENCH_ONLY` is `ours` or `raw` (to
+/// profile one side alone; variants alternate ours, baseline, ours, baseline). A ratio with a
+/// side left out is not a number.
+fn runs(variant: usize) -> bool {
+    match std::env::var("AETHER_BENCH_ONLY").as_deref() {
+        Ok("ours") => variant.is_multiple_of(2),
+        Ok("raw") => !variant.is_multiple_of(2),
+        _ => true,
+    }
+}
 
 /// Every variant of benchmark 1 has a connection and a store handle (so a head cache) of its
 /// own, all on namespace `bench`: new actors never push the warm ones out of a cache.
@@ -201,26 +229,37 @@ impl Bench {
         let (a, k) = (self.sizes.actors, self.sizes.events_per_actor);
         let ops = a as f64 * k as f64;
         println!("\n[1] {a} actors × {k} commands of one event each, one task per actor");
+        // The stored events of both sides are the same size (their ids and timestamps differ).
+        let probe = actor("probe");
+        self.actors_new.ask(&probe, Deposit::numbered(1)).await?;
+        let stored = self
+            .actors_new
+            .store()
+            .events(&self.actors_new.stream_id(&probe)?, 0)
+            .await?;
+        let ours_len = serde_json::to_vec(&stored[0])?.len();
+        let raw_len = serde_json::to_vec(&raw_event(&actor("ledger.probe"), 1))?.len();
+        println!("  stored event: ours {ours_len} bytes of JSON, baseline {raw_len} bytes");
+        if ours_len != raw_len {
+            return Err(
+                format!("the baseline's events ({raw_len} B) are not ours ({ours_len} B)").into(),
+            );
+        }
         // Warm-up, not timed: also activates the actors of the "active" variant and writes
         // the first pass of the baseline's cached actors.
         self.ours(&self.actors_active, "active", 0).await?;
         self.raw(&self.raw_cached, "cached", 0).await?;
         let this = &*self;
-        let series = rounds(
-            this.sizes.rounds,
-            4,
-            |_| true,
-            async |variant, round| {
-                let pass = round as u64 + 1;
-                let tag = format!("new{round}");
-                match variant {
-                    0 => this.ours(&this.actors_new, &tag, 0).await,
-                    1 => this.raw(&this.raw_new, &tag, 0).await,
-                    2 => this.ours(&this.actors_active, "active", pass).await,
-                    _ => this.raw(&this.raw_cached, "cached", pass).await,
-                }
-            },
-        )
+        let series = rounds(this.sizes.rounds, 4, runs, async |variant, round| {
+            let pass = round as u64 + 1;
+            let tag = format!("new{round}");
+            match variant {
+                0 => this.ours(&this.actors_new, &tag, 0).await,
+                1 => this.raw(&this.raw_new, &tag, 0).await,
+                2 => this.ours(&this.actors_active, "active", pass).await,
+                _ => this.raw(&this.raw_cached, "cached", pass).await,
+            }
+        })
         .await?;
         let (new, raw_new, active, raw_cached) = (&series[0], &series[1], &series[2], &series[3]);
         println!("  ours, new actors:       {}", new.list_rates(ops, "ev"));
@@ -314,17 +353,112 @@ impl Bench {
         Ok(meter.stop())
     }
 
-    /// Benchmark 2: activation from a snapshot and a tail against `load` alone.
+    /// Benchmark 2: activation from a snapshot and a tail against `load` alone, with the
+    /// configured command horizon and, as a diagnostic, with a horizon of `SMALL_HORIZON`
+    /// (the snapshot then keeps few command ids).
     async fn activation(&mut self, url: &str) -> BenchResult<()> {
         let (snap, tail, n) = (self.sizes.snap, self.sizes.tail, self.sizes.activations);
         println!(
             "\n[2] activation: snapshot after {snap} events + {tail}-event tail, {n} activations \
              per round"
         );
-        // A runtime of its own, snapshotting every `snap` events, on its own connection.
-        let store = JetStreamEventStore::connect(url, Namespace::new("activation")?).await?;
+        let full = Snapshotted::prepare(url, "activation", &self.sizes, self.sizes.horizon).await?;
+        let small =
+            Snapshotted::prepare(url, "activation-small", &self.sizes, SMALL_HORIZON).await?;
+        let cases = [&full, &small];
+        let series = rounds(self.sizes.rounds, 4, runs, async |variant, _| {
+            let case = cases[variant / 2];
+            let mut total = Sample {
+                wall: 0.0,
+                cpu: 0.0,
+            };
+            for _ in 0..n {
+                let sample = if variant.is_multiple_of(2) {
+                    case.activate().await?
+                } else {
+                    case.load().await?
+                };
+                total.wall += sample.wall;
+                total.cpu += sample.cpu;
+            }
+            Ok(total)
+        })
+        .await?;
+        let ops = n as f64;
+        let each = |series: &measure::Series| {
+            format!(
+                "{} each (CPU {})",
+                fmt_secs(series.wall() / ops),
+                fmt_secs(series.cpu() / ops)
+            )
+        };
+        for (i, (case, label)) in [(&full, "2"), (&small, "2'")].into_iter().enumerate() {
+            let (ours, load) = (&series[2 * i], &series[2 * i + 1]);
+            println!(
+                "  horizon {}: ours: {}",
+                case.horizon,
+                ours.list_rates(ops, "activations")
+            );
+            println!(
+                "  horizon {}: load: {}",
+                case.horizon,
+                load.list_rates(ops, "loads")
+            );
+            self.report.ratio(
+                format!(
+                    "{label}. activation, command horizon {}: snapshot ({} B of state and \
+                     command index) + {tail}-event tail, then a query",
+                    case.horizon, case.snapshot_bytes
+                ),
+                each(ours),
+                format!("{} (SnapshotStore::load alone)", each(load)),
+                ours.paired(load),
+                // At most 1.1× the time of `load`.
+                Some(0.91),
+            );
+            self.report.note(format!(
+                "activation, command horizon {}: ours takes {:.2}× the time of load (target: \
+                 at most 1.1×)",
+                case.horizon,
+                1.0 / ours.paired(load)
+            ));
+        }
+        full.actors.shutdown().await;
+        small.actors.shutdown().await;
+        Ok(())
+    }
+}
+
+/// The command horizon of benchmark 2's diagnostic case.
+const SMALL_HORIZON: usize = 10;
+
+/// An actor with a snapshot after `snap` events and `tail` events after it, passivated.
+struct Snapshotted {
+    actors: Actors<Ledger, JetStreamEventStore>,
+    id: ActorId,
+    stream: ActorId,
+    horizon: usize,
+    /// Size of the snapshot's state (the actor's state and its recent command ids), as JSON.
+    snapshot_bytes: usize,
+    /// Events in all (what the query answers).
+    count: u64,
+    tail: u64,
+}
+
+impl Snapshotted {
+    /// A runtime of its own on namespace `namespace` (its own connection), snapshotting
+    /// every `snap` events, remembering `horizon` commands; its actor written and passivated.
+    async fn prepare(
+        url: &str,
+        namespace: &str,
+        sizes: &Sizes,
+        horizon: usize,
+    ) -> BenchResult<Self> {
+        let (snap, tail) = (sizes.snap, sizes.tail);
+        let store = JetStreamEventStore::connect(url, Namespace::new(namespace)?).await?;
         let config = ActorConfig {
             snapshots: SnapshotPolicy::EveryEvents(snap),
+            command_horizon: horizon,
             ..ActorConfig::default()
         };
         let actors = Actors::new(store.namespace().clone(), Ledger, store, config)?;
@@ -346,66 +480,34 @@ impl Bench {
             .into());
         }
         let snapshot_bytes = serde_json::to_vec(&snapshot.state)?.len();
-        let count = snap + tail;
-        let series = rounds(
-            self.sizes.rounds,
-            2,
-            |_| true,
-            async |variant, _| {
-                let mut total = Sample {
-                    wall: 0.0,
-                    cpu: 0.0,
-                };
-                for _ in 0..n {
-                    let sample = if variant == 0 {
-                        actors.passivate(&id).await;
-                        let meter = Meter::start();
-                        let reply = actors.query(&id, ()).await?;
-                        let sample = meter.stop();
-                        assert_eq!(reply, count);
-                        sample
-                    } else {
-                        let meter = Meter::start();
-                        let loaded = actors.store().load(&stream).await?;
-                        let sample = meter.stop();
-                        assert_eq!(loaded.events.len() as u64, tail);
-                        sample
-                    };
-                    total.wall += sample.wall;
-                    total.cpu += sample.cpu;
-                }
-                Ok(total)
-            },
-        )
-        .await?;
-        let (ours, load) = (&series[0], &series[1]);
-        let ops = n as f64;
-        let each = |series: &measure::Series| {
-            format!(
-                "{} each (CPU {})",
-                fmt_secs(series.wall() / ops),
-                fmt_secs(series.cpu() / ops)
-            )
-        };
-        println!("  ours: {}", ours.list_rates(ops, "activations"));
-        println!("  load: {}", load.list_rates(ops, "loads"));
-        self.report.ratio(
-            format!(
-                "2. activation: snapshot ({snapshot_bytes} B of state) + {tail}-event tail, \
-                 then a query"
-            ),
-            each(ours),
-            format!("{} (SnapshotStore::load alone)", each(load)),
-            ours.paired(load),
-            // At most 1.1× the time of `load`.
-            Some(0.91),
-        );
-        self.report.note(format!(
-            "activation: ours takes {:.2}× the time of load (target: at most 1.1×)",
-            1.0 / ours.paired(load)
-        ));
-        actors.shutdown().await;
-        Ok(())
+        Ok(Self {
+            actors,
+            id,
+            stream,
+            horizon,
+            snapshot_bytes,
+            count: snap + tail,
+            tail,
+        })
+    }
+
+    /// Passivates the actor (untimed), then times a query, which activates it.
+    async fn activate(&self) -> BenchResult<Sample> {
+        self.actors.passivate(&self.id).await;
+        let meter = Meter::start();
+        let reply = self.actors.query(&self.id, ()).await?;
+        let sample = meter.stop();
+        assert_eq!(reply, self.count);
+        Ok(sample)
+    }
+
+    /// Times the store's `load` of the actor.
+    async fn load(&self) -> BenchResult<Sample> {
+        let meter = Meter::start();
+        let loaded = self.actors.store().load(&self.stream).await?;
+        let sample = meter.stop();
+        assert_eq!(loaded.events.len() as u64, self.tail);
+        Ok(sample)
     }
 }
 
