@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use aether_core::ActorId;
+use aether_core::{ActorId, Version};
 
 use super::codec::RecordHeader;
 use super::read::Head;
@@ -46,7 +46,9 @@ struct Lru {
 
 #[derive(Debug)]
 struct Entry {
-    head: Head,
+    /// The head's stream sequence and version; its record, if valid, is the chain's last.
+    seq: u64,
+    version: Version,
     /// Consecutive records of the actor's subject, oldest first: each one's predecessor on the
     /// subject is the one before it. May be empty.
     chain: VecDeque<RecordHeader>,
@@ -73,7 +75,13 @@ impl Lru {
         self.entries.retain(|_, e| e.used > cutoff);
     }
 
-    fn insert(&mut self, actor_id: &ActorId, head: Head, capacity: usize) -> &mut Entry {
+    fn insert(
+        &mut self,
+        actor_id: &ActorId,
+        seq: u64,
+        version: Version,
+        capacity: usize,
+    ) -> &mut Entry {
         if self.touch(actor_id).is_none() {
             if self.entries.len() >= capacity {
                 let excess = self.entries.len() + 1 - capacity;
@@ -82,14 +90,15 @@ impl Lru {
             self.entries.insert(
                 actor_id.clone(),
                 Entry {
-                    head: head.clone(),
+                    seq,
+                    version,
                     chain: VecDeque::with_capacity(CHAIN_LEN + 1),
                     used: self.tick,
                 },
             );
         }
         let entry = self.entries.get_mut(actor_id).expect("just inserted");
-        entry.head = head;
+        (entry.seq, entry.version) = (seq, version);
         entry
     }
 }
@@ -103,8 +112,15 @@ impl HeadCache {
         }
     }
 
+    /// The actor's head hint: its stream sequence and version, without the record (only a
+    /// head read from the server carries one; a hint is never used to settle anything). Takes
+    /// no allocation, as it is on every cached save's path.
     pub(crate) fn get(&self, actor_id: &ActorId) -> Option<Head> {
-        self.lock().touch(actor_id).map(|e| e.head.clone())
+        self.lock().touch(actor_id).map(|e| Head {
+            seq: e.seq,
+            version: e.version,
+            record: None,
+        })
     }
 
     /// Records `head` as the actor's head hint, and its record (if valid) on the chain: appended
@@ -113,10 +129,9 @@ impl HeadCache {
         if self.capacity == 0 {
             return;
         }
-        let record = head.record.clone();
         let mut lru = self.lock();
-        let entry = lru.insert(actor_id, head, self.capacity);
-        if let Some(record) = record {
+        let entry = lru.insert(actor_id, head.seq, head.version, self.capacity);
+        if let Some(record) = head.record {
             extend(&mut entry.chain, record);
         }
     }
