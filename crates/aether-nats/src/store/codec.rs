@@ -169,7 +169,7 @@ mod tests {
         let digest_only = RecordHeader {
             id: None,
             id_digest: full.digest(),
-            ..full.clone()
+            ..full
         };
         assert_eq!(digest_only.id_match("e-1"), IdMatch::Unsure);
         assert_eq!(digest_only.id_match("e-2"), IdMatch::Different);
