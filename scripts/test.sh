@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, docs, and every test (unit,
 # integration, property, conformance, doc tests), then the two_nodes example against a real
-# nats-server. Installs nats-server 2.15.1 if it is missing.
+# nats-server. Installs nats-server 2.15.1 and libfaketime (for the clock-skew test) if they are
+# missing.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -p aether-core   # extra arguments go to `cargo test`
@@ -13,6 +14,10 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "nats-server"
 NATS_SERVER_BIN=$(scripts/install-nats-server.sh)
 export NATS_SERVER_BIN
+
+step "libfaketime (the clock-skew test runs a client whose clock is ahead of the server's)"
+AETHER_LIBFAKETIME=$(scripts/install-libfaketime.sh)
+export AETHER_LIBFAKETIME
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -51,6 +51,7 @@ mod filter;
 mod name;
 mod pattern;
 mod placement;
+mod redact;
 mod snapshot;
 mod store;
 #[cfg(feature = "testing")]
@@ -69,6 +70,7 @@ pub use placement::{
     Member, PlacementError, ShardCount, ShardId, ShardMap, ShardMove, assign_shards, shard_for,
     shard_moves,
 };
+pub use redact::redact_url_credentials;
 pub use snapshot::ActorSnapshot;
 pub use store::{
     BoxError, ErrorKind, EventLimits, EventStore, InMemoryEventStore, InvalidEvent,

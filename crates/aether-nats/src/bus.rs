@@ -168,7 +168,7 @@ impl NatsEventBus {
         config: NatsBusConfig,
     ) -> Result<Self, BusError> {
         config.validate()?;
-        let shown = crate::server_addrs::redacted(url);
+        let shown = aether_core::redact_url_credentials(url);
         let unavailable =
             |message: &str, source: Option<aether_core::BoxError>| BusError::Unavailable {
                 url: shown.clone(),

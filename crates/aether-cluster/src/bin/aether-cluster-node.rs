@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use aether_cluster::{ClusterConfig, ClusterError, ClusterManager};
-use aether_core::{NodeId, ShardCount};
+use aether_core::{NodeId, ShardCount, redact_url_credentials};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -163,7 +163,12 @@ async fn run(args: Args) -> Result<(), String> {
         .retain_servers_order()
         .connect(args.nats.clone())
         .await
-        .map_err(|e| format!("cannot connect to {}: {e}", args.nats.join(",")))?;
+        .map_err(|e| {
+            format!(
+                "cannot connect to {}: {e}",
+                redact_url_credentials(&args.nats.join(","))
+            )
+        })?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
     let manager = start(client, args.config, args.start_timeout).await?;

@@ -57,8 +57,10 @@ impl Shared {
 /// 1. try to acquire the lease;
 /// 2. if another node holds it, watch the key (and re-read it every `lease_ttl / 3` in case the
 ///    watch is stalled) and try again as soon as it is deleted (released) or purged (expired);
-/// 3. once leader, renew every `lease_ttl / 3`; stop leading the moment a renewal is refused or
-///    the lease's deadline passes, then go back to 1;
+/// 3. once leader, renew every `lease_ttl / 3`; a renewal that fails is retried every
+///    `lease_ttl / 24`, and one left unanswered for `lease_ttl / 6` is sent again at once;
+///    stop leading the moment a renewal is refused or the lease's deadline passes, then go
+///    back to 1;
 /// 4. on [`shutdown`](Self::shutdown), release the lease so another node takes over at once.
 ///
 /// Every change is published as a [`LeaderState`] ([`subscribe`](Self::subscribe)); the code
@@ -98,7 +100,14 @@ impl LeaderElector {
             shared: Arc::clone(&shared),
             shutdown: shutdown_rx,
             renew_every,
-            retry: (renew_every / 2).max(Duration::from_millis(50)),
+            // A failed renewal is retried soon: while the lease stream elects a new leader
+            // (seconds, after its server died) every attempt fails at once, and the sooner
+            // one lands after the election the more of the lease's window is left.
+            retry: (renew_every / 8).max(Duration::from_millis(50)),
+            // One attempt never takes more than half the renewal interval: a request lost
+            // with its connection (the node's server died) would otherwise hold the renewal
+            // for the whole request timeout, and the lease's deadline could pass meanwhile.
+            attempt_timeout: (renew_every / 2).max(Duration::from_millis(50)),
             release_timeout: config.request_timeout.min(config.lease_ttl),
         };
         Ok(Self {
@@ -195,6 +204,7 @@ struct Run {
     shutdown: watch::Receiver<bool>,
     renew_every: Duration,
     retry: Duration,
+    attempt_timeout: Duration,
     release_timeout: Duration,
 }
 
@@ -259,12 +269,20 @@ impl Run {
                 () = tokio::time::sleep_until(deadline) => break,
                 () = tokio::time::sleep_until(next) => {}
             }
-            match tokio::time::timeout_at(deadline, lease.renew()).await {
+            // Dropping an attempt is safe: `renew` changes nothing until its answer came, and
+            // a write that landed unanswered is recognised by the next attempt's CAS.
+            let attempt_until = deadline.min(Instant::now() + self.attempt_timeout);
+            match tokio::time::timeout_at(attempt_until, lease.renew()).await {
                 Ok(Ok(())) => {
                     self.shared.set_renewed_at(lease.renewed_at());
                     next = Instant::now() + self.renew_every;
                 }
-                Ok(Err(ClusterError::NotLeader)) | Err(_) => break,
+                Ok(Err(ClusterError::NotLeader)) => break,
+                Err(_) if Instant::now() >= deadline => break,
+                Err(_) => {
+                    tracing::debug!(%epoch, "leader lease renewal unanswered; retrying until the deadline");
+                    next = Instant::now();
+                }
                 Ok(Err(error)) => {
                     tracing::debug!(%error, %epoch, "leader lease renewal failed; retrying until the deadline");
                     next = Instant::now() + self.retry;

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::Inner;
-use super::codec::{self, RecordHeader};
+use super::codec::{self, IdMatch, RecordHeader};
 use super::failure::{PublishFailure, classify, publish_error, unavailable};
 use super::read::Head;
 use crate::naming::{actor_of_subject, stream_subjects};
@@ -255,10 +255,12 @@ impl Inner {
     /// After a write of `event` (the last of its batch) landed at `seq`, right after the
     /// subject's message at `prev` if known.
     fn remember(&self, event: &Event, seq: u64, prev: Option<u64>) {
+        // The chain keeps the id's digest only: no text to copy and keep for every save.
         let record = RecordHeader {
             seq,
             version: Some(event.version),
-            id: Some(event.id.to_string()),
+            id: None,
+            id_digest: Some(codec::id_digest(event.id.as_str())),
             prev,
         };
         self.heads.put(
@@ -344,9 +346,19 @@ impl Inner {
             let stored = self
                 .floor_record(actor_id, subject, head, event.version)
                 .await?;
-            let same = stored.is_some_and(|r| {
-                r.version == Some(event.version) && r.id.as_deref() == Some(event.id.as_str())
-            });
+            let id = event.id.as_str();
+            let same = match stored {
+                Some(r) if r.version == Some(event.version) => match r.id_match(id) {
+                    IdMatch::Same => true,
+                    IdMatch::Different => false,
+                    // Only a digest was known: the stored record says.
+                    IdMatch::Unsure => self.message_at(r.seq).await?.is_some_and(|m| {
+                        m.subject.as_str() == subject
+                            && RecordHeader::of(&m).id_match(id) == IdMatch::Same
+                    }),
+                },
+                _ => false,
+            };
             if !same {
                 return Err(StoreError::VersionConflict {
                     actor_id: actor_id.clone(),

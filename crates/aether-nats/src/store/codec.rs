@@ -42,8 +42,11 @@ pub(crate) struct RecordHeader {
     pub seq: u64,
     /// `Aether-Version`, if present and a number ≥ 1 (absent: a foreign record).
     pub version: Option<Version>,
-    /// `Nats-Msg-Id`, if present.
+    /// `Nats-Msg-Id`, if present and read.
     pub id: Option<String>,
+    /// When `id` is not kept (records in the head cache's chain keep no text), the digest of
+    /// `Nats-Msg-Id`: enough to tell that an id differs, not that it is the same.
+    pub id_digest: Option<u64>,
     /// The stream sequence of the subject's previous message (0: none), if the record carried
     /// `Nats-Expected-Last-Subject-Sequence` for its own subject: the server checked it when
     /// it stored the record, so it is a fact, whoever wrote the record.
@@ -74,6 +77,7 @@ impl RecordHeader {
                 .and_then(|v| v.as_str().parse().ok())
                 .filter(|&v| v >= 1),
             id: None,
+            id_digest: None,
             prev: headers
                 // With this header the expected sequence was checked on another subject.
                 .filter(|h| h.get(EXPECTED_SUBJECT_HEADER).is_none())
@@ -82,6 +86,41 @@ impl RecordHeader {
                 .filter(|&p| p < seq),
         }
     }
+}
+
+/// Whether a record's id is a given one, as far as its header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdMatch {
+    Same,
+    Different,
+    /// Only the digest is known, and it matches: read the record to be sure.
+    Unsure,
+}
+
+impl RecordHeader {
+    /// Whether this record's `Nats-Msg-Id` is `id`.
+    pub(crate) fn id_match(&self, id: &str) -> IdMatch {
+        match (&self.id, self.id_digest) {
+            (Some(text), _) if text == id => IdMatch::Same,
+            (Some(_), _) | (None, None) => IdMatch::Different,
+            (None, Some(digest)) if digest == id_digest(id) => IdMatch::Unsure,
+            (None, Some(_)) => IdMatch::Different,
+        }
+    }
+
+    /// The digest of the record's id, from its text or as kept.
+    pub(crate) fn digest(&self) -> Option<u64> {
+        self.id.as_deref().map(id_digest).or(self.id_digest)
+    }
+}
+
+/// A digest of an event id (the same in every process of one build). Not collision-proof: an
+/// equal digest only says "maybe the same id".
+pub(crate) fn id_digest(id: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Decodes a stored message of `actor_id`'s subject as an event, or says why it is not one.
@@ -115,6 +154,32 @@ pub(crate) fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_known_by_its_digest_only_is_unsure_when_it_matches_and_different_otherwise() {
+        let full = RecordHeader {
+            seq: 1,
+            version: Some(1),
+            id: Some("e-1".to_owned()),
+            id_digest: None,
+            prev: None,
+        };
+        assert_eq!(full.id_match("e-1"), IdMatch::Same);
+        assert_eq!(full.id_match("e-2"), IdMatch::Different);
+        let digest_only = RecordHeader {
+            id: None,
+            id_digest: full.digest(),
+            ..full
+        };
+        assert_eq!(digest_only.id_match("e-1"), IdMatch::Unsure);
+        assert_eq!(digest_only.id_match("e-2"), IdMatch::Different);
+        let no_id = RecordHeader {
+            id: None,
+            id_digest: None,
+            ..full
+        };
+        assert_eq!(no_id.id_match("e-1"), IdMatch::Different);
+    }
 
     #[test]
     fn round_trip_through_headers_and_payload() {

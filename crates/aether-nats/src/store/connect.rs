@@ -14,7 +14,7 @@ use super::failure::unavailable;
 use super::head_cache::HeadCache;
 use super::{HEADER_ALLOWANCE, Inner, JetStreamConfig, JetStreamEventStore};
 use crate::naming::{snapshot_bucket, stream_name, stream_subjects};
-use crate::server_addrs::redacted;
+use aether_core::redact_url_credentials as redacted;
 
 /// The oldest server with everything the store uses (atomic batches, 2.12).
 const MIN_SERVER: (u64, u64) = (2, 12);

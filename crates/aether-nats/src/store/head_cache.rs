@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use aether_core::ActorId;
+use aether_core::{ActorId, Version};
 
 use super::codec::RecordHeader;
 use super::read::Head;
@@ -46,11 +46,46 @@ struct Lru {
 
 #[derive(Debug)]
 struct Entry {
-    head: Head,
+    /// The head's stream sequence and version; its record, if valid, is the chain's last.
+    seq: u64,
+    version: Version,
     /// Consecutive records of the actor's subject, oldest first: each one's predecessor on the
     /// subject is the one before it. May be empty.
-    chain: VecDeque<RecordHeader>,
+    chain: VecDeque<Link>,
     used: u64,
+}
+
+/// A record on an actor's chain, kept without heap data (48 bytes, its id as a digest): a save
+/// adds one and drops the oldest without allocating, and the many chains of a large cache stay
+/// small.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    seq: u64,
+    version: Version,
+    prev: Option<u64>,
+    id_digest: Option<u64>,
+}
+
+impl Link {
+    /// `None` for a record that is not a valid Aether record (it never goes on a chain).
+    fn of(record: &RecordHeader) -> Option<Self> {
+        Some(Self {
+            seq: record.seq,
+            version: record.version?,
+            prev: record.prev,
+            id_digest: record.digest(),
+        })
+    }
+
+    fn record(self) -> RecordHeader {
+        RecordHeader {
+            seq: self.seq,
+            version: Some(self.version),
+            id: None,
+            id_digest: self.id_digest,
+            prev: self.prev,
+        }
+    }
 }
 
 impl Lru {
@@ -73,7 +108,13 @@ impl Lru {
         self.entries.retain(|_, e| e.used > cutoff);
     }
 
-    fn insert(&mut self, actor_id: &ActorId, head: Head, capacity: usize) -> &mut Entry {
+    fn insert(
+        &mut self,
+        actor_id: &ActorId,
+        seq: u64,
+        version: Version,
+        capacity: usize,
+    ) -> &mut Entry {
         if self.touch(actor_id).is_none() {
             if self.entries.len() >= capacity {
                 let excess = self.entries.len() + 1 - capacity;
@@ -82,14 +123,15 @@ impl Lru {
             self.entries.insert(
                 actor_id.clone(),
                 Entry {
-                    head: head.clone(),
-                    chain: VecDeque::with_capacity(CHAIN_LEN + 1),
+                    seq,
+                    version,
+                    chain: VecDeque::new(),
                     used: self.tick,
                 },
             );
         }
         let entry = self.entries.get_mut(actor_id).expect("just inserted");
-        entry.head = head;
+        (entry.seq, entry.version) = (seq, version);
         entry
     }
 }
@@ -103,8 +145,15 @@ impl HeadCache {
         }
     }
 
+    /// The actor's head hint: its stream sequence and version, without the record (only a
+    /// head read from the server carries one; a hint is never used to settle anything). Takes
+    /// no allocation, as it is on every cached save's path.
     pub(crate) fn get(&self, actor_id: &ActorId) -> Option<Head> {
-        self.lock().touch(actor_id).map(|e| e.head.clone())
+        self.lock().touch(actor_id).map(|e| Head {
+            seq: e.seq,
+            version: e.version,
+            record: None,
+        })
     }
 
     /// Records `head` as the actor's head hint, and its record (if valid) on the chain: appended
@@ -113,21 +162,20 @@ impl HeadCache {
         if self.capacity == 0 {
             return;
         }
-        let record = head.record.clone();
         let mut lru = self.lock();
-        let entry = lru.insert(actor_id, head, self.capacity);
-        if let Some(record) = record {
-            extend(&mut entry.chain, record);
+        let entry = lru.insert(actor_id, head.seq, head.version, self.capacity);
+        if let Some(link) = head.record.as_ref().and_then(Link::of) {
+            extend(&mut entry.chain, link);
         }
     }
 
     /// The actor's known chain if it ends at stream sequence `head_seq` (a head just read from
-    /// the server); empty otherwise.
+    /// the server); empty otherwise. Its records carry id digests, not ids.
     pub(crate) fn chain(&self, actor_id: &ActorId, head_seq: u64) -> Vec<RecordHeader> {
         let mut lru = self.lock();
         match lru.touch(actor_id) {
             Some(entry) if entry.chain.back().is_some_and(|r| r.seq == head_seq) => {
-                entry.chain.iter().cloned().collect()
+                entry.chain.iter().map(|link| link.record()).collect()
             }
             _ => Vec::new(),
         }
@@ -141,10 +189,10 @@ impl HeadCache {
         if let Some(entry) = lru.touch(actor_id)
             && entry.chain.back().is_none_or(|r| r.seq == last.seq)
         {
-            entry.chain = chain[chain.len().saturating_sub(CHAIN_LEN)..]
-                .iter()
-                .cloned()
-                .collect();
+            // The longest run of valid records that ends at the head (walks add only valid
+            // ones, so in practice all of them).
+            let links: Vec<Link> = chain.iter().rev().map_while(Link::of).collect();
+            entry.chain = links.into_iter().take(CHAIN_LEN).rev().collect();
         }
     }
 
@@ -155,27 +203,30 @@ impl HeadCache {
 
 /// Appends `record` to `chain` if it is the next record on the subject; otherwise (another
 /// writer came between, or the link is unknown) the chain restarts at `record`.
-fn extend(chain: &mut VecDeque<RecordHeader>, record: RecordHeader) {
+fn extend(chain: &mut VecDeque<Link>, record: Link) {
     match chain.back() {
         Some(last) if last.seq == record.seq => return,
         Some(last) if record.prev == Some(last.seq) => {}
         _ => chain.clear(),
     }
-    chain.push_back(record);
-    if chain.len() > CHAIN_LEN {
+    // Room is made before the push, so the chain never outgrows CHAIN_LEN records.
+    if chain.len() == CHAIN_LEN {
         chain.pop_front();
     }
+    chain.push_back(record);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::codec::IdMatch;
 
     fn record(seq: u64, prev: Option<u64>) -> RecordHeader {
         RecordHeader {
             seq,
             version: Some(seq),
             id: Some(format!("e{seq}")),
+            id_digest: None,
             prev,
         }
     }
@@ -295,5 +346,11 @@ mod tests {
         let chain = cache.chain(&a, prev);
         assert_eq!(chain.len(), CHAIN_LEN);
         assert_eq!(chain.last().map(|r| r.seq), Some(prev));
+        // Kept without text: the ids come back as digests that still tell ids apart.
+        let last = chain.last().expect("a chain");
+        assert_eq!(last.id, None);
+        assert_eq!(last.id_match(&format!("e{prev}")), IdMatch::Unsure);
+        assert_eq!(last.id_match("another"), IdMatch::Different);
+        assert!(std::mem::size_of::<Link>() <= 48);
     }
 }

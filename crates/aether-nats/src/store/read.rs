@@ -291,6 +291,7 @@ impl Inner {
                 seq: *seq,
                 version: Some(e.version),
                 id: Some(e.id.to_string()),
+                id_digest: None,
                 prev: None,
             }))
     }
