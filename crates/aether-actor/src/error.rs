@@ -244,12 +244,19 @@ pub enum ActorError {
 
 impl ActorError {
     /// True if the command may have been applied although no outcome was returned: retry with
-    /// the same command id to find out.
+    /// the same command id to find out. A store that could not be reached or failed
+    /// (`Unavailable`, `Backend`) leaves the outcome unknown; a store that refused the write
+    /// (a reused event id, invalid events, an undecodable record) did not apply it, and
+    /// retrying would fail the same way.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            Self::Timeout { .. } | Self::Store { .. } | Self::Stopped { .. }
-        )
+        match self {
+            Self::Timeout { .. } | Self::Stopped { .. } => true,
+            Self::Store { source, .. } => matches!(
+                source.as_ref(),
+                StoreError::Unavailable { .. } | StoreError::Backend { .. }
+            ),
+            _ => false,
+        }
     }
 }
 
@@ -304,4 +311,41 @@ pub enum ActivationFailure {
     /// The store failed to load the actor.
     #[error("the store failed: {0}")]
     Store(Arc<StoreError>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(source: StoreError) -> ActorError {
+        ActorError::Store {
+            actor_id: ActorId::new("a").unwrap(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// A refused write is a known outcome: retrying it would loop forever on the same refusal.
+    #[test]
+    fn only_an_unreachable_or_failing_store_leaves_the_outcome_unknown() {
+        let unavailable = StoreError::Unavailable {
+            message: "no answer".into(),
+            source: None,
+        };
+        assert!(store(unavailable).outcome_unknown());
+        let reused = StoreError::EventIdReused {
+            id: aether_core::EventId::new("c.0").unwrap(),
+            existing_actor: ActorId::new("b").unwrap(),
+            existing_version: 1,
+        };
+        assert!(!store(reused).outcome_unknown());
+        assert!(!store(StoreError::InvalidEvent(InvalidEvent::EmptyEventType)).outcome_unknown());
+        assert!(
+            ActorError::Timeout {
+                actor_id: ActorId::new("a").unwrap(),
+                command_id: None,
+                after: Duration::from_secs(1),
+            }
+            .outcome_unknown()
+        );
+    }
 }

@@ -39,6 +39,8 @@ const ENV_NAMESPACE: &str = "AETHER_CRASH_NAMESPACE";
 const ENV_START: &str = "AETHER_CRASH_START";
 /// How long one process may take to acknowledge the commands the test waits for.
 const ROUND_LIMIT: Duration = Duration::from_secs(120);
+/// How long reading what a killed child left in its pipe may take.
+const STEP: Duration = Duration::from_secs(10);
 
 /// Command `i`: a deposit of `i + 1` cents to account `i % ACCOUNTS`, always with the same id.
 fn command_id(i: u64) -> CommandId {
@@ -128,6 +130,28 @@ struct Seen {
 }
 
 impl Seen {
+    /// Takes in one line of a child's output; the command it acknowledges, if it does.
+    fn record(&mut self, line: &str) -> Option<u64> {
+        let mut words = line.split_whitespace();
+        match (
+            words.next(),
+            words.next().and_then(|i| i.parse::<u64>().ok()),
+        ) {
+            (Some("SEND"), Some(i)) => {
+                self.sent.insert(i);
+                None
+            }
+            (Some("ACK"), Some(i)) => {
+                self.acked.insert(i);
+                if words.next() == Some("true") {
+                    self.duplicates += 1;
+                }
+                Some(i)
+            }
+            _ => None,
+        }
+    }
+
     /// The first command not acknowledged yet.
     fn first_unacked(&self) -> u64 {
         (0..).find(|i| !self.acked.contains(i)).expect("a gap")
@@ -169,24 +193,8 @@ async fn run_and_kill(url: &str, namespace: &str, start: u64, new_acks: usize, s
                 );
             }
         };
-        let mut words = line.split_whitespace();
-        match (
-            words.next(),
-            words.next().and_then(|i| i.parse::<u64>().ok()),
-        ) {
-            (Some("SEND"), Some(i)) => {
-                seen.sent.insert(i);
-            }
-            (Some("ACK"), Some(i)) => {
-                seen.acked.insert(i);
-                if words.next() == Some("true") {
-                    seen.duplicates += 1;
-                }
-                if i >= start + ACCOUNTS {
-                    acks += 1;
-                }
-            }
-            _ => {}
+        if seen.record(&line).is_some_and(|i| i >= start + ACCOUNTS) {
+            acks += 1;
         }
     }
     // SIGKILL: no destructor, no flush, commands of the other accounts in flight.
@@ -196,6 +204,11 @@ async fn run_and_kill(url: &str, namespace: &str, start: u64, new_acks: usize, s
         !status.success(),
         "the child was killed, not finished: {status:?}"
     );
+    // What it printed before it died that the test had not read yet: the commands it sent
+    // meanwhile may be stored too.
+    while let Ok(Ok(Some(line))) = timeout(STEP, lines.next_line()).await {
+        seen.record(&line);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
