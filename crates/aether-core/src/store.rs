@@ -16,6 +16,7 @@
 //! - events are append-only: there is no update or delete.
 
 mod error;
+mod feed;
 mod limits;
 mod memory;
 mod metrics;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use crate::{ActorId, ActorSnapshot, Event, Version};
 
 pub use error::{BoxError, ErrorKind, InvalidEvent, InvalidSnapshot, StoreError};
+pub use feed::{EventFeed, FeedEvent, FeedPage, FeedPosition};
 pub use limits::EventLimits;
 pub use memory::InMemoryEventStore;
 pub use metrics::StoreMetrics;
