@@ -17,6 +17,9 @@
 //! | `aether_actor_tell_failures_total` | counter | `tell`s lost or failed (each counted once) |
 //! | `aether_actor_snapshots_total` | counter | snapshots saved |
 //! | `aether_actor_snapshot_failures_total` | counter | snapshot saves that failed |
+//! | `aether_actor_events_published_total` | counter | stored events handed to the bus |
+//! | `aether_actor_publish_failures_total` | counter | stored events not published within `publish_timeout` |
+//! | `aether_actor_publish_drops_total` | counter | deliveries the bus dropped (a subscriber's queue full) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,6 +53,12 @@ pub struct ActorStats {
     pub snapshots: u64,
     /// Snapshot saves that failed.
     pub snapshot_failures: u64,
+    /// Stored events handed to the bus (runtimes with a bus).
+    pub published: u64,
+    /// Stored events not published within [`ActorConfig::publish_timeout`](crate::ActorConfig::publish_timeout).
+    pub publish_failures: u64,
+    /// Deliveries the bus dropped because a subscriber's queue was full.
+    pub publish_drops: u64,
 }
 
 macro_rules! counters {
@@ -98,6 +107,9 @@ counters! {
     tell_failures => "aether_actor_tell_failures_total",
     snapshots => "aether_actor_snapshots_total",
     snapshot_failures => "aether_actor_snapshot_failures_total",
+    published => "aether_actor_events_published_total",
+    publish_failures => "aether_actor_publish_failures_total",
+    publish_drops => "aether_actor_publish_drops_total",
 }
 
 impl Counters {
@@ -138,8 +150,14 @@ impl Count {
     }
 
     pub(crate) fn inc(&self) {
-        self.local.fetch_add(1, Ordering::Relaxed);
-        self.counter.increment(1);
+        self.add(1);
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        if n > 0 {
+            self.local.fetch_add(n, Ordering::Relaxed);
+            self.counter.increment(n);
+        }
     }
 
     fn get(&self) -> u64 {

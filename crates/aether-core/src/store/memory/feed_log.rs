@@ -17,8 +17,16 @@ use crate::store::StoreError;
 /// Which record: an event or an undecodable record, of which actor, at which index of its log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum RecordRef {
-    Event { actor: u32, index: u32 },
-    Undecodable { actor: u32, index: u32 },
+    Event {
+        actor: u32,
+        index: u32,
+    },
+    /// Only foreign writes are undecodable; the store writes them for the suite (`testing`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    Undecodable {
+        actor: u32,
+        index: u32,
+    },
 }
 
 impl RecordRef {
