@@ -7,24 +7,24 @@
 #[path = "support/bank.rs"]
 mod bank;
 #[allow(dead_code)]
+#[path = "support/crash.rs"]
+mod crash;
+#[allow(dead_code)]
 #[path = "support/gated.rs"]
 mod gated;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use aether_actor::{ActorConfig, ActorError, Actors, AskError};
 use aether_core::{
-    ActorId, ActorSnapshot, Event, EventBus, EventFeed, EventStore, FeedPosition,
-    InMemoryEventStore, LoadedActor, Namespace, ReplayResult, SaveOutcome, SnapshotOutcome,
-    SnapshotStore, StoreError, SubscribeOptions, Subscription, Version,
+    ActorId, Event, EventBus, EventFeed, EventStore, FeedPosition, InMemoryEventStore, Namespace,
+    StoreError, SubscribeOptions, Subscription,
 };
-use tokio::sync::Notify;
 
 use bank::{Bank, Command};
+use crash::{DiesAfterStoring, FeedReader};
 use gated::GatedStore;
 
 fn ns() -> Namespace {
@@ -232,111 +232,6 @@ async fn each_stored_event_published_once_in_order_per_actor() {
     );
 }
 
-/// A store that, once armed, stores the next append and then never answers: the actor is
-/// stuck between storing and publishing, where a crash can catch it.
-#[derive(Clone)]
-struct DiesAfterStoring<S> {
-    inner: S,
-    armed: Arc<AtomicBool>,
-    stored: Arc<Notify>,
-}
-
-impl<S: SnapshotStore> DiesAfterStoring<S> {
-    fn new(inner: S) -> Self {
-        Self {
-            inner,
-            armed: Arc::default(),
-            stored: Arc::default(),
-        }
-    }
-
-    async fn then_hang(
-        &self,
-        saved: Result<SaveOutcome, StoreError>,
-    ) -> Result<SaveOutcome, StoreError> {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            assert!(saved.is_ok(), "the armed append is stored: {saved:?}");
-            self.stored.notify_one();
-            std::future::pending::<()>().await;
-        }
-        saved
-    }
-}
-
-impl<S: SnapshotStore> EventStore for DiesAfterStoring<S> {
-    async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
-        let saved = self.inner.save_event(event).await;
-        self.then_hang(saved).await
-    }
-
-    async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
-        let saved = self.inner.save_events(events).await;
-        self.then_hang(saved).await
-    }
-
-    fn latest_version(
-        &self,
-        actor_id: &ActorId,
-    ) -> impl Future<Output = Result<Version, StoreError>> + Send {
-        self.inner.latest_version(actor_id)
-    }
-
-    fn events_with_errors(
-        &self,
-        actor_id: &ActorId,
-        from_version: Version,
-    ) -> impl Future<Output = Result<ReplayResult, StoreError>> + Send {
-        self.inner.events_with_errors(actor_id, from_version)
-    }
-}
-
-impl<S: SnapshotStore> SnapshotStore for DiesAfterStoring<S> {
-    fn save_snapshot(
-        &self,
-        snapshot: ActorSnapshot,
-    ) -> impl Future<Output = Result<SnapshotOutcome, StoreError>> + Send {
-        self.inner.save_snapshot(snapshot)
-    }
-
-    fn latest_snapshot(
-        &self,
-        actor_id: &ActorId,
-    ) -> impl Future<Output = Result<Option<ActorSnapshot>, StoreError>> + Send {
-        self.inner.latest_snapshot(actor_id)
-    }
-
-    fn load(
-        &self,
-        actor_id: &ActorId,
-    ) -> impl Future<Output = Result<LoadedActor, StoreError>> + Send {
-        self.inner.load(actor_id)
-    }
-}
-
-/// A feed subscriber: processes pages of the feed, keeping its checkpoint (here in memory; a
-/// real one stores it with its results).
-struct FeedReader {
-    checkpoint: FeedPosition,
-    processed: Vec<Event>,
-}
-
-impl FeedReader {
-    /// Reads and processes everything after the checkpoint, in pages of 2, checkpointing after
-    /// each page; returns what this call processed.
-    async fn catch_up<S: EventFeed>(&mut self, store: &S) -> Vec<Event> {
-        let mut got = Vec::new();
-        loop {
-            let page = store.read_feed(self.checkpoint, page(2)).await.unwrap();
-            assert!(page.errors.is_empty(), "{:?}", page.errors);
-            if page.is_empty() {
-                return got;
-            }
-            got.extend(page.events.into_iter().map(|e| e.event));
-            self.checkpoint = page.next;
-        }
-    }
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -354,10 +249,7 @@ fn a_crash_between_storing_and_publishing_loses_no_event_for_feed_readers() {
     let memory = InMemoryEventStore::new();
     let bus = EventBus::new();
     let mut live = bus.subscribe(&ns());
-    let mut reader = FeedReader {
-        checkpoint: FeedPosition::START,
-        processed: Vec::new(),
-    };
+    let mut reader = FeedReader::new();
     let (alice, bob) = (id("alice"), id("bob"));
 
     // The first process: some commands, published and read from the feed; then it dies.
@@ -388,7 +280,7 @@ fn a_crash_between_storing_and_publishing_loses_no_event_for_feed_readers() {
         reader.processed.extend(before);
 
         // A command whose events are stored, then the process dies before publishing them.
-        store.armed.store(true, Ordering::SeqCst);
+        store.arm();
         let stuck = {
             let actors = actors.clone();
             let alice = alice.clone();
