@@ -16,11 +16,12 @@ mod gated;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use aether_actor::{ActorConfig, ActorError, Actors, AskError};
 use aether_core::{
     ActorId, Event, EventBus, EventFeed, EventStore, FeedPosition, InMemoryEventStore, Namespace,
-    StoreError, SubscribeOptions, Subscription,
+    Overflow, StoreError, SubscribeOptions, Subscription,
 };
 
 use bank::{Bank, Command};
@@ -176,6 +177,53 @@ async fn nothing_published_unless_known_stored() {
         "only the accepted append"
     );
     assert_eq!(actors.stats().published, 1);
+    actors.shutdown().await;
+}
+
+/// A slow bus never fails a command: a full subscriber queue drops (counted in
+/// `publish_drops`), a blocking subscriber holds the actor at most `publish_timeout` (the rest
+/// counted in `publish_failures`), and every command succeeds and is stored.
+#[tokio::test(start_paused = true)]
+async fn slow_subscribers_are_counted_and_never_fail_the_command() {
+    let store = InMemoryEventStore::new();
+    let bus = EventBus::new();
+    let one = || SubscribeOptions::new().queue_capacity(1);
+    let mut dropping = bus.subscribe_with(&ns(), one());
+    let config = ActorConfig {
+        publish_timeout: Duration::from_millis(100),
+        ..ActorConfig::default()
+    };
+    let actors = Actors::with_bus(ns(), Bank, store.clone(), bus.clone(), config).unwrap();
+    let alice = id("alice");
+    let deposit = || Command::Deposit { cents: 1 };
+    actors.ask(&alice, deposit()).await.unwrap();
+    actors.ask(&alice, deposit()).await.unwrap(); // `dropping` is full: dropped
+    let stats = actors.stats();
+    assert_eq!(
+        (stats.published, stats.publish_drops, stats.publish_failures),
+        (2, 1, 0)
+    );
+
+    let hour = Duration::from_secs(3600);
+    let mut blocking = bus.subscribe_with(&ns(), one().overflow(Overflow::Block { timeout: hour }));
+    actors.ask(&alice, deposit()).await.unwrap(); // dropped by one, queued by the other
+    let started = tokio::time::Instant::now();
+    let fourth = actors.ask(&alice, deposit()).await.unwrap(); // `blocking` is full: waits
+    assert!(
+        started.elapsed() < hour,
+        "the actor waited {:?}: bounded by publish_timeout, not by the subscriber",
+        started.elapsed()
+    );
+    assert_eq!(fourth.version, 4, "the command succeeded");
+    let stats = actors.stats();
+    assert_eq!(
+        (stats.published, stats.publish_drops, stats.publish_failures),
+        (3, 2, 1)
+    );
+    assert_eq!(store.events(&stream("alice"), 0).await.unwrap().len(), 4);
+    assert_eq!(drain(&mut dropping).len(), 1);
+    let queued = drain(&mut blocking);
+    assert_eq!(queued.iter().map(|e| e.version).collect::<Vec<_>>(), [3]);
     actors.shutdown().await;
 }
 

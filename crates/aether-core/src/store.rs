@@ -14,6 +14,10 @@
 //!   JetStream store detects reuse within its deduplication window, see ADR 0004);
 //! - invalid input is rejected with a typed error before anything is written;
 //! - events are append-only: there is no update or delete.
+//!
+//! Stores that also implement [`EventFeed`] (both stores here) offer every stored event of the
+//! namespace in commit order after a caller-kept checkpoint: the at-least-once path for
+//! subscribers that must not miss an event (see its docs and the feed properties of the suite).
 
 mod error;
 mod feed;
