@@ -69,6 +69,12 @@ impl Inner {
                 .map_err(|e| {
                     unavailable(&self.url, &what(), std::io::Error::other(e.to_string()))
                 })?;
+            if seq <= after.get() {
+                // An ordered consumer that restarts before delivering anything starts over
+                // from the stream's first message (async-nats 0.51 recreates it with
+                // `DeliverPolicy::All`, seen on R3 streams): skip what precedes the checkpoint.
+                continue;
+            }
             if seq > end {
                 break;
             }
