@@ -267,6 +267,10 @@ mod tests {
                 ask: AskOptions::default().timeout(Duration::ZERO),
                 ..ActorConfig::default()
             },
+            ActorConfig {
+                publish_timeout: Duration::ZERO,
+                ..ActorConfig::default()
+            },
         ];
         for config in bad {
             assert!(config.validate().is_err(), "{config:?}");
