@@ -43,6 +43,12 @@ pub struct ActorConfig {
     pub max_command_bytes: usize,
     /// Defaults of each call (timeout, full-mailbox behaviour, conflict policy).
     pub ask: AskOptions,
+    /// With a bus ([`Actors::with_bus`](crate::Actors::with_bus)): how long an actor waits for
+    /// the bus to take one decision's stored events (only subscribers that chose
+    /// `Overflow::Block` make it wait) before it counts the rest as
+    /// [`publish_failures`](crate::ActorStats::publish_failures) and goes on. Part of the
+    /// command's time (the actor publishes before it replies). Default 1 s.
+    pub publish_timeout: Duration,
 }
 
 impl Default for ActorConfig {
@@ -55,6 +61,7 @@ impl Default for ActorConfig {
             command_horizon: 1024,
             max_command_bytes: 1 << 20,
             ask: AskOptions::default(),
+            publish_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -99,6 +106,12 @@ impl ActorConfig {
         }
         if self.idle_timeout == Some(Duration::ZERO) {
             return zero("idle_timeout");
+        }
+        if self.publish_timeout.is_zero() {
+            return Err(InvalidConfig {
+                setting: "publish_timeout",
+                problem: "must be longer than zero",
+            });
         }
         if self.ask.timeout.is_zero() {
             return Err(InvalidConfig {
@@ -252,6 +265,10 @@ mod tests {
             },
             ActorConfig {
                 ask: AskOptions::default().timeout(Duration::ZERO),
+                ..ActorConfig::default()
+            },
+            ActorConfig {
+                publish_timeout: Duration::ZERO,
                 ..ActorConfig::default()
             },
         ];

@@ -26,6 +26,12 @@
 //!   [`shutdown`](Actors::shutdown).
 //! - **Actors talking to actors** through [effects](effect) a decision declares and the
 //!   runtime runs after its events are stored (see below).
+//! - **Publication**: [`Actors::with_bus`] publishes every stored event on any
+//!   [`Bus`](aether_core::Bus) after its append succeeded, never before — best effort, **at
+//!   most once** (a crash between storing and publishing loses the publication; drops and
+//!   timeouts are counted). Subscribers that need **every** event read the store's
+//!   [`EventFeed`](aether_core::EventFeed) from a checkpoint they keep: **at least once**, in
+//!   order per actor, whatever happened to the live publish.
 //!
 //! The design and its reasons: `docs/adr/0008-actor-runtime.md`.
 //!

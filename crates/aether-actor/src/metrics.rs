@@ -21,6 +21,9 @@
 //! | `aether_actor_effect_failures_total` | counter | effects that failed (each also logged) |
 //! | `aether_actor_timers_fired_total` | counter | plain timers whose command was handled |
 //! | `aether_actor_reminders_fired_total` | counter | reminders whose `remind` was called |
+//! | `aether_actor_events_published_total` | counter | stored events handed to the bus |
+//! | `aether_actor_publish_failures_total` | counter | stored events not published within `publish_timeout` |
+//! | `aether_actor_publish_drops_total` | counter | deliveries the bus dropped (a subscriber's queue full) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -62,6 +65,12 @@ pub struct ActorStats {
     pub timers_fired: u64,
     /// Reminders fired.
     pub reminders_fired: u64,
+    /// Stored events handed to the bus (runtimes with a bus).
+    pub published: u64,
+    /// Stored events not published within [`ActorConfig::publish_timeout`](crate::ActorConfig::publish_timeout).
+    pub publish_failures: u64,
+    /// Deliveries the bus dropped because a subscriber's queue was full.
+    pub publish_drops: u64,
 }
 
 macro_rules! counters {
@@ -114,6 +123,9 @@ counters! {
     effect_failures => "aether_actor_effect_failures_total",
     timers_fired => "aether_actor_timers_fired_total",
     reminders_fired => "aether_actor_reminders_fired_total",
+    published => "aether_actor_events_published_total",
+    publish_failures => "aether_actor_publish_failures_total",
+    publish_drops => "aether_actor_publish_drops_total",
 }
 
 impl Counters {
@@ -154,8 +166,14 @@ impl Count {
     }
 
     pub(crate) fn inc(&self) {
-        self.local.fetch_add(1, Ordering::Relaxed);
-        self.counter.increment(1);
+        self.add(1);
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        if n > 0 {
+            self.local.fetch_add(n, Ordering::Relaxed);
+            self.counter.increment(n);
+        }
     }
 
     fn get(&self) -> u64 {

@@ -4,6 +4,7 @@
 mod cell;
 mod history;
 mod mailbox;
+mod publish;
 mod queue;
 mod registry;
 mod reminders;
@@ -12,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use aether_core::{ActorId, Namespace, SnapshotStore};
+use aether_core::{ActorId, Bus, Namespace, SnapshotStore};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
 
@@ -37,6 +38,8 @@ pub(crate) struct Shared<A: Actor, S> {
     pub(crate) registry: Registry<Box<Envelope<A>>>,
     pub(crate) counters: Counters,
     pub(crate) reminders: Arc<Reminders>,
+    /// Where stored events are published (live path), if anywhere.
+    pub(crate) bus: Option<Box<dyn publish::Publish>>,
     shutting_down: AtomicBool,
     sweeper_started: AtomicBool,
     reminders_started: AtomicBool,
@@ -141,6 +144,79 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         store: S,
         config: ActorConfig,
     ) -> Result<Self, InvalidConfig> {
+        Self::build(namespace, actor, store, config, None)
+    }
+
+    /// A runtime as [`new`](Self::new) that also publishes every event its actors store on
+    /// `bus`, in `namespace` (the live path of publication).
+    ///
+    /// An actor publishes a decision's events **after** the store accepted them — never
+    /// before, never events the store refused or whose outcome is unknown — in version order,
+    /// before it replies and before its next message: so a subscriber sees each actor's events
+    /// once each, in order, in the normal case. It is **best effort (at most once)**: a bus
+    /// that drops (a full subscriber queue) or does not take the events within
+    /// [`ActorConfig::publish_timeout`] is counted ([`ActorStats::publish_drops`],
+    /// [`ActorStats::publish_failures`]) and never fails the command; a crash between the
+    /// append and the publish loses the publication. Subscribers that need every event read
+    /// the store's [`EventFeed`](aether_core::EventFeed) from a checkpoint instead (at least
+    /// once, in order per actor), and may use the bus as a low-latency hint. Events are
+    /// published exactly as stored (ids, versions, command id), so the two paths can be
+    /// de-duplicated by event id.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, Decision};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// use aether_actor::{ActorConfig, Actors};
+    /// use aether_core::{ActorId, EventBus, InMemoryEventStore, Namespace};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let demo = Namespace::new("demo")?;
+    /// let bus = EventBus::new();
+    /// let mut added = bus.subscribe(&demo);
+    /// let counters = Actors::with_bus(demo, Counter, InMemoryEventStore::new(), bus, ActorConfig::default())?;
+    /// counters.ask(&ActorId::new("c-1")?, 5).await?;
+    /// let event = added.try_recv().expect("published before the reply");
+    /// assert_eq!((event.actor_id.as_str(), event.version), ("counter.c-1", 1));
+    /// assert_eq!(counters.stats().published, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_bus<B: Bus>(
+        namespace: Namespace,
+        actor: A,
+        store: S,
+        bus: B,
+        config: ActorConfig,
+    ) -> Result<Self, InvalidConfig> {
+        Self::build(namespace, actor, store, config, Some(Box::new(bus)))
+    }
+
+    fn build(
+        namespace: Namespace,
+        actor: A,
+        store: S,
+        config: ActorConfig,
+        bus: Option<Box<dyn publish::Publish>>,
+    ) -> Result<Self, InvalidConfig> {
         config.validate()?;
         let ty = A::ACTOR_TYPE;
         if ty.is_empty()
@@ -164,6 +240,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 registry: Registry::new(),
                 counters,
                 reminders: Arc::default(),
+                bus,
                 shutting_down: AtomicBool::new(false),
                 sweeper_started: AtomicBool::new(false),
                 reminders_started: AtomicBool::new(false),

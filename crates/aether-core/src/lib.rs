@@ -18,7 +18,7 @@
 //! | `pattern` | [`Pattern`] (NATS-style `*` / `>`) and the routing [`SubjectTrie`] |
 //! | `filter` | [`SubscriptionFilter`] (event types, actor pattern) |
 //! | `bus` | the [`Bus`] and [`DurableBus`] traits, the local [`EventBus`], [`Subscription`], [`NamespacedBus`] (the tenant handle of any bus); hooks for transports ([`InterestListener`], [`EncodedEvent`]) |
-//! | `store` | the store traits, outcomes, [`StoreError`], [`EventLimits`], [`InMemoryEventStore`] |
+//! | `store` | the store traits, outcomes, [`StoreError`], [`EventLimits`], [`InMemoryEventStore`]; [`EventFeed`], every stored event of a namespace read from a checkpoint |
 //! | `placement` | [`shard_for`] (actor → [`ShardId`]), [`assign_shards`] ([`Member`]s → [`ShardMap`]), [`shard_moves`] |
 //! | [`testing`] | the conformance suite every store must pass (feature `testing`) |
 //!
@@ -73,7 +73,7 @@ pub use placement::{
 pub use redact::redact_url_credentials;
 pub use snapshot::ActorSnapshot;
 pub use store::{
-    BoxError, ErrorKind, EventLimits, EventStore, InMemoryEventStore, InvalidEvent,
-    InvalidSnapshot, LoadedActor, ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome,
-    SnapshotStore, StoreError, StoreMetrics,
+    BoxError, ErrorKind, EventFeed, EventLimits, EventStore, FeedEvent, FeedPage, FeedPosition,
+    InMemoryEventStore, InvalidEvent, InvalidSnapshot, LoadedActor, ReplayError, ReplayResult,
+    SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError, StoreMetrics,
 };

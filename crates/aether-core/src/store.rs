@@ -14,8 +14,13 @@
 //!   JetStream store detects reuse within its deduplication window, see ADR 0004);
 //! - invalid input is rejected with a typed error before anything is written;
 //! - events are append-only: there is no update or delete.
+//!
+//! Stores that also implement [`EventFeed`] (both stores here) offer every stored event of the
+//! namespace in commit order after a caller-kept checkpoint: the at-least-once path for
+//! subscribers that must not miss an event (see its docs and the feed properties of the suite).
 
 mod error;
+mod feed;
 mod limits;
 mod memory;
 mod metrics;
@@ -26,6 +31,7 @@ use std::sync::Arc;
 use crate::{ActorId, ActorSnapshot, Event, Version};
 
 pub use error::{BoxError, ErrorKind, InvalidEvent, InvalidSnapshot, StoreError};
+pub use feed::{EventFeed, FeedEvent, FeedPage, FeedPosition};
 pub use limits::EventLimits;
 pub use memory::InMemoryEventStore;
 pub use metrics::StoreMetrics;

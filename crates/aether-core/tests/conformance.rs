@@ -1,5 +1,6 @@
 //! The store conformance suite against the in-memory store: every property as its own test
-//! (through `conformance_tests!`, as a third party would use it), plus `run_all`.
+//! (through `conformance_tests!`, as a third party would use it), plus `run_all`; the same for
+//! the feed properties.
 
 use aether_core::InMemoryEventStore;
 use aether_core::testing::conformance;
@@ -20,4 +21,17 @@ async fn suite_runs_with_non_default_limits() {
         max_snapshot_bytes: 2048,
     };
     conformance::run_all(|| async move { InMemoryEventStore::with_limits(limits) }).await;
+}
+
+/// The feed properties (the in-memory store implements `EventFeed`), one test each.
+mod feed {
+    aether_core::feed_conformance_tests!(async { aether_core::InMemoryEventStore::new() });
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn run_all_feed_passes_on_the_in_memory_store() {
+        aether_core::testing::conformance::run_all_feed(|| async {
+            aether_core::InMemoryEventStore::new()
+        })
+        .await;
+    }
 }

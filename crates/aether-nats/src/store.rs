@@ -15,15 +15,19 @@ mod codec;
 mod config;
 mod connect;
 mod failure;
+mod feed;
 mod head_cache;
 mod read;
 mod snapshots;
 
 use std::sync::Arc;
 
+use std::num::NonZeroUsize;
+
 use aether_core::{
-    ActorId, ActorSnapshot, Event, EventLimits, EventStore, LoadedActor, Namespace, ReplayResult,
-    SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError, Version,
+    ActorId, ActorSnapshot, Event, EventFeed, EventLimits, EventStore, FeedPage, FeedPosition,
+    LoadedActor, Namespace, ReplayResult, SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError,
+    Version,
 };
 use async_nats::jetstream;
 
@@ -145,6 +149,18 @@ impl EventStore for JetStreamEventStore {
         from_version: Version,
     ) -> Result<ReplayResult, StoreError> {
         self.inner.events_with_errors(actor_id, from_version).await
+    }
+}
+
+/// The namespace's stream in stream-sequence order: the feed position is the stream sequence,
+/// so a checkpoint stays valid across handles, restarts and server failovers.
+impl EventFeed for JetStreamEventStore {
+    async fn read_feed(
+        &self,
+        after: FeedPosition,
+        max: NonZeroUsize,
+    ) -> Result<FeedPage, StoreError> {
+        self.inner.read_feed(after, max.get()).await
     }
 }
 

@@ -16,6 +16,7 @@ use super::history::{
     Applied, CommandIndex, REMINDERS_KEY, REPLY_KEY, ReminderChanges, SnapshotBody, SnapshotBodyRef,
 };
 use super::mailbox::{CommandMsg, Envelope};
+use super::publish::publish_stored;
 use super::queue::Next;
 use super::registry::{Control, NewActor};
 use super::{AskResult, Shared};
@@ -534,6 +535,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         .map_err(encode_error)?;
         let first = self.version + 1;
         let last = self.version + records.len() as u64;
+        // The live path publishes the events as stored, once the store accepted them.
+        let to_publish = self.shared.bus.is_some().then(|| records.clone());
         let saved = if records.len() == 1 {
             let mut records = records;
             Box::pin(self.shared.store.save_event(records.remove(0))).await
@@ -594,6 +597,11 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                     .into(),
                 ));
             }
+        }
+        if let (Some(bus), Some(events)) = (&self.shared.bus, to_publish) {
+            let shared = &*self.shared;
+            let timeout = shared.config.publish_timeout;
+            publish_stored(&**bus, &shared.namespace, events, timeout, &shared.counters).await;
         }
         let actor = &self.shared.actor;
         let state = &mut self.state;

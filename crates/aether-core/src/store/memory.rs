@@ -7,20 +7,25 @@
 //! actors:    sharded map  ActorId -> RwLock<ActorLog>   (one lock per actor)
 //! event_ids: sharded map  EventId -> (ActorId, Version)  (the deduplication index)
 //! snapshots: sharded map  ActorId -> ActorSnapshot
+//! feed:      Mutex<(actor number, log index) per record>  (the EventFeed order, 12 B/record)
 //! ```
 //!
 //! A save holds its actor's write lock while it checks the version and claims the event ids, so
 //! the version check and the append are one atomic step. Locks are always taken in the order
-//! actor shard → actor log → id shard, and never the other way round, so there is no deadlock.
+//! actor shard → actor log → id shard, and actor log → feed, never the other way round, so
+//! there is no deadlock. The feed's lock is held only to number an actor, to push a save's
+//! records (after they are in the actor's log) and to copy references out for a reader.
 //!
 //! Every operation completes before its future is first polled (the futures are
 //! `std::future::Ready`): nothing here ever waits, and moving the event into a future state
 //! machine would only cost copies.
 
 mod actor_log;
+mod feed_log;
 
 use std::future::{Future, ready};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::num::NonZeroUsize;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use dashmap::DashMap;
@@ -28,11 +33,13 @@ use dashmap::mapref::entry::Entry;
 use foldhash::fast::RandomState;
 
 use super::{
-    EventLimits, EventStore, InvalidSnapshot, ReplayResult, SaveOutcome, SnapshotOutcome,
-    SnapshotStore, StoreError, StoreMetrics,
+    EventFeed, EventLimits, EventStore, FeedEvent, FeedPage, FeedPosition, InvalidSnapshot,
+    ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError,
+    StoreMetrics,
 };
 use crate::{ActorId, ActorSnapshot, Event, EventId, Version};
 use actor_log::ActorLog;
+use feed_log::{FeedLog, RecordRef, log_index};
 
 /// Enough shards that two threads rarely meet on one, few enough to stay small.
 const SHARDS: usize = 64;
@@ -70,6 +77,7 @@ struct Inner {
     event_ids: DashMap<IdKey, Slot, BuildHasherDefault<PassThrough>>,
     id_hasher: RandomState,
     snapshots: DashMap<ActorId, ActorSnapshot, RandomState>,
+    feed: FeedLog,
     metrics: StoreMetrics,
 }
 
@@ -145,6 +153,7 @@ impl Inner {
             event_ids: DashMap::with_hasher_and_shard_amount(BuildHasherDefault::default(), SHARDS),
             id_hasher: RandomState::default(),
             snapshots: DashMap::with_hasher_and_shard_amount(RandomState::default(), SHARDS),
+            feed: FeedLog::default(),
             metrics: StoreMetrics::new("memory"),
         }
     }
@@ -240,6 +249,7 @@ impl InMemoryEventStore {
                 None => Err(conflict(&event, current)),
             };
         }
+        let (actor, index) = self.feed_slots(log, &event.actor_id, 1)?;
         match self.inner.event_ids.entry(key) {
             // The slot (actor, version) is free, so an existing id names another event.
             Entry::Occupied(slot) => return Err(slot.get().reused_by(&event.id)),
@@ -248,7 +258,23 @@ impl InMemoryEventStore {
             }
         }
         log.append(event);
+        self.inner.feed.push([RecordRef::Event { actor, index }]);
         Ok(SaveOutcome::Saved)
+    }
+
+    /// The feed number of the log's actor and the feed index of the log's next event, checked
+    /// to leave room for `count` events.
+    fn feed_slots(
+        &self,
+        log: &mut ActorLog,
+        actor_id: &ActorId,
+        count: usize,
+    ) -> Result<(u32, u32), StoreError> {
+        let index = log_index(log.len())?;
+        log_index(log.len() + count)?;
+        let actor = self.inner.feed.actor_number(log.feed_number, actor_id)?;
+        log.feed_number = Some(actor);
+        Ok((actor, index))
     }
 
     fn save_batch(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
@@ -272,6 +298,7 @@ impl InMemoryEventStore {
                 None => Ok(SaveOutcome::Duplicate),
             };
         }
+        let (actor, first) = self.feed_slots(log, &events[0].actor_id, events.len())?;
         let keys: Vec<IdKey> = events.iter().map(|e| self.inner.id_key(&e.id)).collect();
         // Check every id before claiming any, so that a batch refused for a stored id never
         // holds ids it gives back (another writer could otherwise see them for a moment). Only
@@ -297,9 +324,14 @@ impl InMemoryEventStore {
                 }
             }
         }
+        let count = events.len() as u32;
         for event in events {
             log.append(event);
         }
+        // `feed_slots` checked that `first + count` fits.
+        self.inner
+            .feed
+            .push((first..first + count).map(|index| RecordRef::Event { actor, index }));
         Ok(SaveOutcome::Saved)
     }
 
@@ -368,13 +400,49 @@ impl InMemoryEventStore {
                 ),
                 source: None,
             }),
-            Err(error) => {
-                self.with_log_mut(actor_id, |log| {
-                    log.append_undecodable(raw, error.to_string())
-                });
+            Err(error) => self.with_log_mut(actor_id, |log| {
+                let actor = self.inner.feed.actor_number(log.feed_number, actor_id)?;
+                log.feed_number = Some(actor);
+                let index = log_index(log.append_undecodable(raw, error.to_string()))?;
+                self.inner
+                    .feed
+                    .push([RecordRef::Undecodable { actor, index }]);
                 Ok(())
-            }
+            }),
         }
+    }
+}
+
+impl InMemoryEventStore {
+    fn read_feed_now(&self, after: FeedPosition, max: usize) -> FeedPage {
+        let mut page = FeedPage {
+            next: after,
+            ..FeedPage::default()
+        };
+        for (position, actor_id, record) in self.inner.feed.read(after.get(), max) {
+            // Every record in the feed is in its actor's log (pushed after it, never removed).
+            let Some(found) = self.with_log(&actor_id, |log| match record {
+                RecordRef::Event { index, .. } => {
+                    log.event_at(index as usize).map(|event| Ok(event.clone()))
+                }
+                RecordRef::Undecodable { index, .. } => {
+                    log.undecodable_at(index as usize).map(|e| Err(e.clone()))
+                }
+            }) else {
+                break;
+            };
+            let position = FeedPosition::new(position);
+            match found {
+                Some(Ok(event)) => page.events.push(FeedEvent { position, event }),
+                Some(Err(error)) => page.errors.push(ReplayError {
+                    position: position.get(),
+                    ..error
+                }),
+                None => break,
+            }
+            page.next = position;
+        }
+        page
     }
 }
 
@@ -428,6 +496,16 @@ impl EventStore for InMemoryEventStore {
         ready(Ok(self
             .with_log(actor_id, |log| log.replay_from(from_version))
             .unwrap_or_default()))
+    }
+}
+
+impl EventFeed for InMemoryEventStore {
+    fn read_feed(
+        &self,
+        after: FeedPosition,
+        max: NonZeroUsize,
+    ) -> impl Future<Output = Result<FeedPage, StoreError>> + Send {
+        ready(Ok(self.read_feed_now(after, max.get())))
     }
 }
 

@@ -8,10 +8,15 @@
 //!
 //! A store under test implements [`ConformanceTarget`]: the store traits plus two hooks the
 //! suite needs (its limits, and a way to write a raw record as a foreign client could).
+//!
+//! A store that also implements [`EventFeed`] passes the feed properties too
+//! ([`FEED_PROPERTIES`], run by [`run_all_feed`] / [`feed_conformance_tests!`](crate::feed_conformance_tests)):
+//! a separate list, since the feed is a separate trait.
 
 mod bad_input;
 mod batch;
 mod concurrency;
+mod feed;
 mod idempotency;
 mod load;
 mod replay;
@@ -24,11 +29,14 @@ use std::panic::AssertUnwindSafe;
 
 use futures::FutureExt;
 
-use crate::{ActorId, EventLimits, EventStore, InMemoryEventStore, SnapshotStore, StoreError};
+use crate::{
+    ActorId, EventFeed, EventLimits, EventStore, InMemoryEventStore, SnapshotStore, StoreError,
+};
 
 pub use bad_input::*;
 pub use batch::*;
 pub use concurrency::*;
+pub use feed::*;
 pub use idempotency::*;
 pub use load::*;
 pub use replay::*;
@@ -109,6 +117,20 @@ macro_rules! __conformance_properties {
     };
 }
 
+/// Calls `$callback!` with the list of every feed property ([`EventFeed`] stores only).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __feed_conformance_properties {
+    ($callback:path { $($args:tt)* }) => {
+        $callback! { $($args)* ;
+            feed_holds_every_stored_event_in_commit_order,
+            feed_resumes_after_a_checkpoint,
+            feed_reports_undecodable_records,
+            feed_under_concurrent_writers_misses_nothing,
+        }
+    };
+}
+
 /// Generates one `#[tokio::test]` per conformance property, each on a fresh store from
 /// `$factory` (an expression evaluating to a future of the store). Needs `tokio` (with the
 /// `macros` and `rt-multi-thread` features) among the calling crate's dev-dependencies.
@@ -120,6 +142,20 @@ macro_rules! __conformance_properties {
 macro_rules! conformance_tests {
     ($factory:expr) => {
         $crate::__conformance_properties!($crate::__conformance_tests { $factory });
+    };
+}
+
+/// Generates one `#[tokio::test]` per feed property ([`FEED_PROPERTIES`]), each on a fresh
+/// store from `$factory`, for a store that implements [`EventFeed`]; as
+/// [`conformance_tests!`](crate::conformance_tests).
+///
+/// ```ignore
+/// aether_core::feed_conformance_tests!(async { MyStore::connect().await });
+/// ```
+#[macro_export]
+macro_rules! feed_conformance_tests {
+    ($factory:expr) => {
+        $crate::__feed_conformance_properties!($crate::__conformance_tests { $factory });
     };
 }
 
@@ -137,13 +173,13 @@ macro_rules! __conformance_tests {
 }
 
 macro_rules! dispatch {
-    (; $($name:ident),* $(,)?) => {
-        /// Names of every property, in the order [`run_all`] runs them.
-        pub const PROPERTIES: &[&str] = &[$(stringify!($name)),*];
+    ($(#[$doc:meta])* $list:ident, $run_case:ident, ($($bound:tt)*) ; $($name:ident),* $(,)?) => {
+        $(#[$doc])*
+        pub const $list: &[&str] = &[$(stringify!($name)),*];
 
-        async fn run_case<S, F, Fut>(name: &str, factory: &F)
+        async fn $run_case<S, F, Fut>(name: &str, factory: &F)
         where
-            S: ConformanceTarget,
+            S: $($bound)*,
             F: Fn() -> Fut,
             Fut: Future<Output = S>,
         {
@@ -155,7 +191,14 @@ macro_rules! dispatch {
     };
 }
 
-crate::__conformance_properties!(dispatch {});
+crate::__conformance_properties!(dispatch {
+    /// Names of every property, in the order [`run_all`] runs them.
+    PROPERTIES, run_case, (ConformanceTarget)
+});
+crate::__feed_conformance_properties!(dispatch {
+    /// Names of every feed property, in the order [`run_all_feed`] runs them.
+    FEED_PROPERTIES, run_feed_case, (ConformanceTarget + EventFeed)
+});
 
 /// Runs every property in [`PROPERTIES`], each against a fresh store from `factory`, and panics
 /// at the end listing every property that failed (a failing property does not hide the rest).
@@ -172,11 +215,47 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
+    run_list(PROPERTIES, |name| run_case(name, &factory)).await;
+}
+
+/// Runs every property in [`FEED_PROPERTIES`] against fresh stores from `factory`, as
+/// [`run_all`] does, for a store that implements [`EventFeed`].
+///
+/// # Panics
+///
+/// If any property fails.
+pub async fn run_all_feed<S, F, Fut>(factory: F)
+where
+    S: ConformanceTarget + EventFeed,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    run_list(FEED_PROPERTIES, |name| run_feed_case(name, &factory)).await;
+}
+
+/// Runs only the feed property called `name` against a store from `factory`.
+///
+/// # Panics
+///
+/// If the property fails or `name` is not in [`FEED_PROPERTIES`].
+pub async fn run_one_feed<S, F, Fut>(name: &str, factory: F)
+where
+    S: ConformanceTarget + EventFeed,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    run_feed_case(name, &factory).await;
+}
+
+/// Runs `case` for each of `names`, then panics listing the ones that failed.
+async fn run_list<'a, C, Fut>(names: &'a [&'a str], case: C)
+where
+    C: Fn(&'a str) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut failed = Vec::new();
-    for &name in PROPERTIES {
-        let outcome = AssertUnwindSafe(run_case(name, &factory))
-            .catch_unwind()
-            .await;
+    for &name in names {
+        let outcome = AssertUnwindSafe(case(name)).catch_unwind().await;
         match outcome {
             Ok(()) => eprintln!("conformance: {name} ... ok"),
             Err(panic) => {
@@ -194,7 +273,7 @@ where
         failed.is_empty(),
         "{} of {} conformance properties failed: {failed:?}",
         failed.len(),
-        PROPERTIES.len()
+        names.len()
     );
 }
 

@@ -343,6 +343,12 @@ impl Inner {
                 .info()
                 .map_err(|e| unavailable(&self.url, &what(), std::io::Error::other(e.to_string())))?
                 .stream_sequence;
+            if seq < first {
+                // An ordered consumer that restarts before delivering anything starts over
+                // from the stream's first message (async-nats 0.51 recreates it with
+                // `DeliverPolicy::All`, seen on R3 streams): skip what precedes the range.
+                continue;
+            }
             if seq > last {
                 break;
             }

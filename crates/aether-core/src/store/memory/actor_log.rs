@@ -9,6 +9,8 @@ use crate::{Event, Version};
 pub(super) struct ActorLog {
     events: Vec<Event>,
     undecodable: Vec<Undecodable>,
+    /// The actor's number in the store's feed, once it has a record.
+    pub(super) feed_number: Option<u32>,
 }
 
 struct Undecodable {
@@ -23,14 +25,30 @@ impl ActorLog {
         self.events.last().map_or(0, |e| e.version)
     }
 
+    /// How many events the log holds (the index the next one gets).
+    pub(super) fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The event at `index` (in append order).
+    pub(super) fn event_at(&self, index: usize) -> Option<&Event> {
+        self.events.get(index)
+    }
+
+    /// The undecodable record at `index` (in append order).
+    pub(super) fn undecodable_at(&self, index: usize) -> Option<&ReplayError> {
+        self.undecodable.get(index).map(|u| &u.error)
+    }
+
     /// Appends an event whose version the caller has checked against `latest_version`.
     pub(super) fn append(&mut self, event: Event) {
         debug_assert!(event.version > self.latest_version());
         self.events.push(event);
     }
 
+    /// Appends an undecodable record; returns its index among them.
     #[cfg(feature = "testing")]
-    pub(super) fn append_undecodable(&mut self, raw: Vec<u8>, error: String) {
+    pub(super) fn append_undecodable(&mut self, raw: Vec<u8>, error: String) -> usize {
         let position = (self.events.len() + self.undecodable.len() + 1) as u64;
         self.undecodable.push(Undecodable {
             events_before: self.events.len(),
@@ -40,6 +58,7 @@ impl ActorLog {
                 error,
             },
         });
+        self.undecodable.len() - 1
     }
 
     /// Index of the first event with `version >= from` (versions are sorted).
