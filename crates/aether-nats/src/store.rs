@@ -17,6 +17,7 @@ mod connect;
 mod failure;
 mod feed;
 mod head_cache;
+mod ordered;
 mod read;
 mod snapshots;
 

@@ -4,12 +4,11 @@
 //! batch gets consecutive ones), so a consumer never sees a lower sequence after a higher one.
 
 use aether_core::{Event, FeedEvent, FeedPage, FeedPosition, ReplayError, StoreError};
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use futures::StreamExt;
 
 use super::Inner;
 use super::codec::{RecordHeader, decode};
 use super::failure::unavailable;
+use super::ordered::Delivered;
 use crate::naming::{actor_of_subject, stream_subjects};
 
 impl Inner {
@@ -34,47 +33,15 @@ impl Inner {
             return Ok(page);
         }
         let end = last.min(after.get().saturating_add(max as u64));
-        let consumer = self
-            .stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: stream_subjects(&self.namespace),
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: after.get() + 1,
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(&self.url, &what(), e))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| unavailable(&self.url, &what(), e))?;
+        let mut read = self
+            .ordered_read(stream_subjects(&self.namespace), after.get() + 1, what)
+            .await?;
         loop {
-            let next = tokio::time::timeout(self.config.request_timeout, messages.next())
-                .await
-                .map_err(|e| unavailable(&self.url, &format!("{} (stalled)", what()), e))?;
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(e)) => return Err(unavailable(&self.url, &what(), e)),
-                None => {
-                    return Err(StoreError::Unavailable {
-                        message: format!("NATS at {}: {}: ended early", self.url, what()),
-                        source: None,
-                    });
-                }
-            };
-            let (seq, pending) = message
-                .info()
-                .map(|info| (info.stream_sequence, info.pending))
-                .map_err(|e| {
-                    unavailable(&self.url, &what(), std::io::Error::other(e.to_string()))
-                })?;
-            if seq <= after.get() {
-                // An ordered consumer that restarts before delivering anything starts over
-                // from the stream's first message (async-nats 0.51 recreates it with
-                // `DeliverPolicy::All`, seen on R3 streams): skip what precedes the checkpoint.
-                continue;
-            }
+            let Delivered {
+                seq,
+                pending,
+                message,
+            } = read.next().await?;
             if seq > end {
                 break;
             }

@@ -3,16 +3,15 @@
 //! the head read before it started — never a partial history that looks complete.
 
 use aether_core::{ActorId, Event, LoadedActor, ReplayError, ReplayResult, StoreError, Version};
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{
     DirectGetError, DirectGetErrorKind, RawMessageError, RawMessageErrorKind,
 };
-use futures::StreamExt;
 
 use super::Inner;
 use super::codec::{RecordHeader, decode};
 use super::failure::unavailable;
+use super::ordered::Delivered;
 
 /// The last message on an actor's subject, as far as the version check is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,45 +309,9 @@ impl Inner {
             return Ok(scan);
         }
         let what = || format!("replay {subject} up to sequence {last}");
-        let consumer = self
-            .stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: subject.to_owned(),
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: first.max(1),
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(&self.url, &what(), e))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| unavailable(&self.url, &what(), e))?;
+        let mut read = self.ordered_read(subject.to_owned(), first, what).await?;
         loop {
-            let next = tokio::time::timeout(self.config.request_timeout, messages.next())
-                .await
-                .map_err(|e| unavailable(&self.url, &format!("{} (stalled)", what()), e))?;
-            let message = match next {
-                Some(Ok(message)) => message,
-                Some(Err(e)) => return Err(unavailable(&self.url, &what(), e)),
-                None => {
-                    return Err(StoreError::Unavailable {
-                        message: format!("NATS at {}: {}: ended early", self.url, what()),
-                        source: None,
-                    });
-                }
-            };
-            let seq = message
-                .info()
-                .map_err(|e| unavailable(&self.url, &what(), std::io::Error::other(e.to_string())))?
-                .stream_sequence;
-            if seq < first {
-                // An ordered consumer that restarts before delivering anything starts over
-                // from the stream's first message (async-nats 0.51 recreates it with
-                // `DeliverPolicy::All`, seen on R3 streams): skip what precedes the range.
-                continue;
-            }
+            let Delivered { seq, message, .. } = read.next().await?;
             if seq > last {
                 break;
             }
