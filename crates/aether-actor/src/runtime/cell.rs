@@ -180,7 +180,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 error: bad.error.clone(),
             }));
         }
-        let mut index = CommandIndex::new(self.shared.config.command_horizon);
+        let horizon = self.shared.config.command_horizon;
+        let mut index = CommandIndex::new(horizon);
         let mut reminders = std::collections::BTreeMap::new();
         let (mut state, mut version) = match loaded.snapshot {
             Some(snapshot) => {
@@ -191,17 +192,16 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                             reason: e.to_string(),
                         })
                     })?;
-                for applied in body.commands {
-                    index.insert(applied);
-                }
+                index = CommandIndex::from_snapshot(horizon, body.commands);
                 reminders = body.reminders;
                 (body.state, snapshot.version)
             }
             None => (A::State::default(), 0),
         };
         let replayed = loaded.events.len() as u64;
-        for event in loaded.events {
-            let raw = RawEvent::new(event.event_type.clone(), event.data.clone());
+        for mut event in loaded.events {
+            // The data is only decoded; the rest of the record is read below.
+            let raw = RawEvent::new(event.event_type.clone(), std::mem::take(&mut event.data));
             let decoded = catch_unwind(AssertUnwindSafe(|| {
                 actor.upcast(raw).and_then(|raw| actor.decode_event(raw))
             }))
@@ -442,13 +442,13 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
     }
 
     fn stored_outcome(&self, applied: &Applied) -> AskResult<A> {
-        let reply = match &applied.reply {
-            Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
-                ActorError::StoredReplyUndecodable {
+        let reply = match applied.reply.as_deref() {
+            Some(text) => {
+                serde_json::from_str(text).map_err(|e| ActorError::StoredReplyUndecodable {
                     command_id: applied.id.clone(),
                     reason: e.to_string(),
-                }
-            })?,
+                })?
+            }
             None => {
                 return Err(ActorError::StoredReplyUndecodable {
                     command_id: applied.id.clone(),
@@ -492,7 +492,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 source,
             }))
         };
-        let reply_value = serde_json::to_value(&decision.reply)
+        // The reply's JSON text: stored in the last event's metadata and kept in the index.
+        let reply_json = serde_json::to_string(&decision.reply)
             .map_err(|e| encode_error(crate::CodecError::Serialize(format!("reply: {e}"))))?;
         let effects = std::mem::take(&mut decision.effects);
         let changes = self
@@ -511,7 +512,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 id: command_id.clone(),
                 written: None,
                 version: self.version,
-                reply: Some(reply_value),
+                reply: Some(reply_json.into_boxed_str()),
             });
             let outcome = Outcome {
                 command_id: command_id.clone(),
@@ -523,7 +524,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             return Ok((outcome, effects));
         }
         let records = catch_unwind(AssertUnwindSafe(|| {
-            self.records(command_id, &decision.events, &reply_value, &changes)
+            self.records(command_id, &decision.events, &reply_json, &changes)
         }))
         .unwrap_or_else(|panic| {
             Err(crate::CodecError::Serialize(format!(
@@ -624,7 +625,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             id: command_id.clone(),
             written: Some(written),
             version: last,
-            reply: Some(reply_value),
+            reply: Some(reply_json.into_boxed_str()),
         });
         let outcome = Outcome {
             command_id: command_id.clone(),
@@ -642,7 +643,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         &self,
         command_id: &CommandId,
         events: &[A::Event],
-        reply: &serde_json::Value,
+        reply: &str,
         reminders: &ReminderChanges,
     ) -> Result<Vec<Event>, crate::CodecError> {
         let actor = &self.shared.actor;
