@@ -40,6 +40,8 @@ pub(crate) struct Shared<A: Actor, S> {
     pub(crate) reminders: Arc<Reminders>,
     /// Where stored events are published (live path), if anywhere.
     pub(crate) bus: Option<Box<dyn publish::Publish>>,
+    /// Boxes of finished command handlings, reused by the next ones (see `cell::Spare`).
+    pub(crate) spare: cell::Spare<A, S>,
     shutting_down: AtomicBool,
     sweeper_started: AtomicBool,
     reminders_started: AtomicBool,
@@ -241,6 +243,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 counters,
                 reminders: Arc::default(),
                 bus,
+                spare: cell::Spare::default(),
                 shutting_down: AtomicBool::new(false),
                 sweeper_started: AtomicBool::new(false),
                 reminders_started: AtomicBool::new(false),
@@ -923,7 +926,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         deadline: Instant,
         timeout: &(dyn Fn() -> ActorError + Sync),
     ) -> Result<(), ActorError> {
-        let stream = stream_id::<A>(actor_id)?;
+        // Only a new activation needs the stream id itself; every call checks that it exists.
+        check_stream_id::<A>(actor_id)?;
         let config = &self.shared.config;
         // Boxed: a mailbox's memory is slots of the message type (tokio allocates them in
         // blocks of 32), and an idle actor should cost little.
@@ -942,10 +946,12 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 Route::Created(tx, new) => {
                     self.start_sweeper();
                     self.shared.counters.actor_started();
+                    // Cannot fail: `check_stream_id` accepted it.
+                    let stream = stream_id::<A>(actor_id)?;
                     tokio::spawn(cell::run(
                         self.shared.clone(),
                         actor_id.clone(),
-                        stream.clone(),
+                        stream,
                         new,
                     ));
                     tx
@@ -1002,6 +1008,17 @@ pub(crate) fn stream_id<A: Actor>(actor_id: &ActorId) -> Result<ActorId, ActorEr
 
 /// Counts bytes written, failing once past the limit (so a huge command is not serialized
 /// whole just to be refused).
+/// Fails exactly when [`stream_id`] fails, without building the id: `A::ACTOR_TYPE` is one
+/// token of `[A-Za-z0-9_-]` (checked by [`Actors::new`]) and `actor_id` a valid id, so
+/// `<type>.<id>` breaks no rule but, perhaps, the length.
+fn check_stream_id<A: Actor>(actor_id: &ActorId) -> Result<(), ActorError> {
+    if A::ACTOR_TYPE.len() + 1 + actor_id.as_str().len() <= ActorId::MAX_LEN {
+        Ok(())
+    } else {
+        stream_id::<A>(actor_id).map(|_| ())
+    }
+}
+
 struct SizeLimit {
     size: usize,
     limit: usize,
@@ -1094,5 +1111,23 @@ mod tests {
             actors.stream_id(&long),
             Err(ActorError::InvalidActorId { .. })
         ));
+        // The cheap check agrees with building the id, around the length limit.
+        let prefix = "fine_type-2.".len();
+        for len in [
+            1,
+            ActorId::MAX_LEN - prefix - 1,
+            ActorId::MAX_LEN - prefix,
+            ActorId::MAX_LEN - prefix + 1,
+            ActorId::MAX_LEN,
+        ] {
+            let id =
+                ActorId::new("a.b".repeat(len).get(..len).unwrap().trim_end_matches('.')).unwrap();
+            assert_eq!(
+                check_stream_id::<Fine>(&id).is_ok(),
+                actors.stream_id(&id).is_ok(),
+                "length {}",
+                id.as_str().len()
+            );
+        }
     }
 }

@@ -641,3 +641,97 @@ async fn a_lost_ack_then_a_retry_applies_once() {
     assert_eq!(history(&actors, &xia).await.len(), 2);
     assert_eq!(actors.stats().conflicts, 0);
 }
+
+/// A snapshot whose command index is in the object form (written before the compact array
+/// form) still loads: the state, and exactly-once for the commands it alone remembers (a
+/// split command included). The next snapshot is written in the compact form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_with_the_object_form_command_index_still_loads() {
+    use aether_core::{ActorSnapshot, SnapshotStore};
+    use serde_json::{Value, json};
+
+    let store = InMemoryEventStore::new();
+    let config = ActorConfig {
+        snapshots: aether_actor::SnapshotPolicy::EveryEvents(4),
+        ..ActorConfig::default()
+    };
+    let actors = spawn(&store, config.clone());
+    let quinn = id("quinn");
+    let split_id = CommandId::generate();
+    let split = actors
+        .ask_with(
+            &quinn,
+            Command::Split { cents: 9, parts: 3 },
+            AskOptions::default().command_id(split_id.clone()),
+        )
+        .await
+        .unwrap();
+    for cents in 1..=5 {
+        actors
+            .ask(&quinn, Command::Deposit { cents })
+            .await
+            .unwrap();
+    }
+    actors.shutdown().await;
+    let stream = actors.stream_id(&quinn).unwrap();
+    let saved = store.latest_snapshot(&stream).await.unwrap().unwrap();
+    assert_eq!(saved.version, 8);
+    // The object form, built from the stored events (one object per command).
+    let mut commands: Vec<Value> = Vec::new();
+    for event in history(&actors, &quinn).await {
+        let command = event.command_id.clone().unwrap();
+        let reply: Option<Value> = event
+            .metadata
+            .get("aetherReply")
+            .map(|r| serde_json::from_str(r).unwrap());
+        match commands.last_mut() {
+            Some(last) if last["id"] == command.as_str() => {
+                last["written"]["last"] = json!(event.version);
+                last["version"] = json!(event.version);
+                last["reply"] = json!(reply);
+            }
+            _ => commands.push(json!({
+                "id": command,
+                "written": { "first": event.version, "last": event.version },
+                "version": event.version,
+                "reply": reply,
+            })),
+        }
+    }
+    assert_eq!(commands.len(), 6);
+    let old = json!({ "state": saved.state["state"].clone(), "commands": commands });
+    store
+        .save_snapshot(ActorSnapshot::new(stream.clone(), 8, old))
+        .await
+        .unwrap();
+
+    let restarted = spawn(&store, config);
+    assert_eq!(balance(&restarted, &quinn).await, 24);
+    let again = restarted
+        .ask_with(
+            &quinn,
+            Command::Split { cents: 9, parts: 3 },
+            AskOptions::default().command_id(split_id),
+        )
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.reply, again.written, again.version),
+        (split.reply, split.written, 3)
+    );
+    assert_eq!(history(&restarted, &quinn).await.len(), 8);
+    // Four more events: a new snapshot at 12, its index in the compact form.
+    for cents in [1, 1, 1, 1] {
+        restarted
+            .ask(&quinn, Command::Deposit { cents })
+            .await
+            .unwrap();
+    }
+    restarted.shutdown().await;
+    let next = store.latest_snapshot(&stream).await.unwrap().unwrap();
+    assert_eq!(next.version, 12);
+    let entries = next.state["commands"].as_array().unwrap();
+    assert_eq!(entries.len(), 10);
+    assert_eq!(entries[0], json!([split.command_id.as_str(), 3, 3, "9"]));
+}

@@ -79,7 +79,7 @@ async fn run_task<A: Actor, S: SnapshotStore + 'static>(
     }
     while let Some(Next::Message(envelope)) = rx.recv().await {
         cell.shared.counters.mailbox_depth(rx.len());
-        Box::pin(cell.handle_guarded(envelope)).await;
+        cell = Box::pin(handle_boxed(cell, envelope)).await;
         cell.control
             .last_active_ms
             .store(cell.shared.registry.now_ms(), Ordering::Relaxed);
@@ -90,14 +90,67 @@ async fn run_task<A: Actor, S: SnapshotStore + 'static>(
         .begin_stop(&cell.id, cell.generation, &mut rx);
     while let Some(next) = rx.recv().await {
         if let Next::Message(envelope) = next {
-            Box::pin(cell.handle_guarded(envelope)).await;
+            cell = Box::pin(handle_boxed(cell, envelope)).await;
         }
     }
     cell.passivated = true;
     tracing::debug!(actor_id = %cell.id, actor_type = A::ACTOR_TYPE, "actor passivated");
 }
 
-struct Cell<A: Actor, S> {
+/// How many finished command boxes a runtime keeps for reuse.
+const SPARE_BOXES: usize = 64;
+
+/// Boxes that held the handling of a command, kept for the next one. A command's handling
+/// holds the store's write (a JetStream write's future is several kilobytes), and allocating
+/// a box that large for every command costs more than the rest of the actor around the
+/// write (glibc consolidates its small free chunks on every large allocation). At most
+/// [`SPARE_BOXES`] are kept per runtime, and none per idle actor.
+pub(crate) struct Spare<A: Actor, S>(std::sync::Mutex<Vec<CommandBox<A, S>>>);
+
+type CommandBox<A, S> = tokio_util::sync::ReusableBoxFuture<'static, Cell<A, S>>;
+
+impl<A: Actor, S> Default for Spare<A, S> {
+    fn default() -> Self {
+        Self(std::sync::Mutex::new(Vec::new()))
+    }
+}
+
+/// The handling of one message (boxed by the caller, so that it does not size the idle
+/// actor's task): a query in that small box; any other message in a box reused from the
+/// runtime's spares, which owns the cell while it runs and gives it back.
+async fn handle_boxed<A: Actor, S: SnapshotStore + 'static>(
+    mut cell: Cell<A, S>,
+    envelope: Box<Envelope<A>>,
+) -> Cell<A, S> {
+    if matches!(*envelope, Envelope::Query { .. }) {
+        if let Envelope::Query { query, reply } = *envelope {
+            cell.answer_guarded(query, reply).await;
+        }
+        return cell;
+    }
+    let shared = cell.shared.clone();
+    let handling = async move {
+        cell.handle_guarded(envelope).await;
+        cell
+    };
+    let spare = shared.spare.0.lock().ok().and_then(|mut spare| spare.pop());
+    let mut boxed = match spare {
+        Some(mut boxed) => {
+            boxed.set(handling);
+            boxed
+        }
+        None => CommandBox::new(handling),
+    };
+    let cell = (&mut boxed).await;
+    if let Ok(mut spare) = shared.spare.0.lock()
+        && spare.len() < SPARE_BOXES
+    {
+        spare.push(boxed);
+    }
+    cell
+}
+
+pub(crate) struct Cell<A: Actor, S> {
     shared: Arc<Shared<A, S>>,
     id: ActorId,
     stream: ActorId,
@@ -181,7 +234,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 error: bad.error.clone(),
             }));
         }
-        let mut index = CommandIndex::new(self.shared.config.command_horizon);
+        let horizon = self.shared.config.command_horizon;
+        let mut index = CommandIndex::new(horizon);
         let mut reminders = std::collections::BTreeMap::new();
         let (mut state, mut version) = match loaded.snapshot {
             Some(snapshot) => {
@@ -192,17 +246,16 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                             reason: e.to_string(),
                         })
                     })?;
-                for applied in body.commands {
-                    index.insert(applied);
-                }
+                index = CommandIndex::from_snapshot(horizon, body.commands);
                 reminders = body.reminders;
                 (body.state, snapshot.version)
             }
             None => (A::State::default(), 0),
         };
         let replayed = loaded.events.len() as u64;
-        for event in loaded.events {
-            let raw = RawEvent::new(event.event_type.clone(), event.data.clone());
+        for mut event in loaded.events {
+            // The data is only decoded; the rest of the record is read below.
+            let raw = RawEvent::new(event.event_type.clone(), std::mem::take(&mut event.data));
             let decoded = catch_unwind(AssertUnwindSafe(|| {
                 actor.upcast(raw).and_then(|raw| actor.decode_event(raw))
             }))
@@ -266,6 +319,28 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         }
     }
 
+    /// A query, surviving a panic as [`handle_guarded`](Self::handle_guarded) does.
+    async fn answer_guarded(
+        &mut self,
+        query: A::Query,
+        reply: tokio::sync::oneshot::Sender<Result<A::QueryReply, ActorError>>,
+    ) {
+        let result = AssertUnwindSafe(self.answer(query)).catch_unwind().await;
+        match result {
+            Ok(result) => {
+                let _ = reply.send(result);
+            }
+            Err(panic) => {
+                self.stale = true;
+                tracing::error!(
+                    actor_id = %self.id,
+                    panic = %panic_message(&panic),
+                    "a message handler panicked; the actor reloads before its next message"
+                );
+            }
+        }
+    }
+
     /// [`handle`](Self::handle), surviving a panic in user code that is not caught closer
     /// (a `Serialize` impl, a codec hook): the message's caller gets
     /// [`ActorError::Stopped`] (its reply channel is dropped, outcome unknown), the actor
@@ -311,7 +386,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                     self.handle_command(msg).instrument(span).await;
                 }
             }
-            Envelope::Reminder { name } => self.fire_reminder(name).await,
+            Envelope::Reminder { name } => Box::pin(self.fire_reminder(name)).await,
         }
     }
 
@@ -341,7 +416,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
 
     async fn refresh(&mut self) -> Result<(), ActorError> {
         if self.stale {
-            self.activate().await?;
+            Box::pin(self.activate()).await?;
         }
         Ok(())
     }
@@ -358,7 +433,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         // The caller's outcome comes after the effects: an ask waits for the callee's whole
         // turn, which is what makes the call chain exact (see `effect::CallChain`).
         if !effects.is_empty() {
-            self.run_effects(&command_id, effects, &chain).await;
+            Box::pin(self.run_effects(&command_id, effects, &chain)).await;
         }
         let counters = &self.shared.counters;
         match reply {
@@ -443,13 +518,13 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
     }
 
     fn stored_outcome(&self, applied: &Applied) -> AskResult<A> {
-        let reply = match &applied.reply {
-            Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
-                ActorError::StoredReplyUndecodable {
+        let reply = match applied.reply.as_deref() {
+            Some(text) => {
+                serde_json::from_str(text).map_err(|e| ActorError::StoredReplyUndecodable {
                     command_id: applied.id.clone(),
                     reason: e.to_string(),
-                }
-            })?,
+                })?
+            }
             None => {
                 return Err(ActorError::StoredReplyUndecodable {
                     command_id: applied.id.clone(),
@@ -493,7 +568,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 source,
             }))
         };
-        let reply_value = serde_json::to_value(&decision.reply)
+        // The reply's JSON text: stored in the last event's metadata and kept in the index.
+        let reply_json = serde_json::to_string(&decision.reply)
             .map_err(|e| encode_error(crate::CodecError::Serialize(format!("reply: {e}"))))?;
         let effects = std::mem::take(&mut decision.effects);
         let changes = self
@@ -512,7 +588,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 id: command_id.clone(),
                 written: None,
                 version: self.version,
-                reply: Some(reply_value),
+                reply: Some(reply_json.into_boxed_str()),
             });
             let outcome = Outcome {
                 command_id: command_id.clone(),
@@ -524,7 +600,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             return Ok((outcome, effects));
         }
         let records = catch_unwind(AssertUnwindSafe(|| {
-            self.records(command_id, &decision.events, &reply_value, &changes)
+            self.records(command_id, &decision.events, &reply_json, &changes)
         }))
         .unwrap_or_else(|panic| {
             Err(crate::CodecError::Serialize(format!(
@@ -539,9 +615,9 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         let to_publish = self.shared.bus.is_some().then(|| records.clone());
         let saved = if records.len() == 1 {
             let mut records = records;
-            Box::pin(self.shared.store.save_event(records.remove(0))).await
+            self.shared.store.save_event(records.remove(0)).await
         } else {
-            Box::pin(self.shared.store.save_events(records)).await
+            self.shared.store.save_events(records).await
         };
         match saved {
             Ok(outcome) if outcome.is_duplicate() => {
@@ -549,7 +625,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 // applied this very command. Its events (not ours: a decision need not be
                 // deterministic) are the truth: reload and answer its stored outcome.
                 self.stale = true;
-                self.activate()
+                Box::pin(self.activate())
                     .await
                     .map_err(|e| Attempt::Failed(ActorError::Activation(e).into()))?;
                 return Err(Attempt::Conflict(ActorError::Conflict {
@@ -572,7 +648,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 };
                 // Never write past a conflict: reload what the other writer stored first.
                 self.stale = true;
-                self.activate()
+                Box::pin(self.activate())
                     .await
                     .map_err(|e| Attempt::Failed(ActorError::Activation(e).into()))?;
                 return Err(Attempt::Conflict(conflict));
@@ -632,7 +708,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             id: command_id.clone(),
             written: Some(written),
             version: last,
-            reply: Some(reply_value),
+            reply: Some(reply_json.into_boxed_str()),
         });
         let outcome = Outcome {
             command_id: command_id.clone(),
@@ -650,7 +726,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         &self,
         command_id: &CommandId,
         events: &[A::Event],
-        reply: &serde_json::Value,
+        reply: &str,
         reminders: &ReminderChanges,
     ) -> Result<Vec<Event>, crate::CodecError> {
         let actor = &self.shared.actor;
@@ -668,7 +744,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                     .command_id(command_id.as_str())
                     .data_object(raw.data);
                 if i + 1 == count {
-                    builder = builder.metadata(REPLY_KEY, reply.to_string());
+                    builder = builder.metadata(REPLY_KEY, reply);
                     if !reminders.is_empty() {
                         let changes = serde_json::to_string(reminders)
                             .map_err(|e| crate::CodecError::Serialize(e.to_string()))?;

@@ -47,14 +47,126 @@ impl ReminderChanges {
 }
 
 /// The stored outcome of one applied command.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// In a snapshot it is written compactly, as an array `[id, version, events, reply]`: the
+/// command wrote the `events` versions ending at `version` (none: 0), and `reply` is the
+/// reply's JSON text (as stored in the last event's metadata), or `null`. Snapshots written
+/// before this form hold objects (`{"id", "written": {"first", "last"}, "version",
+/// "reply": <JSON value>}`), which still decode.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Applied {
     pub(crate) id: CommandId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) written: Option<VersionRange>,
     pub(crate) version: Version,
+    /// The reply as JSON text: kept as stored, decoded only to answer a duplicate.
+    pub(crate) reply: Option<Box<str>>,
+}
+
+/// The object form of [`Applied`] in snapshots written before the compact form.
+#[derive(Serialize, Deserialize)]
+struct AppliedObject {
+    id: CommandId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) reply: Option<Value>,
+    written: Option<VersionRange>,
+    version: Version,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply: Option<Value>,
+}
+
+impl Applied {
+    /// How many versions the command wrote, when they end at `version` (what the runtime
+    /// records); `None` for any other shape, which is written in the object form.
+    fn compact_count(&self) -> Option<u64> {
+        match self.written {
+            None => Some(0),
+            Some(range) if range.last == self.version && !range.is_empty() => Some(range.len()),
+            Some(_) => None,
+        }
+    }
+}
+
+impl Serialize for Applied {
+    fn serialize<Se: serde::Serializer>(&self, serializer: Se) -> Result<Se::Ok, Se::Error> {
+        use serde::ser::{Error as _, SerializeTuple as _};
+        let Some(count) = self.compact_count() else {
+            let reply = match self.reply.as_deref() {
+                Some(text) => Some(serde_json::from_str(text).map_err(Se::Error::custom)?),
+                None => None,
+            };
+            return AppliedObject {
+                id: self.id.clone(),
+                written: self.written,
+                version: self.version,
+                reply,
+            }
+            .serialize(serializer);
+        };
+        let mut tuple = serializer.serialize_tuple(4)?;
+        tuple.serialize_element(self.id.as_str())?;
+        tuple.serialize_element(&self.version)?;
+        tuple.serialize_element(&count)?;
+        tuple.serialize_element(&self.reply)?;
+        tuple.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Applied {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AppliedVisitor)
+    }
+}
+
+struct AppliedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for AppliedVisitor {
+    type Value = Applied;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a command outcome: [id, version, events, reply] or an object")
+    }
+
+    fn visit_seq<Acc: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: Acc,
+    ) -> Result<Applied, Acc::Error> {
+        use serde::de::Error as _;
+        let missing = |i| Acc::Error::invalid_length(i, &self);
+        let id: CommandId = seq.next_element()?.ok_or_else(|| missing(0))?;
+        let version: Version = seq.next_element()?.ok_or_else(|| missing(1))?;
+        let count: u64 = seq.next_element()?.ok_or_else(|| missing(2))?;
+        let reply: Option<String> = seq.next_element()?.ok_or_else(|| missing(3))?;
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(Acc::Error::invalid_length(5, &self));
+        }
+        let written = match count {
+            0 => None,
+            n if n <= version => Some(VersionRange {
+                first: version - n + 1,
+                last: version,
+            }),
+            n => {
+                return Err(Acc::Error::custom(format_args!(
+                    "{n} events cannot end at version {version}"
+                )));
+            }
+        };
+        Ok(Applied {
+            id,
+            written,
+            version,
+            reply: reply.map(String::into_boxed_str),
+        })
+    }
+
+    fn visit_map<Acc: serde::de::MapAccess<'de>>(self, map: Acc) -> Result<Applied, Acc::Error> {
+        let object = AppliedObject::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(Applied {
+            id: object.id,
+            written: object.written,
+            version: object.version,
+            reply: object.reply.map(|v| v.to_string().into_boxed_str()),
+        })
+    }
 }
 
 /// The most recent `horizon` commands of one actor, oldest first. Allocated at the first
@@ -79,6 +191,25 @@ impl CommandIndex {
         }
     }
 
+    /// The index of a snapshot's commands (oldest first): the last `horizon` of them, in
+    /// maps sized once.
+    pub(crate) fn from_snapshot(horizon: usize, commands: Vec<Applied>) -> Self {
+        let mut index = Self::new(horizon);
+        if commands.is_empty() {
+            return index;
+        }
+        let skip = commands.len().saturating_sub(horizon);
+        let capacity = commands.len() - skip;
+        index.inner = Some(Box::new(Entries {
+            order: VecDeque::with_capacity(capacity),
+            entries: HashMap::with_capacity(capacity),
+        }));
+        for applied in commands.into_iter().skip(skip) {
+            index.insert(applied);
+        }
+        index
+    }
+
     pub(crate) fn get(&self, id: &CommandId) -> Option<&Applied> {
         self.inner.as_ref()?.entries.get(id)
     }
@@ -86,11 +217,11 @@ impl CommandIndex {
     pub(crate) fn insert(&mut self, applied: Applied) {
         let horizon = self.horizon;
         let inner = self.inner.get_or_insert_with(Box::default);
-        if inner.entries.contains_key(&applied.id) {
-            inner.order.retain(|id| id != &applied.id);
+        let id = applied.id.clone();
+        if inner.entries.insert(id.clone(), applied).is_some() {
+            inner.order.retain(|old| old != &id);
         }
-        inner.order.push_back(applied.id.clone());
-        inner.entries.insert(applied.id.clone(), applied);
+        inner.order.push_back(id);
         while inner.order.len() > horizon {
             if let Some(old) = inner.order.pop_front() {
                 inner.entries.remove(&old);
@@ -108,10 +239,7 @@ impl CommandIndex {
         else {
             return;
         };
-        let reply = event
-            .metadata
-            .get(REPLY_KEY)
-            .and_then(|r| serde_json::from_str(r).ok());
+        let reply = event.metadata.get(REPLY_KEY).map(|r| Box::from(r.as_str()));
         if let Some(inner) = self.inner.as_mut()
             && inner.order.back() == Some(&id)
             && let Some(entry) = inner.entries.get_mut(&id)
@@ -192,7 +320,7 @@ mod tests {
         index.observe(&event(4, Some("c2"), Some("\"x\"")));
         let c1 = index.get(&CommandId::new("c1").unwrap()).unwrap();
         assert_eq!(c1.written, Some(VersionRange { first: 1, last: 2 }));
-        assert_eq!(c1.reply, Some(serde_json::json!(7)));
+        assert_eq!(c1.reply.as_deref(), Some("7"));
         let c2 = index.get(&CommandId::new("c2").unwrap()).unwrap();
         assert_eq!(c2.written, Some(VersionRange { first: 4, last: 4 }));
         assert_eq!(index.len(), 2);
@@ -209,5 +337,35 @@ mod tests {
         assert!(index.get(&CommandId::new("c3").unwrap()).is_some());
         let ids: Vec<_> = index.entries().map(|a| a.id.to_string()).collect();
         assert_eq!(ids, ["c3", "c4", "c5"]);
+    }
+
+    #[test]
+    fn outcomes_round_trip_in_the_compact_form_and_bad_ones_are_refused() {
+        let applied = Applied {
+            id: CommandId::new("c1").unwrap(),
+            written: Some(VersionRange { first: 3, last: 5 }),
+            version: 5,
+            reply: Some("{\"a\":1}".into()),
+        };
+        let value = serde_json::to_value(&applied).unwrap();
+        assert_eq!(value, serde_json::json!(["c1", 5, 3, "{\"a\":1}"]));
+        assert_eq!(serde_json::from_value::<Applied>(value).unwrap(), applied);
+        let none = serde_json::json!(["c2", 4, 0, null]);
+        let decoded: Applied = serde_json::from_value(none).unwrap();
+        assert_eq!(
+            (decoded.written, decoded.version, decoded.reply),
+            (None, 4, None)
+        );
+        for bad in [
+            serde_json::json!(["c3", 1, 2, null]),
+            serde_json::json!(["c3", 1, 1]),
+            serde_json::json!(["c3", 1, 1, null, 5]),
+            serde_json::json!(["", 1, 1, null]),
+        ] {
+            assert!(
+                serde_json::from_value::<Applied>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }
