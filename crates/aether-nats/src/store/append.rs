@@ -105,6 +105,10 @@ impl Attempts {
 }
 
 impl Inner {
+    /// Saves one event. The paths off the common one (reads, settling, back-off) are boxed
+    /// where they are awaited: inline, their futures would make every write's future several
+    /// kilobytes, which callers that box or pool write futures (the actor runtime) pay for on
+    /// every write.
     pub(crate) async fn save_one(&self, event: Event) -> Result<SaveOutcome, StoreError> {
         self.limits.check_event(&event)?;
         let subject = self.subject(&event.actor_id);
@@ -114,12 +118,19 @@ impl Inner {
             if event.version <= head.version {
                 if !fresh {
                     // Never report a conflict from a hint: read the real head first.
-                    (head, fresh) = (self.fresh_head(&event.actor_id, &subject).await?, true);
+                    (head, fresh) = (
+                        Box::pin(self.fresh_head(&event.actor_id, &subject)).await?,
+                        true,
+                    );
                     continue;
                 }
-                return self
-                    .settle_stale(&subject, &head, std::slice::from_ref(&event), &attempts)
-                    .await;
+                return Box::pin(self.settle_stale(
+                    &subject,
+                    &head,
+                    std::slice::from_ref(&event),
+                    &attempts,
+                ))
+                .await;
             }
             let (headers, payload) = codec::encode(&event, Some(head.seq))?;
             let failure = match self.publish(&subject, headers, payload).await {
@@ -128,9 +139,13 @@ impl Inner {
                     return Ok(SaveOutcome::Saved);
                 }
                 Ok(ack) => {
-                    return self
-                        .settle_duplicate_ack(&event, &subject, ack.sequence, &attempts)
-                        .await;
+                    return Box::pin(self.settle_duplicate_ack(
+                        &event,
+                        &subject,
+                        ack.sequence,
+                        &attempts,
+                    ))
+                    .await;
                 }
                 Err(e) => e,
             };
@@ -140,20 +155,25 @@ impl Inner {
                     // the fresh head is at or past its version, and `settle_stale` finds it by
                     // version. A lost race thus costs two requests, not three.
                     let tried = head.seq;
-                    (head, fresh) = (self.fresh_head(&event.actor_id, &subject).await?, true);
+                    (head, fresh) = (
+                        Box::pin(self.fresh_head(&event.actor_id, &subject)).await?,
+                        true,
+                    );
                     if head.seq == tried {
                         // 10164: another write to this subject is still in flight (perhaps our
                         // own timed-out one); wait for it rather than spin.
-                        attempts.pause(&self.url, &subject, &failure).await?;
+                        Box::pin(attempts.pause(&self.url, &subject, &failure)).await?;
                     }
                 }
-                PublishFailure::Busy => attempts.pause(&self.url, &subject, &failure).await?,
+                PublishFailure::Busy => {
+                    Box::pin(attempts.pause(&self.url, &subject, &failure)).await?
+                }
                 PublishFailure::Uncertain => {
                     attempts.uncertain = true;
-                    attempts.pause(&self.url, &subject, &failure).await?;
+                    Box::pin(attempts.pause(&self.url, &subject, &failure)).await?;
                     // An empty or unreadable slot means resend: with the same expected sequence,
                     // the original and the resend cannot both land.
-                    if let Ok(true) = self.slot_holds(&subject, head.seq, &event).await {
+                    if let Ok(true) = Box::pin(self.slot_holds(&subject, head.seq, &event)).await {
                         return Ok(SaveOutcome::Saved);
                     }
                 }
@@ -178,10 +198,10 @@ impl Inner {
         loop {
             if events[0].version <= head.version {
                 if !fresh {
-                    (head, fresh) = (self.fresh_head(&actor_id, &subject).await?, true);
+                    (head, fresh) = (Box::pin(self.fresh_head(&actor_id, &subject)).await?, true);
                     continue;
                 }
-                return self.settle_stale(&subject, &head, &events, &attempts).await;
+                return Box::pin(self.settle_stale(&subject, &head, &events, &attempts)).await;
             }
             let failure = match self.publish_batch(&subject, &events, head.seq).await? {
                 Ok(ack) => {
@@ -195,35 +215,37 @@ impl Inner {
                 PublishFailure::Conflict => {
                     // As for single events: a stored copy is found by version after the read.
                     let tried = head.seq;
-                    (head, fresh) = (self.fresh_head(&actor_id, &subject).await?, true);
+                    (head, fresh) = (Box::pin(self.fresh_head(&actor_id, &subject)).await?, true);
                     if head.seq == tried {
-                        attempts.pause(&self.url, &subject, &failure).await?;
+                        Box::pin(attempts.pause(&self.url, &subject, &failure)).await?;
                     }
                 }
                 PublishFailure::DuplicateIdInBatch => {
                     // Some id of the batch is stored. If the batch is at or below the real head,
                     // `settle_stale` compares every event (a duplicate or a conflict); only
                     // otherwise does another event hold one of its ids.
-                    (head, fresh) = (self.fresh_head(&actor_id, &subject).await?, true);
+                    (head, fresh) = (Box::pin(self.fresh_head(&actor_id, &subject)).await?, true);
                     if events[0].version <= head.version {
                         continue;
                     }
-                    let holder = self.find_holder(&events).await?;
+                    let holder = Box::pin(self.find_holder(&events)).await?;
                     let event = &events[holder.index];
                     if holder.subject == subject && holder.record.version == Some(event.version) {
                         continue; // a copy of this batch landed meanwhile: settle on the next turn
                     }
                     return Err(self.reused(event, &holder.subject, &holder.record));
                 }
-                PublishFailure::Busy => attempts.pause(&self.url, &subject, &failure).await?,
+                PublishFailure::Busy => {
+                    Box::pin(attempts.pause(&self.url, &subject, &failure)).await?
+                }
                 PublishFailure::Uncertain => {
                     attempts.uncertain = true;
-                    attempts.pause(&self.url, &subject, &failure).await?;
+                    Box::pin(attempts.pause(&self.url, &subject, &failure)).await?;
                     // Settle by reading: if the batch landed, the head is at or past its first
                     // version and `settle_stale` finds every event. Otherwise resending against
                     // the fresh head is safe: a delayed original expecting the old sequence can
                     // no longer land once the head moved, and both cannot land if it did not.
-                    if let Ok(fresh_head) = self.fresh_head(&actor_id, &subject).await {
+                    if let Ok(fresh_head) = Box::pin(self.fresh_head(&actor_id, &subject)).await {
                         (head, fresh) = (fresh_head, true);
                     }
                 }
@@ -242,7 +264,8 @@ impl Inner {
     ) -> Result<(Head, bool), StoreError> {
         match self.heads.get(actor_id) {
             Some(hint) => Ok((hint, false)),
-            None => Ok((self.fresh_head(actor_id, subject).await?, true)),
+            // Boxed: a read's future is large, and writes that know their head never need it.
+            None => Ok((Box::pin(self.fresh_head(actor_id, subject)).await?, true)),
         }
     }
 

@@ -373,6 +373,9 @@ impl Inner {
     }
 
     /// The actor's latest snapshot and the records after the stream sequence it covers.
+    ///
+    /// The head it read is kept as the actor's head hint, as [`head`](Self::head) would keep
+    /// it: a load is usually an activation, and the write that follows it then needs no read.
     pub(crate) async fn load(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
         let subject = self.subject(actor_id);
         let stored = self.stored_snapshot(actor_id).await?;
@@ -380,6 +383,14 @@ impl Inner {
             if let Some(s) = stored {
                 return Err(snapshot_ahead(actor_id, s.stream_sequence, 0));
             }
+            self.heads.put(
+                actor_id,
+                Head {
+                    seq: 0,
+                    version: 0,
+                    record: None,
+                },
+            );
             return Ok(LoadedActor::default());
         };
         let (first, snapshot) = match stored {
@@ -391,6 +402,23 @@ impl Inner {
         };
         let covered = snapshot.as_ref().map_or(0, |s| s.version);
         let scan = self.scan(actor_id, &subject, first, last.sequence).await?;
+        // The last record decoded as an event with the version its header claims: the head
+        // that `head` would read (anything else is left to it).
+        let record = RecordHeader::of(&last);
+        if let Some((seq, event)) = scan.events.last()
+            && *seq == last.sequence
+            && record.version == Some(event.version)
+        {
+            let version = event.version;
+            self.heads.put(
+                actor_id,
+                Head {
+                    seq: last.sequence,
+                    version,
+                    record: Some(record),
+                },
+            );
+        }
         Ok(LoadedActor {
             snapshot,
             events: scan
