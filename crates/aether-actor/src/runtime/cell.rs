@@ -79,7 +79,7 @@ async fn run_task<A: Actor, S: SnapshotStore + 'static>(
     }
     while let Some(Next::Message(envelope)) = rx.recv().await {
         cell.shared.counters.mailbox_depth(rx.len());
-        cell = Box::pin(handle_boxed(cell, envelope)).await;
+        cell = handle(cell, envelope).await;
         cell.control
             .last_active_ms
             .store(cell.shared.registry.now_ms(), Ordering::Relaxed);
@@ -90,7 +90,7 @@ async fn run_task<A: Actor, S: SnapshotStore + 'static>(
         .begin_stop(&cell.id, cell.generation, &mut rx);
     while let Some(next) = rx.recv().await {
         if let Next::Message(envelope) = next {
-            cell = Box::pin(handle_boxed(cell, envelope)).await;
+            cell = handle(cell, envelope).await;
         }
     }
     cell.passivated = true;
@@ -119,18 +119,21 @@ impl<A: Actor, S> Default for Spare<A, S> {
     }
 }
 
-/// The handling of one message (boxed by the caller, so that it does not size the idle
-/// actor's task): a query in that small box; any other message in a box reused from the
-/// runtime's spares, which owns the cell while it runs and gives it back.
-async fn handle_boxed<A: Actor, S: SnapshotStore + 'static>(
+/// The handling of one message, boxed so that it does not size the idle actor's task (which
+/// holds only the box while a message runs): a query in a small box of its own; any other
+/// message in a box reused from the runtime's spares, which owns the cell while it runs and
+/// gives it back.
+fn handle<A: Actor, S: SnapshotStore + 'static>(
     mut cell: Cell<A, S>,
     envelope: Box<Envelope<A>>,
-) -> Cell<A, S> {
-    if matches!(*envelope, Envelope::Query { .. }) {
-        if let Envelope::Query { query, reply } = *envelope {
-            cell.answer_guarded(query, reply).await;
-        }
-        return cell;
+) -> Handling<A, S> {
+    if let Envelope::Query { .. } = *envelope {
+        return Handling::Query(Box::pin(async move {
+            if let Envelope::Query { query, reply } = *envelope {
+                cell.answer_guarded(query, reply).await;
+            }
+            cell
+        }));
     }
     let shared = cell.shared.clone();
     let handling = async move {
@@ -138,20 +141,47 @@ async fn handle_boxed<A: Actor, S: SnapshotStore + 'static>(
         cell
     };
     let spare = shared.spare.0.lock().ok().and_then(|mut spare| spare.pop());
-    let mut boxed = match spare {
+    let boxed = match spare {
         Some(mut boxed) => {
             boxed.set(handling);
             boxed
         }
         None => CommandBox::new(handling),
     };
-    let cell = (&mut boxed).await;
-    if let Ok(mut spare) = shared.spare.0.lock()
-        && spare.len() < SPARE_BOXES
-    {
-        spare.push(boxed);
+    Handling::Command(Some(boxed), shared)
+}
+
+/// A message being handled: awaiting it gives the cell back (and a command's box to the
+/// spares). Small, so that the actor's task stays small while it awaits one.
+enum Handling<A: Actor, S> {
+    Query(futures::future::BoxFuture<'static, Cell<A, S>>),
+    Command(Option<CommandBox<A, S>>, Arc<Shared<A, S>>),
+}
+
+impl<A: Actor, S: SnapshotStore + 'static> Future for Handling<A, S> {
+    type Output = Cell<A, S>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Cell<A, S>> {
+        match self.get_mut() {
+            Self::Query(handling) => handling.as_mut().poll(cx),
+            Self::Command(slot, shared) => {
+                let Some(boxed) = slot.as_mut() else {
+                    unreachable!("a command's handling is polled after it finished");
+                };
+                let cell = std::task::ready!(boxed.poll(cx));
+                if let Some(boxed) = slot.take()
+                    && let Ok(mut spare) = shared.spare.0.lock()
+                    && spare.len() < SPARE_BOXES
+                {
+                    spare.push(boxed);
+                }
+                std::task::Poll::Ready(cell)
+            }
+        }
     }
-    cell
 }
 
 pub(crate) struct Cell<A: Actor, S> {

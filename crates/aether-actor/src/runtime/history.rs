@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use foldhash::fast::RandomState;
+
 use aether_core::{Event, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -180,7 +182,9 @@ pub(crate) struct CommandIndex {
 #[derive(Debug, Default)]
 struct Entries {
     order: VecDeque<CommandId>,
-    entries: HashMap<CommandId, Applied>,
+    /// foldhash, not SipHash: ids come from callers, but the map holds at most `horizon`
+    /// entries, so even a crafted set of colliding ids costs one actor a bounded scan.
+    entries: HashMap<CommandId, Applied, RandomState>,
 }
 
 impl CommandIndex {
@@ -202,7 +206,7 @@ impl CommandIndex {
         let capacity = commands.len() - skip;
         index.inner = Some(Box::new(Entries {
             order: VecDeque::with_capacity(capacity),
-            entries: HashMap::with_capacity(capacity),
+            entries: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
         }));
         for applied in commands.into_iter().skip(skip) {
             index.insert(applied);

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aether_core::ActorId;
+use foldhash::fast::RandomState;
 use tokio::sync::Notify;
 
 use super::queue::{self, Receiver, Sender};
@@ -59,7 +60,8 @@ struct Slot<M> {
 }
 
 struct Slots<M> {
-    map: HashMap<ActorId, Slot<M>>,
+    /// foldhash with a random seed, as aether-core's own maps of actor ids.
+    map: HashMap<ActorId, Slot<M>, RandomState>,
     next_generation: u64,
     /// Open slots not already asked to passivate by the active limit (what the limit counts).
     open: usize,
@@ -95,7 +97,7 @@ impl<M> Registry<M> {
     pub(crate) fn new() -> Self {
         Self {
             slots: Mutex::new(Slots {
-                map: HashMap::new(),
+                map: HashMap::default(),
                 next_generation: 1,
                 open: 0,
                 closed: false,
