@@ -29,8 +29,8 @@ pub struct ActorConfig {
     /// Default 100 000.
     pub max_active: usize,
     /// An actor with no message for this long is passivated (checked every half idle timeout,
-    /// at most every 60 s, by one task per runtime: so between 1 and 1.5 idle timeouts, at
-    /// most 60 s late). `None` keeps actors until the active limit or
+    /// at most every 60 s, by one task per runtime: so between 1 and 1.5 idle timeouts after
+    /// its last message; above 2 minutes, at most 2 minutes late). `None` keeps actors until the active limit or
     /// [`shutdown`](crate::Actors::shutdown). Default 5 minutes.
     pub idle_timeout: Option<Duration>,
     /// When to save snapshots. Default [`SnapshotPolicy::Never`].

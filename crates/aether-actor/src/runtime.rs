@@ -428,7 +428,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         });
         self.deliver(actor_id, envelope, options.when_full, deadline, &timeout)
             .await?;
-        match timeout_at(deadline, rx).await {
+        match reply_by(rx, deadline).await {
             Err(_) => Err(timeout().into()),
             Ok(Err(_)) => Err(ActorError::Stopped {
                 actor_id: actor_id.clone(),
@@ -628,7 +628,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         let envelope = Envelope::Query { query, reply: tx };
         self.deliver(actor_id, envelope, options.when_full, deadline, &timeout)
             .await?;
-        match timeout_at(deadline, rx).await {
+        match reply_by(rx, deadline).await {
             Err(_) => Err(timeout()),
             Ok(Err(_)) => Err(ActorError::Stopped {
                 actor_id: actor_id.clone(),
@@ -821,10 +821,12 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     }
 
     /// Starts, once, the task that passivates idle actors: every half idle timeout (at least
-    /// 1 ms, at most 60 s) it asks the actors without activity for an idle timeout to stop (so
-    /// an idle actor stops between 1 and 1.5 idle timeouts after its last message, at most
-    /// 60 s late). One task per runtime rather
-    /// than a timer per actor; it ends with the runtime (it holds only a weak reference).
+    /// 1 ms, at most 60 s) it looks at each actor's count of handled messages, and asks the
+    /// actors whose count stayed the same for an idle timeout's worth of sweeps to stop. So an
+    /// idle actor stops between 1 and 1.5 idle timeouts after its last message (for idle
+    /// timeouts above 2 minutes, at most 2 minutes late), and no clock is read per message.
+    /// One task per runtime rather than a timer per actor; it ends with the runtime (it holds
+    /// only a weak reference).
     fn start_sweeper(&self) {
         let Some(idle) = self.shared.config.idle_timeout else {
             return;
@@ -836,7 +838,11 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             std::time::Duration::from_millis(1),
             std::time::Duration::from_secs(60),
         );
-        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        // Sweeps in a row that must find an actor without a handled message: its last one
+        // came before the first of them, so it has been idle at least `quiet × period`.
+        let quiet = u32::try_from(idle.as_nanos().div_ceil(period.as_nanos().max(1)))
+            .unwrap_or(u32::MAX)
+            .max(1);
         let shared = Arc::downgrade(&self.shared);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(period);
@@ -849,10 +855,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 if shared.shutting_down.load(Ordering::Acquire) {
                     return;
                 }
-                let registry = &shared.registry;
-                if let Some(since) = registry.now_ms().checked_sub(idle_ms) {
-                    registry.sweep_idle(since);
-                }
+                shared.registry.sweep_idle(quiet);
             }
         });
     }
@@ -988,6 +991,25 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             // The mailbox closed under us: the actor is stopping. Route again (and wait).
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// Waits for an answer until `deadline`.
+///
+/// An idle actor's answer to a message that needs no I/O (a query, a command on the in-memory
+/// store) is usually ready by the caller's next turn: the send woke the actor's task, which
+/// runs next on this worker. So the caller yields once and takes a ready answer without
+/// arming a timer; registering and clearing one in tokio's timer wheel cost about a third of
+/// a local query (see BENCHMARKS.md, `local_ask`). Otherwise it waits with the timer.
+async fn reply_by<T>(
+    mut rx: oneshot::Receiver<T>,
+    deadline: Instant,
+) -> Result<Result<T, oneshot::error::RecvError>, tokio::time::error::Elapsed> {
+    tokio::task::yield_now().await;
+    match rx.try_recv() {
+        Ok(answer) => Ok(Ok(answer)),
+        // Empty: not yet; Closed: the receiver says why at once, without a timer.
+        Err(_) => timeout_at(deadline, rx).await,
     }
 }
 

@@ -273,6 +273,54 @@ async fn idle_actors_passivate_and_reactivate_by_replay() {
     assert_eq!(actors.stats().activations, 2);
 }
 
+/// The idle bounds, on tokio's paused clock (exact, however loaded the machine): an actor that
+/// gets a message more often than its idle timeout is never passivated; once its messages
+/// stop, it is passivated between 1 and 1.5 idle timeouts after the last one (both included).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn idle_passivation_happens_between_one_and_one_and_a_half_idle_timeouts() {
+    // Message spacings that fall on the sweeps' ticks and between them.
+    for (idle_ms, spacing) in [(1_000, 0.4), (1_000, 0.37), (3_000, 0.29), (700, 0.45)] {
+        let idle = Duration::from_millis(idle_ms);
+        let store = InMemoryEventStore::new();
+        let actors = spawn(
+            &store,
+            ActorConfig {
+                idle_timeout: Some(idle),
+                ..ActorConfig::default()
+            },
+        );
+        let ola = id("ola");
+        actors
+            .ask(&ola, Command::Deposit { cents: 1 })
+            .await
+            .unwrap();
+        // Busy for several idle timeouts: a message every `spacing` idle timeouts.
+        for _ in 0..20 {
+            tokio::time::sleep(idle.mul_f64(spacing)).await;
+            assert_eq!(balance(&actors, &ola).await, 1);
+            assert_eq!(
+                actors.stats().passivations,
+                0,
+                "passivated while busy ({idle:?})"
+            );
+        }
+        let last = tokio::time::Instant::now();
+        let poll = Duration::from_millis(1);
+        while actors.stats().passivations == 0 {
+            tokio::time::sleep(poll).await;
+            assert!(last.elapsed() < idle * 3, "never passivated ({idle:?})");
+        }
+        let after = last.elapsed();
+        // At most 1.5 idle timeouts (a sweep may fall at the very instant of the last
+        // message and miss it), seen within one poll.
+        assert!(
+            after >= idle && after <= idle * 3 / 2 + poll,
+            "passivated {after:?} after the last message, idle timeout {idle:?}"
+        );
+        assert_eq!(actors.stats().activations, 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_limit_passivates_the_least_recently_used() {
     let store = InMemoryEventStore::new();

@@ -77,12 +77,12 @@ async fn run_task<A: Actor, S: SnapshotStore + 'static>(
         }
         return;
     }
+    let mut handled: u64 = 0;
     while let Some(Next::Message(envelope)) = rx.recv().await {
         cell.shared.counters.mailbox_depth(rx.len());
         cell = handle(cell, envelope).await;
-        cell.control
-            .last_active_ms
-            .store(cell.shared.registry.now_ms(), Ordering::Relaxed);
+        handled += 1;
+        cell.control.activity.store(handled, Ordering::Relaxed);
     }
     // Passivation: no new messages; the ones already queued are handled, in order.
     cell.shared

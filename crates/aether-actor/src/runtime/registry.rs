@@ -7,7 +7,7 @@
 //! for the old task to end and try again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aether_core::ActorId;
@@ -21,9 +21,13 @@ use super::queue::{self, Receiver, Sender};
 pub(crate) struct Control {
     /// Registry clock tick of the last message routed to the actor (for LRU).
     pub(crate) last_used: AtomicU64,
-    /// Milliseconds since the registry started, at the actor's last activity (for idle
-    /// passivation).
-    pub(crate) last_active_ms: AtomicU64,
+    /// Messages the actor has handled (stored by the actor after each one): the idle sweep
+    /// compares it between sweeps, so no clock is read per message.
+    pub(crate) activity: AtomicU64,
+    /// The sweeper's own: `activity` at its last sweep, and how many sweeps in a row found it
+    /// unchanged.
+    seen_activity: AtomicU64,
+    quiet_sweeps: AtomicU32,
     /// Already chosen for passivation by the active limit.
     pub(crate) evicting: AtomicBool,
     /// The actor's task has ended and its slot is gone.
@@ -90,7 +94,6 @@ pub(crate) struct NewActor<M> {
 pub(crate) struct Registry<M> {
     slots: Mutex<Slots<M>>,
     clock: AtomicU64,
-    started: std::time::Instant,
 }
 
 impl<M> Registry<M> {
@@ -103,22 +106,28 @@ impl<M> Registry<M> {
                 closed: false,
             }),
             clock: AtomicU64::new(0),
-            started: std::time::Instant::now(),
         }
     }
 
-    /// Milliseconds since the registry started (the idle clock).
-    pub(crate) fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Asks every open actor without activity since `idle_since_ms` to passivate.
-    pub(crate) fn sweep_idle(&self, idle_since_ms: u64) {
+    /// One idle sweep: asks every open actor that handled no message during the last
+    /// `quiet_needed` sweep periods (its activity count unchanged across `quiet_needed + 1`
+    /// sweeps) to passivate.
+    pub(crate) fn sweep_idle(&self, quiet_needed: u32) {
         let slots = self.lock();
         for slot in slots.map.values() {
-            if let Some(tx) = &slot.tx
-                && slot.control.last_active_ms.load(Ordering::Relaxed) < idle_since_ms
-            {
+            let Some(tx) = &slot.tx else { continue };
+            let control = &slot.control;
+            let activity = control.activity.load(Ordering::Relaxed);
+            if control.seen_activity.swap(activity, Ordering::Relaxed) != activity {
+                control.quiet_sweeps.store(0, Ordering::Relaxed);
+                continue;
+            }
+            let quiet = control
+                .quiet_sweeps
+                .load(Ordering::Relaxed)
+                .saturating_add(1);
+            control.quiet_sweeps.store(quiet, Ordering::Relaxed);
+            if quiet >= quiet_needed {
                 tx.request_stop();
             }
         }
@@ -139,10 +148,10 @@ impl<M> Registry<M> {
         if slots.closed {
             return Route::Closed;
         }
-        let now_ms = self.now_ms();
         if let Some(slot) = slots.map.get(id) {
+            // Only the LRU tick here: the actor stamps its activity after each message (a
+            // clock read per message is the actor's, not every sender's under this lock).
             slot.control.last_used.store(tick, Ordering::Relaxed);
-            slot.control.last_active_ms.store(now_ms, Ordering::Relaxed);
             return match &slot.tx {
                 Some(tx) => Route::Open(tx.clone()),
                 None => Route::Stopping(slot.control.clone()),
@@ -155,7 +164,8 @@ impl<M> Registry<M> {
         let (tx, rx) = queue::channel(capacity);
         let control = Arc::new(Control::default());
         control.last_used.store(tick, Ordering::Relaxed);
-        control.last_active_ms.store(now_ms, Ordering::Relaxed);
+        // Not a count the actor can have: its first sweep sees a change, not a quiet period.
+        control.seen_activity.store(u64::MAX, Ordering::Relaxed);
         let generation = slots.next_generation;
         slots.next_generation += 1;
         slots.open += 1;
