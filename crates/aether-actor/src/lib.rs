@@ -203,6 +203,8 @@
 //! ```
 
 mod actor;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod codec;
 mod command_id;
 mod config;
