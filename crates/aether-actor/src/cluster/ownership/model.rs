@@ -2,11 +2,18 @@
 //! membership view writing placements and settling moves (and replaced by a new leader that
 //! starts with an empty view), nodes adopting placements late or skipping some, drains that
 //! take their time, nodes paused past their deadline (zombies) then resumed and renewed as
-//! new incarnations, nodes crashed and restarted. After every step: **no shard is served by
-//! two nodes that can answer**, and each shard's successive servers have growing epochs. At
-//! the end, once faults stop: every shard is served by its owner in the last placement.
+//! new incarnations, nodes crashed and restarted. Clients send commands (with ids, retried
+//! after `Moved`, conflicts and lost answers) to the owner in whatever placement they know;
+//! nodes activate actors with a fence record and write events with their epoch to a model of
+//! JetStream's per-subject expected-sequence check and the store's epoch rule (a write on a
+//! head of a higher epoch is `Fenced`, never re-sent); commands accepted before a pause are
+//! written after it (a zombie). After every step: **no shard is served by two nodes that can
+//! answer**, and each shard's successive servers have growing epochs. At the end, once faults
+//! stop and every command was answered: every shard is served by its owner in the last
+//! placement; every acknowledged command's event is stored exactly once; no command is
+//! stored twice; every event carries the epoch of the fence before it (one writer at a time).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use aether_cluster::MapVersion;
 use aether_core::{NodeId, ShardCount, ShardId};
@@ -50,6 +57,22 @@ enum Op {
     Crash(usize),
     /// A crashed node starts again, a new incarnation.
     Restart(usize),
+    /// A client has a new command (with a new id) to send.
+    NewCommand,
+    /// A client sends a pending command to the owner in a placement it knows (`via` picks
+    /// it: not necessarily the newest).
+    Send {
+        pick: usize,
+        via: usize,
+    },
+    /// A node runs the next command it accepted; its answer may be lost on the way.
+    Execute {
+        node: usize,
+        lose_answer: bool,
+    },
+    /// A zombie in the making: the node is paused past its deadline and declared failed; the
+    /// leader learns it, gives everything to the others and settles; they adopt it.
+    Takeover(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -67,7 +90,11 @@ fn op() -> impl Strategy<Value = Op> {
         2 => node.clone().prop_map(Op::Resume),
         2 => node.clone().prop_map(Op::Renew),
         1 => node.clone().prop_map(Op::Crash),
-        2 => node.prop_map(Op::Restart),
+        2 => node.clone().prop_map(Op::Restart),
+        3 => Just(Op::NewCommand),
+        8 => (any::<usize>(), any::<usize>()).prop_map(|(pick, via)| Op::Send { pick, via }),
+        8 => (node.clone(), any::<bool>()).prop_map(|(node, lose_answer)| Op::Execute { node, lose_answer }),
+        2 => node.prop_map(Op::Takeover),
     ]
 }
 
@@ -82,9 +109,100 @@ struct Node {
     /// Index (in `World::placements`) of the newest placement adopted.
     adopted: Option<usize>,
     draining: BTreeSet<ShardId>,
+    /// Active actors (one per shard in this model): what their activation read.
+    active: BTreeMap<ShardId, Active>,
+    /// Commands accepted and not yet run: (shard, command id, epoch it was accepted under).
+    accepted: VecDeque<(ShardId, u32, MapVersion)>,
+}
+
+/// An active actor: the head it has observed, its version, and the commands its history
+/// holds.
+struct Active {
+    epoch: MapVersion,
+    seq: usize,
+    version: u64,
+    applied: BTreeSet<u32>,
+}
+
+/// One record of an actor's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    Fence {
+        epoch: MapVersion,
+    },
+    Event {
+        epoch: MapVersion,
+        command: u32,
+        version: u64,
+    },
+}
+
+impl Record {
+    fn epoch(self) -> MapVersion {
+        match self {
+            Self::Fence { epoch } | Self::Event { epoch, .. } => epoch,
+        }
+    }
+}
+
+/// The store's answer to a write expecting `seq`, as the JetStream store does it: refused on
+/// a head of a higher epoch (`Fenced`); on an expected-sequence conflict it reads the head
+/// and, unless that head is of a higher epoch, re-sends an event whose version is still above
+/// the head's (the path a fence must stop); otherwise `Conflict`.
+enum Write {
+    Done,
+    Fenced,
+    Conflict,
+}
+
+fn head_epoch(log: &[Record]) -> MapVersion {
+    log.last().map_or(MapVersion::new(0), |r| r.epoch())
+}
+
+fn head_version(log: &[Record]) -> u64 {
+    log.iter()
+        .rev()
+        .find_map(|r| match r {
+            Record::Event { version, .. } => Some(*version),
+            Record::Fence { .. } => None,
+        })
+        .unwrap_or(0)
+}
+
+fn write(log: &mut Vec<Record>, seq: usize, record: Record) -> Write {
+    // The writer's cached head is its own last record: no higher epoch there.
+    if log.len() == seq {
+        log.push(record);
+        return Write::Done;
+    }
+    // Lost the race on the expected sequence: the store reads the head again.
+    if head_epoch(log) > record.epoch() {
+        return Write::Fenced;
+    }
+    match record {
+        Record::Event { version, .. } if version > head_version(log) => {
+            log.push(record);
+            Write::Done
+        }
+        _ => Write::Conflict,
+    }
 }
 
 impl Node {
+    fn fresh(me: Incarnate, shards: ShardCount) -> Self {
+        Self {
+            own: Ownership::new(me, shards),
+            crashed: false,
+            paused: false,
+            deadline_passed: false,
+            lapsed: false,
+            adopted: None,
+            draining: BTreeSet::new(),
+            active: BTreeMap::new(),
+            accepted: VecDeque::new(),
+        }
+    }
+
     fn running(&self) -> bool {
         !self.crashed && !self.paused
     }
@@ -104,6 +222,12 @@ struct World {
     leader_failed: BTreeSet<Incarnate>,
     /// Per shard, the last (node, epoch) that started serving it.
     last_server: BTreeMap<ShardId, (Incarnate, MapVersion)>,
+    /// Per shard, the stream of its one actor.
+    logs: Vec<Vec<Record>>,
+    next_command: u32,
+    /// Commands the client still waits on, and those answered.
+    pending: BTreeSet<u32>,
+    answered: BTreeSet<u32>,
 }
 
 impl World {
@@ -123,18 +247,14 @@ impl World {
             leader_joined: BTreeSet::new(),
             leader_failed: BTreeSet::new(),
             last_server: BTreeMap::new(),
+            logs: vec![Vec::new(); SHARDS as usize],
+            next_command: 0,
+            pending: BTreeSet::new(),
+            answered: BTreeSet::new(),
         };
         for id in ids {
             let me = world.incarnate(&id);
-            world.nodes.push(Node {
-                own: Ownership::new(me, shards),
-                crashed: false,
-                paused: false,
-                deadline_passed: false,
-                lapsed: false,
-                adopted: None,
-                draining: BTreeSet::new(),
-            });
+            world.nodes.push(Node::fresh(me, shards));
         }
         world
     }
@@ -257,15 +377,19 @@ impl World {
             Op::Adopt { node, latest } => self.adopt(node, latest)?,
             Op::Drain { node, pick } => {
                 let n = &mut self.nodes[node];
-                if !n.running() || n.draining.is_empty() {
-                    return Ok(());
-                }
-                let shard = *n
+                // Draining finishes the commands already accepted first.
+                let ready: Vec<ShardId> = n
                     .draining
                     .iter()
-                    .nth(pick % n.draining.len())
-                    .expect("not empty");
+                    .filter(|s| !n.accepted.iter().any(|(a, _, _)| a == *s))
+                    .copied()
+                    .collect();
+                if !n.running() || ready.is_empty() {
+                    return Ok(());
+                }
+                let shard = ready[pick % ready.len()];
                 n.draining.remove(&shard);
+                n.active.remove(&shard);
                 let actions = n.own.drained(shard);
                 self.apply(node, actions)?;
             }
@@ -313,9 +437,116 @@ impl World {
             }
             Op::Crash(node) => {
                 let n = &mut self.nodes[node];
+                n.accepted.clear();
+                n.active.clear();
                 n.crashed = true;
                 n.paused = false;
                 n.deadline_passed = false;
+            }
+            Op::Takeover(node) => {
+                self.step(&Op::Pause(node))?;
+                self.step(&Op::DeadlinePassed(node))?;
+                self.step(&Op::DeclareFailed(node))?;
+                self.step(&Op::LeaderView)?;
+                self.step(&Op::Assign(0))?;
+                self.step(&Op::Settle)?;
+                for other in (0..NODES).filter(|o| *o != node) {
+                    self.adopt(other, true)?;
+                }
+            }
+            Op::NewCommand => {
+                self.pending.insert(self.next_command);
+                self.next_command += 1;
+            }
+            Op::Send { pick, via } => {
+                let Some(&command) = self.pending.iter().nth(pick % self.pending.len().max(1))
+                else {
+                    return Ok(());
+                };
+                let placement = &self.placements[via % self.placements.len()];
+                let shard = ShardId::new(command % SHARDS);
+                let Some(owner) = placement.slot(shard).and_then(|s| s.owner.clone()) else {
+                    return Ok(());
+                };
+                let version = placement.version;
+                // The request reaches the owner's node (whatever its incarnation now).
+                let Some(n) = self
+                    .nodes
+                    .iter_mut()
+                    .find(|n| n.own.me().node == owner.node)
+                else {
+                    return Ok(());
+                };
+                if !n.running() || n.deadline_passed {
+                    return Ok(()); // no answer: the client retries later
+                }
+                if let Decision::Accept { epoch } = n.own.decide(shard, version) {
+                    n.accepted.push_back((shard, command, epoch));
+                }
+            }
+            Op::Execute { node, lose_answer } => {
+                let n = &mut self.nodes[node];
+                if !n.running() {
+                    return Ok(());
+                }
+                let Some((shard, command, epoch)) = n.accepted.pop_front() else {
+                    return Ok(());
+                };
+                let log = &mut self.logs[shard.get() as usize];
+                let Some(active) = n.active.get_mut(&shard) else {
+                    // Activation: load, then fence with the head it loaded.
+                    let applied = log
+                        .iter()
+                        .filter_map(|r| match r {
+                            Record::Event { command, .. } => Some(*command),
+                            Record::Fence { .. } => None,
+                        })
+                        .collect();
+                    let (seq, version) = (log.len(), head_version(log));
+                    // Fenced by a newer owner: no activation, the client retries.
+                    if let Write::Done = write(log, seq, Record::Fence { epoch }) {
+                        let active = Active {
+                            epoch,
+                            seq: seq + 1,
+                            version,
+                            applied,
+                        };
+                        n.active.insert(shard, active);
+                        // The command runs at the node's next step: another writer may come
+                        // in between (as a query's activation would let it).
+                        n.accepted.push_front((shard, command, epoch));
+                    }
+                    return Ok(());
+                };
+                if active.epoch != epoch {
+                    return Ok(()); // accepted under an earlier run of ownership: retried
+                }
+                let answered = if active.applied.contains(&command) {
+                    true // a retry: answered from the command index, nothing written
+                } else {
+                    let record = Record::Event {
+                        epoch,
+                        command,
+                        version: active.version + 1,
+                    };
+                    match write(log, active.seq, record) {
+                        Write::Done => {
+                            active.seq = log.len();
+                            active.version += 1;
+                            active.applied.insert(command);
+                            true
+                        }
+                        Write::Fenced | Write::Conflict => {
+                            // Never written past: the actor passivates, the client retries.
+                            n.active.remove(&shard);
+                            false
+                        }
+                    }
+                };
+                if answered && !lose_answer {
+                    self.pending.remove(&command);
+                    self.answered.insert(command);
+                }
             }
             Op::Restart(node) => {
                 if !self.nodes[node].crashed {
@@ -323,15 +554,7 @@ impl World {
                 }
                 let id = self.ids[node].clone();
                 let me = self.incarnate(&id);
-                self.nodes[node] = Node {
-                    own: Ownership::new(me, self.shards),
-                    crashed: false,
-                    paused: false,
-                    deadline_passed: false,
-                    lapsed: false,
-                    adopted: None,
-                    draining: BTreeSet::new(),
-                };
+                self.nodes[node] = Node::fresh(me, self.shards);
             }
         }
         Ok(())
@@ -378,6 +601,13 @@ impl World {
         for _ in 0..4 {
             for i in 0..NODES {
                 self.adopt(i, true)?;
+                // In-flight commands first: a drain waits for them.
+                while !self.nodes[i].accepted.is_empty() {
+                    self.step(&Op::Execute {
+                        node: i,
+                        lose_answer: false,
+                    })?;
+                }
                 while !self.nodes[i].draining.is_empty() {
                     self.step(&Op::Drain { node: i, pick: 0 })?;
                 }
@@ -387,6 +617,62 @@ impl World {
         for i in 0..NODES {
             self.adopt(i, true)?;
         }
+        // Every command is answered: clients send to the newest placement, nodes run them.
+        let newest = self.placements.len() - 1;
+        for _ in 0..4 {
+            for i in 0..NODES {
+                while !self.nodes[i].accepted.is_empty() {
+                    self.step(&Op::Execute {
+                        node: i,
+                        lose_answer: false,
+                    })?;
+                }
+            }
+            for pick in 0..self.pending.len() {
+                self.step(&Op::Send { pick, via: newest })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stores' histories: every answered command stored exactly once, none twice, each
+    /// event under the epoch of the fence before it.
+    fn check_histories(&self) -> Result<(), TestCaseError> {
+        let mut stored = BTreeMap::new();
+        for (shard, log) in self.logs.iter().enumerate() {
+            let mut fence = None;
+            for record in log {
+                match *record {
+                    Record::Fence { epoch } => fence = Some(epoch),
+                    Record::Event { epoch, command, .. } => {
+                        prop_assert_eq!(
+                            Some(epoch),
+                            fence,
+                            "shard {}: command {} written at epoch {} after the fence of {:?}",
+                            shard,
+                            command,
+                            epoch,
+                            fence
+                        );
+                        *stored.entry(command).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        for (command, count) in &stored {
+            prop_assert_eq!(*count, 1, "command {} stored {} times", command, count);
+        }
+        for command in &self.answered {
+            prop_assert!(
+                stored.contains_key(command),
+                "answered command {command} is not stored"
+            );
+        }
+        prop_assert!(
+            self.pending.is_empty(),
+            "never answered: {:?}",
+            self.pending
+        );
         Ok(())
     }
 
@@ -429,5 +715,6 @@ proptest! {
         world.settle()?;
         world.check_one_server()?;
         world.check_settled()?;
+        world.check_histories()?;
     }
 }
