@@ -27,4 +27,7 @@ pub use bus::{
     NatsNamespacedBus, wire,
 };
 pub use durations::MAX_DURATION;
-pub use store::{JetStreamConfig, JetStreamEventStore, TYPE_HEADER, VERSION_HEADER};
+pub use store::{
+    FENCE_HEADER, FENCE_VERSION_HEADER, JetStreamConfig, JetStreamEventStore, OWNER_EPOCH_HEADER,
+    TYPE_HEADER, VERSION_HEADER,
+};
