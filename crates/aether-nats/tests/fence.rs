@@ -297,3 +297,61 @@ async fn foreign_and_broken_records_do_not_lift_a_fence() {
     assert_eq!(err.kind(), ErrorKind::Infrastructure);
     assert!(err.to_string().contains(FENCE_HEADER), "{err}");
 }
+
+/// Lookups by version walk through fences: a handle that has cached nothing settles a resent
+/// event under two fences as a duplicate, another event at that version as a conflict, replays
+/// from a version, and saves and loads a snapshot below the fences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_by_version_walk_through_fences() {
+    use aether_core::{ActorSnapshot, SaveOutcome, SnapshotStore};
+
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = server.url();
+    let ns = namespace();
+    let writer = open(&url, &ns).await;
+    let actor = ActorId::new("walked").expect("actor");
+    let events: Vec<Event> = (1..=4)
+        .map(|v| Event::new(actor.clone(), "Added", v))
+        .collect();
+    writer
+        .save_events_as(events[..3].to_vec(), epoch(1))
+        .await
+        .expect("v1-v3");
+    writer.fence(&actor, epoch(2)).await.expect("fence");
+    writer
+        .save_events_as(vec![events[3].clone()], epoch(2))
+        .await
+        .expect("v4");
+    writer.fence(&actor, epoch(3)).await.expect("fence");
+
+    let cold = open(&url, &ns).await;
+    let again = cold.save_events_as(vec![events[1].clone()], epoch(3)).await;
+    assert!(matches!(again, Ok(SaveOutcome::Duplicate)), "{again:?}");
+    let other = cold
+        .save_events_as(vec![Event::new(actor.clone(), "Other", 4)], epoch(3))
+        .await;
+    assert!(
+        matches!(
+            other,
+            Err(StoreError::VersionConflict {
+                current_version: 4,
+                ..
+            })
+        ),
+        "{other:?}"
+    );
+    let cold = open(&url, &ns).await;
+    assert_eq!(
+        cold.events(&actor, 2).await.expect("replay"),
+        events[1..].to_vec()
+    );
+    let cold = open(&url, &ns).await;
+    let snapshot = ActorSnapshot::new(actor.clone(), 2, serde_json::json!({ "n": 2 }));
+    cold.save_snapshot(snapshot.clone())
+        .await
+        .expect("snapshot");
+    let loaded = cold.load(&actor).await.expect("load");
+    assert_eq!(loaded.snapshot, Some(snapshot));
+    assert_eq!(loaded.events, events[2..].to_vec());
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+}

@@ -265,16 +265,19 @@ impl Inner {
             match self.message_at(prev).await? {
                 Some(m) if m.subject.as_str() == subject => {
                     let record = RecordHeader::of(&m);
+                    let is_event = record.fence().is_none();
+                    if is_event
+                        && (record.version.is_none()
+                            || decode(actor_id, &record, &m.payload).is_err())
+                    {
+                        break None;
+                    }
                     walked += 1;
                     lowest = record.seq;
                     cursor = record.prev;
-                    if record.fence().is_some() {
-                        continue;
+                    if is_event {
+                        chain.insert(0, record);
                     }
-                    if record.version.is_none() || decode(actor_id, &record, &m.payload).is_err() {
-                        break None;
-                    }
-                    chain.insert(0, record);
                 }
                 _ => break None,
             }
