@@ -155,6 +155,8 @@ pub trait EventStore: Send + Sync {
     /// - [`StoreError::EventIdReused`] if `event.id` already identifies a different event;
     /// - [`StoreError::InvalidEvent`] for bad input (empty or malformed type, version 0, too
     ///   large); nothing is written;
+    /// - [`StoreError::Fenced`] in a [`FencedEventStore`] if the actor's head carries an
+    ///   ownership epoch (a write without one is epoch 0); nothing is written;
     /// - infrastructure errors ([`ErrorKind::Infrastructure`]).
     fn save_event(
         &self,

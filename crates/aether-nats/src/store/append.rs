@@ -360,6 +360,19 @@ impl Inner {
         })
     }
 
+    /// The error of a fence whose retries ran out: it may or may not have been stored.
+    fn fence_unconfirmed(&self, subject: &str, cause: &dyn std::fmt::Display) -> StoreError {
+        StoreError::Unavailable {
+            message: format!(
+                "NATS at {}: the fence of {subject} could not be confirmed within {:?} \
+                 ({cause}); it may or may not be stored: fence again with the same epoch to \
+                 settle it",
+                self.url, self.config.retry_timeout
+            ),
+            source: None,
+        }
+    }
+
     /// Appends a fence record at `epoch` after the actor's head (see
     /// [`FencedEventStore::fence`](aether_core::FencedEventStore::fence)): always against a
     /// head read from the server, never a hint, since a head at the same epoch means there is
@@ -400,7 +413,11 @@ impl Inner {
                     return Ok(head.version);
                 }
                 Ok(_) => {
-                    // An earlier attempt landed: the head says where.
+                    // An earlier attempt landed: the head says where (our epoch or a newer).
+                    if attempts.expired() {
+                        let cause = "the server keeps answering with a duplicate";
+                        return Err(self.fence_unconfirmed(&subject, &cause));
+                    }
                     head = self.fresh_head(actor_id, &subject).await?;
                     continue;
                 }
@@ -412,7 +429,10 @@ impl Inner {
                     let tried = head.seq;
                     head = self.fresh_head(actor_id, &subject).await?;
                     if head.seq == tried {
-                        attempts.pause(&self.url, &subject, &failure).await?;
+                        attempts
+                            .pause(&self.url, &subject, &failure)
+                            .await
+                            .map_err(|_| self.fence_unconfirmed(&subject, &failure))?;
                     } else if attempts.expired() {
                         return Err(StoreError::Unavailable {
                             message: format!(
@@ -424,9 +444,15 @@ impl Inner {
                         });
                     }
                 }
-                PublishFailure::Busy => attempts.pause(&self.url, &subject, &failure).await?,
+                PublishFailure::Busy => attempts
+                    .pause(&self.url, &subject, &failure)
+                    .await
+                    .map_err(|_| self.fence_unconfirmed(&subject, &failure))?,
                 PublishFailure::Uncertain => {
-                    attempts.pause(&self.url, &subject, &failure).await?;
+                    attempts
+                        .pause(&self.url, &subject, &failure)
+                        .await
+                        .map_err(|_| self.fence_unconfirmed(&subject, &failure))?;
                     // If it landed, the head is this fence (same epoch: done); otherwise a
                     // resend against the same or a newer head is safe.
                     if let Ok(fresh) = self.fresh_head(actor_id, &subject).await {
