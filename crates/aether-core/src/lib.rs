@@ -74,6 +74,7 @@ pub use redact::redact_url_credentials;
 pub use snapshot::ActorSnapshot;
 pub use store::{
     BoxError, ErrorKind, EventFeed, EventLimits, EventStore, FeedEvent, FeedPage, FeedPosition,
-    InMemoryEventStore, InvalidEvent, InvalidSnapshot, LoadedActor, ReplayError, ReplayResult,
-    SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError, StoreMetrics,
+    FencedEventStore, InMemoryEventStore, InvalidEvent, InvalidSnapshot, LoadedActor, OwnerEpoch,
+    ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError,
+    StoreMetrics,
 };

@@ -15,12 +15,17 @@
 //! - invalid input is rejected with a typed error before anything is written;
 //! - events are append-only: there is no update or delete.
 //!
+//! Stores that also implement [`FencedEventStore`] (both stores here) stamp writes with the
+//! writer's ownership epoch and let a new owner fence older ones out of an actor's stream.
+//!
 //! Stores that also implement [`EventFeed`] (both stores here) offer every stored event of the
 //! namespace in commit order after a caller-kept checkpoint: the at-least-once path for
 //! subscribers that must not miss an event (see its docs and the feed properties of the suite).
 
+mod epoch;
 mod error;
 mod feed;
+mod fenced;
 mod limits;
 mod memory;
 mod metrics;
@@ -30,8 +35,10 @@ use std::sync::Arc;
 
 use crate::{ActorId, ActorSnapshot, Event, Version};
 
+pub use epoch::OwnerEpoch;
 pub use error::{BoxError, ErrorKind, InvalidEvent, InvalidSnapshot, StoreError};
 pub use feed::{EventFeed, FeedEvent, FeedPage, FeedPosition};
+pub use fenced::FencedEventStore;
 pub use limits::EventLimits;
 pub use memory::InMemoryEventStore;
 pub use metrics::StoreMetrics;
@@ -148,6 +155,8 @@ pub trait EventStore: Send + Sync {
     /// - [`StoreError::EventIdReused`] if `event.id` already identifies a different event;
     /// - [`StoreError::InvalidEvent`] for bad input (empty or malformed type, version 0, too
     ///   large); nothing is written;
+    /// - [`StoreError::Fenced`] in a [`FencedEventStore`] if the actor's head carries an
+    ///   ownership epoch (a write without one is epoch 0); nothing is written;
     /// - infrastructure errors ([`ErrorKind::Infrastructure`]).
     fn save_event(
         &self,

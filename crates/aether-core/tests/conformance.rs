@@ -1,6 +1,6 @@
 //! The store conformance suite against the in-memory store: every property as its own test
 //! (through `conformance_tests!`, as a third party would use it), plus `run_all`; the same for
-//! the feed properties.
+//! the feed and fence properties.
 
 use aether_core::InMemoryEventStore;
 use aether_core::testing::conformance;
@@ -30,6 +30,19 @@ mod feed {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn run_all_feed_passes_on_the_in_memory_store() {
         aether_core::testing::conformance::run_all_feed(|| async {
+            aether_core::InMemoryEventStore::new()
+        })
+        .await;
+    }
+}
+
+/// The fence properties (the in-memory store implements `FencedEventStore`), one test each.
+mod fence {
+    aether_core::fence_conformance_tests!(async { aether_core::InMemoryEventStore::new() });
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn run_all_fenced_passes_on_the_in_memory_store() {
+        aether_core::testing::conformance::run_all_fenced(|| async {
             aether_core::InMemoryEventStore::new()
         })
         .await;

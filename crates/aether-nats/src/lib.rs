@@ -4,7 +4,10 @@
 //!
 //! - [`JetStreamEventStore`]: the [`EventStore`](aether_core::EventStore) and
 //!   [`SnapshotStore`](aether_core::SnapshotStore) of one namespace, on a JetStream stream and
-//!   KV bucket, with the version check enforced by the server;
+//!   KV bucket, with the version check enforced by the server, and the
+//!   [`FencedEventStore`](aether_core::FencedEventStore) whose fence records keep an older
+//!   owner from writing (record format in [`FENCE_HEADER`] and `docs/adr/0004-jetstream-store.md`
+//!   §8: other clients skip every message that carries `Aether-Fence`);
 //! - [`NatsEventBus`]: the event bus across nodes — the local bus's API, live delivery over core
 //!   NATS with every loss counted, and durable named subscriptions on a JetStream bus stream;
 //! - [`naming`]: the injective mapping from namespaces and actor ids to stream names, subjects
@@ -27,4 +30,7 @@ pub use bus::{
     NatsNamespacedBus, wire,
 };
 pub use durations::MAX_DURATION;
-pub use store::{JetStreamConfig, JetStreamEventStore, TYPE_HEADER, VERSION_HEADER};
+pub use store::{
+    FENCE_HEADER, FENCE_VERSION_HEADER, JetStreamConfig, JetStreamEventStore, OWNER_EPOCH_HEADER,
+    TYPE_HEADER, VERSION_HEADER,
+};

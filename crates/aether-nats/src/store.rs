@@ -27,12 +27,14 @@ use std::num::NonZeroUsize;
 
 use aether_core::{
     ActorId, ActorSnapshot, Event, EventFeed, EventLimits, EventStore, FeedPage, FeedPosition,
-    LoadedActor, Namespace, ReplayResult, SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError,
-    Version,
+    FencedEventStore, LoadedActor, Namespace, OwnerEpoch, ReplayResult, SaveOutcome,
+    SnapshotOutcome, SnapshotStore, StoreError, Version,
 };
 use async_nats::jetstream;
 
-pub use codec::{TYPE_HEADER, VERSION_HEADER};
+pub use codec::{
+    FENCE_HEADER, FENCE_VERSION_HEADER, OWNER_EPOCH_HEADER, TYPE_HEADER, VERSION_HEADER,
+};
 pub use config::JetStreamConfig;
 
 /// Room left under the server's `max_payload` for an event's headers (id, version, type,
@@ -127,14 +129,14 @@ impl JetStreamEventStore {
 
 impl EventStore for JetStreamEventStore {
     async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
-        let outcome = self.inner.save_one(event).await;
+        let outcome = self.inner.save_one(event, None).await;
         self.inner.metrics.record(&outcome, 1);
         outcome
     }
 
     async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
         let len = events.len();
-        let outcome = self.inner.save_batch(events).await;
+        let outcome = self.inner.save_batch(events, None).await;
         self.inner.metrics.record(&outcome, len);
         outcome
     }
@@ -150,6 +152,32 @@ impl EventStore for JetStreamEventStore {
         from_version: Version,
     ) -> Result<ReplayResult, StoreError> {
         self.inner.events_with_errors(actor_id, from_version).await
+    }
+}
+
+/// Epochs in the `Aether-Owner-Epoch` header of every record written with one; fences as fence
+/// records (see `docs/adr/0004-jetstream-store.md` §8 for their format). The server's
+/// expected-sequence check makes "the head's epoch is not above mine" and the write one atomic
+/// step.
+impl FencedEventStore for JetStreamEventStore {
+    async fn fence(&self, actor_id: &ActorId, epoch: OwnerEpoch) -> Result<Version, StoreError> {
+        self.inner.fence(actor_id, epoch).await
+    }
+
+    async fn save_events_as(
+        &self,
+        events: Vec<Event>,
+        epoch: OwnerEpoch,
+    ) -> Result<SaveOutcome, StoreError> {
+        let len = events.len();
+        let outcome = self.inner.save_batch(events, Some(epoch)).await;
+        self.inner.metrics.record(&outcome, len);
+        outcome
+    }
+
+    async fn latest_epoch(&self, actor_id: &ActorId) -> Result<OwnerEpoch, StoreError> {
+        let subject = self.inner.subject(actor_id);
+        Ok(self.inner.head(actor_id, &subject).await?.epoch)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The conformance hooks for [`JetStreamEventStore`], so `aether-core`'s store suite runs
 //! against JetStream unchanged (feature `testing`).
 
-use aether_core::testing::conformance::ConformanceTarget;
+use aether_core::testing::conformance::{ConformanceTarget, FenceTarget};
 use aether_core::{ActorId, Event, EventLimits, EventStore, StoreError};
 
 use crate::JetStreamEventStore;
@@ -20,5 +20,14 @@ impl ConformanceTarget for JetStreamEventStore {
             return self.save_event(event).await.map(drop);
         }
         self.publish_raw(actor_id, raw).await
+    }
+}
+
+impl FenceTarget for JetStreamEventStore {
+    /// A new handle on the same namespace and connection, with its own head cache.
+    async fn another_handle(&self) -> Self {
+        self.for_namespace(self.namespace().clone())
+            .await
+            .unwrap_or_else(|e| panic!("open a second handle on {}: {e}", self.namespace()))
     }
 }

@@ -1,6 +1,7 @@
 //! [`StoreError`]: one error type for every store, keeping domain outcomes (conflicts), bad input
 //! and infrastructure failures apart so callers can branch without matching strings.
 
+use super::OwnerEpoch;
 use crate::{ActorId, EventId, Version};
 
 /// A boxed error from an underlying system (network client, filesystem, …).
@@ -54,6 +55,26 @@ pub enum StoreError {
         existing_actor: ActorId,
         /// The version of the event that holds the id.
         existing_version: Version,
+    },
+    /// A newer owner fenced the actor: the head of its stream carries the ownership epoch
+    /// `fenced_by`, above the writer's `epoch` (0 for a write without one). Nothing was
+    /// written, and the store never re-sends past a fence.
+    ///
+    /// A definite outcome, like a version conflict, not a failure: the writer no longer owns
+    /// the actor. Stop writing to it (passivate it) and let the owner at `fenced_by` serve it;
+    /// retrying with the same epoch fails the same way.
+    #[error(
+        "actor {actor_id} is fenced: its owner's epoch is {fenced_by}, above this writer's \
+         epoch {epoch}; nothing was written: this node no longer owns the actor, so route its \
+         commands to the current owner"
+    )]
+    Fenced {
+        /// The fenced actor.
+        actor_id: ActorId,
+        /// The writer's epoch.
+        epoch: OwnerEpoch,
+        /// The epoch of the actor's head, which fenced the write.
+        fenced_by: OwnerEpoch,
     },
     /// The event or batch broke an input rule. Nothing was written.
     #[error("invalid event: {0}")]
@@ -121,7 +142,8 @@ impl crate::BackendError for StoreError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// A domain outcome: version conflict or reused event id.
+    /// A domain outcome: version conflict, reused event id, or a write fenced by a newer
+    /// owner. Nothing was written.
     Conflict,
     /// Bad input: nothing was written and retrying the same request fails the same way.
     InvalidInput,
@@ -134,7 +156,9 @@ impl StoreError {
     /// Which family this error belongs to.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::VersionConflict { .. } | Self::EventIdReused { .. } => ErrorKind::Conflict,
+            Self::VersionConflict { .. } | Self::EventIdReused { .. } | Self::Fenced { .. } => {
+                ErrorKind::Conflict
+            }
             Self::InvalidEvent(_) | Self::InvalidSnapshot(_) | Self::InvalidConfig(_) => {
                 ErrorKind::InvalidInput
             }
@@ -147,6 +171,12 @@ impl StoreError {
     /// True for [`StoreError::VersionConflict`].
     pub fn is_version_conflict(&self) -> bool {
         matches!(self, Self::VersionConflict { .. })
+    }
+
+    /// True for [`StoreError::Fenced`]: a newer owner fenced the actor and nothing was
+    /// written.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced { .. })
     }
 
     /// The actor's current version, if this is a version conflict.

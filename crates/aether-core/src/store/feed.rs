@@ -72,6 +72,10 @@ pub struct FeedPage {
     /// The position after this page: the last record it holds (events and errors alike), or
     /// the position read after if it is empty. Read the next page after it; store it as the
     /// checkpoint once the page is processed.
+    ///
+    /// Records that are not part of the feed (the fence records of a
+    /// [`FencedEventStore`](crate::FencedEventStore)) are skipped: they take no room in a
+    /// page, and `next` may move past them, also on a page without records.
     pub next: FeedPosition,
 }
 

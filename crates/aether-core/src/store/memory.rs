@@ -33,9 +33,9 @@ use dashmap::mapref::entry::Entry;
 use foldhash::fast::RandomState;
 
 use super::{
-    EventFeed, EventLimits, EventStore, FeedEvent, FeedPage, FeedPosition, InvalidSnapshot,
-    ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError,
-    StoreMetrics,
+    EventFeed, EventLimits, EventStore, FeedEvent, FeedPage, FeedPosition, FencedEventStore,
+    InvalidSnapshot, OwnerEpoch, ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome,
+    SnapshotStore, StoreError, StoreMetrics,
 };
 use crate::{ActorId, ActorSnapshot, Event, EventId, Version};
 use actor_log::ActorLog;
@@ -219,11 +219,11 @@ impl InMemoryEventStore {
         Some(f(&log.read().unwrap_or_else(PoisonError::into_inner)))
     }
 
-    fn save_one(&self, event: Event) -> Result<SaveOutcome, StoreError> {
+    fn save_one(&self, event: Event, epoch: OwnerEpoch) -> Result<SaveOutcome, StoreError> {
         self.inner.limits.check_event(&event)?;
         // The lookup borrows the map, not the event, so the event can be moved in afterwards.
         let outcome = match self.inner.actors.get(&event.actor_id) {
-            Some(log) => self.append_one(&mut write_lock(&log), event),
+            Some(log) => self.append_one(&mut write_lock(&log), event, epoch),
             None => {
                 let log = self
                     .inner
@@ -231,15 +231,22 @@ impl InMemoryEventStore {
                     .entry(event.actor_id.clone())
                     .or_default()
                     .downgrade();
-                self.append_one(&mut write_lock(&log), event)
+                self.append_one(&mut write_lock(&log), event, epoch)
             }
         };
         self.inner.metrics.record(&outcome, 1);
         outcome
     }
 
-    /// The version check, deduplication and append of one event, under its actor's lock.
-    fn append_one(&self, log: &mut ActorLog, event: Event) -> Result<SaveOutcome, StoreError> {
+    /// The epoch check, version check, deduplication and append of one event, under its
+    /// actor's lock.
+    fn append_one(
+        &self,
+        log: &mut ActorLog,
+        event: Event,
+        epoch: OwnerEpoch,
+    ) -> Result<SaveOutcome, StoreError> {
+        check_epoch(log, &event.actor_id, epoch)?;
         let current = log.latest_version();
         let key = self.inner.id_key(&event.id);
         if event.version <= current {
@@ -258,6 +265,7 @@ impl InMemoryEventStore {
             }
         }
         log.append(event);
+        log.epoch = epoch;
         self.inner.feed.push([RecordRef::Event { actor, index }]);
         Ok(SaveOutcome::Saved)
     }
@@ -277,11 +285,11 @@ impl InMemoryEventStore {
         Ok((actor, index))
     }
 
-    fn save_batch(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
+    fn save_batch(&self, events: Vec<Event>, epoch: OwnerEpoch) -> Result<SaveOutcome, StoreError> {
         self.inner.limits.check_batch(&events)?;
         let len = events.len();
         let actor_id = events[0].actor_id.clone();
-        let outcome = self.with_log_mut(&actor_id, |log| self.append_batch(log, events));
+        let outcome = self.with_log_mut(&actor_id, |log| self.append_batch(log, events, epoch));
         self.inner.metrics.record(&outcome, len);
         outcome
     }
@@ -290,7 +298,9 @@ impl InMemoryEventStore {
         &self,
         log: &mut ActorLog,
         events: Vec<Event>,
+        epoch: OwnerEpoch,
     ) -> Result<SaveOutcome, StoreError> {
+        check_epoch(log, &events[0].actor_id, epoch)?;
         let current = log.latest_version();
         if events[0].version <= current {
             return match self.stale_batch_error(&events, current) {
@@ -328,6 +338,7 @@ impl InMemoryEventStore {
         for event in events {
             log.append(event);
         }
+        log.epoch = epoch;
         // `feed_slots` checked that `first + count` fits.
         self.inner
             .feed
@@ -392,7 +403,9 @@ impl InMemoryEventStore {
     #[cfg(feature = "testing")]
     pub fn write_raw_record(&self, actor_id: &ActorId, raw: Vec<u8>) -> Result<(), StoreError> {
         match serde_json::from_slice::<Event>(&raw) {
-            Ok(event) if event.actor_id == *actor_id => self.save_one(event).map(drop),
+            Ok(event) if event.actor_id == *actor_id => {
+                self.save_one(event, OwnerEpoch::UNOWNED).map(drop)
+            }
             Ok(event) => Err(StoreError::Backend {
                 message: format!(
                     "record for actor {} written to the log of {actor_id}",
@@ -446,6 +459,23 @@ impl InMemoryEventStore {
     }
 }
 
+/// Refuses a write at `epoch` on a log whose head carries a higher one.
+fn check_epoch(log: &ActorLog, actor_id: &ActorId, epoch: OwnerEpoch) -> Result<(), StoreError> {
+    if log.epoch > epoch {
+        return Err(fenced(actor_id, epoch, log.epoch));
+    }
+    Ok(())
+}
+
+fn fenced(actor_id: &ActorId, epoch: OwnerEpoch, fenced_by: OwnerEpoch) -> StoreError {
+    tracing::debug!(actor = %actor_id, %epoch, %fenced_by, "write fenced by a newer owner");
+    StoreError::Fenced {
+        actor_id: actor_id.clone(),
+        epoch,
+        fenced_by,
+    }
+}
+
 fn conflict(event: &Event, current: Version) -> StoreError {
     tracing::debug!(actor = %event.actor_id, attempted = event.version, current, "version conflict");
     StoreError::VersionConflict {
@@ -460,14 +490,14 @@ impl EventStore for InMemoryEventStore {
         &self,
         event: Event,
     ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
-        ready(self.save_one(event))
+        ready(self.save_one(event, OwnerEpoch::UNOWNED))
     }
 
     fn save_events(
         &self,
         events: Vec<Event>,
     ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
-        ready(self.save_batch(events))
+        ready(self.save_batch(events, OwnerEpoch::UNOWNED))
     }
 
     fn latest_version(
@@ -495,6 +525,40 @@ impl EventStore for InMemoryEventStore {
     ) -> impl Future<Output = Result<ReplayResult, StoreError>> + Send {
         ready(Ok(self
             .with_log(actor_id, |log| log.replay_from(from_version))
+            .unwrap_or_default()))
+    }
+}
+
+/// A fence is no record here: it raises the epoch of the actor's head, under the actor's lock,
+/// which is all a fence record does in a store with a log of records. It is thus invisible to
+/// every read, including the feed, by construction.
+impl FencedEventStore for InMemoryEventStore {
+    fn fence(
+        &self,
+        actor_id: &ActorId,
+        epoch: OwnerEpoch,
+    ) -> impl Future<Output = Result<Version, StoreError>> + Send {
+        ready(self.with_log_mut(actor_id, |log| {
+            check_epoch(log, actor_id, epoch)?;
+            log.epoch = epoch;
+            Ok(log.latest_version())
+        }))
+    }
+
+    fn save_events_as(
+        &self,
+        events: Vec<Event>,
+        epoch: OwnerEpoch,
+    ) -> impl Future<Output = Result<SaveOutcome, StoreError>> + Send {
+        ready(self.save_batch(events, epoch))
+    }
+
+    fn latest_epoch(
+        &self,
+        actor_id: &ActorId,
+    ) -> impl Future<Output = Result<OwnerEpoch, StoreError>> + Send {
+        ready(Ok(self
+            .with_log(actor_id, |log| log.epoch)
             .unwrap_or_default()))
     }
 }

@@ -4,8 +4,9 @@
 use crate::{SaveOutcome, StoreError};
 
 /// The save counters of one store, labelled `store = <engine>`:
-/// `aether_store_events_saved_total`, `aether_store_duplicates_total` and
-/// `aether_store_version_conflicts_total`. Handles are registered once, not looked up per save.
+/// `aether_store_events_saved_total`, `aether_store_duplicates_total`,
+/// `aether_store_version_conflicts_total` and `aether_store_fenced_writes_total` (writes
+/// refused because a newer owner fenced the actor). Handles are registered once, not looked up per save.
 ///
 /// # Examples
 ///
@@ -20,6 +21,7 @@ pub struct StoreMetrics {
     saved: metrics::Counter,
     duplicates: metrics::Counter,
     conflicts: metrics::Counter,
+    fenced: metrics::Counter,
 }
 
 impl StoreMetrics {
@@ -29,6 +31,7 @@ impl StoreMetrics {
             saved: metrics::counter!("aether_store_events_saved_total", "store" => store),
             duplicates: metrics::counter!("aether_store_duplicates_total", "store" => store),
             conflicts: metrics::counter!("aether_store_version_conflicts_total", "store" => store),
+            fenced: metrics::counter!("aether_store_fenced_writes_total", "store" => store),
         }
     }
 
@@ -38,6 +41,7 @@ impl StoreMetrics {
             Ok(SaveOutcome::Saved) => self.saved.increment(events as u64),
             Ok(SaveOutcome::Duplicate) => self.duplicates.increment(1),
             Err(StoreError::VersionConflict { .. }) => self.conflicts.increment(1),
+            Err(StoreError::Fenced { .. }) => self.fenced.increment(1),
             Err(_) => {}
         }
     }

@@ -12,11 +12,16 @@
 //! A store that also implements [`EventFeed`] passes the feed properties too
 //! ([`FEED_PROPERTIES`], run by [`run_all_feed`] / [`feed_conformance_tests!`](crate::feed_conformance_tests)):
 //! a separate list, since the feed is a separate trait.
+//!
+//! A store that also implements [`FencedEventStore`] (and the feed) passes the fence
+//! properties ([`FENCE_PROPERTIES`], run by [`run_all_fenced`] /
+//! [`fence_conformance_tests!`](crate::fence_conformance_tests)) through [`FenceTarget`].
 
 mod bad_input;
 mod batch;
 mod concurrency;
 mod feed;
+mod fence;
 mod idempotency;
 mod load;
 mod replay;
@@ -30,13 +35,15 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt;
 
 use crate::{
-    ActorId, EventFeed, EventLimits, EventStore, InMemoryEventStore, SnapshotStore, StoreError,
+    ActorId, EventFeed, EventLimits, EventStore, FencedEventStore, InMemoryEventStore,
+    SnapshotStore, StoreError,
 };
 
 pub use bad_input::*;
 pub use batch::*;
 pub use concurrency::*;
 pub use feed::*;
+pub use fence::*;
 pub use idempotency::*;
 pub use load::*;
 pub use replay::*;
@@ -64,6 +71,22 @@ impl ConformanceTarget for InMemoryEventStore {
 
     async fn write_raw_record(&self, actor_id: &ActorId, raw: Vec<u8>) -> Result<(), StoreError> {
         Self::write_raw_record(self, actor_id, raw)
+    }
+}
+
+/// A store the fence properties can test: a [`ConformanceTarget`] with fences and a feed,
+/// plus a way to open a second handle on the same data.
+pub trait FenceTarget: ConformanceTarget + FencedEventStore + EventFeed {
+    /// Another handle on the same data (the same namespace) that shares no cache with this
+    /// one, the way another node would see it: the suite fences through it while this handle
+    /// still remembers the old head.
+    fn another_handle(&self) -> impl Future<Output = Self> + Send;
+}
+
+impl FenceTarget for InMemoryEventStore {
+    /// A clone: the in-memory store keeps no cache a handle could see stale.
+    async fn another_handle(&self) -> Self {
+        self.clone()
     }
 }
 
@@ -131,6 +154,25 @@ macro_rules! __feed_conformance_properties {
     };
 }
 
+/// Calls `$callback!` with the list of every fence property ([`FenceTarget`] stores only).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __fence_conformance_properties {
+    ($callback:path { $($args:tt)* }) => {
+        $callback! { $($args)* ;
+            stale_epoch_write_after_a_fence_is_fenced,
+            equal_and_higher_epoch_writes_land_after_a_fence,
+            fences_are_invisible_to_reads,
+            fences_are_invisible_to_the_feed,
+            a_fence_below_the_heads_epoch_is_fenced,
+            plain_writes_to_an_owned_actor_are_fenced,
+            a_stale_writer_with_a_cached_head_is_fenced,
+            a_fence_racing_a_stale_write_is_never_overtaken,
+            bad_input_to_fenced_writes_is_a_typed_error,
+        }
+    };
+}
+
 /// Generates one `#[tokio::test]` per conformance property, each on a fresh store from
 /// `$factory` (an expression evaluating to a future of the store). Needs `tokio` (with the
 /// `macros` and `rt-multi-thread` features) among the calling crate's dev-dependencies.
@@ -156,6 +198,20 @@ macro_rules! conformance_tests {
 macro_rules! feed_conformance_tests {
     ($factory:expr) => {
         $crate::__feed_conformance_properties!($crate::__conformance_tests { $factory });
+    };
+}
+
+/// Generates one `#[tokio::test]` per fence property ([`FENCE_PROPERTIES`]), each on a fresh
+/// store from `$factory`, for a store that implements [`FenceTarget`]; as
+/// [`conformance_tests!`](crate::conformance_tests).
+///
+/// ```ignore
+/// aether_core::fence_conformance_tests!(async { MyStore::connect().await });
+/// ```
+#[macro_export]
+macro_rules! fence_conformance_tests {
+    ($factory:expr) => {
+        $crate::__fence_conformance_properties!($crate::__conformance_tests { $factory });
     };
 }
 
@@ -198,6 +254,10 @@ crate::__conformance_properties!(dispatch {
 crate::__feed_conformance_properties!(dispatch {
     /// Names of every feed property, in the order [`run_all_feed`] runs them.
     FEED_PROPERTIES, run_feed_case, (ConformanceTarget + EventFeed)
+});
+crate::__fence_conformance_properties!(dispatch {
+    /// Names of every fence property, in the order [`run_all_fenced`] runs them.
+    FENCE_PROPERTIES, run_fence_case, (FenceTarget)
 });
 
 /// Runs every property in [`PROPERTIES`], each against a fresh store from `factory`, and panics
@@ -245,6 +305,35 @@ where
     Fut: Future<Output = S>,
 {
     run_feed_case(name, &factory).await;
+}
+
+/// Runs every property in [`FENCE_PROPERTIES`] against fresh stores from `factory`, as
+/// [`run_all`] does, for a store that implements [`FenceTarget`].
+///
+/// # Panics
+///
+/// If any property fails.
+pub async fn run_all_fenced<S, F, Fut>(factory: F)
+where
+    S: FenceTarget,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    run_list(FENCE_PROPERTIES, |name| run_fence_case(name, &factory)).await;
+}
+
+/// Runs only the fence property called `name` against a store from `factory`.
+///
+/// # Panics
+///
+/// If the property fails or `name` is not in [`FENCE_PROPERTIES`].
+pub async fn run_one_fenced<S, F, Fut>(name: &str, factory: F)
+where
+    S: FenceTarget,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    run_fence_case(name, &factory).await;
 }
 
 /// Runs `case` for each of `names`, then panics listing the ones that failed.

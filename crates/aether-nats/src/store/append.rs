@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use aether_core::{ActorId, Event, SaveOutcome, StoreError};
+use aether_core::{ActorId, Event, OwnerEpoch, SaveOutcome, StoreError, Version};
 use async_nats::HeaderMap;
 use async_nats::header::{
     NATS_BATCH_COMMIT, NATS_BATCH_COMMIT_FINAL, NATS_BATCH_ID, NATS_BATCH_SEQUENCE,
@@ -71,6 +71,11 @@ impl Attempts {
         }
     }
 
+    /// True once the retry budget is spent.
+    fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
     fn found_stored(&self) -> SaveOutcome {
         if self.uncertain {
             SaveOutcome::Saved
@@ -105,16 +110,29 @@ impl Attempts {
 }
 
 impl Inner {
-    /// Saves one event. The paths off the common one (reads, settling, back-off) are boxed
-    /// where they are awaited: inline, their futures would make every write's future several
+    /// Saves one event, stamped with `epoch` if given (`None`: a plain save, epoch 0 without
+    /// a header). The paths off the common one (reads, settling, back-off) are boxed where
+    /// they are awaited: inline, their futures would make every write's future several
     /// kilobytes, which callers that box or pool write futures (the actor runtime) pay for on
     /// every write.
-    pub(crate) async fn save_one(&self, event: Event) -> Result<SaveOutcome, StoreError> {
+    pub(crate) async fn save_one(
+        &self,
+        event: Event,
+        epoch: Option<OwnerEpoch>,
+    ) -> Result<SaveOutcome, StoreError> {
         self.limits.check_event(&event)?;
         let subject = self.subject(&event.actor_id);
+        let writer = epoch.unwrap_or_default();
         let mut attempts = Attempts::new(self);
         let (mut head, mut fresh) = self.hinted_head(&event.actor_id, &subject).await?;
         loop {
+            // The fence check, on every head this loop acts on: the hint, and each fresh read
+            // after a lost race. A head of a newer owner ends the save: never re-send past it.
+            if head.epoch > writer {
+                let events = std::slice::from_ref(&event);
+                return Box::pin(self.fenced(&subject, &head, fresh, events, writer, &attempts))
+                    .await;
+            }
             if event.version <= head.version {
                 if !fresh {
                     // Never report a conflict from a hint: read the real head first.
@@ -132,10 +150,10 @@ impl Inner {
                 ))
                 .await;
             }
-            let (headers, payload) = codec::encode(&event, Some(head.seq))?;
+            let (headers, payload) = codec::encode(&event, Some(head.seq), epoch)?;
             let failure = match self.publish(&subject, headers, payload).await {
                 Ok(ack) if !ack.duplicate => {
-                    self.remember(&event, ack.sequence, Some(head.seq));
+                    self.remember(&event, ack.sequence, Some(head.seq), writer);
                     return Ok(SaveOutcome::Saved);
                 }
                 Ok(ack) => {
@@ -184,18 +202,30 @@ impl Inner {
         }
     }
 
-    pub(crate) async fn save_batch(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
+    /// Saves a batch of one actor's events atomically, every message stamped with `epoch` if
+    /// given, as [`save_one`](Self::save_one).
+    pub(crate) async fn save_batch(
+        &self,
+        events: Vec<Event>,
+        epoch: Option<OwnerEpoch>,
+    ) -> Result<SaveOutcome, StoreError> {
         self.limits.check_batch(&events)?;
         if events.len() == 1 {
             return self
-                .save_one(events.into_iter().next().expect("one event"))
+                .save_one(events.into_iter().next().expect("one event"), epoch)
                 .await;
         }
         let actor_id = events[0].actor_id.clone();
         let subject = self.subject(&actor_id);
+        let writer = epoch.unwrap_or_default();
         let mut attempts = Attempts::new(self);
         let (mut head, mut fresh) = self.hinted_head(&actor_id, &subject).await?;
         loop {
+            // The fence check, as for single events: never re-send past a newer owner's head.
+            if head.epoch > writer {
+                return Box::pin(self.fenced(&subject, &head, fresh, &events, writer, &attempts))
+                    .await;
+            }
             if events[0].version <= head.version {
                 if !fresh {
                     (head, fresh) = (Box::pin(self.fresh_head(&actor_id, &subject)).await?, true);
@@ -203,10 +233,14 @@ impl Inner {
                 }
                 return Box::pin(self.settle_stale(&subject, &head, &events, &attempts)).await;
             }
-            let failure = match self.publish_batch(&subject, &events, head.seq).await? {
+            let failure = match self
+                .publish_batch(&subject, &events, head.seq, epoch)
+                .await?
+            {
                 Ok(ack) => {
                     // Only the first message of a batch names its predecessor.
-                    self.remember(events.last().expect("checked batch"), ack.sequence, None);
+                    let last = events.last().expect("checked batch");
+                    self.remember(last, ack.sequence, None, writer);
                     return Ok(SaveOutcome::Saved);
                 }
                 Err(e) => e,
@@ -275,9 +309,9 @@ impl Inner {
         Ok(head)
     }
 
-    /// After a write of `event` (the last of its batch) landed at `seq`, right after the
-    /// subject's message at `prev` if known.
-    fn remember(&self, event: &Event, seq: u64, prev: Option<u64>) {
+    /// After a write of `event` (the last of its batch) at `epoch` landed at `seq`, right
+    /// after the subject's message at `prev` if known.
+    fn remember(&self, event: &Event, seq: u64, prev: Option<u64>, epoch: OwnerEpoch) {
         // The chain keeps the id's digest only: no text to copy and keep for every save.
         let record = RecordHeader {
             seq,
@@ -285,15 +319,151 @@ impl Inner {
             id: None,
             id_digest: Some(codec::id_digest(event.id.as_str())),
             prev,
+            mark: codec::Mark::Event { epoch },
         };
         self.heads.put(
             &event.actor_id,
             Head {
                 seq,
                 version: event.version,
+                epoch,
                 record: Some(record),
             },
         );
+    }
+
+    /// `head` carries a newer epoch than the writer's: [`StoreError::Fenced`], unless an
+    /// earlier attempt of this call, whose outcome was unknown, is stored (then it landed
+    /// before the fence: nothing lands after one, so the save is done).
+    async fn fenced(
+        &self,
+        subject: &str,
+        head: &Head,
+        fresh: bool,
+        events: &[Event],
+        epoch: OwnerEpoch,
+        attempts: &Attempts,
+    ) -> Result<SaveOutcome, StoreError> {
+        if attempts.uncertain
+            && fresh
+            && events[0].version <= head.version
+            && let Ok(outcome) = self.settle_stale(subject, head, events, attempts).await
+        {
+            return Ok(outcome);
+        }
+        let actor_id = &events[0].actor_id;
+        tracing::debug!(actor = %actor_id, %epoch, fenced_by = %head.epoch, "write fenced by a newer owner");
+        Err(StoreError::Fenced {
+            actor_id: actor_id.clone(),
+            epoch,
+            fenced_by: head.epoch,
+        })
+    }
+
+    /// The error of a fence whose retries ran out: it may or may not have been stored.
+    fn fence_unconfirmed(&self, subject: &str, cause: &dyn std::fmt::Display) -> StoreError {
+        StoreError::Unavailable {
+            message: format!(
+                "NATS at {}: the fence of {subject} could not be confirmed within {:?} \
+                 ({cause}); it may or may not be stored: fence again with the same epoch to \
+                 settle it",
+                self.url, self.config.retry_timeout
+            ),
+            source: None,
+        }
+    }
+
+    /// Appends a fence record at `epoch` after the actor's head (see
+    /// [`FencedEventStore::fence`](aether_core::FencedEventStore::fence)): always against a
+    /// head read from the server, never a hint, since a head at the same epoch means there is
+    /// nothing to write.
+    pub(crate) async fn fence(
+        &self,
+        actor_id: &ActorId,
+        epoch: OwnerEpoch,
+    ) -> Result<Version, StoreError> {
+        let subject = self.subject(actor_id);
+        let mut attempts = Attempts::new(self);
+        // One id for every attempt: a copy the server deduplicates is this fence.
+        let id = codec::fence_id();
+        let mut head = self.fresh_head(actor_id, &subject).await?;
+        loop {
+            if head.epoch > epoch {
+                return Err(StoreError::Fenced {
+                    actor_id: actor_id.clone(),
+                    epoch,
+                    fenced_by: head.epoch,
+                });
+            }
+            if head.epoch == epoch {
+                // Our own fence (landed on an earlier attempt), or a record of this epoch: it
+                // fences every lower epoch already.
+                return Ok(head.version);
+            }
+            let headers = codec::encode_fence(epoch, head.version, head.seq, &id);
+            let failure = match self.publish(&subject, headers, Bytes::new()).await {
+                Ok(ack) if !ack.duplicate => {
+                    let fenced = Head {
+                        seq: ack.sequence,
+                        version: head.version,
+                        epoch,
+                        record: None,
+                    };
+                    self.heads.put(actor_id, fenced);
+                    return Ok(head.version);
+                }
+                Ok(_) => {
+                    // An earlier attempt landed: the head says where (our epoch or a newer).
+                    if attempts.expired() {
+                        let cause = "the server keeps answering with a duplicate";
+                        return Err(self.fence_unconfirmed(&subject, &cause));
+                    }
+                    head = self.fresh_head(actor_id, &subject).await?;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            match classify(&failure) {
+                PublishFailure::Conflict => {
+                    // A fence has no version of its own: re-read and fence the new head.
+                    let tried = head.seq;
+                    head = self.fresh_head(actor_id, &subject).await?;
+                    if head.seq == tried {
+                        attempts
+                            .pause(&self.url, &subject, &failure)
+                            .await
+                            .map_err(|_| self.fence_unconfirmed(&subject, &failure))?;
+                    } else if attempts.expired() {
+                        return Err(StoreError::Unavailable {
+                            message: format!(
+                                "NATS at {}: could not fence {subject}: other writers kept \
+                                 moving its head for {:?}; fence it again",
+                                self.url, self.config.retry_timeout
+                            ),
+                            source: None,
+                        });
+                    }
+                }
+                PublishFailure::Busy => attempts
+                    .pause(&self.url, &subject, &failure)
+                    .await
+                    .map_err(|_| self.fence_unconfirmed(&subject, &failure))?,
+                PublishFailure::Uncertain => {
+                    attempts
+                        .pause(&self.url, &subject, &failure)
+                        .await
+                        .map_err(|_| self.fence_unconfirmed(&subject, &failure))?;
+                    // If it landed, the head is this fence (same epoch: done); otherwise a
+                    // resend against the same or a newer head is safe.
+                    if let Ok(fresh) = self.fresh_head(actor_id, &subject).await {
+                        head = fresh;
+                    }
+                }
+                PublishFailure::DuplicateIdInBatch | PublishFailure::Fatal => {
+                    return Err(publish_error(&self.stream_name, &subject, failure));
+                }
+            }
+        }
     }
 
     async fn publish(
@@ -310,17 +480,19 @@ impl Inner {
     }
 
     /// Publishes `events` as one ADR-50 atomic batch whose first message carries the expected
-    /// sequence. The outer error is a dead connection; the inner one is the server's answer.
+    /// sequence, every message stamped with `epoch` if given. The outer error is a dead
+    /// connection; the inner one is the server's answer.
     async fn publish_batch(
         &self,
         subject: &str,
         events: &[Event],
         expected: u64,
+        epoch: Option<OwnerEpoch>,
     ) -> Result<Result<PublishAck, PublishError>, StoreError> {
         let batch_id = uuid::Uuid::now_v7().simple().to_string();
         let last = events.len() - 1;
         for (i, event) in events.iter().enumerate() {
-            let (mut headers, payload) = codec::encode(event, (i == 0).then_some(expected))?;
+            let (mut headers, payload) = codec::encode(event, (i == 0).then_some(expected), epoch)?;
             headers.insert(NATS_BATCH_ID, batch_id.as_str());
             headers.insert(NATS_BATCH_SEQUENCE, (i + 1).to_string());
             if i < last {

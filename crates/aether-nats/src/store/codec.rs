@@ -1,7 +1,9 @@
 //! How an event sits in a JetStream message: the event's JSON as payload, and the version, type
-//! and id in headers so that head lookups never parse the payload.
+//! and id in headers so that head lookups never parse the payload; the writer's ownership epoch
+//! in a header when it wrote with one; and how a fence record (no payload, headers only) marks
+//! the point after which no older owner may write.
 
-use aether_core::{ActorId, Event, StoreError, Version};
+use aether_core::{ActorId, Event, OwnerEpoch, StoreError, Version};
 use async_nats::HeaderMap;
 use async_nats::header::{NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::message::StreamMessage;
@@ -11,15 +13,32 @@ use bytes::Bytes;
 pub const VERSION_HEADER: &str = "Aether-Version";
 /// Header carrying the event's type.
 pub const TYPE_HEADER: &str = "Aether-Type";
+/// Header carrying the writer's ownership epoch (ASCII decimal), on every record written with
+/// one (`FencedEventStore::save_events_as`) and on fence records. A record without it has
+/// epoch 0.
+pub const OWNER_EPOCH_HEADER: &str = "Aether-Owner-Epoch";
+/// Header that marks a **fence record**; its value is the fence's epoch (ASCII decimal). A fence
+/// record is no event (its payload is empty): readers skip every message that carries this
+/// header.
+pub const FENCE_HEADER: &str = "Aether-Fence";
+/// Header of a fence record: the actor's version it was written at (ASCII decimal, 0 for an
+/// actor without events), which is the version of the last event before it.
+pub const FENCE_VERSION_HEADER: &str = "Aether-Fence-Version";
+
+/// The start of every fence record's `Nats-Msg-Id`. It holds spaces, which an event id never
+/// does, so a fence's id cannot collide with an event's.
+const FENCE_ID_PREFIX: &str = "Aether fence ";
 
 /// Redirects `Nats-Expected-Last-Subject-Sequence` to another subject (ADR-50/2.12).
 const EXPECTED_SUBJECT_HEADER: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
 
 /// The headers and payload of `event`, guarded by `expected` (the stream sequence of the
-/// actor's head the write is based on), or unguarded for later messages of an atomic batch.
+/// actor's head the write is based on), or unguarded for later messages of an atomic batch;
+/// stamped with `epoch` if the writer has one.
 pub(crate) fn encode(
     event: &Event,
     expected: Option<u64>,
+    epoch: Option<OwnerEpoch>,
 ) -> Result<(HeaderMap, Bytes), StoreError> {
     let payload = serde_json::to_vec(event).map_err(|e| StoreError::Backend {
         message: format!("could not encode event {}: {e}", event.id),
@@ -32,7 +51,85 @@ pub(crate) fn encode(
     if let Some(expected) = expected {
         headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string());
     }
+    if let Some(epoch) = epoch {
+        headers.insert(OWNER_EPOCH_HEADER, epoch.to_string());
+    }
     Ok((headers, Bytes::from(payload)))
+}
+
+/// The headers of a fence record at `epoch` on top of the head at stream sequence `expected`,
+/// whose version is `version`; `id` is the fence's `Nats-Msg-Id` (see [`fence_id`]). The
+/// payload is empty.
+pub(crate) fn encode_fence(
+    epoch: OwnerEpoch,
+    version: Version,
+    expected: u64,
+    id: &str,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, id);
+    headers.insert(FENCE_HEADER, epoch.to_string());
+    headers.insert(OWNER_EPOCH_HEADER, epoch.to_string());
+    headers.insert(FENCE_VERSION_HEADER, version.to_string());
+    headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, expected.to_string());
+    headers
+}
+
+/// A new fence record id, unique and never an event id.
+pub(crate) fn fence_id() -> String {
+    format!("{FENCE_ID_PREFIX}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// What a record is, as far as its headers say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// An event (or a foreign record), written at this epoch (0 without the header).
+    Event { epoch: OwnerEpoch },
+    /// A fence record: its epoch, and the actor's version it was written at.
+    Fence { epoch: OwnerEpoch, version: Version },
+    /// An epoch or fence header that does not parse, or a fence whose headers disagree: the
+    /// record cannot be trusted (the store fails closed on it).
+    Bad(String),
+}
+
+impl Mark {
+    fn from_headers(headers: Option<&HeaderMap>) -> Self {
+        let Some(headers) = headers else {
+            return Self::Event {
+                epoch: OwnerEpoch::UNOWNED,
+            };
+        };
+        let number = |name: &str| -> Result<Option<u64>, String> {
+            headers
+                .get(name)
+                .map(|v| {
+                    v.as_str()
+                        .parse()
+                        .map_err(|_| format!("header {name}: {:?} is not a number", v.as_str()))
+                })
+                .transpose()
+        };
+        let parsed = (|| {
+            let owner = number(OWNER_EPOCH_HEADER)?.map(OwnerEpoch::new);
+            let Some(fence) = number(FENCE_HEADER)?.map(OwnerEpoch::new) else {
+                return Ok(Self::Event {
+                    epoch: owner.unwrap_or_default(),
+                });
+            };
+            if owner.is_some_and(|owner| owner != fence) {
+                return Err(format!(
+                    "a fence record whose {FENCE_HEADER} and {OWNER_EPOCH_HEADER} disagree"
+                ));
+            }
+            let version = number(FENCE_VERSION_HEADER)?
+                .ok_or_else(|| format!("a fence record without {FENCE_VERSION_HEADER}"))?;
+            Ok(Self::Fence {
+                epoch: fence,
+                version,
+            })
+        })();
+        parsed.unwrap_or_else(Self::Bad)
+    }
 }
 
 /// What the headers of a stored message say, without looking at its payload.
@@ -51,6 +148,8 @@ pub(crate) struct RecordHeader {
     /// `Nats-Expected-Last-Subject-Sequence` for its own subject: the server checked it when
     /// it stored the record, so it is a fact, whoever wrote the record.
     pub prev: Option<u64>,
+    /// An event or a fence, and its epoch.
+    pub mark: Mark,
 }
 
 impl RecordHeader {
@@ -84,6 +183,23 @@ impl RecordHeader {
                 .and_then(|h| h.get(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE))
                 .and_then(|v| v.as_str().parse().ok())
                 .filter(|&p| p < seq),
+            mark: Mark::from_headers(headers),
+        }
+    }
+
+    /// The record's epoch, unless its headers cannot be trusted.
+    pub(crate) fn epoch(&self) -> Option<OwnerEpoch> {
+        match self.mark {
+            Mark::Event { epoch } | Mark::Fence { epoch, .. } => Some(epoch),
+            Mark::Bad(_) => None,
+        }
+    }
+
+    /// The fence's epoch and version, if this is a valid fence record.
+    pub(crate) fn fence(&self) -> Option<(OwnerEpoch, Version)> {
+        match self.mark {
+            Mark::Fence { epoch, version } => Some((epoch, version)),
+            _ => None,
         }
     }
 }
@@ -132,6 +248,11 @@ pub(crate) fn decode(
     header: &RecordHeader,
     payload: &[u8],
 ) -> Result<Event, String> {
+    match &header.mark {
+        Mark::Event { .. } => {}
+        Mark::Fence { .. } => return Err("a fence record, not an event".to_owned()),
+        Mark::Bad(reason) => return Err(reason.clone()),
+    }
     let event = Event::from_json(payload).map_err(|e| format!("not an event: {e}"))?;
     if &event.actor_id != actor_id {
         return Err(format!(
@@ -163,13 +284,16 @@ mod tests {
             id: Some("e-1".to_owned()),
             id_digest: None,
             prev: None,
+            mark: Mark::Event {
+                epoch: OwnerEpoch::UNOWNED,
+            },
         };
         assert_eq!(full.id_match("e-1"), IdMatch::Same);
         assert_eq!(full.id_match("e-2"), IdMatch::Different);
         let digest_only = RecordHeader {
             id: None,
             id_digest: full.digest(),
-            ..full
+            ..full.clone()
         };
         assert_eq!(digest_only.id_match("e-1"), IdMatch::Unsure);
         assert_eq!(digest_only.id_match("e-2"), IdMatch::Different);
@@ -185,19 +309,63 @@ mod tests {
     fn round_trip_through_headers_and_payload() {
         let actor = ActorId::new("a.b").unwrap();
         let event = Event::new(actor.clone(), "Opened", 7);
-        let (headers, payload) = encode(&event, Some(3)).unwrap();
+        let (headers, payload) = encode(&event, Some(3), None).unwrap();
         let header = RecordHeader::from_headers(11, Some(&headers));
         assert_eq!(header.version, Some(7));
         assert_eq!(header.id.as_deref(), Some(event.id.as_str()));
         assert_eq!(header.prev, Some(3));
+        assert_eq!(header.epoch(), Some(OwnerEpoch::UNOWNED));
         assert_eq!(decode(&actor, &header, &payload).unwrap(), event);
+        let (headers, payload) = encode(&event, Some(3), Some(OwnerEpoch::new(9))).unwrap();
+        let header = RecordHeader::from_headers(11, Some(&headers));
+        assert_eq!(header.epoch(), Some(OwnerEpoch::new(9)));
+        assert_eq!(header.fence(), None);
+        assert_eq!(decode(&actor, &header, &payload).unwrap(), event);
+    }
+
+    #[test]
+    fn a_fence_record_is_known_by_its_headers_and_is_no_event() {
+        let actor = ActorId::new("a").unwrap();
+        let id = fence_id();
+        assert!(
+            aether_core::EventId::new(&id).is_err(),
+            "a fence id can never be an event id"
+        );
+        let headers = encode_fence(OwnerEpoch::new(4), 7, 12, &id);
+        let header = RecordHeader::from_headers(13, Some(&headers));
+        assert_eq!(header.fence(), Some((OwnerEpoch::new(4), 7)));
+        assert_eq!(header.epoch(), Some(OwnerEpoch::new(4)));
+        assert_eq!(header.version, None, "a fence claims no event version");
+        assert_eq!(header.prev, Some(12));
+        assert_eq!(header.id.as_deref(), Some(id.as_str()));
+        assert!(decode(&actor, &header, b"").unwrap_err().contains("fence"));
+    }
+
+    #[test]
+    fn unreadable_epoch_and_fence_headers_make_a_bad_record() {
+        let actor = ActorId::new("a").unwrap();
+        let event = Event::new(actor.clone(), "Opened", 1);
+        let bad = |edit: &dyn Fn(&mut HeaderMap)| {
+            let (mut headers, payload) = encode(&event, None, Some(OwnerEpoch::new(2))).unwrap();
+            edit(&mut headers);
+            let header = RecordHeader::from_headers(1, Some(&headers));
+            assert_eq!(header.epoch(), None, "{headers:?}");
+            assert!(decode(&actor, &header, &payload).is_err());
+        };
+        bad(&|h| h.insert(OWNER_EPOCH_HEADER, "two"));
+        bad(&|h| h.insert(FENCE_HEADER, "x"));
+        bad(&|h| h.insert(FENCE_HEADER, "3")); // disagrees with Aether-Owner-Epoch: 2
+        bad(&|h| h.insert(FENCE_HEADER, "2")); // no Aether-Fence-Version
+        let mut fence = encode_fence(OwnerEpoch::new(2), 1, 1, &fence_id());
+        fence.insert(FENCE_VERSION_HEADER, "-1");
+        assert_eq!(RecordHeader::from_headers(2, Some(&fence)).epoch(), None);
     }
 
     #[test]
     fn foreign_and_inconsistent_records_are_errors() {
         let actor = ActorId::new("a").unwrap();
         let event = Event::new(actor.clone(), "Opened", 7);
-        let (mut headers, payload) = encode(&event, None).unwrap();
+        let (mut headers, payload) = encode(&event, None, None).unwrap();
         let other = ActorId::new("b").unwrap();
         let header = RecordHeader::from_headers(1, Some(&headers));
         assert!(

@@ -12,7 +12,9 @@ use super::ordered::Delivered;
 use crate::naming::{actor_of_subject, stream_subjects};
 
 impl Inner {
-    /// Up to `max` records with stream sequence above `after`, decoded.
+    /// Up to `max` records with stream sequence above `after`, decoded. Fence records are
+    /// skipped and take no room in the page (a page of fences only would look like the end of
+    /// the feed); `next` moves past the ones read.
     pub(crate) async fn read_feed(
         &self,
         after: FeedPosition,
@@ -32,7 +34,6 @@ impl Inner {
         if last <= after.get() || info.state.messages == 0 {
             return Ok(page);
         }
-        let end = last.min(after.get().saturating_add(max as u64));
         let mut read = self
             .ordered_read(stream_subjects(&self.namespace), after.get() + 1, what)
             .await?;
@@ -42,22 +43,25 @@ impl Inner {
                 pending,
                 message,
             } = read.next().await?;
-            if seq > end {
+            if seq > last {
                 break;
             }
-            match self.feed_record(seq, &message) {
-                Ok(event) => page.events.push(FeedEvent {
-                    position: FeedPosition::new(seq),
-                    event,
-                }),
-                Err(error) => page.errors.push(ReplayError {
-                    position: seq,
-                    raw: message.payload.to_vec(),
-                    error,
-                }),
+            let record = RecordHeader::without_id(seq, message.headers.as_ref());
+            if record.fence().is_none() {
+                match self.feed_record(&record, &message) {
+                    Ok(event) => page.events.push(FeedEvent {
+                        position: FeedPosition::new(seq),
+                        event,
+                    }),
+                    Err(error) => page.errors.push(ReplayError {
+                        position: seq,
+                        raw: message.payload.to_vec(),
+                        error,
+                    }),
+                }
             }
             page.next = FeedPosition::new(seq);
-            if seq == end || pending == 0 {
+            if page.events.len() + page.errors.len() == max || seq == last || pending == 0 {
                 break;
             }
         }
@@ -67,7 +71,7 @@ impl Inner {
     /// The event a feed message holds, or why it is not one.
     fn feed_record(
         &self,
-        seq: u64,
+        record: &RecordHeader,
         message: &async_nats::jetstream::Message,
     ) -> Result<Event, String> {
         let subject = message.subject.as_str();
@@ -77,7 +81,6 @@ impl Inner {
                 self.namespace
             )
         })?;
-        let record = RecordHeader::without_id(seq, message.headers.as_ref());
-        decode(&actor_id, &record, &message.payload)
+        decode(&actor_id, record, &message.payload)
     }
 }

@@ -16,9 +16,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use aether_core::{ActorId, Version};
+use aether_core::{ActorId, OwnerEpoch, Version};
 
-use super::codec::RecordHeader;
+use super::codec::{Mark, RecordHeader};
 use super::read::Head;
 
 /// How many of an actor's latest records the chain keeps.
@@ -46,9 +46,12 @@ struct Lru {
 
 #[derive(Debug)]
 struct Entry {
-    /// The head's stream sequence and version; its record, if valid, is the chain's last.
+    /// The head's stream sequence, version and epoch; its record, if a valid event, is the
+    /// chain's last (a fence record never goes on the chain: under a fence, the chain ends at
+    /// the event the fence was written on).
     seq: u64,
     version: Version,
+    epoch: OwnerEpoch,
     /// Consecutive records of the actor's subject, oldest first: each one's predecessor on the
     /// subject is the one before it. May be empty.
     chain: VecDeque<Link>,
@@ -84,6 +87,10 @@ impl Link {
             id: None,
             id_digest: self.id_digest,
             prev: self.prev,
+            // Chains serve floor lookups, which do not look at epochs.
+            mark: Mark::Event {
+                epoch: OwnerEpoch::UNOWNED,
+            },
         }
     }
 }
@@ -108,13 +115,8 @@ impl Lru {
         self.entries.retain(|_, e| e.used > cutoff);
     }
 
-    fn insert(
-        &mut self,
-        actor_id: &ActorId,
-        seq: u64,
-        version: Version,
-        capacity: usize,
-    ) -> &mut Entry {
+    fn insert(&mut self, actor_id: &ActorId, head: &Head, capacity: usize) -> &mut Entry {
+        let (seq, version, epoch) = (head.seq, head.version, head.epoch);
         if self.touch(actor_id).is_none() {
             if self.entries.len() >= capacity {
                 let excess = self.entries.len() + 1 - capacity;
@@ -125,13 +127,14 @@ impl Lru {
                 Entry {
                     seq,
                     version,
+                    epoch,
                     chain: VecDeque::new(),
                     used: self.tick,
                 },
             );
         }
         let entry = self.entries.get_mut(actor_id).expect("just inserted");
-        (entry.seq, entry.version) = (seq, version);
+        (entry.seq, entry.version, entry.epoch) = (seq, version, epoch);
         entry
     }
 }
@@ -145,13 +148,17 @@ impl HeadCache {
         }
     }
 
-    /// The actor's head hint: its stream sequence and version, without the record (only a
-    /// head read from the server carries one; a hint is never used to settle anything). Takes
-    /// no allocation, as it is on every cached save's path.
+    /// The actor's head hint: its stream sequence, version and epoch, without the record (only
+    /// a head read from the server carries one; a hint is never used to settle anything).
+    /// Takes no allocation, as it is on every cached save's path.
+    ///
+    /// The epoch of a hint is never above the real head's: epochs never decrease along a
+    /// subject, and a hint is a head that was.
     pub(crate) fn get(&self, actor_id: &ActorId) -> Option<Head> {
         self.lock().touch(actor_id).map(|e| Head {
             seq: e.seq,
             version: e.version,
+            epoch: e.epoch,
             record: None,
         })
     }
@@ -163,7 +170,7 @@ impl HeadCache {
             return;
         }
         let mut lru = self.lock();
-        let entry = lru.insert(actor_id, head.seq, head.version, self.capacity);
+        let entry = lru.insert(actor_id, &head, self.capacity);
         if let Some(link) = head.record.as_ref().and_then(Link::of) {
             extend(&mut entry.chain, link);
         }
@@ -228,6 +235,9 @@ mod tests {
             id: Some(format!("e{seq}")),
             id_digest: None,
             prev,
+            mark: Mark::Event {
+                epoch: OwnerEpoch::UNOWNED,
+            },
         }
     }
 
@@ -235,6 +245,7 @@ mod tests {
         Head {
             seq,
             version: seq,
+            epoch: OwnerEpoch::UNOWNED,
             record: None,
         }
     }
@@ -316,6 +327,7 @@ mod tests {
         let with = |r: RecordHeader| Head {
             seq: r.seq,
             version: r.seq,
+            epoch: OwnerEpoch::UNOWNED,
             record: Some(r),
         };
         cache.put(&a, with(record(3, Some(0))));
@@ -352,5 +364,53 @@ mod tests {
         assert_eq!(last.id_match(&format!("e{prev}")), IdMatch::Unsure);
         assert_eq!(last.id_match("another"), IdMatch::Different);
         assert!(std::mem::size_of::<Link>() <= 48);
+    }
+
+    /// A fence at the head: the hint carries its epoch, and the chain still ends at the event
+    /// under it (the fence is no link of it).
+    #[test]
+    fn a_fence_head_keeps_its_epoch_and_leaves_the_chain_at_the_event_below() {
+        let cache = HeadCache::new(4);
+        let a = actor("a");
+        let event = record(3, Some(0));
+        cache.put(
+            &a,
+            Head {
+                seq: 3,
+                version: 3,
+                epoch: OwnerEpoch::new(1),
+                record: Some(event),
+            },
+        );
+        let fence = RecordHeader {
+            seq: 5,
+            version: None,
+            id: Some("Aether fence x".to_owned()),
+            id_digest: None,
+            prev: Some(3),
+            mark: Mark::Fence {
+                epoch: OwnerEpoch::new(2),
+                version: 3,
+            },
+        };
+        cache.put(
+            &a,
+            Head {
+                seq: 5,
+                version: 3,
+                epoch: OwnerEpoch::new(2),
+                record: Some(fence),
+            },
+        );
+        let hint = cache.get(&a).expect("a hint");
+        assert_eq!(
+            (hint.seq, hint.version, hint.epoch),
+            (5, 3, OwnerEpoch::new(2))
+        );
+        assert_eq!(
+            cache.chain(&a, 3).iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [3]
+        );
+        assert!(cache.chain(&a, 5).is_empty());
     }
 }

@@ -2,14 +2,16 @@
 //! stream sequence, which orders versions), and replay through an ordered consumer that stops at
 //! the head read before it started — never a partial history that looks complete.
 
-use aether_core::{ActorId, Event, LoadedActor, ReplayError, ReplayResult, StoreError, Version};
+use aether_core::{
+    ActorId, Event, LoadedActor, OwnerEpoch, ReplayError, ReplayResult, StoreError, Version,
+};
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::{
     DirectGetError, DirectGetErrorKind, RawMessageError, RawMessageErrorKind,
 };
 
 use super::Inner;
-use super::codec::{RecordHeader, decode};
+use super::codec::{Mark, RecordHeader, decode};
 use super::failure::unavailable;
 use super::ordered::Delivered;
 
@@ -19,10 +21,41 @@ pub(crate) struct Head {
     /// Stream sequence of the subject's last message (0: none): the next append's expected
     /// sequence.
     pub seq: u64,
-    /// Version of the last valid event (0: none).
+    /// Version of the last valid event (0: none); under a fence record, the version it
+    /// records, which is the same.
     pub version: Version,
-    /// The head's record, if it is a valid Aether record (not a foreign one).
+    /// The ownership epoch of the subject's last Aether record (an event or a fence; 0:
+    /// none, or written without one). Epochs never decrease along a subject.
+    pub epoch: OwnerEpoch,
+    /// The head's record, if it is a valid Aether record (an event or a fence, not a foreign
+    /// record).
     pub record: Option<RecordHeader>,
+}
+
+impl Head {
+    /// The head of a subject without messages.
+    pub(crate) const EMPTY: Self = Self {
+        seq: 0,
+        version: 0,
+        epoch: OwnerEpoch::UNOWNED,
+        record: None,
+    };
+
+    /// The head a subject's last message makes without a read, if it is a valid event
+    /// (`decoded`) or a valid fence record.
+    pub(crate) fn of_record(record: RecordHeader, decoded: bool) -> Option<Self> {
+        let (epoch, version) = match record.mark {
+            Mark::Fence { epoch, version } => (epoch, version),
+            Mark::Event { epoch } if decoded => (epoch, record.version?),
+            _ => return None,
+        };
+        Some(Self {
+            seq: record.seq,
+            version,
+            epoch,
+            record: Some(record),
+        })
+    }
 }
 
 /// How many records a floor lookup reads walking back from the actor's known chain before it
@@ -34,15 +67,19 @@ const WALK_LIMIT: usize = 8;
 pub(crate) struct Scan {
     pub events: Vec<(u64, Event)>,
     pub errors: Vec<ReplayError>,
-    /// The last record that claims a version (decodable or not).
+    /// The last record that claims a version (decodable or not), or whose epoch or fence
+    /// headers do not parse.
     pub last_claim: Option<Claim>,
+    /// The epoch of the last valid record (an event or a fence; 0: none).
+    pub epoch: OwnerEpoch,
 }
 
-/// A record with a parseable `Aether-Version` header.
+/// A record with a parseable `Aether-Version` header, or with epoch or fence headers that do
+/// not parse.
 #[derive(Debug)]
 pub(crate) struct Claim {
     pub seq: u64,
-    pub version: Version,
+    pub version: Option<Version>,
     /// Why it does not decode, if it does not.
     pub error: Option<String>,
 }
@@ -137,28 +174,29 @@ impl Inner {
     }
 
     /// The actor's head. Fails closed: if the last record that claims a version (a parseable
-    /// `Aether-Version` header) does not decode, the head is unknown and this is
-    /// [`StoreError::UndecodableRecord`]. If a foreign record without that header sits on top,
-    /// the version comes from a scan of the actor's history (the only case where a head lookup
-    /// is not one round trip).
+    /// `Aether-Version` header) does not decode, or carries epoch or fence headers that do not
+    /// parse, the head is unknown and this is [`StoreError::UndecodableRecord`]. A fence record
+    /// on top gives the version it records (one round trip, as for an event). If a foreign
+    /// record without that header sits on top, the version and epoch come from a scan of the
+    /// actor's history (the only case where a head lookup is not one round trip).
     pub(crate) async fn head(&self, actor_id: &ActorId, subject: &str) -> Result<Head, StoreError> {
         let Some(last) = self.last_message(subject).await? else {
-            return Ok(Head {
-                seq: 0,
-                version: 0,
-                record: None,
-            });
+            return Ok(Head::EMPTY);
         };
         let record = RecordHeader::of(&last);
+        if let Mark::Bad(reason) = &record.mark {
+            let reason = reason.clone();
+            return Err(undecodable(actor_id, record.seq, record.version, reason));
+        }
+        if record.fence().is_some() {
+            // A valid fence record: its headers say all.
+            return Ok(Head::of_record(record, false).expect("a valid fence"));
+        }
         // The header is trusted only on a record that is a valid event: a foreign client could
         // forge `Aether-Version` on garbage. One parse, no extra round trip.
         if let Some(version) = record.version {
             return match decode(actor_id, &record, &last.payload) {
-                Ok(_) => Ok(Head {
-                    seq: record.seq,
-                    version,
-                    record: Some(record),
-                }),
+                Ok(_) => Ok(Head::of_record(record, true).expect("a decoded event")),
                 Err(reason) => Err(undecodable(actor_id, record.seq, Some(version), reason)),
             };
         }
@@ -166,16 +204,12 @@ impl Inner {
         if let Some(claim) = scan.last_claim
             && let Some(reason) = claim.error
         {
-            return Err(undecodable(
-                actor_id,
-                claim.seq,
-                Some(claim.version),
-                reason,
-            ));
+            return Err(undecodable(actor_id, claim.seq, claim.version, reason));
         }
         Ok(Head {
             seq: record.seq,
             version: scan.events.last().map_or(0, |(_, e)| e.version),
+            epoch: scan.epoch,
             record: None,
         })
     }
@@ -198,29 +232,52 @@ impl Inner {
         let Some(head_record) = &head.record else {
             return self.floor_by_scan(actor_id, subject, head, version).await;
         };
-        if head.version <= version {
+        let fenced = head_record.fence().is_some();
+        if head.version <= version && !fenced {
             return Ok(Some(head_record.clone()));
         }
-        let mut chain = self.heads.chain(actor_id, head.seq);
-        if chain.is_empty() {
+        // The chain of events ends at the head, or under fence records at the event they were
+        // written on: fences are links of the walk, never a floor.
+        let top = if fenced {
+            head_record.prev
+        } else {
+            Some(head.seq)
+        };
+        let mut chain = top.map_or_else(Vec::new, |seq| self.heads.chain(actor_id, seq));
+        if chain.is_empty() && !fenced {
             chain.push(head_record.clone());
         }
+        // The record the walk reads next (Some(0): the subject has nothing further back), and
+        // the lowest stream sequence seen so far.
+        let mut cursor = chain.first().map_or(top, |r| r.prev);
+        let mut lowest = chain.first().map_or(head.seq, |r| r.seq);
         let mut walked = 0;
         let answer = loop {
             if let Some(answer) = floor_in_chain(&chain, version) {
                 break Some(answer);
             }
-            let Some(prev) = chain[0].prev.filter(|_| walked < WALK_LIMIT) else {
+            if cursor == Some(0) {
+                break Some(None); // every event is above `version`
+            }
+            let Some(prev) = cursor.filter(|_| walked < WALK_LIMIT) else {
                 break None;
             };
             match self.message_at(prev).await? {
                 Some(m) if m.subject.as_str() == subject => {
                     let record = RecordHeader::of(&m);
-                    if record.version.is_none() || decode(actor_id, &record, &m.payload).is_err() {
+                    let is_event = record.fence().is_none();
+                    if is_event
+                        && (record.version.is_none()
+                            || decode(actor_id, &record, &m.payload).is_err())
+                    {
                         break None;
                     }
-                    chain.insert(0, record);
                     walked += 1;
+                    lowest = record.seq;
+                    cursor = record.prev;
+                    if is_event {
+                        chain.insert(0, record);
+                    }
                 }
                 _ => break None,
             }
@@ -231,7 +288,7 @@ impl Inner {
         match answer {
             Some(found) => Ok(found),
             None => {
-                self.floor_by_search(actor_id, subject, head, chain[0].seq, version)
+                self.floor_by_search(actor_id, subject, head, lowest, version)
                     .await
             }
         }
@@ -266,7 +323,8 @@ impl Inner {
                     best = Some(record);
                 }
                 Some(_) => hi = mid - 1,
-                // A foreign record breaks the ordering the search relies on.
+                // A foreign record breaks the ordering the search relies on; a fence record
+                // holds no event to answer with. Both are rare this far back.
                 None => return self.floor_by_scan(actor_id, subject, head, version).await,
             }
         }
@@ -292,6 +350,9 @@ impl Inner {
                 id: Some(e.id.to_string()),
                 id_digest: None,
                 prev: None,
+                mark: Mark::Event {
+                    epoch: OwnerEpoch::UNOWNED, // not used by floor lookups
+                },
             }))
     }
 
@@ -316,21 +377,29 @@ impl Inner {
                 break;
             }
             let record = RecordHeader::without_id(seq, message.headers.as_ref());
-            let decoded = decode(actor_id, &record, &message.payload);
-            if let Some(version) = record.version {
-                scan.last_claim = Some(Claim {
-                    seq,
-                    version,
-                    error: decoded.as_ref().err().cloned(),
-                });
-            }
-            match decoded {
-                Ok(event) => scan.events.push((seq, event)),
-                Err(error) => scan.errors.push(ReplayError {
-                    position: seq,
-                    raw: message.payload.to_vec(),
-                    error,
-                }),
+            if let Some((epoch, _)) = record.fence() {
+                // A fence record is no event: skipped, only its epoch counts.
+                scan.epoch = epoch;
+            } else {
+                let decoded = decode(actor_id, &record, &message.payload);
+                if record.version.is_some() || matches!(record.mark, Mark::Bad(_)) {
+                    scan.last_claim = Some(Claim {
+                        seq,
+                        version: record.version,
+                        error: decoded.as_ref().err().cloned(),
+                    });
+                }
+                match decoded {
+                    Ok(event) => {
+                        scan.epoch = record.epoch().unwrap_or_default();
+                        scan.events.push((seq, event));
+                    }
+                    Err(error) => scan.errors.push(ReplayError {
+                        position: seq,
+                        raw: message.payload.to_vec(),
+                        error,
+                    }),
+                }
             }
             if seq == last {
                 break;
@@ -352,19 +421,12 @@ impl Inner {
             return Ok(ReplayResult::default());
         };
         let record = RecordHeader::of(&last);
-        let first = match record.version {
-            Some(version)
-                if from_version > 1 && decode(actor_id, &record, &last.payload).is_ok() =>
-            {
-                let head = Head {
-                    seq: record.seq,
-                    version,
-                    record: Some(record),
-                };
-                self.floor_record(actor_id, &subject, &head, from_version - 1)
-                    .await?
-                    .map_or(1, |floor| floor.seq + 1)
-            }
+        let decoded = decode(actor_id, &record, &last.payload).is_ok();
+        let first = match Head::of_record(record, decoded) {
+            Some(head) if from_version > 1 => self
+                .floor_record(actor_id, &subject, &head, from_version - 1)
+                .await?
+                .map_or(1, |floor| floor.seq + 1),
             // From the start, or an unreadable record on top: replay everything (and report it).
             _ => 1,
         };
@@ -383,14 +445,7 @@ impl Inner {
             if let Some(s) = stored {
                 return Err(snapshot_ahead(actor_id, s.stream_sequence, 0));
             }
-            self.heads.put(
-                actor_id,
-                Head {
-                    seq: 0,
-                    version: 0,
-                    record: None,
-                },
-            );
+            self.heads.put(actor_id, Head::EMPTY);
             return Ok(LoadedActor::default());
         };
         let (first, snapshot) = match stored {
@@ -402,22 +457,14 @@ impl Inner {
         };
         let covered = snapshot.as_ref().map_or(0, |s| s.version);
         let scan = self.scan(actor_id, &subject, first, last.sequence).await?;
-        // The last record decoded as an event with the version its header claims: the head
-        // that `head` would read (anything else is left to it).
+        // The last record decoded as an event with the version its header claims, or a valid
+        // fence: the head that `head` would read (anything else is left to it).
         let record = RecordHeader::of(&last);
-        if let Some((seq, event)) = scan.events.last()
-            && *seq == last.sequence
-            && record.version == Some(event.version)
-        {
-            let version = event.version;
-            self.heads.put(
-                actor_id,
-                Head {
-                    seq: last.sequence,
-                    version,
-                    record: Some(record),
-                },
-            );
+        let decoded = scan.events.last().is_some_and(|(seq, event)| {
+            *seq == last.sequence && record.version == Some(event.version)
+        });
+        if let Some(head) = Head::of_record(record, decoded) {
+            self.heads.put(actor_id, head);
         }
         Ok(LoadedActor {
             snapshot,

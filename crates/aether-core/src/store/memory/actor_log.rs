@@ -1,6 +1,6 @@
 //! [`ActorLog`]: one actor's records in the in-memory store.
 
-use crate::store::{ReplayError, ReplayResult};
+use crate::store::{OwnerEpoch, ReplayError, ReplayResult};
 use crate::{Event, Version};
 
 /// One actor's history: its events in version order, plus any undecodable records written by
@@ -11,6 +11,10 @@ pub(super) struct ActorLog {
     undecodable: Vec<Undecodable>,
     /// The actor's number in the store's feed, once it has a record.
     pub(super) feed_number: Option<u32>,
+    /// The ownership epoch of the actor's head: of its last event or of a later fence.
+    /// Epochs never decrease along a log, so this is also the highest epoch of any record (a
+    /// fence is kept as nothing more: it is no event and holds no version of its own).
+    pub(super) epoch: OwnerEpoch,
 }
 
 struct Undecodable {

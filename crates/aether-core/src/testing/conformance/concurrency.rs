@@ -127,7 +127,7 @@ pub async fn loser_can_reread_and_retry<S: ConformanceTarget>(store: S) {
 
 /// The racing properties only race on a multi-threaded runtime; on a current-thread one they
 /// would pass without testing anything, so they refuse to run there.
-fn require_parallel_runtime() {
+pub(super) fn require_parallel_runtime() {
     use tokio::runtime::{Handle, RuntimeFlavor};
     assert_eq!(
         Handle::current().runtime_flavor(),
