@@ -169,8 +169,12 @@ fn head_version(log: &[Record]) -> u64 {
         .unwrap_or(0)
 }
 
-fn write(log: &mut Vec<Record>, seq: usize, record: Record) -> Write {
-    // The writer's cached head is its own last record: no higher epoch there.
+fn write(log: &mut Vec<Record>, seq: usize, seen_epoch: MapVersion, record: Record) -> Write {
+    // The check on the head the writer has seen (read at activation; its own last record
+    // after that).
+    if seen_epoch > record.epoch() {
+        return Write::Fenced;
+    }
     if log.len() == seq {
         log.push(record);
         return Write::Done;
@@ -502,9 +506,9 @@ impl World {
                             Record::Fence { .. } => None,
                         })
                         .collect();
-                    let (seq, version) = (log.len(), head_version(log));
+                    let (seq, version, seen) = (log.len(), head_version(log), head_epoch(log));
                     // Fenced by a newer owner: no activation, the client retries.
-                    if let Write::Done = write(log, seq, Record::Fence { epoch }) {
+                    if let Write::Done = write(log, seq, seen, Record::Fence { epoch }) {
                         let active = Active {
                             epoch,
                             seq: seq + 1,
@@ -529,7 +533,7 @@ impl World {
                         command,
                         version: active.version + 1,
                     };
-                    match write(log, active.seq, record) {
+                    match write(log, active.seq, active.epoch, record) {
                         Write::Done => {
                             active.seq = log.len();
                             active.version += 1;
