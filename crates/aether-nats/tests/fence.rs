@@ -3,6 +3,10 @@
 //! test of the "never re-send past a higher-epoch head" check), that a fence at the head is
 //! read in one request, and that the store fails closed on fence headers it cannot read.
 
+#[path = "support/spy.rs"]
+mod spy;
+use spy::spy;
+
 use std::time::Duration;
 
 use aether_core::{
@@ -215,9 +219,7 @@ async fn a_fence_at_the_head_is_read_in_one_request() {
     let reader = open(&url, &ns).await;
     let marker = ActorId::new("marker-actor").expect("actor");
 
-    let spy = async_nats::connect(&url).await.expect("spy connection");
-    let mut api = spy.subscribe("$JS.API.>").await.expect("spy");
-    spy.flush().await.expect("flush");
+    let mut api = spy(&url, "$JS.API.>", "$JS.API.DIRECT.GET.aether-spy-probe").await;
     assert_eq!(reader.latest_version(&actor).await.expect("latest"), 3);
     assert_eq!(reader.latest_epoch(&actor).await.expect("epoch"), epoch(1));
     // Sent after, on the same connection: the server delivers it after the reads above.

@@ -2,6 +2,10 @@
 //! activation needs no read of its own. Observed from outside: a second connection counts the
 //! head reads (Direct Get, or leader Message Get) that a save sends.
 
+#[path = "support/spy.rs"]
+mod spy;
+use spy::spy;
+
 use std::time::Duration;
 
 use aether_core::{ActorId, Event, EventStore, Namespace, SnapshotStore};
@@ -28,13 +32,18 @@ async fn reads_during<F: Future<Output = ()>>(
     marker: &ActorId,
     save: F,
 ) -> usize {
-    let spy = async_nats::connect(url).await.expect("spy connection");
-    let mut direct = spy.subscribe("$JS.API.DIRECT.GET.>").await.expect("spy");
-    let mut leader = spy
-        .subscribe("$JS.API.STREAM.MSG.GET.>")
-        .await
-        .expect("spy");
-    spy.flush().await.expect("flush");
+    let mut direct = spy(
+        url,
+        "$JS.API.DIRECT.GET.>",
+        "$JS.API.DIRECT.GET.aether-spy-probe",
+    )
+    .await;
+    let mut leader = spy(
+        url,
+        "$JS.API.STREAM.MSG.GET.>",
+        "$JS.API.STREAM.MSG.GET.aether-spy-probe",
+    )
+    .await;
     save.await;
     store.latest_version(marker).await.expect("marker read");
     let mut reads = 0;
