@@ -1,0 +1,431 @@
+//! The wire format of actor requests between nodes (ADR 0009, "Routing"): plain NATS
+//! request/reply with a JSON body and two headers, so that `nats req` or a client in another
+//! language can call an actor.
+//!
+//! **Subject**: `aether.actor.<namespace>.<actor type>.<node>`, each part one token encoded
+//! injectively (`a-z`, `0-9` and `-` kept, every other byte as `_xx`; see
+//! [`aether_nats::naming::encode_token`]). Each node subscribes to its own subject per
+//! namespace and actor type; a sender addresses the node that owns the actor's shard in its
+//! placement.
+//!
+//! **Request body** (JSON, camelCase):
+//!
+//! ```json
+//! {"op": "ask", "actorId": "acct-42", "commandId": "transfer-7", "body": {"Deposit": {"cents": 5}}}
+//! ```
+//!
+//! `op` is `ask`, `tell` or `query`; `commandId` is required for `ask` and `tell` (kept across
+//! retries: it is what makes a retry apply at most once) and absent for `query`; `body` is
+//! the command or query as the actor type's serde form.
+//!
+//! **Headers**: `Aether-Map-Version` (the sender's placement version, a decimal number;
+//! required) and `Aether-Deadline-Ms` (milliseconds the sender still waits, optional).
+//!
+//! **Reply body**: exactly one of
+//!
+//! ```json
+//! {"ok": <the reply, or the outcome of an ask>}
+//! {"rejected": <the actor's rejection>}
+//! {"moved": {"mapVersion": 7}}
+//! {"error": {"kind": "timeout", "message": "…"}}
+//! ```
+//!
+//! `moved`: the node does not serve the actor's shard (or is handing it off); refresh the
+//! placement to at least `mapVersion` and send again, with the same command id. `error`
+//! kinds: see [`ErrorKind`].
+//!
+//! For example, with the `nats` CLI (namespace `bank`, actor type `account`, node `n1`):
+//!
+//! ```text
+//! nats req aether.actor.bank.account.n1 \
+//!   '{"op":"query","actorId":"acct-42","body":null}' -H 'Aether-Map-Version: 7'
+//! ```
+
+use aether_cluster::MapVersion;
+use aether_core::{ActorId, Namespace, NodeId};
+use aether_nats::naming::encode_token;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::CommandId;
+
+/// First token of every actor request subject.
+pub const SUBJECT_PREFIX: &str = "aether.actor";
+/// Header: the sender's placement version.
+pub const MAP_VERSION_HEADER: &str = "Aether-Map-Version";
+/// Header: milliseconds the sender still waits for the answer.
+pub const DEADLINE_HEADER: &str = "Aether-Deadline-Ms";
+/// Largest request body a node decodes.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// The subject of the actors of type `actor_type` in `namespace` on `node`.
+///
+/// # Examples
+///
+/// ```
+/// use aether_actor::cluster::wire::request_subject;
+/// use aether_core::{Namespace, NodeId};
+///
+/// let subject = request_subject(&Namespace::new("bank")?, "account", &NodeId::new("n1")?);
+/// assert_eq!(subject, "aether.actor.bank.account.n1");
+/// // Dots and wildcards never leave their token.
+/// let odd = request_subject(&Namespace::new("a.b")?, "x*", &NodeId::new("n1")?);
+/// assert_eq!(odd, "aether.actor.a_2eb.x_2a.n1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn request_subject(namespace: &Namespace, actor_type: &str, node: &NodeId) -> String {
+    format!(
+        "{SUBJECT_PREFIX}.{}.{}.{}",
+        encode_token(namespace.as_str()),
+        encode_token(actor_type),
+        encode_token(node.as_str())
+    )
+}
+
+/// What a request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Operation {
+    /// A command; the answer is its outcome.
+    Ask,
+    /// A command; the answer says only that it was taken.
+    Tell,
+    /// A read-only query.
+    Query,
+}
+
+/// The JSON body of a request, as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawRequest {
+    op: Operation,
+    actor_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    command_id: Option<String>,
+    #[serde(default)]
+    body: Value,
+}
+
+/// A decoded, checked request: the actor and command ids are valid, a command carries an id
+/// and a query none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// What it asks.
+    pub op: Operation,
+    /// The actor.
+    pub actor_id: ActorId,
+    /// The command's id (`ask`, `tell`); `None` for a query.
+    pub command_id: Option<CommandId>,
+    /// The command or query, as the actor type's serde form.
+    pub body: Value,
+}
+
+/// A request that cannot be served as sent. Nothing was done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The body is larger than [`MAX_REQUEST_BYTES`].
+    #[error("request body of {size} bytes is larger than the limit of {limit}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The body is not a request's JSON.
+    #[error("request body is not a request: {reason}")]
+    Malformed {
+        /// What serde said.
+        reason: String,
+    },
+    /// The actor id is not valid.
+    #[error("invalid actor id: {reason}")]
+    InvalidActorId {
+        /// Why.
+        reason: String,
+    },
+    /// The command id is not valid, or missing on a command, or present on a query.
+    #[error("invalid command id: {reason}")]
+    InvalidCommandId {
+        /// Why.
+        reason: String,
+    },
+    /// A header is missing or not a number.
+    #[error("header {header}: {reason}")]
+    BadHeader {
+        /// The header.
+        header: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Request {
+    /// A request's JSON body.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use aether_actor::CommandId;
+    /// use aether_actor::cluster::wire::{Operation, Request};
+    /// use aether_core::ActorId;
+    ///
+    /// let request = Request {
+    ///     op: Operation::Ask,
+    ///     actor_id: ActorId::new("acct-42")?,
+    ///     command_id: Some(CommandId::new("transfer-7")?),
+    ///     body: serde_json::json!({"Deposit": {"cents": 5}}),
+    /// };
+    /// let bytes = request.encode();
+    /// assert_eq!(Request::decode(&bytes)?, request);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn encode(&self) -> Vec<u8> {
+        let raw = RawRequest {
+            op: self.op,
+            actor_id: self.actor_id.as_str().to_owned(),
+            command_id: self.command_id.as_ref().map(|c| c.as_str().to_owned()),
+            body: self.body.clone(),
+        };
+        // A struct of strings and a JSON value always serializes.
+        serde_json::to_vec(&raw).unwrap_or_default()
+    }
+
+    /// Decodes and checks a request's JSON body.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError`] for a body that is too large or not a request, an invalid actor id, a
+    /// command without a valid command id, or a query with one.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        if bytes.len() > MAX_REQUEST_BYTES {
+            return Err(WireError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_REQUEST_BYTES,
+            });
+        }
+        let raw: RawRequest = serde_json::from_slice(bytes).map_err(|e| WireError::Malformed {
+            reason: e.to_string(),
+        })?;
+        let actor_id = ActorId::new(&raw.actor_id).map_err(|e| WireError::InvalidActorId {
+            reason: e.to_string(),
+        })?;
+        let command_id = match (raw.op, raw.command_id) {
+            (Operation::Query, None) => None,
+            (Operation::Query, Some(_)) => {
+                return Err(WireError::InvalidCommandId {
+                    reason: "a query carries no command id".to_owned(),
+                });
+            }
+            (Operation::Ask | Operation::Tell, None) => {
+                return Err(WireError::InvalidCommandId {
+                    reason: "a command needs one (keep it across retries)".to_owned(),
+                });
+            }
+            (Operation::Ask | Operation::Tell, Some(id)) => {
+                Some(CommandId::new(id).map_err(|e| WireError::InvalidCommandId {
+                    reason: e.to_string(),
+                })?)
+            }
+        };
+        Ok(Self {
+            op: raw.op,
+            actor_id,
+            command_id,
+            body: raw.body,
+        })
+    }
+}
+
+/// The sender's placement version, from the request's headers.
+///
+/// # Errors
+///
+/// [`WireError::BadHeader`] if [`MAP_VERSION_HEADER`] is missing or not a number.
+pub fn map_version(headers: Option<&async_nats::HeaderMap>) -> Result<MapVersion, WireError> {
+    let bad = |reason: &str| WireError::BadHeader {
+        header: MAP_VERSION_HEADER,
+        reason: reason.to_owned(),
+    };
+    let value = headers
+        .and_then(|h| h.get(MAP_VERSION_HEADER))
+        .ok_or_else(|| bad("missing"))?;
+    value
+        .as_str()
+        .parse::<u64>()
+        .map(MapVersion::new)
+        .map_err(|_| bad("not a decimal number"))
+}
+
+/// Why a request failed, in a reply's `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request was not valid (see the message); nothing was done. Do not retry as is.
+    Invalid,
+    /// The actor's mailbox was full; nothing was delivered. Retry later.
+    Overloaded,
+    /// No answer within the deadline; the outcome is unknown. Retry with the same command id.
+    Timeout,
+    /// Another writer got there first; nothing was written. Retry (the actor reloads).
+    Conflict,
+    /// The node cannot serve now (its membership is not current, it is shutting down); retry
+    /// after refreshing the placement.
+    Unavailable,
+    /// Anything else (an activation, store or codec failure; see the message).
+    Internal,
+}
+
+/// A reply's JSON body: exactly one of its variants.
+///
+/// # Examples
+///
+/// ```
+/// use aether_actor::cluster::wire::Reply;
+/// use aether_cluster::MapVersion;
+///
+/// let moved = Reply::Moved { map_version: MapVersion::new(7) };
+/// assert_eq!(String::from_utf8(moved.encode())?, r#"{"moved":{"mapVersion":7}}"#);
+/// assert_eq!(Reply::decode(br#"{"ok":3}"#)?, Reply::Ok(serde_json::json!(3)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Reply {
+    /// The answer: the query's reply, or the command's outcome.
+    Ok(Value),
+    /// The actor rejected the command; nothing was written.
+    Rejected(Value),
+    /// Not served by this node: refresh the placement to at least `map_version`.
+    #[serde(rename_all = "camelCase")]
+    Moved {
+        /// The node's placement version.
+        map_version: MapVersion,
+    },
+    /// The request failed.
+    Error {
+        /// Why, for the sender to act on.
+        kind: ErrorKind,
+        /// What happened, for a person.
+        message: String,
+    },
+}
+
+impl Reply {
+    /// The reply's JSON body.
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain data: always serializes.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes a reply's JSON body.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError::Malformed`] if it is not exactly one of the reply's forms.
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        serde_json::from_slice(bytes).map_err(|e| WireError::Malformed {
+            reason: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(json: &str) -> Result<Request, WireError> {
+        Request::decode(json.as_bytes())
+    }
+
+    #[test]
+    fn requests_round_trip_and_queries_carry_no_command_id() {
+        let query = decode(r#"{"op":"query","actorId":"acct-1","body":null}"#).expect("query");
+        assert_eq!(query.op, Operation::Query);
+        assert_eq!(query.command_id, None);
+        assert_eq!(Request::decode(&query.encode()), Ok(query));
+        let tell = decode(r#"{"op":"tell","actorId":"a","commandId":"c-1","body":{"x":1}}"#)
+            .expect("tell");
+        assert_eq!(tell.command_id.as_ref().map(CommandId::as_str), Some("c-1"));
+    }
+
+    #[test]
+    fn bad_requests_get_typed_errors() {
+        let cases = [
+            ("not json", "Malformed"),
+            (r#"{"op":"delete","actorId":"a"}"#, "Malformed"),
+            (r#"{"op":"query","actorId":"a","extra":1}"#, "Malformed"),
+            (r#"{"op":"query"}"#, "Malformed"),
+            (r#"{"op":"query","actorId":""}"#, "InvalidActorId"),
+            (r#"{"op":"query","actorId":"a b"}"#, "InvalidActorId"),
+            (r#"{"op":"ask","actorId":"a"}"#, "InvalidCommandId"),
+            (
+                r#"{"op":"ask","actorId":"a","commandId":"has space"}"#,
+                "InvalidCommandId",
+            ),
+            (
+                r#"{"op":"query","actorId":"a","commandId":"c"}"#,
+                "InvalidCommandId",
+            ),
+        ];
+        for (json, kind) in cases {
+            let error = decode(json).expect_err(json);
+            assert!(format!("{error:?}").starts_with(kind), "{json}: {error:?}");
+        }
+        let huge = vec![b' '; MAX_REQUEST_BYTES + 1];
+        assert!(matches!(
+            Request::decode(&huge),
+            Err(WireError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn the_map_version_header_is_required_and_numeric() {
+        let mut headers = async_nats::HeaderMap::new();
+        assert!(map_version(None).is_err());
+        assert!(map_version(Some(&headers)).is_err());
+        headers.insert(MAP_VERSION_HEADER, "seven");
+        assert!(map_version(Some(&headers)).is_err());
+        headers.insert(MAP_VERSION_HEADER, "7");
+        assert_eq!(map_version(Some(&headers)), Ok(MapVersion::new(7)));
+    }
+
+    #[test]
+    fn replies_have_exactly_one_form() {
+        for reply in [
+            Reply::Ok(serde_json::json!({"balance": 5})),
+            Reply::Rejected(serde_json::json!("insufficient funds")),
+            Reply::Moved {
+                map_version: MapVersion::new(3),
+            },
+            Reply::Error {
+                kind: ErrorKind::Timeout,
+                message: "no answer in 5s".to_owned(),
+            },
+        ] {
+            assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
+        }
+        assert!(Reply::decode(br#"{"ok":1,"moved":{"mapVersion":2}}"#).is_err());
+        assert!(Reply::decode(br#"{"error":{"kind":"nope","message":""}}"#).is_err());
+    }
+
+    #[test]
+    fn subjects_are_injective_per_token() {
+        let ns = |s| Namespace::new(s).expect("namespace");
+        let node = NodeId::new("n1").expect("node");
+        // Without escaping, these pairs would collide or spill into other tokens.
+        assert_ne!(
+            request_subject(&ns("a.b"), "c", &node),
+            request_subject(&ns("a"), "b.c", &node)
+        );
+        assert_ne!(
+            request_subject(&ns("a_2eb"), "c", &node),
+            request_subject(&ns("a.b"), "c", &node)
+        );
+        assert_eq!(
+            request_subject(&ns("a.b"), "c", &node).split('.').count(),
+            5
+        );
+    }
+}
