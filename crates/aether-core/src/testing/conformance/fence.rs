@@ -432,11 +432,14 @@ pub async fn a_fence_racing_a_stale_write_is_never_overtaken<S: FenceTarget>(sto
     );
 }
 
-/// Bad input to fenced writes is a typed error and writes nothing, fenced actor or not.
-pub async fn bad_input_to_fenced_writes_is_a_typed_error<S: FenceTarget>(store: S) {
-    let a = actor("fence-bad");
-    let b = actor("fence-bad-other");
-    let empty = store.save_events_as(Vec::new(), epoch(1)).await;
+/// An empty batch and a batch of two actors, written at `at`: typed errors.
+async fn refuses_empty_and_mixed_batches<S: FenceTarget>(
+    store: &S,
+    a: &ActorId,
+    b: &ActorId,
+    at: OwnerEpoch,
+) {
+    let empty = store.save_events_as(Vec::new(), at).await;
     assert!(
         matches!(
             empty,
@@ -445,7 +448,7 @@ pub async fn bad_input_to_fenced_writes_is_a_typed_error<S: FenceTarget>(store: 
         "{empty:?}"
     );
     let mixed = store
-        .save_events_as(vec![event(&a, 1), event(&b, 2)], epoch(1))
+        .save_events_as(vec![event(a, 1), event(b, 2)], at)
         .await;
     assert!(
         matches!(
@@ -454,6 +457,13 @@ pub async fn bad_input_to_fenced_writes_is_a_typed_error<S: FenceTarget>(store: 
         ),
         "{mixed:?}"
     );
+}
+
+/// Bad input to fenced writes is a typed error and writes nothing, fenced actor or not.
+pub async fn bad_input_to_fenced_writes_is_a_typed_error<S: FenceTarget>(store: S) {
+    let a = actor("fence-bad");
+    let b = actor("fence-bad-other");
+    refuses_empty_and_mixed_batches(&store, &a, &b, epoch(1)).await;
     let zero = store.save_events_as(vec![event(&a, 0)], epoch(1)).await;
     assert!(
         matches!(
@@ -469,24 +479,8 @@ pub async fn bad_input_to_fenced_writes_is_a_typed_error<S: FenceTarget>(store: 
     }
     // On a fenced actor, bad input is still bad input (checked before anything is read).
     fence(&store, &a, epoch(2)).await;
-    let empty = store.save_events_as(Vec::new(), epoch(1)).await;
-    assert!(
-        matches!(
-            empty,
-            Err(StoreError::InvalidEvent(InvalidEvent::EmptyBatch))
-        ),
-        "{empty:?}"
-    );
-    let mixed = store
-        .save_events_as(vec![event(&a, 1), event(&b, 1)], epoch(2))
-        .await;
-    assert!(
-        matches!(
-            mixed,
-            Err(StoreError::InvalidEvent(InvalidEvent::MixedActors { .. }))
-        ),
-        "{mixed:?}"
-    );
+    refuses_empty_and_mixed_batches(&store, &a, &b, epoch(1)).await;
+    refuses_empty_and_mixed_batches(&store, &a, &b, epoch(2)).await;
     assert_history(&store, &a, &[]).await;
     assert_history(&store, &b, &[]).await;
     assert_eq!(latest_epoch(&store, &a).await, epoch(2));
