@@ -15,6 +15,7 @@
 //! | `lease` | the leader lease: acquire, renew by CAS with a fresh TTL, release; epochs |
 //! | `manager` | [`ClusterManager`]: a node's membership, election, shard map and rebalancer |
 //! | `shard_map_store` | the versioned shard map and its history in KV, written as one atomic batch the server fences by the lease |
+//! | `placement` | [`placement::Placement`]: owners with incarnations and moving shards, for actors' handoff (ADR 0009) |
 //!
 //! Placement itself (actor → shard → node) is the pure function in `aether_core`
 //! ([`aether_core::assign_shards`]).
@@ -25,6 +26,7 @@ pub mod kv;
 pub mod lease;
 pub mod manager;
 pub mod membership;
+pub mod placement;
 mod revision;
 pub mod shard_map_store;
 mod task;
