@@ -344,20 +344,22 @@ impl Inner {
         epoch: OwnerEpoch,
         attempts: &Attempts,
     ) -> Result<SaveOutcome, StoreError> {
-        if attempts.uncertain
-            && fresh
-            && events[0].version <= head.version
-            && let Ok(outcome) = self.settle_stale(subject, head, events, attempts).await
-        {
-            return Ok(outcome);
-        }
+        let settled = if attempts.uncertain && fresh && events[0].version <= head.version {
+            Some(self.settle_stale(subject, head, events, attempts).await)
+        } else {
+            None
+        };
         let actor_id = &events[0].actor_id;
-        tracing::debug!(actor = %actor_id, %epoch, fenced_by = %head.epoch, "write fenced by a newer owner");
-        Err(StoreError::Fenced {
+        let fenced = StoreError::Fenced {
             actor_id: actor_id.clone(),
             epoch,
             fenced_by: head.epoch,
-        })
+        };
+        let answer = fenced_answer(settled, fenced);
+        if answer.as_ref().is_err_and(StoreError::is_fenced) {
+            tracing::debug!(actor = %actor_id, %epoch, fenced_by = %head.epoch, "write fenced by a newer owner");
+        }
+        answer
     }
 
     /// The error of a fence whose retries ran out: it may or may not have been stored.
@@ -690,5 +692,67 @@ mod tests {
             Some(time::OffsetDateTime::from_unix_timestamp(1_000_000 - 125).unwrap())
         );
         assert_eq!(holder_scan_start(last, Duration::MAX), None);
+    }
+}
+
+/// What a save that found a newer owner's head answers, given what checking an earlier
+/// attempt of the same call (whose outcome was unknown) found: `None` when there was nothing
+/// to check. [`StoreError::Fenced`] promises that nothing was written, so it is the answer only
+/// when that is known: no earlier attempt, or its versions hold other events. If the check
+/// itself failed (a read that timed out, an unreadable record), the earlier attempt may be
+/// stored: its error is the answer, never `Fenced`.
+fn fenced_answer(
+    settled: Option<Result<SaveOutcome, StoreError>>,
+    fenced: StoreError,
+) -> Result<SaveOutcome, StoreError> {
+    match settled {
+        Some(Ok(outcome)) => Ok(outcome),
+        None | Some(Err(StoreError::VersionConflict { .. })) => Err(fenced),
+        Some(Err(unknown)) => Err(unknown),
+    }
+}
+
+#[cfg(test)]
+mod fenced_answer_tests {
+    use aether_core::{ActorId, OwnerEpoch, SaveOutcome, StoreError};
+
+    use super::fenced_answer;
+
+    fn fenced() -> StoreError {
+        StoreError::Fenced {
+            actor_id: ActorId::new("a").expect("actor"),
+            epoch: OwnerEpoch::new(1),
+            fenced_by: OwnerEpoch::new(2),
+        }
+    }
+
+    /// Review finding: a failed check of an earlier attempt was answered `Fenced` ("nothing
+    /// written") although that attempt may have landed before the fence.
+    #[test]
+    fn a_failed_check_of_an_uncertain_attempt_is_not_reported_as_fenced() {
+        let unavailable = StoreError::Unavailable {
+            message: "read timed out".into(),
+            source: None,
+        };
+        let answer = fenced_answer(Some(Err(unavailable)), fenced());
+        assert!(
+            matches!(answer, Err(StoreError::Unavailable { .. })),
+            "{answer:?}"
+        );
+    }
+
+    #[test]
+    fn fenced_only_when_nothing_of_ours_can_be_stored() {
+        assert!(fenced_answer(None, fenced()).is_err_and(|e| e.is_fenced()));
+        let conflict = StoreError::VersionConflict {
+            actor_id: ActorId::new("a").expect("actor"),
+            attempted_version: 5,
+            current_version: 6,
+        };
+        assert!(fenced_answer(Some(Err(conflict)), fenced()).is_err_and(|e| e.is_fenced()));
+        assert_eq!(
+            fenced_answer(Some(Ok(SaveOutcome::Saved)), fenced()).ok(),
+            Some(SaveOutcome::Saved)
+        );
     }
 }
