@@ -122,6 +122,18 @@ struct Active {
     seq: usize,
     version: u64,
     applied: BTreeSet<u32>,
+    /// Its fence record is written (activation is load, then fence, in two steps).
+    fenced: bool,
+}
+
+/// The commands an actor's history holds.
+fn applied(log: &[Record]) -> BTreeSet<u32> {
+    log.iter()
+        .filter_map(|r| match r {
+            Record::Event { command, .. } => Some(*command),
+            Record::Fence { .. } => None,
+        })
+        .collect()
 }
 
 /// One record of an actor's stream.
@@ -498,30 +510,40 @@ impl World {
                 };
                 let log = &mut self.logs[shard.get() as usize];
                 let Some(active) = n.active.get_mut(&shard) else {
-                    // Activation: load, then fence with the head it loaded.
-                    let applied = log
-                        .iter()
-                        .filter_map(|r| match r {
-                            Record::Event { command, .. } => Some(*command),
-                            Record::Fence { .. } => None,
-                        })
-                        .collect();
-                    let (seq, version, seen) = (log.len(), head_version(log), head_epoch(log));
-                    // Fenced by a newer owner: no activation, the client retries.
+                    // Activation, step 1: load.
+                    let active = Active {
+                        epoch,
+                        seq: log.len(),
+                        version: head_version(log),
+                        applied: applied(log),
+                        fenced: false,
+                    };
+                    n.active.insert(shard, active);
+                    n.accepted.push_front((shard, command, epoch));
+                    return Ok(());
+                };
+                if !active.fenced {
+                    // Activation, step 2: fence, as the store does it — after the head it
+                    // reads now, which another writer may have moved since the load. The
+                    // version the fence reports then differs from the loaded one, and the
+                    // actor loads again: the state must include what landed in between.
+                    let (seq, seen) = (log.len(), head_epoch(log));
                     if let Write::Done = write(log, seq, seen, Record::Fence { epoch }) {
-                        let active = Active {
-                            epoch,
-                            seq: seq + 1,
-                            version,
-                            applied,
-                        };
-                        n.active.insert(shard, active);
+                        if head_version(log) != active.version {
+                            active.version = head_version(log);
+                            active.applied = applied(log);
+                        }
+                        active.seq = log.len();
+                        active.fenced = true;
                         // The command runs at the node's next step: another writer may come
                         // in between (as a query's activation would let it).
                         n.accepted.push_front((shard, command, epoch));
+                    } else {
+                        // Fenced by a newer owner: no activation, the client retries.
+                        n.active.remove(&shard);
                     }
                     return Ok(());
-                };
+                }
                 if active.epoch != epoch {
                     return Ok(()); // accepted under an earlier run of ownership: retried
                 }
@@ -645,10 +667,25 @@ impl World {
         let mut stored = BTreeMap::new();
         for (shard, log) in self.logs.iter().enumerate() {
             let mut fence = None;
+            let mut last_version = 0;
             for record in log {
                 match *record {
                     Record::Fence { epoch } => fence = Some(epoch),
-                    Record::Event { epoch, command, .. } => {
+                    Record::Event {
+                        epoch,
+                        command,
+                        version,
+                    } => {
+                        prop_assert_eq!(
+                            version,
+                            last_version + 1,
+                            "shard {}: command {} stored at version {} after version {}",
+                            shard,
+                            command,
+                            version,
+                            last_version
+                        );
+                        last_version = version;
                         prop_assert_eq!(
                             Some(epoch),
                             fence,
