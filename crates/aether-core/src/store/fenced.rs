@@ -82,6 +82,10 @@ pub trait FencedEventStore: EventStore {
     /// Stores one event, or an atomic batch of one actor's events, as
     /// [`save_events`](EventStore::save_events) does, every record stamped with `epoch`.
     ///
+    /// Events that are stored already (saved before a fence) are a
+    /// [`SaveOutcome::Duplicate`], whatever the epoch, as for any save: nothing lands after a
+    /// fence, so a stored copy is one from before it.
+    ///
     /// # Errors
     ///
     /// - [`StoreError::Fenced`] if the actor's head carries a higher epoch than `epoch`, as

@@ -246,16 +246,24 @@ impl InMemoryEventStore {
         event: Event,
         epoch: OwnerEpoch,
     ) -> Result<SaveOutcome, StoreError> {
-        check_epoch(log, &event.actor_id, epoch)?;
         let current = log.latest_version();
         let key = self.inner.id_key(&event.id);
         if event.version <= current {
+            // A stored copy is a duplicate whoever asks, fenced or not (it was saved before
+            // any fence: nothing lands after one); anything else, from a fenced writer, is
+            // refused as fenced.
             return match self.inner.event_ids.get(&key) {
                 Some(slot) if *slot == Slot::of(&event) => Ok(SaveOutcome::Duplicate),
-                Some(slot) => Err(slot.reused_by(&event.id)),
-                None => Err(conflict(&event, current)),
+                stored => {
+                    check_epoch(log, &event.actor_id, epoch)?;
+                    Err(match stored {
+                        Some(slot) => slot.reused_by(&event.id),
+                        None => conflict(&event, current),
+                    })
+                }
             };
         }
+        check_epoch(log, &event.actor_id, epoch)?;
         let (actor, index) = self.feed_slots(log, &event.actor_id, 1)?;
         match self.inner.event_ids.entry(key) {
             // The slot (actor, version) is free, so an existing id names another event.
@@ -300,14 +308,18 @@ impl InMemoryEventStore {
         events: Vec<Event>,
         epoch: OwnerEpoch,
     ) -> Result<SaveOutcome, StoreError> {
-        check_epoch(log, &events[0].actor_id, epoch)?;
         let current = log.latest_version();
         if events[0].version <= current {
+            // As for one event: a stored copy is a duplicate, fenced writer or not.
             return match self.stale_batch_error(&events, current) {
-                Some(err) => Err(err),
+                Some(err) => {
+                    check_epoch(log, &events[0].actor_id, epoch)?;
+                    Err(err)
+                }
                 None => Ok(SaveOutcome::Duplicate),
             };
         }
+        check_epoch(log, &events[0].actor_id, epoch)?;
         let (actor, first) = self.feed_slots(log, &events[0].actor_id, events.len())?;
         let keys: Vec<IdKey> = events.iter().map(|e| self.inner.id_key(&e.id)).collect();
         // Check every id before claiming any, so that a batch refused for a stored id never

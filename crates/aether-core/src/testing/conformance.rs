@@ -167,6 +167,7 @@ macro_rules! __fence_conformance_properties {
             a_fence_below_the_heads_epoch_is_fenced,
             plain_writes_to_an_owned_actor_are_fenced,
             a_stale_writer_with_a_cached_head_is_fenced,
+            resaving_stored_events_after_a_fence_is_a_duplicate,
             a_fence_racing_a_stale_write_is_never_overtaken,
             bad_input_to_fenced_writes_is_a_typed_error,
         }

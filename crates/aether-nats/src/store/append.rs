@@ -332,9 +332,10 @@ impl Inner {
         );
     }
 
-    /// `head` carries a newer epoch than the writer's: [`StoreError::Fenced`], unless an
-    /// earlier attempt of this call, whose outcome was unknown, is stored (then it landed
-    /// before the fence: nothing lands after one, so the save is done).
+    /// `head` carries a newer epoch than the writer's: [`StoreError::Fenced`], unless these
+    /// events are stored already (saved before the fence, by an earlier call or an earlier
+    /// attempt of this one: nothing lands after a fence), which is a duplicate as on every
+    /// store.
     async fn fenced(
         &self,
         subject: &str,
@@ -344,7 +345,17 @@ impl Inner {
         epoch: OwnerEpoch,
         attempts: &Attempts,
     ) -> Result<SaveOutcome, StoreError> {
-        let settled = if attempts.uncertain && fresh && events[0].version <= head.version {
+        // At or below the head, these events may be stored (saved before the fence, perhaps
+        // by an earlier attempt of this call): a stored copy is a duplicate, fenced writer or
+        // not, as on every store. The check needs the real head.
+        let settled = if events[0].version <= head.version {
+            let fresh_head;
+            let head = if fresh {
+                head
+            } else {
+                fresh_head = Box::pin(self.fresh_head(&events[0].actor_id, subject)).await?;
+                &fresh_head
+            };
             Some(self.settle_stale(subject, head, events, attempts).await)
         } else {
             None
@@ -695,12 +706,12 @@ mod tests {
     }
 }
 
-/// What a save that found a newer owner's head answers, given what checking an earlier
-/// attempt of the same call (whose outcome was unknown) found: `None` when there was nothing
-/// to check. [`StoreError::Fenced`] promises that nothing was written, so it is the answer only
-/// when that is known: no earlier attempt, or its versions hold other events. If the check
-/// itself failed (a read that timed out, an unreadable record), the earlier attempt may be
-/// stored: its error is the answer, never `Fenced`.
+/// What a save that found a newer owner's head answers, given what checking for a stored
+/// copy of its events found: `None` when there was nothing to check (its versions are above
+/// the head). [`StoreError::Fenced`] promises that nothing was written, so it is the answer
+/// only when that is known: no copy can be stored, or the versions hold other events. If the
+/// check itself failed (a read that timed out, an unreadable record), a copy may be stored:
+/// the check's error is the answer, never `Fenced`.
 fn fenced_answer(
     settled: Option<Result<SaveOutcome, StoreError>>,
     fenced: StoreError,

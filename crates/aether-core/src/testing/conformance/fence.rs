@@ -357,6 +357,43 @@ pub async fn a_stale_writer_with_a_cached_head_is_fenced<S: FenceTarget>(store: 
     assert_history(&other, &a, &[v1, v2]).await;
 }
 
+/// Saving again events that are stored already — saved before a newer owner's fence, and
+/// saved again by their old owner or anyone else — is a duplicate, as on any store, from a
+/// handle that cached the head before the fence and from one that did not; not `Fenced`
+/// (the events are stored) and nothing new is written. Other events at those versions are
+/// still `Fenced` for the old owner.
+pub async fn resaving_stored_events_after_a_fence_is_a_duplicate<S: FenceTarget>(store: S) {
+    let a = actor("fence-resave");
+    let v1 = event(&a, 1);
+    let batch = [event(&a, 2), event(&a, 3)];
+    save_as(&store, std::slice::from_ref(&v1), epoch(1)).await; // caches the head
+    save_as(&store, &batch, epoch(1)).await;
+    let other = store.another_handle().await;
+    assert_eq!(fence(&other, &a, epoch(2)).await, 3);
+    for handle in [&store, &other] {
+        for (events, at) in [
+            (vec![v1.clone()], epoch(1)),
+            (batch.to_vec(), epoch(1)),
+            (vec![v1.clone()], OwnerEpoch::UNOWNED),
+        ] {
+            let again = handle.save_events_as(events, at).await;
+            assert!(
+                matches!(again, Ok(SaveOutcome::Duplicate)),
+                "re-saving stored events after a fence: expected Duplicate, got {again:?}"
+            );
+        }
+        assert_fenced(
+            handle.save_events_as(vec![event(&a, 2)], epoch(1)).await,
+            &a,
+            epoch(1),
+            epoch(2),
+        );
+    }
+    let stored = [v1, batch[0].clone(), batch[1].clone()];
+    assert_history(&store, &a, &stored).await;
+    assert_eq!(latest_epoch(&store, &a).await, epoch(2));
+}
+
 const ROUNDS: u64 = 30;
 
 /// A fence and a write of the previous owner race, round after round (odd rounds write a
