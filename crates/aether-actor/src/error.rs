@@ -234,6 +234,32 @@ pub enum ActorError {
     /// The runtime is shutting down and takes no new messages.
     #[error("the actor runtime is shutting down")]
     ShuttingDown,
+    /// Across a cluster: no node owns the actor's shard in the newest placement this node
+    /// has seen, until the call's deadline. Nothing was delivered.
+    #[error(
+        "no node owns the shard {shard} of actor {actor_id} (placement version {map_version}); nothing was delivered"
+    )]
+    NoOwner {
+        /// The actor.
+        actor_id: ActorId,
+        /// Its shard.
+        shard: u32,
+        /// The newest placement version seen.
+        map_version: u64,
+    },
+    /// Across a cluster: the node that serves the actor answered with an error (its kind and
+    /// message, as in the wire format's `error` reply).
+    #[error("node {node} answered for actor {actor_id}: {kind}: {message}")]
+    Remote {
+        /// The actor.
+        actor_id: ActorId,
+        /// The node that answered.
+        node: String,
+        /// The error's kind (`invalid`, `overloaded`, `conflict`, `unavailable`, `internal`).
+        kind: String,
+        /// Its message.
+        message: String,
+    },
     /// The actor stopped without answering (its task ended). The outcome is unknown.
     #[error("actor {actor_id} stopped without answering; the outcome is unknown")]
     Stopped {
@@ -251,6 +277,8 @@ impl ActorError {
     pub fn outcome_unknown(&self) -> bool {
         match self {
             Self::Timeout { .. } | Self::Stopped { .. } => true,
+            // The owner's own error kinds; `internal` and `unavailable` may follow a write.
+            Self::Remote { kind, .. } => kind == "internal" || kind == "unavailable",
             Self::Store { source, .. } => matches!(
                 source.as_ref(),
                 StoreError::Unavailable { .. } | StoreError::Backend { .. }

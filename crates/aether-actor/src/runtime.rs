@@ -497,7 +497,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         result
     }
 
-    async fn tell_inner(
+    pub(crate) async fn tell_inner(
         &self,
         actor_id: &ActorId,
         command: A::Command,
@@ -682,6 +682,47 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         }
     }
 
+    /// Passivates every active actor whose id matches `which` (each handles what is already
+    /// in its mailbox, and saves a due snapshot, first); returns how many, once all have
+    /// stopped. A cluster node uses it to release a shard.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use aether_actor::{Actor, ActorConfig, Actors, Decision};
+    /// # use aether_core::{ActorId, InMemoryEventStore, Namespace};
+    /// # use serde::{Deserialize, Serialize};
+    /// # struct Counter;
+    /// # #[derive(Debug, Serialize, Deserialize)] enum Ev { Added { n: u64 } }
+    /// # impl Actor for Counter {
+    /// #     const ACTOR_TYPE: &'static str = "counter";
+    /// #     type State = u64; type Command = u64; type Event = Ev; type Reply = u64;
+    /// #     type Rejection = String; type Query = (); type QueryReply = u64;
+    /// #     fn decide(&self, total: &u64, n: u64) -> Result<Decision<Self>, String> {
+    /// #         Ok(Decision::new(vec![Ev::Added { n }], total + n))
+    /// #     }
+    /// #     fn apply(&self, total: &mut u64, Ev::Added { n }: &Ev) { *total += n }
+    /// #     fn query(&self, total: &u64, (): ()) -> u64 { *total }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let counters = Actors::new(Namespace::new("demo")?, Counter, InMemoryEventStore::new(), ActorConfig::default())?;
+    /// for id in ["a-1", "a-2", "b-1"] {
+    ///     counters.ask(&ActorId::new(id)?, 1).await?;
+    /// }
+    /// let stopped = counters.passivate_where(|id| id.as_str().starts_with("a-")).await;
+    /// assert_eq!((stopped, counters.stats().active), (2, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn passivate_where(&self, which: impl Fn(&ActorId) -> bool) -> usize {
+        let controls = self.shared.registry.passivate_where(which);
+        for control in &controls {
+            control.stopped().await;
+        }
+        controls.len()
+    }
+
     /// Stops the runtime: new messages fail with [`ActorError::ShuttingDown`], every active
     /// actor handles what is already in its mailbox (and saves a due snapshot), then stops.
     /// Returns when all have stopped.
@@ -795,6 +836,11 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// ```
     pub fn stats(&self) -> ActorStats {
         self.shared.counters.stats()
+    }
+
+    /// The configuration the runtime was created with.
+    pub fn config(&self) -> &ActorConfig {
+        &self.shared.config
     }
 
     /// The namespace this runtime was created for.

@@ -331,6 +331,53 @@ impl Reply {
     }
 }
 
+impl ErrorKind {
+    /// Its name on the wire (`invalid`, `overloaded`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Overloaded => "overloaded",
+            Self::Timeout => "timeout",
+            Self::Conflict => "conflict",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// The `ok` of an `ask`: the command's [`Outcome`](crate::Outcome) (camelCase), with the
+/// actor's reply in `reply`.
+///
+/// ```json
+/// {"commandId": "transfer-7", "written": {"first": 4, "last": 4}, "version": 4, "reply": 95, "duplicate": false}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AskOk<R> {
+    /// The command id.
+    pub command_id: String,
+    /// The versions written (`null`: none).
+    pub written: Option<crate::VersionRange>,
+    /// The actor's version after the command.
+    pub version: aether_core::Version,
+    /// The actor's reply.
+    pub reply: R,
+    /// True if the command had been applied before and this is its stored outcome.
+    pub duplicate: bool,
+}
+
+impl<R> From<crate::Outcome<R>> for AskOk<R> {
+    fn from(outcome: crate::Outcome<R>) -> Self {
+        Self {
+            command_id: outcome.command_id.as_str().to_owned(),
+            written: outcome.written,
+            version: outcome.version,
+            reply: outcome.reply,
+            duplicate: outcome.duplicate,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -263,6 +263,23 @@ impl<M> Registry<M> {
         Some(tx.len())
     }
 
+    /// Asks every active actor whose id matches `which` to passivate; returns their controls
+    /// (to wait until they stopped).
+    pub(crate) fn passivate_where(&self, which: impl Fn(&ActorId) -> bool) -> Vec<Arc<Control>> {
+        let slots = self.lock();
+        slots
+            .map
+            .iter()
+            .filter(|(id, _)| which(id))
+            .map(|(_, slot)| {
+                if let Some(tx) = &slot.tx {
+                    tx.request_stop();
+                }
+                slot.control.clone()
+            })
+            .collect()
+    }
+
     /// Asks `id` to passivate if it is active; returns whether it was.
     pub(crate) fn passivate(&self, id: &ActorId) -> Option<Arc<Control>> {
         let slots = self.lock();

@@ -63,19 +63,19 @@ pub(crate) enum Event {
 /// The text of a `Noted` event whose encoding panics.
 pub(crate) const PANIC_TEXT: &str = "panic while encoding";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Rejection {
     Overdraft { balance: u64, wanted: u64 },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Query {
     Balance,
     State,
     Panic,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Answer {
     Balance(u64),
     State(Account),

@@ -1,0 +1,469 @@
+//! [`ClusterActors`]: the actors of one type in one namespace on one node of a cluster — the
+//! same `ask`, `tell` and `query` as [`Actors`], for any actor id from any node.
+//!
+//! A node hosts the actors of the shards it serves and answers requests for them on its own
+//! subject ([`wire`]); it follows the placements it is given with its
+//! [`Ownership`]: it serves a shard only under a settled placement naming it, drains a shard
+//! taken away (no new requests, those in flight finish, its actors passivate) and reports it
+//! released. Its store is an [`OwnedStore`], so every write carries its ownership epoch and
+//! every activation fences the actor. Calls are routed to the owner in the newest placement
+//! this node has seen ([`route`]); a call to an actor served here skips the network.
+
+mod route;
+mod serve;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use aether_cluster::MapVersion;
+use aether_core::{
+    ActorId, FencedEventStore, Namespace, OwnerEpoch, ShardCount, ShardId, SnapshotStore,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::owned_store::{OwnedStore, ShardEpochs};
+use super::ownership::{Action, Decision, Incarnate, Ownership, Placement};
+use super::wire;
+use crate::runtime::stream_id;
+use crate::{Actor, ActorConfig, ActorError, Actors, InvalidConfig};
+
+/// How calls are routed between nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// First pause before a retry (after `moved`, no responders, or no owner); doubles up to
+    /// [`retry_max`](Self::retry_max). Default 10 ms.
+    pub retry_min: Duration,
+    /// Longest pause between retries. Default 500 ms.
+    pub retry_max: Duration,
+    /// How long a request for a shard moving to this node waits here for the placement that
+    /// settles the move, before it is answered `moved` (the sender then retries). Default 2 s.
+    pub wait_for_move: Duration,
+    /// The longest deadline a request may carry (`Aether-Deadline-Ms`); longer ones are cut
+    /// to it. Default 5 min.
+    pub max_deadline: Duration,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            retry_min: Duration::from_millis(10),
+            retry_max: Duration::from_millis(500),
+            wait_for_move: Duration::from_secs(2),
+            max_deadline: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why a request is not served here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Another node serves the shard (or will): answer `moved` with this placement version.
+    Moved(MapVersion),
+    /// This node's membership is not current.
+    NotCurrent,
+}
+
+/// What one node knows about its shards.
+struct NodeState {
+    ownership: Ownership,
+    /// Requests admitted and not finished, per shard.
+    in_flight: Vec<usize>,
+}
+
+/// The shared part of a [`ClusterActors`].
+pub(crate) struct Node<A: Actor, S> {
+    pub(crate) local: Actors<A, OwnedStore<S>>,
+    pub(crate) client: async_nats::Client,
+    pub(crate) namespace: Namespace,
+    pub(crate) me: Incarnate,
+    pub(crate) epochs: Arc<ShardEpochs>,
+    state: Mutex<NodeState>,
+    /// Notified on every change of ownership and every finished request.
+    changed: Notify,
+    pub(crate) placements: watch::Receiver<Placement>,
+    pub(crate) routing: RoutingConfig,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The actors of type `A` in one namespace on one node of a cluster (see the
+/// [module docs](self)).
+///
+/// `placements` is the newest placement this node has seen (the leader's, through the
+/// cluster manager; tests may drive it by hand). Every node hosting `A` in the namespace must
+/// be started with the same shard count and a store over the same data.
+///
+/// Cloning is cheap. [`shutdown`](Self::shutdown) stops answering and passivates every actor.
+pub struct ClusterActors<A: Actor, S> {
+    node: Arc<Node<A, S>>,
+}
+
+impl<A: Actor, S> std::fmt::Debug for ClusterActors<A, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterActors")
+            .field("actor_type", &A::ACTOR_TYPE)
+            .field("namespace", &self.node.namespace)
+            .field("node", &self.node.me)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Actor, S> Clone for ClusterActors<A, S> {
+    fn clone(&self) -> Self {
+        Self {
+            node: self.node.clone(),
+        }
+    }
+}
+
+/// What a cluster node needs of an actor type: its commands, queries, replies and rejections
+/// travel between nodes as JSON.
+pub trait ClusterActor:
+    Actor<
+        Command: DeserializeOwned,
+        Rejection: Serialize + DeserializeOwned,
+        Query: Serialize + DeserializeOwned + Clone,
+        QueryReply: Serialize + DeserializeOwned,
+    >
+{
+}
+
+impl<A> ClusterActor for A where
+    A: Actor<
+            Command: DeserializeOwned,
+            Rejection: Serialize + DeserializeOwned,
+            Query: Serialize + DeserializeOwned + Clone,
+            QueryReply: Serialize + DeserializeOwned,
+        >
+{
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The actor configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
+    /// Subscribing to the node's request subject failed.
+    #[error("could not subscribe to {subject}: {reason}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// What NATS said.
+        reason: String,
+    },
+}
+
+impl<A, S> ClusterActors<A, S>
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    /// Starts hosting `A` in `namespace` on this node (`me`, this incarnation): subscribes to
+    /// the node's request subject and follows `placements`.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Config`] for an invalid `config`; [`StartError::Subscribe`] if NATS
+    /// refused the subscription.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        client: async_nats::Client,
+        me: Incarnate,
+        namespace: Namespace,
+        actor: A,
+        store: S,
+        shards: ShardCount,
+        config: ActorConfig,
+        placements: watch::Receiver<Placement>,
+        routing: RoutingConfig,
+    ) -> Result<Self, StartError> {
+        let epochs = Arc::new(ShardEpochs::new(shards));
+        let local = Actors::new(
+            namespace.clone(),
+            actor,
+            OwnedStore::new(store, epochs.clone()),
+            config,
+        )?;
+        let subject = wire::request_subject(&namespace, A::ACTOR_TYPE, &me.node);
+        let subscription =
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| StartError::Subscribe {
+                    subject: subject.clone(),
+                    reason: e.to_string(),
+                })?;
+        let node = Arc::new(Node {
+            local,
+            client,
+            namespace,
+            state: Mutex::new(NodeState {
+                ownership: Ownership::new(me.clone(), shards),
+                in_flight: vec![0; shards.get() as usize],
+            }),
+            me,
+            epochs,
+            changed: Notify::new(),
+            placements,
+            routing,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let follow = tokio::spawn(follow_placements(
+            Arc::downgrade(&node),
+            node.placements.clone(),
+        ));
+        let answer = tokio::spawn(serve::answer_requests(Arc::downgrade(&node), subscription));
+        node.tasks().extend([follow, answer]);
+        Ok(Self { node })
+    }
+
+    /// Sends `command` to `actor_id` wherever it is served and waits for its outcome, as
+    /// [`Actors::ask`] does on one node, under the runtime's default [`AskOptions`]
+    /// (`ActorConfig::ask`).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Actors::ask`], and across the cluster: [`ActorError::NoOwner`] (no node owns
+    /// the actor's shard until the deadline), [`ActorError::Timeout`] (the deadline passed:
+    /// retry with the same command id), [`ActorError::Remote`] (the owner answered an error).
+    ///
+    /// [`AskOptions`]: crate::AskOptions
+    pub async fn ask(&self, actor_id: &ActorId, command: A::Command) -> crate::AskResult<A> {
+        let options = self.node.local.config().ask.clone();
+        route::ask(&self.node, actor_id, command, options).await
+    }
+
+    /// [`ask`](Self::ask) with per-call options (command id, timeout as the overall deadline).
+    ///
+    /// # Errors
+    ///
+    /// As [`ask`](Self::ask).
+    pub async fn ask_with(
+        &self,
+        actor_id: &ActorId,
+        command: A::Command,
+        options: crate::AskOptions,
+    ) -> crate::AskResult<A> {
+        route::ask(&self.node, actor_id, command, options).await
+    }
+
+    /// Delivers `command` to `actor_id` wherever it is served, without waiting for its
+    /// outcome; returns its command id once the serving node has it in the actor's mailbox.
+    ///
+    /// # Errors
+    ///
+    /// As [`Actors::tell`], and [`ActorError::NoOwner`], [`ActorError::Timeout`],
+    /// [`ActorError::Remote`] as for [`ask`](Self::ask).
+    pub async fn tell(
+        &self,
+        actor_id: &ActorId,
+        command: A::Command,
+    ) -> Result<crate::CommandId, ActorError> {
+        route::tell(&self.node, actor_id, command).await
+    }
+
+    /// Asks `actor_id` a read-only question wherever it is served.
+    ///
+    /// # Errors
+    ///
+    /// As [`Actors::query`], and [`ActorError::NoOwner`], [`ActorError::Timeout`],
+    /// [`ActorError::Remote`] as for [`ask`](Self::ask).
+    pub async fn query(
+        &self,
+        actor_id: &ActorId,
+        query: A::Query,
+    ) -> Result<A::QueryReply, ActorError> {
+        route::query(&self.node, actor_id, query).await
+    }
+
+    /// Whether this node has released `shard` for placement `version` (what the leader asks
+    /// before it settles a move away from this node).
+    pub fn has_released(&self, shard: ShardId, version: MapVersion) -> bool {
+        self.node.lock().ownership.has_released(shard, version)
+    }
+
+    /// The placement version this node has adopted.
+    pub fn map_version(&self) -> MapVersion {
+        self.node.lock().ownership.version()
+    }
+
+    /// The local runtime (the actors of the shards served here).
+    pub fn local(&self) -> &Actors<A, OwnedStore<S>> {
+        &self.node.local
+    }
+
+    /// The shard of `actor_id`.
+    ///
+    /// # Errors
+    ///
+    /// [`ActorError::InvalidActorId`] if the actor id with the type prefix is not a valid id.
+    pub fn shard_of(&self, actor_id: &ActorId) -> Result<ShardId, ActorError> {
+        Ok(self.node.epochs.shard_of(&stream_id::<A>(actor_id)?))
+    }
+
+    /// Stops answering requests and following placements, then passivates every actor
+    /// (see [`Actors::shutdown`]).
+    pub async fn shutdown(&self) {
+        for task in self.node.tasks().drain(..) {
+            task.abort();
+        }
+        self.node.local.shutdown().await;
+    }
+}
+
+impl<A: Actor, S> Node<A, S> {
+    fn lock(&self) -> MutexGuard<'_, NodeState> {
+        // Nothing panics under this lock; a poisoned lock still holds consistent data.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The placement version this node has adopted.
+    pub(crate) fn version(&self) -> MapVersion {
+        self.lock().ownership.version()
+    }
+}
+
+impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S> {
+    /// Admits a request for `shard` from a sender at placement `sender_version`: waits while
+    /// the shard moves here or this node catches up (bounded by `deadline` and
+    /// [`RoutingConfig::wait_for_move`]), then either counts it in flight or refuses it.
+    pub(crate) async fn admit(
+        self: &Arc<Self>,
+        shard: ShardId,
+        sender_version: MapVersion,
+        deadline: Instant,
+    ) -> Result<InFlight<A, S>, Refusal> {
+        let wait_until = deadline.min(Instant::now() + self.routing.wait_for_move);
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let decision = {
+                let mut state = self.lock();
+                let decision = state.ownership.decide(shard, sender_version);
+                if let Decision::Accept { .. } = decision
+                    && let Some(count) = state.in_flight.get_mut(shard.get() as usize)
+                {
+                    *count += 1;
+                }
+                decision
+            };
+            match decision {
+                Decision::Accept { .. } => {
+                    return Ok(InFlight {
+                        node: self.clone(),
+                        shard,
+                    });
+                }
+                Decision::Moved { version } => return Err(Refusal::Moved(version)),
+                Decision::NotCurrent => return Err(Refusal::NotCurrent),
+                Decision::Wait | Decision::CatchUp { .. } => {
+                    if tokio::time::timeout_at(wait_until, changed).await.is_err() {
+                        return Err(Refusal::Moved(self.version()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Does what the ownership answered: serve a shard (its epoch in the store), or drain it.
+    fn apply(self: &Arc<Self>, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Serve { shard, epoch } => {
+                    tracing::debug!(shard = shard.get(), epoch = epoch.get(), node = %self.me.node, "serving shard");
+                    self.epochs.set(shard, Some(OwnerEpoch::new(epoch.get())));
+                }
+                Action::Drain { shard } => {
+                    tracing::debug!(shard = shard.get(), node = %self.me.node, "draining shard");
+                    tokio::spawn(drain(self.clone(), shard));
+                }
+            }
+        }
+        self.changed.notify_waiters();
+    }
+}
+
+/// A request admitted for a shard: counted in flight until dropped.
+pub(crate) struct InFlight<A: Actor, S> {
+    node: Arc<Node<A, S>>,
+    shard: ShardId,
+}
+
+impl<A: Actor, S> Drop for InFlight<A, S> {
+    fn drop(&mut self) {
+        if let Some(count) = self
+            .node
+            .lock()
+            .in_flight
+            .get_mut(self.shard.get() as usize)
+        {
+            *count = count.saturating_sub(1);
+        }
+        self.node.changed.notify_waiters();
+    }
+}
+
+/// Adopts every placement `placements` shows, while the node lives.
+async fn follow_placements<A, S>(
+    node: std::sync::Weak<Node<A, S>>,
+    mut placements: watch::Receiver<Placement>,
+) where
+    A: Actor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    loop {
+        {
+            let Some(node) = node.upgrade() else { return };
+            let placement = placements.borrow_and_update().clone();
+            let actions = node.lock().ownership.adopt(&placement);
+            node.apply(actions);
+        }
+        if placements.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Releases `shard`: waits for the requests in flight, passivates its actors, takes its
+/// epoch out of the store, and reports it drained.
+async fn drain<A, S>(node: Arc<Node<A, S>>, shard: ShardId)
+where
+    A: Actor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    loop {
+        let changed = node.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let busy = node
+            .lock()
+            .in_flight
+            .get(shard.get() as usize)
+            .is_some_and(|&n| n > 0);
+        if !busy {
+            break;
+        }
+        changed.await;
+    }
+    let epochs = node.epochs.clone();
+    let passivated = node
+        .local
+        .passivate_where(|id| {
+            stream_id::<A>(id).is_ok_and(|stream| epochs.shard_of(&stream) == shard)
+        })
+        .await;
+    node.epochs.set(shard, None);
+    let actions = node.lock().ownership.drained(shard);
+    tracing::debug!(shard = shard.get(), passivated, node = %node.me.node, "shard released");
+    node.apply(actions);
+}

@@ -1,0 +1,388 @@
+//! The calling side of a node: routes `ask`, `tell` and `query` to the node that serves the
+//! actor's shard in the newest placement this node has seen, and retries — same command id —
+//! after `moved`, no responders or no owner, with a doubling pause, until the call's deadline.
+//! A call to an actor served here goes to the local runtime without the network.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aether_cluster::MapVersion;
+use aether_core::{ActorId, FencedEventStore, ShardId, SnapshotStore};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::serve::is_fenced;
+use super::{ClusterActor, InFlight, Node, Refusal};
+use crate::cluster::wire::{self, AskOk, ErrorKind, Operation, Reply, Request};
+use crate::runtime::stream_id;
+use crate::{Actor, ActorError, AskError, AskOptions, AskResult, CommandId, Outcome, QueryOptions};
+
+/// One attempt's result.
+enum Attempt<T, R> {
+    /// Finished: the answer or a failure to return.
+    Done(Result<T, AskError<R>>),
+    /// Not served where it was sent: retry once the placement moved on (or after a pause).
+    Retry,
+}
+
+/// What one call sends, whichever way it goes.
+struct Call<'a> {
+    actor_id: &'a ActorId,
+    shard: ShardId,
+    op: Operation,
+    command_id: Option<CommandId>,
+    deadline: Instant,
+    budget: Duration,
+}
+
+impl Call<'_> {
+    fn timeout(&self) -> ActorError {
+        ActorError::Timeout {
+            actor_id: self.actor_id.clone(),
+            command_id: self.command_id.clone(),
+            after: self.budget,
+        }
+    }
+}
+
+pub(super) async fn ask<A, S>(
+    node: &Arc<Node<A, S>>,
+    actor_id: &ActorId,
+    command: A::Command,
+    options: AskOptions,
+) -> AskResult<A>
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    let command_id = options
+        .command_id
+        .clone()
+        .unwrap_or_else(CommandId::generate);
+    let call = call(
+        node,
+        actor_id,
+        Operation::Ask,
+        Some(command_id.clone()),
+        options.timeout,
+    )?;
+    let body = lazy_body(&command);
+    route(
+        node,
+        &call,
+        body,
+        |remaining| {
+            let options = AskOptions {
+                command_id: Some(command_id.clone()),
+                timeout: remaining,
+                ..options.clone()
+            };
+            let command = command.clone();
+            async move {
+                match node.local.ask_with(actor_id, command, options).await {
+                    Err(AskError::Failed(e)) if is_fenced(&e) => Attempt::Retry,
+                    other => Attempt::Done(other),
+                }
+            }
+        },
+        |value| {
+            let ok: AskOk<A::Reply> = decode(actor_id, value)?;
+            Ok(Outcome {
+                command_id: command_id.clone(),
+                written: ok.written,
+                version: ok.version,
+                reply: ok.reply,
+                duplicate: ok.duplicate,
+            })
+        },
+    )
+    .await
+}
+
+pub(super) async fn tell<A, S>(
+    node: &Arc<Node<A, S>>,
+    actor_id: &ActorId,
+    command: A::Command,
+) -> Result<CommandId, ActorError>
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    let command_id = CommandId::generate();
+    let budget = node.local.config().ask.timeout;
+    let call = call(
+        node,
+        actor_id,
+        Operation::Tell,
+        Some(command_id.clone()),
+        budget,
+    )?;
+    let body = lazy_body(&command);
+    let result: Result<CommandId, AskError<A::Rejection>> = route(
+        node,
+        &call,
+        body,
+        |_| {
+            let command = command.clone();
+            let command_id = command_id.clone();
+            async move {
+                match node.local.tell_inner(actor_id, command, command_id).await {
+                    Err(e) if is_fenced(&e) => Attempt::Retry,
+                    other => Attempt::Done(other.map_err(AskError::Failed)),
+                }
+            }
+        },
+        |_| Ok(command_id.clone()),
+    )
+    .await;
+    result.map_err(|e| match e {
+        AskError::Failed(e) => e,
+        AskError::Rejected(_) => unexpected_rejection(actor_id),
+    })
+}
+
+pub(super) async fn query<A, S>(
+    node: &Arc<Node<A, S>>,
+    actor_id: &ActorId,
+    query: A::Query,
+) -> Result<A::QueryReply, ActorError>
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    let options = QueryOptions::default();
+    let call = call(node, actor_id, Operation::Query, None, options.timeout)?;
+    let body = lazy_body(&query);
+    let result: Result<A::QueryReply, AskError<A::Rejection>> = route(
+        node,
+        &call,
+        body,
+        |remaining| {
+            let options = QueryOptions {
+                timeout: remaining,
+                ..options
+            };
+            let query = query.clone();
+            async move {
+                match node.local.query_with(actor_id, query, options).await {
+                    Err(e) if is_fenced(&e) => Attempt::Retry,
+                    other => Attempt::Done(other.map_err(AskError::Failed)),
+                }
+            }
+        },
+        |value| decode(actor_id, value),
+    )
+    .await;
+    result.map_err(|e| match e {
+        AskError::Failed(e) => e,
+        AskError::Rejected(_) => unexpected_rejection(actor_id),
+    })
+}
+
+fn call<'a, A: Actor, S>(
+    node: &Node<A, S>,
+    actor_id: &'a ActorId,
+    op: Operation,
+    command_id: Option<CommandId>,
+    budget: Duration,
+) -> Result<Call<'a>, ActorError> {
+    let stream = stream_id::<A>(actor_id)?;
+    Ok(Call {
+        actor_id,
+        shard: node.epochs.shard_of(&stream),
+        op,
+        command_id,
+        deadline: Instant::now() + budget,
+        budget,
+    })
+}
+
+/// The body serialized once, the first time it goes over the network.
+fn lazy_body<T: serde::Serialize>(body: &T) -> impl FnMut() -> Result<Value, ActorError> + '_ {
+    let mut encoded: Option<Value> = None;
+    move || {
+        if let Some(value) = &encoded {
+            return Ok(value.clone());
+        }
+        let value =
+            serde_json::to_value(body).map_err(|e| ActorError::CommandEncode(e.to_string()))?;
+        encoded = Some(value.clone());
+        Ok(value)
+    }
+}
+
+fn decode<T: DeserializeOwned>(actor_id: &ActorId, value: Value) -> Result<T, ActorError> {
+    serde_json::from_value(value).map_err(|e| ActorError::Remote {
+        actor_id: actor_id.clone(),
+        node: String::new(),
+        kind: ErrorKind::Internal.as_str().to_owned(),
+        message: format!("the reply does not decode: {e}"),
+    })
+}
+
+fn unexpected_rejection(actor_id: &ActorId) -> ActorError {
+    ActorError::Remote {
+        actor_id: actor_id.clone(),
+        node: String::new(),
+        kind: ErrorKind::Internal.as_str().to_owned(),
+        message: "a rejection where none can be".to_owned(),
+    }
+}
+
+/// Sends `call` to the owner of its shard until it is answered or its deadline passes.
+async fn route<A, S, T, F, Fut>(
+    node: &Arc<Node<A, S>>,
+    call: &Call<'_>,
+    mut body: impl FnMut() -> Result<Value, ActorError>,
+    mut local: F,
+    decode_ok: impl Fn(Value) -> Result<T, ActorError>,
+) -> Result<T, AskError<A::Rejection>>
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Attempt<T, A::Rejection>>,
+{
+    let mut pause = node.routing.retry_min;
+    loop {
+        let (version, owner) = {
+            let placement = node.placements.borrow();
+            let owner = placement.slot(call.shard).and_then(|s| s.owner.clone());
+            (placement.version, owner)
+        };
+        let attempt = match owner {
+            None => Attempt::Retry,
+            Some(owner) if owner.node == node.me.node => {
+                match node.admit(call.shard, version, call.deadline).await {
+                    Ok(in_flight) => {
+                        let remaining = call.deadline.saturating_duration_since(Instant::now());
+                        let attempt = local(remaining).await;
+                        drop::<InFlight<A, S>>(in_flight);
+                        attempt
+                    }
+                    Err(Refusal::Moved(_)) => Attempt::Retry,
+                    Err(Refusal::NotCurrent) => {
+                        Attempt::Done(Err(AskError::Failed(ActorError::Remote {
+                            actor_id: call.actor_id.clone(),
+                            node: node.me.node.to_string(),
+                            kind: ErrorKind::Unavailable.as_str().to_owned(),
+                            message: "this node is not a current member of the cluster".to_owned(),
+                        })))
+                    }
+                }
+            }
+            Some(owner) => remote(node, call, &owner.node, version, &mut body, &decode_ok).await,
+        };
+        match attempt {
+            Attempt::Done(result) => return result,
+            Attempt::Retry => {}
+        }
+        let now = Instant::now();
+        if now >= call.deadline {
+            let owned = node
+                .placements
+                .borrow()
+                .slot(call.shard)
+                .is_some_and(|s| s.owner.is_some());
+            let error = if owned {
+                call.timeout()
+            } else {
+                ActorError::NoOwner {
+                    actor_id: call.actor_id.clone(),
+                    shard: call.shard.get(),
+                    map_version: node.placements.borrow().version.get(),
+                }
+            };
+            return Err(AskError::Failed(error));
+        }
+        // Wait for a newer placement, at most the pause (the owner may catch up instead).
+        let mut placements = node.placements.clone();
+        let wake = (now + pause).min(call.deadline);
+        let newer = async {
+            while placements.borrow_and_update().version <= version {
+                if placements.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        if tokio::time::timeout_at(wake, newer).await.is_err() {
+            pause = (pause * 2).min(node.routing.retry_max);
+        }
+    }
+}
+
+/// One request to `owner` over NATS.
+async fn remote<A, S, T>(
+    node: &Node<A, S>,
+    call: &Call<'_>,
+    owner: &aether_core::NodeId,
+    version: MapVersion,
+    body: &mut impl FnMut() -> Result<Value, ActorError>,
+    decode_ok: &impl Fn(Value) -> Result<T, ActorError>,
+) -> Attempt<T, A::Rejection>
+where
+    A: ClusterActor,
+{
+    let body = match body() {
+        Ok(body) => body,
+        Err(e) => return Attempt::Done(Err(AskError::Failed(e))),
+    };
+    let request = Request {
+        op: call.op,
+        actor_id: call.actor_id.clone(),
+        command_id: call.command_id.clone(),
+        body,
+    };
+    let remaining = call.deadline.saturating_duration_since(Instant::now());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(wire::MAP_VERSION_HEADER, version.get().to_string().as_str());
+    headers.insert(
+        wire::DEADLINE_HEADER,
+        remaining.as_millis().to_string().as_str(),
+    );
+    let subject = wire::request_subject(&node.namespace, A::ACTOR_TYPE, owner);
+    let sent = node.client.send_request(
+        subject,
+        async_nats::Request::new()
+            .payload(request.encode().into())
+            .headers(headers)
+            .timeout(Some(remaining.max(Duration::from_millis(1)))),
+    );
+    let message = match sent.await {
+        Ok(message) => message,
+        Err(e) => {
+            // No responders (the owner is down or not subscribed yet), a timeout, a lost
+            // connection: the outcome of a command sent may be unknown; the retry carries the
+            // same command id, so it is applied at most once.
+            tracing::debug!(error = %e, %owner, "actor request failed; retrying");
+            return Attempt::Retry;
+        }
+    };
+    let remote_error = |kind: &str, message: String| ActorError::Remote {
+        actor_id: call.actor_id.clone(),
+        node: owner.to_string(),
+        kind: kind.to_owned(),
+        message,
+    };
+    match Reply::decode(&message.payload) {
+        Ok(Reply::Ok(value)) => Attempt::Done(decode_ok(value).map_err(AskError::Failed)),
+        Ok(Reply::Rejected(value)) => Attempt::Done(Err(match decode(call.actor_id, value) {
+            Ok(rejection) => AskError::Rejected(rejection),
+            Err(e) => AskError::Failed(e),
+        })),
+        Ok(Reply::Moved { .. }) => Attempt::Retry,
+        Ok(Reply::Error {
+            kind: ErrorKind::Timeout,
+            ..
+        }) => Attempt::Done(Err(AskError::Failed(call.timeout()))),
+        Ok(Reply::Error { kind, message }) => {
+            Attempt::Done(Err(AskError::Failed(remote_error(kind.as_str(), message))))
+        }
+        Err(e) => Attempt::Done(Err(AskError::Failed(remote_error(
+            ErrorKind::Internal.as_str(),
+            format!("the reply does not decode: {e}"),
+        )))),
+    }
+}

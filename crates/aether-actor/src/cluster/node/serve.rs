@@ -1,0 +1,212 @@
+//! The serving side of a node: answers the requests on its subject ([`wire`]) from the local
+//! runtime, for the shards it serves, and `moved` for the others.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use aether_core::{FencedEventStore, SnapshotStore, StoreError};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::{ClusterActor, Node, Refusal};
+use crate::cluster::wire::{self, AskOk, ErrorKind, Operation, Reply, Request};
+use crate::error::ActivationFailure;
+use crate::runtime::stream_id;
+use crate::{ActorError, AskError, AskOptions, QueryOptions};
+
+/// Answers every request on `subscription`, each in its own task, while the node lives.
+pub(super) async fn answer_requests<A, S>(
+    node: Weak<Node<A, S>>,
+    mut subscription: async_nats::Subscriber,
+) where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    while let Some(message) = subscription.next().await {
+        let Some(node) = node.upgrade() else { return };
+        tokio::spawn(async move {
+            let Some(reply_to) = message.reply.clone() else {
+                // Nobody to answer: a request must be a NATS request (with a reply subject).
+                tracing::debug!(subject = %message.subject, "actor request without a reply subject ignored");
+                return;
+            };
+            let reply = answer(&node, &message).await;
+            if let Err(e) = node.client.publish(reply_to, reply.encode().into()).await {
+                tracing::debug!(error = %e, "could not send an actor reply");
+            }
+        });
+    }
+}
+
+/// The answer to one request.
+async fn answer<A, S>(node: &Arc<Node<A, S>>, message: &async_nats::Message) -> Reply
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    let invalid = |message: String| Reply::Error {
+        kind: ErrorKind::Invalid,
+        message,
+    };
+    let request = match Request::decode(&message.payload) {
+        Ok(request) => request,
+        Err(e) => return invalid(e.to_string()),
+    };
+    let sender_version = match wire::map_version(message.headers.as_ref()) {
+        Ok(version) => version,
+        Err(e) => return invalid(e.to_string()),
+    };
+    let timeout = match deadline(message.headers.as_ref(), node) {
+        Ok(timeout) => timeout,
+        Err(e) => return invalid(e),
+    };
+    let deadline = Instant::now() + timeout;
+    let stream = match stream_id::<A>(&request.actor_id) {
+        Ok(stream) => stream,
+        Err(e) => return invalid(e.to_string()),
+    };
+    let shard = node.epochs.shard_of(&stream);
+    let _in_flight = match node.admit(shard, sender_version, deadline).await {
+        Ok(in_flight) => in_flight,
+        Err(refusal) => return refused(node, refusal),
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let actor_id = &request.actor_id;
+    match request.op {
+        Operation::Ask => {
+            let command = match serde_json::from_value::<A::Command>(request.body) {
+                Ok(command) => command,
+                Err(e) => return invalid(format!("body is not a command of this actor: {e}")),
+            };
+            let options = AskOptions {
+                command_id: request.command_id,
+                timeout: remaining,
+                ..node.local.config().ask.clone()
+            };
+            match node.local.ask_with(actor_id, command, options).await {
+                Ok(outcome) => ok(&AskOk::from(outcome)),
+                Err(AskError::Rejected(rejection)) => match serde_json::to_value(&rejection) {
+                    Ok(value) => Reply::Rejected(value),
+                    Err(e) => internal(format!("the rejection does not serialize: {e}")),
+                },
+                Err(AskError::Failed(e)) => failed(node, &e),
+            }
+        }
+        Operation::Tell => {
+            let command = match serde_json::from_value::<A::Command>(request.body) {
+                Ok(command) => command,
+                Err(e) => return invalid(format!("body is not a command of this actor: {e}")),
+            };
+            let Some(command_id) = request.command_id else {
+                return invalid("a tell needs a command id".to_owned());
+            };
+            match node.local.tell_inner(actor_id, command, command_id).await {
+                Ok(id) => Reply::Ok(Value::String(id.as_str().to_owned())),
+                Err(e) => failed(node, &e),
+            }
+        }
+        Operation::Query => {
+            let query = match serde_json::from_value::<A::Query>(request.body) {
+                Ok(query) => query,
+                Err(e) => return invalid(format!("body is not a query of this actor: {e}")),
+            };
+            let options = QueryOptions {
+                timeout: remaining,
+                ..QueryOptions::default()
+            };
+            match node.local.query_with(actor_id, query, options).await {
+                Ok(reply) => ok(&reply),
+                Err(e) => failed(node, &e),
+            }
+        }
+    }
+}
+
+/// The request's time budget: its `Aether-Deadline-Ms`, at most
+/// [`RoutingConfig::max_deadline`](super::RoutingConfig::max_deadline); without one, the
+/// runtime's default ask timeout.
+fn deadline<A: ClusterActor, S: FencedEventStore + SnapshotStore + Clone + 'static>(
+    headers: Option<&async_nats::HeaderMap>,
+    node: &Node<A, S>,
+) -> Result<Duration, String> {
+    let Some(value) = headers.and_then(|h| h.get(wire::DEADLINE_HEADER)) else {
+        return Ok(node
+            .local
+            .config()
+            .ask
+            .timeout
+            .min(node.routing.max_deadline));
+    };
+    let millis: u64 = value
+        .as_str()
+        .parse()
+        .map_err(|_| format!("header {}: not a decimal number", wire::DEADLINE_HEADER))?;
+    Ok(Duration::from_millis(millis).min(node.routing.max_deadline))
+}
+
+fn ok<T: serde::Serialize>(value: &T) -> Reply {
+    match serde_json::to_value(value) {
+        Ok(value) => Reply::Ok(value),
+        Err(e) => internal(format!("the reply does not serialize: {e}")),
+    }
+}
+
+fn internal(message: String) -> Reply {
+    Reply::Error {
+        kind: ErrorKind::Internal,
+        message,
+    }
+}
+
+fn refused<A: ClusterActor, S>(node: &Node<A, S>, refusal: Refusal) -> Reply {
+    match refusal {
+        Refusal::Moved(map_version) => Reply::Moved { map_version },
+        Refusal::NotCurrent => Reply::Error {
+            kind: ErrorKind::Unavailable,
+            message: format!(
+                "node {} is not a current member of the cluster: it answers nothing until it has renewed",
+                node.me.node
+            ),
+        },
+    }
+}
+
+/// Whether `error` says a newer owner fenced the actor (or its shard is no longer served).
+pub(crate) fn is_fenced(error: &ActorError) -> bool {
+    match error {
+        ActorError::Store { source, .. } => source.is_fenced(),
+        ActorError::Activation(e) => {
+            matches!(&e.reason, ActivationFailure::Store(s) if StoreError::is_fenced(s))
+        }
+        _ => false,
+    }
+}
+
+/// The reply for a runtime failure.
+fn failed<A: ClusterActor, S>(node: &Node<A, S>, error: &ActorError) -> Reply {
+    if is_fenced(error) {
+        // Nothing was written: the sender retries (same command id) at the new owner.
+        return Reply::Moved {
+            map_version: node.version(),
+        };
+    }
+    let kind = match error {
+        ActorError::InvalidActorId { .. }
+        | ActorError::CommandTooLarge { .. }
+        | ActorError::CommandEncode(_)
+        | ActorError::InvalidEvents { .. }
+        | ActorError::EventEncode { .. }
+        | ActorError::InvalidEffect { .. }
+        | ActorError::Reentrant { .. } => ErrorKind::Invalid,
+        ActorError::Overloaded { .. } => ErrorKind::Overloaded,
+        ActorError::Timeout { .. } => ErrorKind::Timeout,
+        ActorError::Conflict { .. } => ErrorKind::Conflict,
+        ActorError::ShuttingDown | ActorError::Stopped { .. } => ErrorKind::Unavailable,
+        _ => ErrorKind::Internal,
+    };
+    Reply::Error {
+        kind,
+        message: error.to_string(),
+    }
+}

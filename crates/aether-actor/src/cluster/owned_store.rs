@@ -1,0 +1,214 @@
+//! [`OwnedStore`]: the store as one node's actors see it in a cluster (ADR 0009, "Storage
+//! fence"). It is an ordinary [`SnapshotStore`], so the actor runtime is the same on one node
+//! and across nodes; what it adds is the ownership epoch:
+//!
+//! - every write is stamped with the epoch under which this node serves the actor's shard
+//!   ([`FencedEventStore::save_events_as`]): once a newer owner fenced the actor, the write is
+//!   refused with [`StoreError::Fenced`] and nothing is stored;
+//! - every load (an activation) fences the actor with that epoch after reading it, and reads
+//!   again if the fence found another version than the one read (an earlier owner wrote in
+//!   between): from then on no earlier owner can write;
+//! - a shard this node does not serve has no epoch: loads and writes of its actors are refused
+//!   with [`StoreError::Fenced`] (epochs [`OwnerEpoch::UNOWNED`]), so nothing activates or
+//!   writes an actor of a shard the node does not serve, whatever path the request took.
+//!
+//! Shards are computed over the actor's *stream id* (`<actor type>.<actor id>`, the id its
+//! events are stored under), with [`shard_for`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aether_core::{
+    ActorId, ActorSnapshot, Event, EventStore, FencedEventStore, LoadedActor, OwnerEpoch,
+    ReplayResult, SaveOutcome, ShardCount, ShardId, SnapshotOutcome, SnapshotStore, StoreError,
+    Version, shard_for,
+};
+
+/// The epoch under which this node serves each shard, or none: written by the node as its
+/// ownership changes, read by [`OwnedStore`] on every load and write.
+#[derive(Debug)]
+pub struct ShardEpochs {
+    shards: ShardCount,
+    /// Per shard; 0 (= [`OwnerEpoch::UNOWNED`]): not served.
+    epochs: Box<[AtomicU64]>,
+}
+
+impl ShardEpochs {
+    /// `shards` shards, none served.
+    pub fn new(shards: ShardCount) -> Self {
+        Self {
+            shards,
+            epochs: (0..shards.get()).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// How many shards.
+    pub fn shard_count(&self) -> ShardCount {
+        self.shards
+    }
+
+    /// The shard of the actor stored under `stream`.
+    pub fn shard_of(&self, stream: &ActorId) -> ShardId {
+        shard_for(stream, self.shards)
+    }
+
+    /// Serves `shard` under `epoch` (`None`: no longer served).
+    pub fn set(&self, shard: ShardId, epoch: Option<OwnerEpoch>) {
+        if let Some(slot) = self.epochs.get(shard.get() as usize) {
+            slot.store(epoch.map_or(0, OwnerEpoch::get), Ordering::Release);
+        }
+    }
+
+    /// The epoch under which `shard` is served, if it is.
+    pub fn get(&self, shard: ShardId) -> Option<OwnerEpoch> {
+        self.epochs
+            .get(shard.get() as usize)
+            .map(|slot| slot.load(Ordering::Acquire))
+            .filter(|&e| e != 0)
+            .map(OwnerEpoch::new)
+    }
+
+    /// The epoch for writing the actor stored under `stream`, or `Fenced` if its shard is
+    /// not served here.
+    fn for_stream(&self, stream: &ActorId) -> Result<OwnerEpoch, StoreError> {
+        self.get(self.shard_of(stream))
+            .ok_or_else(|| StoreError::Fenced {
+                actor_id: stream.clone(),
+                epoch: OwnerEpoch::UNOWNED,
+                fenced_by: OwnerEpoch::UNOWNED,
+            })
+    }
+}
+
+/// A [`SnapshotStore`] whose writes carry this node's ownership epoch and whose loads fence
+/// the actor (see the [module docs](self)).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use aether_actor::cluster::{OwnedStore, ShardEpochs};
+/// use aether_core::{ActorId, Event, EventStore, FencedEventStore, InMemoryEventStore,
+///     OwnerEpoch, ShardCount, SnapshotStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let shared = InMemoryEventStore::new();
+/// let epochs = Arc::new(ShardEpochs::new(ShardCount::new(1)?));
+/// let node = OwnedStore::new(shared.clone(), epochs.clone());
+/// let actor = ActorId::new("account.a-1")?;
+///
+/// // Shard not served here: refused.
+/// assert!(node.load(&actor).await.unwrap_err().is_fenced());
+///
+/// epochs.set(epochs.shard_of(&actor), Some(OwnerEpoch::new(3)));
+/// node.load(&actor).await?; // fences the actor with epoch 3
+/// node.save_event(Event::new(actor.clone(), "Opened", 1)).await?;
+/// assert_eq!(shared.latest_epoch(&actor).await?, OwnerEpoch::new(3));
+///
+/// // A newer owner (epoch 5) activates the actor: this node's writes are fenced.
+/// shared.fence(&actor, OwnerEpoch::new(5)).await?;
+/// let refused = node.save_event(Event::new(actor.clone(), "Closed", 2)).await;
+/// assert!(refused.unwrap_err().is_fenced());
+/// assert_eq!(shared.latest_version(&actor).await?, 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct OwnedStore<S> {
+    inner: S,
+    epochs: Arc<ShardEpochs>,
+}
+
+impl<S> OwnedStore<S> {
+    /// `inner`, written under the epochs in `epochs`.
+    pub fn new(inner: S, epochs: Arc<ShardEpochs>) -> Self {
+        Self { inner, epochs }
+    }
+
+    /// The store underneath.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The epochs it writes under.
+    pub fn epochs(&self) -> &Arc<ShardEpochs> {
+        &self.epochs
+    }
+}
+
+/// The version a load ends at: its last event's, or its snapshot's.
+fn loaded_version(loaded: &LoadedActor) -> Version {
+    loaded
+        .events
+        .last()
+        .map(|e| e.version)
+        .or_else(|| loaded.snapshot.as_ref().map(|s| s.version))
+        .unwrap_or(0)
+}
+
+impl<S: FencedEventStore + SnapshotStore> EventStore for OwnedStore<S> {
+    async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
+        let epoch = self.epochs.for_stream(&event.actor_id)?;
+        self.inner.save_events_as(vec![event], epoch).await
+    }
+
+    async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
+        let Some(first) = events.first() else {
+            // Let the store refuse the empty batch with its own typed error.
+            return self.inner.save_events(events).await;
+        };
+        let epoch = self.epochs.for_stream(&first.actor_id)?;
+        self.inner.save_events_as(events, epoch).await
+    }
+
+    async fn latest_version(&self, actor_id: &ActorId) -> Result<Version, StoreError> {
+        self.inner.latest_version(actor_id).await
+    }
+
+    async fn events(
+        &self,
+        actor_id: &ActorId,
+        from_version: Version,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.events(actor_id, from_version).await
+    }
+
+    async fn events_with_errors(
+        &self,
+        actor_id: &ActorId,
+        from_version: Version,
+    ) -> Result<ReplayResult, StoreError> {
+        self.inner.events_with_errors(actor_id, from_version).await
+    }
+}
+
+impl<S: FencedEventStore + SnapshotStore> SnapshotStore for OwnedStore<S> {
+    async fn save_snapshot(&self, snapshot: ActorSnapshot) -> Result<SnapshotOutcome, StoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+
+    async fn latest_snapshot(
+        &self,
+        actor_id: &ActorId,
+    ) -> Result<Option<ActorSnapshot>, StoreError> {
+        self.inner.latest_snapshot(actor_id).await
+    }
+
+    /// Loads the actor, fences it with this node's epoch, and loads again if the fence found
+    /// another version than the one loaded (an earlier owner wrote in between).
+    async fn load(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
+        let epoch = self.epochs.for_stream(actor_id)?;
+        let loaded = self.inner.load(actor_id).await?;
+        if !loaded.errors.is_empty() {
+            // Activation fails on it; no fence for a state that cannot be served.
+            return Ok(loaded);
+        }
+        let at_fence = self.inner.fence(actor_id, epoch).await?;
+        if at_fence == loaded_version(&loaded) {
+            return Ok(loaded);
+        }
+        // Nothing with a lower epoch lands after the fence: this read is the state to serve.
+        self.inner.load(actor_id).await
+    }
+}

@@ -1,0 +1,438 @@
+//! Actors across nodes on a real `nats-server` (feature `cluster`): calls routed to the owner
+//! of the actor's shard from any node, a planned move with the state intact and no command
+//! lost, the storage fence against a node that still believes it owns a shard, command ids
+//! across nodes, and bad requests on the wire. Placements are driven by hand here (the test
+//! is the leader); nodes are separate connections in one process. Needs `nats-server`
+//! >= 2.12; fails (never skips) with the install command when it is missing.
+
+#[allow(dead_code)]
+#[path = "support/bank.rs"]
+mod bank;
+
+use std::time::Duration;
+
+use aether_actor::cluster::wire::{self, Reply};
+use aether_actor::cluster::{ClusterActors, Incarnate, Placement, RoutingConfig};
+use aether_actor::{ActorConfig, ActorError, AskError, AskOptions, CommandId};
+use aether_core::{
+    ActorId, EventStore, FencedEventStore, Namespace, NodeId, OwnerEpoch, ShardCount, ShardId,
+};
+use aether_nats::JetStreamEventStore;
+use aether_testkit::nats_server::NatsServer;
+use bank::{Answer, Bank, Command, Query, Rejection};
+use tokio::sync::watch;
+
+const SHARDS: u32 = 4;
+
+fn shards() -> ShardCount {
+    ShardCount::new(SHARDS).unwrap()
+}
+
+fn incarnate(name: &str) -> Incarnate {
+    Incarnate {
+        node: NodeId::new(name).unwrap(),
+        incarnation: 1,
+    }
+}
+
+fn never_gone(_: &Incarnate) -> bool {
+    false
+}
+
+/// One namespace, one server, nodes started on demand.
+struct Cluster {
+    server: NatsServer,
+    namespace: Namespace,
+    placements: watch::Sender<Placement>,
+}
+
+impl Cluster {
+    fn new(server: NatsServer) -> Self {
+        let namespace =
+            Namespace::new(format!("cluster-{}", uuid::Uuid::now_v7().simple())).unwrap();
+        let (placements, _) = watch::channel(Placement::empty(shards()));
+        Self {
+            server,
+            namespace,
+            placements,
+        }
+    }
+
+    async fn store(&self) -> JetStreamEventStore {
+        JetStreamEventStore::connect(&self.server.url(), self.namespace.clone())
+            .await
+            .unwrap_or_else(|e| panic!("store at {}: {e}", self.server.url()))
+    }
+
+    /// A node following `placements` (the cluster's, unless given).
+    async fn node(
+        &self,
+        me: &Incarnate,
+        placements: Option<watch::Receiver<Placement>>,
+    ) -> ClusterActors<Bank, JetStreamEventStore> {
+        let store = self.store().await;
+        let client = store.client().clone();
+        ClusterActors::start(
+            client,
+            me.clone(),
+            self.namespace.clone(),
+            Bank,
+            store,
+            shards(),
+            ActorConfig::default(),
+            placements.unwrap_or_else(|| self.placements.subscribe()),
+            RoutingConfig::default(),
+        )
+        .await
+        .expect("node starts")
+    }
+
+    /// Publishes the placement that gives shard `i` to `owners[i]` (moves written as moving).
+    fn place(&self, owners: &[&Incarnate]) -> Placement {
+        let owners: Vec<Option<Incarnate>> = owners.iter().map(|o| Some((*o).clone())).collect();
+        let next = self.placements.borrow().next(&owners, never_gone);
+        self.placements.send_replace(next.clone());
+        next
+    }
+}
+
+fn actor(i: usize) -> ActorId {
+    ActorId::new(format!("acct-{i}")).unwrap()
+}
+
+fn start_server() -> NatsServer {
+    NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn balance(node: &ClusterActors<Bank, JetStreamEventStore>, id: &ActorId) -> u64 {
+    match node.query(id, Query::Balance).await.expect("query") {
+        Answer::Balance(b) => b,
+        other => panic!("not a balance: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_reach_the_owner_from_any_node_and_actors_live_only_there() {
+    let cluster = Cluster::new(start_server());
+    let (a, b) = (incarnate("a"), incarnate("b"));
+    let node_a = cluster.node(&a, None).await;
+    let node_b = cluster.node(&b, None).await;
+    cluster.place(&[&a, &b, &a, &b]);
+    let nodes = [&node_a, &node_b];
+    for i in 0..12 {
+        let id = actor(i);
+        for (k, node) in nodes.iter().enumerate() {
+            let outcome = node
+                .ask(&id, Command::Deposit { cents: 10 })
+                .await
+                .unwrap_or_else(|e| panic!("ask {id} via node {k}: {e}"));
+            assert_eq!(outcome.version, k as u64 + 1);
+            assert_eq!(outcome.reply, 10 * (k as u64 + 1));
+        }
+        node_b
+            .tell(&id, Command::Deposit { cents: 1 })
+            .await
+            .expect("tell");
+        // The tell is in the owner's mailbox before it answered: queries see it.
+        for node in nodes {
+            assert_eq!(balance(node, &id).await, 21, "{id}");
+        }
+        let rejected = node_a.ask(&id, Command::Withdraw { cents: 1000 }).await;
+        assert!(
+            matches!(
+                rejected,
+                Err(AskError::Rejected(Rejection::Overdraft {
+                    balance: 21,
+                    wanted: 1000
+                }))
+            ),
+            "{rejected:?}"
+        );
+        // Active on its owner only.
+        let shard = node_a.shard_of(&id).unwrap().get();
+        let (owner, other) = if shard % 2 == 0 {
+            (&node_a, &node_b)
+        } else {
+            (&node_b, &node_a)
+        };
+        assert!(
+            owner.local().mailbox_depth(&id).is_some(),
+            "{id} active on its owner"
+        );
+        assert!(
+            other.local().mailbox_depth(&id).is_none(),
+            "{id} not active elsewhere"
+        );
+    }
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_command_is_applied_once_whichever_node_it_is_sent_from() {
+    let cluster = Cluster::new(start_server());
+    let (a, b) = (incarnate("a"), incarnate("b"));
+    let node_a = cluster.node(&a, None).await;
+    let node_b = cluster.node(&b, None).await;
+    cluster.place(&[&b, &b, &b, &b]);
+    let id = actor(1);
+    let command_id = CommandId::new("transfer-7").unwrap();
+    let options = AskOptions::default().command_id(command_id.clone());
+    let first = node_a
+        .ask_with(&id, Command::Deposit { cents: 5 }, options.clone())
+        .await
+        .expect("first");
+    node_a
+        .ask(&id, Command::Deposit { cents: 100 })
+        .await
+        .expect("another");
+    // The same command again, from the owner itself (local path), then from the other node.
+    for node in [&node_b, &node_a] {
+        let retry = node
+            .ask_with(&id, Command::Deposit { cents: 5 }, options.clone())
+            .await
+            .expect("retry");
+        assert!(retry.duplicate);
+        assert_eq!((retry.version, retry.reply), (first.version, first.reply));
+    }
+    assert_eq!(balance(&node_a, &id).await, 105);
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planned_move_keeps_the_state_and_loses_no_command() {
+    let cluster = Cluster::new(start_server());
+    let (a, b) = (incarnate("a"), incarnate("b"));
+    let node_a = cluster.node(&a, None).await;
+    let node_b = cluster.node(&b, None).await;
+    let v1 = cluster.place(&[&b, &b, &b, &b]);
+    let ids: Vec<ActorId> = (0..8).map(actor).collect();
+    for id in &ids {
+        node_a
+            .ask(id, Command::Deposit { cents: 7 })
+            .await
+            .expect("before the move");
+    }
+    // Commands keep coming from node a while every shard moves from b to a.
+    let sender = {
+        let (node_a, ids) = (node_a.clone(), ids.clone());
+        tokio::spawn(async move {
+            let mut acked = 0u64;
+            for round in 0..20 {
+                for id in &ids {
+                    node_a
+                        .ask(id, Command::Deposit { cents: 1 })
+                        .await
+                        .unwrap_or_else(|e| panic!("round {round}, {id}: {e}"));
+                    acked += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let v2 = cluster.place(&[&a, &a, &a, &a]);
+    assert!(v2.version > v1.version);
+    assert!(
+        v2.shards.iter().all(|s| s.moving_from.as_ref() == Some(&b)),
+        "moving from b"
+    );
+    // The leader settles once b released every shard.
+    let all_released = || (0..SHARDS).all(|s| node_b.has_released(ShardId::new(s), v2.version));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !all_released() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("b releases its shards");
+    assert_eq!(
+        node_b.local().stats().active,
+        0,
+        "b passivated the moved actors"
+    );
+    let v3 = v2
+        .settle(
+            |who, s| who == &b && node_b.has_released(s, v2.version),
+            never_gone,
+        )
+        .expect("settles");
+    cluster.placements.send_replace(v3.clone());
+    let acked = sender.await.expect("sender");
+    assert_eq!(acked, 20 * ids.len() as u64);
+    let store = cluster.store().await;
+    for id in &ids {
+        // Every acknowledged command once, the state intact, on the new owner.
+        assert_eq!(balance(&node_b, id).await, 7 + 20, "{id}");
+        assert!(node_a.local().mailbox_depth(id).is_some(), "{id} now on a");
+        let stream = node_a.local().stream_id(id).unwrap();
+        assert_eq!(store.latest_version(&stream).await.unwrap(), 21);
+        assert_eq!(
+            store.latest_epoch(&stream).await.unwrap(),
+            OwnerEpoch::new(v3.version.get()),
+            "{id}: written under a's epoch"
+        );
+    }
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_still_believes_it_owns_a_shard_cannot_write_after_the_new_owner_activated() {
+    let cluster = Cluster::new(start_server());
+    let (a, b) = (incarnate("a"), incarnate("b"));
+    // b never sees a placement after v1: paused, cut off, or slow.
+    let (b_view, b_placements) = watch::channel(Placement::empty(shards()));
+    let node_a = cluster.node(&a, None).await;
+    let node_b = cluster.node(&b, Some(b_placements)).await;
+    let v1 = cluster.place(&[&b, &b, &b, &b]);
+    b_view.send_replace(v1.clone());
+    let id = actor(3);
+    node_b
+        .ask(&id, Command::Deposit { cents: 50 })
+        .await
+        .expect("b owns it");
+    // The leader declares b failed: the shard goes to a at once (b is gone, nothing moves).
+    let owners = vec![Some(a.clone()); SHARDS as usize];
+    let v2 = v1.next(&owners, |who| who == &b);
+    assert!(v2.shards.iter().all(|s| s.moving_from.is_none()));
+    cluster.placements.send_replace(v2.clone());
+    // a activates the actor: it fences it with epoch v2.
+    assert_eq!(balance(&node_a, &id).await, 50);
+    // b still serves the shard in its view; its write is fenced, nothing lands, and its call
+    // keeps being refused until the deadline.
+    let options = AskOptions {
+        timeout: Duration::from_millis(300),
+        ..AskOptions::default()
+    };
+    let zombie = node_b
+        .ask_with(&id, Command::Deposit { cents: 1000 }, options)
+        .await;
+    assert!(
+        matches!(zombie, Err(AskError::Failed(ActorError::Timeout { .. }))),
+        "{zombie:?}"
+    );
+    let store = cluster.store().await;
+    let stream = node_a.local().stream_id(&id).unwrap();
+    assert_eq!(
+        store.latest_version(&stream).await.unwrap(),
+        1,
+        "nothing written by b"
+    );
+    assert_eq!(
+        store.latest_epoch(&stream).await.unwrap(),
+        OwnerEpoch::new(v2.version.get())
+    );
+    assert_eq!(balance(&node_a, &id).await, 50);
+    let outcome = node_a
+        .ask(&id, Command::Deposit { cents: 1 })
+        .await
+        .expect("a writes");
+    assert_eq!((outcome.version, outcome.reply), (2, 51));
+    node_a.shutdown().await;
+    node_b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_an_owner_fail_with_no_owner_at_their_deadline() {
+    let cluster = Cluster::new(start_server());
+    let a = incarnate("a");
+    let node_a = cluster.node(&a, None).await;
+    let options = AskOptions {
+        timeout: Duration::from_millis(100),
+        ..AskOptions::default()
+    };
+    let result = node_a
+        .ask_with(&actor(1), Command::Deposit { cents: 1 }, options)
+        .await;
+    assert!(
+        matches!(result, Err(AskError::Failed(ActorError::NoOwner { .. }))),
+        "{result:?}"
+    );
+    node_a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_on_the_wire_get_typed_errors_and_write_nothing() {
+    let cluster = Cluster::new(start_server());
+    let a = incarnate("a");
+    let node_a = cluster.node(&a, None).await;
+    let v1 = cluster.place(&[&a, &a, &a, &a]);
+    let client = async_nats::connect(cluster.server.url()).await.unwrap();
+    let subject = wire::request_subject(&cluster.namespace, "account", &a.node);
+    let version = v1.version.get().to_string();
+    let send = |body: &'static str, with_version: bool| {
+        let (client, subject, version) = (client.clone(), subject.clone(), version.clone());
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            if with_version {
+                headers.insert(wire::MAP_VERSION_HEADER, version.as_str());
+            }
+            let reply = client
+                .request_with_headers(subject, headers, body.into())
+                .await
+                .expect("an answer");
+            Reply::decode(&reply.payload).expect("a reply")
+        }
+    };
+    let cases = [
+        ("not json", true),
+        (
+            r#"{"op":"ask","actorId":"acct-1","commandId":"c-1","body":{"Nope":{}}}"#,
+            true,
+        ),
+        (
+            r#"{"op":"ask","actorId":"acct-1","body":{"Deposit":{"cents":1}}}"#,
+            true,
+        ),
+        (
+            r#"{"op":"ask","actorId":"acct 1","commandId":"c-1","body":{"Deposit":{"cents":1}}}"#,
+            true,
+        ),
+        (r#"{"op":"query","actorId":"acct-1","body":"Nope"}"#, true),
+        (
+            r#"{"op":"ask","actorId":"acct-1","commandId":"c-1","body":{"Deposit":{"cents":1}}}"#,
+            false,
+        ),
+    ];
+    for (body, with_version) in cases {
+        let reply = send(body, with_version).await;
+        assert!(
+            matches!(
+                reply,
+                Reply::Error {
+                    kind: wire::ErrorKind::Invalid,
+                    ..
+                }
+            ),
+            "{body}: {reply:?}"
+        );
+    }
+    let store = cluster.store().await;
+    let stream = node_a.local().stream_id(&actor(1)).unwrap();
+    assert_eq!(
+        store.latest_version(&stream).await.unwrap(),
+        0,
+        "nothing written"
+    );
+    // The documented form works, from any NATS client.
+    let reply = send(
+        r#"{"op":"ask","actorId":"acct-1","commandId":"c-1","body":{"Deposit":{"cents":3}}}"#,
+        true,
+    )
+    .await;
+    let Reply::Ok(outcome) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(outcome["version"], 1);
+    assert_eq!(outcome["reply"], 3);
+    let reply = send(
+        r#"{"op":"query","actorId":"acct-1","body":"Balance"}"#,
+        true,
+    )
+    .await;
+    assert_eq!(reply, Reply::Ok(serde_json::json!({"Balance": 3})));
+    node_a.shutdown().await;
+}
