@@ -7,7 +7,7 @@
 //! taken away (no new requests, those in flight finish, its actors passivate) and reports it
 //! released. Its store is an [`OwnedStore`], so every write carries its ownership epoch and
 //! every activation fences the actor. Calls are routed to the owner in the newest placement
-//! this node has seen a call to an actor served here skips the network.
+//! this node has seen; a call to an actor served here skips the network.
 
 mod route;
 mod serve;
