@@ -16,7 +16,7 @@ pub mod owned_store;
 pub mod ownership;
 pub mod wire;
 
-pub use node::{ClusterActor, ClusterActors, RoutingConfig, StartError};
+pub use node::{ClusterActor, ClusterActors, ClusterStats, RoutingConfig, StartError};
 pub use owned_store::{OwnedStore, ShardEpochs};
 
 pub use ownership::{Action, Decision, Incarnate, Ownership, Placement, ShardSlot, ShardState};

@@ -262,6 +262,11 @@ async fn a_planned_move_keeps_the_state_and_loses_no_command() {
     cluster.placements.send_replace(v3.clone());
     let acked = sender.await.expect("sender");
     assert_eq!(acked, 20 * ids.len() as u64);
+    assert_eq!(
+        (node_a.stats().fenced, node_b.stats().fenced),
+        (0, 0),
+        "a planned move never needs the fence"
+    );
     let store = cluster.store().await;
     for id in &ids {
         // Every acknowledged command once, the state intact, on the new owner.
@@ -326,6 +331,7 @@ async fn a_node_that_still_believes_it_owns_a_shard_cannot_write_after_the_new_o
         OwnerEpoch::new(v2.version.get())
     );
     assert_eq!(balance(&node_a, &id).await, 50);
+    assert!(node_b.stats().fenced >= 1, "{:?}", node_b.stats());
     let outcome = node_a
         .ask(&id, Command::Deposit { cents: 1 })
         .await

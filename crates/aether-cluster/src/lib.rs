@@ -15,6 +15,7 @@
 //! | `lease` | the leader lease: acquire, renew by CAS with a fresh TTL, release; epochs |
 //! | `manager` | [`ClusterManager`]: a node's membership, election, shard map and rebalancer |
 //! | `shard_map_store` | the versioned shard map and its history in KV, written as one atomic batch the server fences by the lease |
+//! | `release` | how the leader asks a node which shards it still holds before it settles a move |
 //! | `placement` | [`placement::Placement`]: owners with incarnations and moving shards, for actors' handoff (ADR 0009) |
 //!
 //! Placement itself (actor → shard → node) is the pure function in `aether_core`
@@ -27,6 +28,7 @@ pub mod lease;
 pub mod manager;
 pub mod membership;
 pub mod placement;
+pub mod release;
 mod revision;
 pub mod shard_map_store;
 mod task;

@@ -31,16 +31,18 @@ mod rebalancer;
 mod tests;
 mod topology;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use aether_core::{ActorId, NodeId, ShardMove};
+use aether_core::{ActorId, BackendError, NodeId, ShardMove};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::kv::ClusterStore;
 use crate::lease::{LeaderElector, LeaderState};
 use crate::membership::{MemberInfo, Membership, MembershipHealth};
+use crate::placement::Placement;
+use crate::release::{Holders, ShardHolder};
 use crate::shard_map_store::{ShardMapStore, StoredShardMap};
 use crate::{ClusterConfig, ClusterError, Epoch, MapVersion, task};
 
@@ -112,6 +114,8 @@ pub struct ClusterManager {
     rebalancer: Option<JoinHandle<()>>,
     /// The topology and shard-map tasks, named for error reports.
     tasks: Vec<(&'static str, JoinHandle<()>)>,
+    /// What this node's actor hosts hold, for the leader's release requests.
+    holders: Holders,
 }
 
 impl ClusterManager {
@@ -143,6 +147,15 @@ impl ClusterManager {
                 None
             }
         };
+        // Subscribed before this node is announced: no placement can name it before it
+        // answers what it released.
+        let client = store.js.client();
+        let release_subject =
+            crate::release::release_subject(&config.cluster_name, &config.node_id);
+        let release_requests = client
+            .subscribe(release_subject)
+            .await
+            .map_err(|e| ClusterError::backend("cannot subscribe to the release subject", e))?;
         let membership = Membership::start(&store, &config).await?;
         let elector = match LeaderElector::start(store, &config) {
             Ok(elector) => Arc::new(elector),
@@ -159,7 +172,7 @@ impl ClusterManager {
         }
         let leader = elector.subscribe();
         let poll_every = config.heartbeat.max(Duration::from_millis(500)) * 2;
-        let tasks = vec![
+        let mut tasks = vec![
             (
                 "topology",
                 tokio::spawn(topology::forward(
@@ -177,7 +190,18 @@ impl ClusterManager {
                 )),
             ),
         ];
+        let holders = Holders::default();
+        tasks.push((
+            "release responder",
+            tokio::spawn(crate::release::answer(
+                client.clone(),
+                release_requests,
+                membership.local().incarnation,
+                holders.clone(),
+            )),
+        ));
         let rebalancer = rebalancer::Rebalancer::new(
+            client,
             Arc::clone(&elector),
             membership.watch_members(),
             membership.watch_health(),
@@ -195,6 +219,7 @@ impl ClusterManager {
             map_store,
             rebalancer: Some(tokio::spawn(rebalancer.run())),
             tasks,
+            holders,
         })
     }
 
@@ -259,6 +284,42 @@ impl ClusterManager {
     /// The shard map as a [`watch`] channel: changed on every new version this node adopts.
     pub fn watch_shard_map(&self) -> watch::Receiver<Option<Arc<StoredShardMap>>> {
         self.map.clone()
+    }
+
+    /// This node's incarnation (its membership's): what placements name it by.
+    pub fn incarnation(&self) -> u64 {
+        self.membership
+            .as_ref()
+            .map_or(0, |m| m.local().incarnation)
+    }
+
+    /// The newest placement this node has seen (owners with incarnations, moving shards; ADR
+    /// 0009) as a [`watch`] channel: what actor hosts follow. Version 0 with every shard
+    /// unassigned before the first map.
+    pub fn watch_placement(&self) -> watch::Receiver<Placement> {
+        let mut maps = self.map.clone();
+        let shards = self.map_store.shard_count();
+        let placement_of = move |stored: &Option<Arc<StoredShardMap>>| {
+            stored
+                .as_ref()
+                .map_or_else(|| Placement::empty(shards), |s| s.placement())
+        };
+        let (tx, rx) = watch::channel(placement_of(&maps.borrow_and_update()));
+        tokio::spawn(async move {
+            while maps.changed().await.is_ok() {
+                let next = placement_of(&maps.borrow_and_update());
+                if tx.send(next).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    /// Registers an actor host of this node: the leader's release requests report what it
+    /// holds (held weakly: dropping it unregisters it).
+    pub fn register_holder(&self, holder: Weak<dyn ShardHolder>) {
+        self.holders.register(holder);
     }
 
     /// The node that owns `actor`'s shard in the current map; `None` without a map (or if the

@@ -12,7 +12,9 @@
 //! of the node appeared. Absence from a membership view is no proof: views lag, and a new
 //! leader's starts empty. A shard moved back to the node it was moving from stops moving.
 
-use aether_core::{NodeId, ShardCount, ShardId};
+use std::collections::BTreeMap;
+
+use aether_core::{NodeId, ShardCount, ShardId, ShardMap};
 use serde::{Deserialize, Serialize};
 
 use crate::MapVersion;
@@ -125,6 +127,78 @@ impl Placement {
             version: self.version.next(),
             ..next
         })
+    }
+}
+
+/// What a stored shard map carries for actors' handoff besides its owners: each owner's
+/// incarnation and the shards still moving (ADR 0009). Empty in maps written before it existed:
+/// their owners read as incarnation 0, and nothing is moving.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Handoff {
+    /// The incarnation of each node that owns a shard.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub incarnations: BTreeMap<NodeId, u64>,
+    /// Shard number → the earlier owner it is still moving from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moving: BTreeMap<u32, Incarnate>,
+}
+
+impl Handoff {
+    /// Whether it carries nothing (a map written before actors' handoff, or without owners).
+    pub fn is_empty(&self) -> bool {
+        self.incarnations.is_empty() && self.moving.is_empty()
+    }
+}
+
+impl Placement {
+    /// The placement a stored map describes: its owners (from `map`, with their incarnations
+    /// from `handoff`) and its moving shards.
+    pub fn of(version: MapVersion, map: &ShardMap, handoff: &Handoff) -> Self {
+        let shards = map
+            .iter()
+            .map(|(shard, owner)| ShardSlot {
+                owner: owner.map(|node| Incarnate {
+                    node: node.clone(),
+                    incarnation: handoff.incarnations.get(node).copied().unwrap_or(0),
+                }),
+                moving_from: handoff.moving.get(&shard.get()).cloned(),
+            })
+            .collect();
+        Self { version, shards }
+    }
+
+    /// What a stored map carries of this placement besides its owners.
+    pub fn handoff(&self) -> Handoff {
+        let mut handoff = Handoff::default();
+        for (i, slot) in self.shards.iter().enumerate() {
+            if let Some(owner) = &slot.owner {
+                handoff
+                    .incarnations
+                    .insert(owner.node.clone(), owner.incarnation);
+            }
+            if let (Some(from), Ok(shard)) = (&slot.moving_from, u32::try_from(i)) {
+                handoff.moving.insert(shard, from.clone());
+            }
+        }
+        handoff
+    }
+
+    /// Whether any shard is moving.
+    pub fn is_moving(&self) -> bool {
+        self.shards.iter().any(|s| s.moving_from.is_some())
+    }
+
+    /// The earlier owners shards are moving from, each once.
+    pub fn moving_from(&self) -> Vec<Incarnate> {
+        let mut from: Vec<Incarnate> = self
+            .shards
+            .iter()
+            .filter_map(|s| s.moving_from.clone())
+            .collect();
+        from.sort();
+        from.dedup();
+        from
     }
 }
 

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::{ClusterStore, LEASE_KEY, MAP_KEY};
 use crate::lease::{LeaseFence, LeaseHolder};
+use crate::placement::{Handoff, Placement};
 use crate::{ClusterConfig, ClusterError, Epoch, MapVersion, Revision};
 
 use batch::{Batch, Sent};
@@ -67,6 +68,18 @@ pub struct StoredShardMap {
     pub reason: String,
     /// The map itself.
     pub map: ShardMap,
+    /// Owners' incarnations and moving shards, for actors' handoff (ADR 0009). A field of
+    /// its own, not flattened: serde reads a flattened map's number keys (`moving`) as
+    /// strings, and the map would not decode.
+    #[serde(default, skip_serializing_if = "Handoff::is_empty")]
+    pub handoff: Handoff,
+}
+
+impl StoredShardMap {
+    /// The placement this map describes (owners with incarnations, moving shards).
+    pub fn placement(&self) -> Placement {
+        Placement::of(self.version, &self.map, &self.handoff)
+    }
 }
 
 /// One history record (key `history.<version>`): what a map version changed.
@@ -131,6 +144,11 @@ impl ShardMapStore {
         }
     }
 
+    /// The cluster's shard count.
+    pub fn shard_count(&self) -> ShardCount {
+        self.shard_count
+    }
+
     /// The stored map and its revision; `None` if no map was ever written.
     ///
     /// # Errors
@@ -180,6 +198,24 @@ impl ShardMapStore {
         reason: &str,
         expected_revision: Revision,
     ) -> Result<MapWritten, ClusterError> {
+        self.write_placement(lease, next, Handoff::default(), reason, expected_revision)
+            .await
+    }
+
+    /// [`write`](Self::write) with what actors' handoff needs besides the owners: their
+    /// incarnations and the shards still moving (ADR 0009). What the rebalancer writes.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write).
+    pub async fn write_placement(
+        &self,
+        lease: &impl AsRef<LeaseFence>,
+        next: ShardMap,
+        handoff: Handoff,
+        reason: &str,
+        expected_revision: Revision,
+    ) -> Result<MapWritten, ClusterError> {
         let fence = lease.as_ref();
         fence.check()?;
         check_shard_count(self.shard_count, next.shard_count())?;
@@ -211,6 +247,7 @@ impl ShardMapStore {
             leader: fence.node().clone(),
             reason: reason.to_owned(),
             map: next,
+            handoff,
         };
         let moved = match &previous {
             Some(previous) => shard_moves(&previous.map, &stored.map),

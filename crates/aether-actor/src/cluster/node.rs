@@ -12,6 +12,7 @@
 mod route;
 mod serve;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -26,7 +27,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::owned_store::{OwnedStore, ShardEpochs};
-use super::ownership::{Action, Decision, Incarnate, Ownership, Placement};
+use aether_cluster::release::{Holdings, ShardHolder};
+
+use super::ownership::{Action, Decision, Incarnate, Ownership, Placement, ShardState};
 use super::wire;
 use crate::runtime::stream_id;
 use crate::{Actor, ActorConfig, ActorError, Actors, InvalidConfig};
@@ -87,6 +90,24 @@ pub(crate) struct Node<A: Actor, S> {
     pub(crate) placements: watch::Receiver<Placement>,
     pub(crate) routing: RoutingConfig,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// `moved` answers given.
+    pub(crate) moved: AtomicU64,
+    /// Attempts of this node's calls that were retried.
+    pub(crate) retries: AtomicU64,
+}
+
+/// What a node's actor host counted since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterStats {
+    /// Requests it answered `moved` (the shard is not served here, or is handed off).
+    pub moved: u64,
+    /// Attempts of its own calls that it retried (after `moved`, no responders, no owner, an
+    /// owner not current).
+    pub retries: u64,
+    /// Loads and writes its store refused with `Fenced`: a newer owner had fenced the actor,
+    /// or the shard was not served here. Zero in planned moves.
+    pub fenced: u64,
 }
 
 /// The actors of type `A` in one namespace on one node of a cluster (see the
@@ -212,6 +233,8 @@ where
             placements,
             routing,
             tasks: Mutex::new(Vec::new()),
+            moved: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
         });
         let follow = tokio::spawn(follow_placements(
             Arc::downgrade(&node),
@@ -220,6 +243,45 @@ where
         let answer = tokio::spawn(serve::answer_requests(Arc::downgrade(&node), subscription));
         node.tasks().extend([follow, answer]);
         Ok(Self { node })
+    }
+
+    /// Starts hosting `A` in `namespace` on the node of `manager`: follows the placements the
+    /// cluster's leader writes, and reports to the leader what it holds, so that a shard moves
+    /// to another node only once this node released it (ADR 0009). `client` carries the
+    /// requests between nodes.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    pub async fn join(
+        manager: &aether_cluster::ClusterManager,
+        client: async_nats::Client,
+        namespace: Namespace,
+        actor: A,
+        store: S,
+        config: ActorConfig,
+        routing: RoutingConfig,
+    ) -> Result<Self, StartError> {
+        let me = Incarnate {
+            node: manager.node_id().clone(),
+            incarnation: manager.incarnation(),
+        };
+        let shards = manager.map_store().shard_count();
+        let this = Self::start(
+            client,
+            me,
+            namespace,
+            actor,
+            store,
+            shards,
+            config,
+            manager.watch_placement(),
+            routing,
+        )
+        .await?;
+        let holder: Arc<dyn ShardHolder> = this.node.clone();
+        manager.register_holder(Arc::downgrade(&holder));
+        Ok(this)
     }
 
     /// Sends `command` to `actor_id` wherever it is served and waits for its outcome, as
@@ -287,6 +349,15 @@ where
         self.node.lock().ownership.has_released(shard, version)
     }
 
+    /// What this node counted (see [`ClusterStats`]).
+    pub fn stats(&self) -> ClusterStats {
+        ClusterStats {
+            moved: self.node.moved.load(Ordering::Relaxed),
+            retries: self.node.retries.load(Ordering::Relaxed),
+            fenced: self.node.epochs.fenced(),
+        }
+    }
+
     /// The placement version this node has adopted.
     pub fn map_version(&self) -> MapVersion {
         self.node.lock().ownership.version()
@@ -306,13 +377,29 @@ where
         Ok(self.node.epochs.shard_of(&stream_id::<A>(actor_id)?))
     }
 
-    /// Stops answering requests and following placements, then passivates every actor
-    /// (see [`Actors::shutdown`]).
+    /// Leaves gracefully: serves nothing more (requests get `unavailable`, and senders retry
+    /// until the placement moves the shards), lets the requests in flight finish, passivates
+    /// every actor and waits until every shard is released; then stops answering and
+    /// following placements. Call it before the node's membership leaves
+    /// ([`ClusterManager::shutdown`](aether_cluster::ClusterManager::shutdown)), so that no
+    /// shard is served here once the leader gives it to another node.
     pub async fn shutdown(&self) {
-        for task in self.node.tasks().drain(..) {
+        let node = &self.node;
+        let actions = node.lock().ownership.lapse();
+        node.apply(actions);
+        loop {
+            let changed = node.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if node.holdings().held.is_empty() {
+                break;
+            }
+            changed.await;
+        }
+        for task in node.tasks().drain(..) {
             task.abort();
         }
-        self.node.local.shutdown().await;
+        node.local.shutdown().await;
     }
 }
 
@@ -390,6 +477,20 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
             }
         }
         self.changed.notify_waiters();
+    }
+}
+
+impl<A: Actor, S: Send + Sync> ShardHolder for Node<A, S> {
+    fn holdings(&self) -> Holdings {
+        let state = self.lock();
+        let held = (0..state.in_flight.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .filter(|&i| state.ownership.state(ShardId::new(i)) != ShardState::NotOwned)
+            .collect();
+        Holdings {
+            adopted: state.ownership.version(),
+            held,
+        }
     }
 }
 

@@ -31,6 +31,8 @@ pub struct ShardEpochs {
     shards: ShardCount,
     /// Per shard; 0 (= [`OwnerEpoch::UNOWNED`]): not served.
     epochs: Box<[AtomicU64]>,
+    /// Loads and writes refused with `Fenced`.
+    fenced: AtomicU64,
 }
 
 impl ShardEpochs {
@@ -39,6 +41,7 @@ impl ShardEpochs {
         Self {
             shards,
             epochs: (0..shards.get()).map(|_| AtomicU64::new(0)).collect(),
+            fenced: AtomicU64::new(0),
         }
     }
 
@@ -66,6 +69,20 @@ impl ShardEpochs {
             .map(|slot| slot.load(Ordering::Acquire))
             .filter(|&e| e != 0)
             .map(OwnerEpoch::new)
+    }
+
+    /// How many loads and writes were refused with `Fenced` (a newer owner fenced the actor,
+    /// or its shard is not served here).
+    pub fn fenced(&self) -> u64 {
+        self.fenced.load(Ordering::Relaxed)
+    }
+
+    /// Counts `result` if it is `Fenced`.
+    fn count<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.as_ref().is_err_and(StoreError::is_fenced) {
+            self.fenced.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     /// The epoch for writing the actor stored under `stream`, or `Fenced` if its shard is
@@ -149,8 +166,9 @@ fn loaded_version(loaded: &LoadedActor) -> Version {
 
 impl<S: FencedEventStore + SnapshotStore> EventStore for OwnedStore<S> {
     async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
-        let epoch = self.epochs.for_stream(&event.actor_id)?;
-        self.inner.save_events_as(vec![event], epoch).await
+        let epoch = self.epochs.count(self.epochs.for_stream(&event.actor_id))?;
+        self.epochs
+            .count(self.inner.save_events_as(vec![event], epoch).await)
     }
 
     async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
@@ -158,8 +176,9 @@ impl<S: FencedEventStore + SnapshotStore> EventStore for OwnedStore<S> {
             // Let the store refuse the empty batch with its own typed error.
             return self.inner.save_events(events).await;
         };
-        let epoch = self.epochs.for_stream(&first.actor_id)?;
-        self.inner.save_events_as(events, epoch).await
+        let epoch = self.epochs.count(self.epochs.for_stream(&first.actor_id))?;
+        self.epochs
+            .count(self.inner.save_events_as(events, epoch).await)
     }
 
     async fn latest_version(&self, actor_id: &ActorId) -> Result<Version, StoreError> {
@@ -198,6 +217,12 @@ impl<S: FencedEventStore + SnapshotStore> SnapshotStore for OwnedStore<S> {
     /// Loads the actor, fences it with this node's epoch, and loads again if the fence found
     /// another version than the one loaded (an earlier owner wrote in between).
     async fn load(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
+        self.epochs.count(self.load_fenced(actor_id).await)
+    }
+}
+
+impl<S: FencedEventStore + SnapshotStore> OwnedStore<S> {
+    async fn load_fenced(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
         let epoch = self.epochs.for_stream(actor_id)?;
         let loaded = self.inner.load(actor_id).await?;
         if !loaded.errors.is_empty() {

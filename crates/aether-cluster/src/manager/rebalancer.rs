@@ -3,7 +3,7 @@
 
 mod plan;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,9 @@ use tokio::time::Instant;
 use super::topology::Shared;
 use crate::lease::{LeaderElector, LeaseFence};
 use crate::membership::{MemberInfo, MembershipHealth};
-use crate::shard_map_store::ShardMapStore;
+use crate::placement::{Handoff, Incarnate, Placement};
+use crate::release::{self, Asked};
+use crate::shard_map_store::{ShardMapStore, StoredShardMap};
 use crate::{ClusterConfig, ClusterError, Revision};
 
 use plan::{Plan, plan};
@@ -23,6 +25,8 @@ use plan::{Plan, plan};
 const CONFLICT_RETRY: Duration = Duration::from_millis(100);
 /// Pause before retrying after NATS did not answer or refused.
 const ERROR_RETRY: Duration = Duration::from_millis(500);
+/// Pause between asks of the nodes shards are moving from, while any shard moves.
+const HANDOFF_POLL: Duration = Duration::from_millis(20);
 
 /// The member set as placement sees it: (id, weight), sorted by id.
 type MemberKey = Vec<(NodeId, u32)>;
@@ -48,6 +52,10 @@ pub(super) struct Rebalancer {
     stabilization: Duration,
     max_moves: usize,
     move_interval: Duration,
+    /// For asking nodes what they released (ADR 0009).
+    client: async_nats::Client,
+    cluster_name: String,
+    request_timeout: Duration,
 }
 
 /// How a leader session ended.
@@ -77,7 +85,9 @@ struct Target {
 }
 
 impl Rebalancer {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
+        client: async_nats::Client,
         elector: Arc<LeaderElector>,
         members: watch::Receiver<Vec<MemberInfo>>,
         health: watch::Receiver<MembershipHealth>,
@@ -96,6 +106,9 @@ impl Rebalancer {
             stabilization: config.stabilization_delay,
             max_moves: config.max_moves_per_step.max(1),
             move_interval: config.move_interval,
+            client,
+            cluster_name: config.cluster_name.clone(),
+            request_timeout: config.request_timeout,
         }
     }
 
@@ -191,6 +204,13 @@ impl Rebalancer {
             }
         };
         let infos = self.members.borrow().clone();
+        // Moves first settle, once their earlier owners released them or are gone.
+        if let Some(stored) = &current
+            && stored.placement().is_moving()
+            && let Some(next) = self.step_settle(fence, stored, revision, &infos).await
+        {
+            return next;
+        }
         let key = member_key(&infos);
         let live: BTreeSet<NodeId> = infos.iter().map(|m| m.id.clone()).collect();
         let placement: Vec<Member> = infos.iter().map(MemberInfo::as_member).collect();
@@ -228,25 +248,139 @@ impl Rebalancer {
                 return Next::After(CONFLICT_RETRY);
             }
         };
-        match self.store.write(fence, next, &reason, revision).await {
-            Ok(written) => {
-                self.shared.adopt(written.stored);
-                if remaining > 0 {
-                    Next::After(self.move_interval)
-                } else {
-                    Next::Idle
+        let previous = current
+            .as_ref()
+            .map_or_else(|| Placement::empty(self.shards), StoredShardMap::placement);
+        let owners: Vec<Option<Incarnate>> = next
+            .iter()
+            .map(|(_, owner)| owner.map(|node| incarnate(node, &infos, &previous)))
+            .collect();
+        let handoff = previous.next(&owners, |p| gone(p, &infos)).handoff();
+        let moving = !handoff.moving.is_empty();
+        match self.write(fence, next, handoff, &reason, revision).await {
+            Ok(()) if moving => Next::After(HANDOFF_POLL),
+            Ok(()) if remaining > 0 => Next::After(self.move_interval),
+            Ok(()) => Next::Idle,
+            Err(next) => {
+                if matches!(next, Next::After(CONFLICT_RETRY)) {
+                    *target = None;
                 }
-            }
-            Err(ClusterError::Conflict { .. }) => {
-                tracing::info!("rebalancer: the shard map changed meanwhile; recomputing");
-                *target = None;
-                Next::After(CONFLICT_RETRY)
-            }
-            Err(ClusterError::NotLeader | ClusterError::Fenced { .. }) => Next::Lost,
-            Err(error) => {
-                tracing::warn!(%error, "rebalancer: cannot write the shard map");
-                Next::After(ERROR_RETRY)
+                next
             }
         }
     }
+
+    /// Settles the moves of `stored` whose earlier owners released them or are gone: writes
+    /// the settled map and returns what to do next, or `None` if nothing settles yet (the
+    /// caller goes on planning; moving shards are asked again after [`HANDOFF_POLL`]).
+    async fn step_settle(
+        &self,
+        fence: &LeaseFence,
+        stored: &StoredShardMap,
+        revision: Revision,
+        infos: &[MemberInfo],
+    ) -> Option<Next> {
+        let placement = stored.placement();
+        let mut answers: BTreeMap<Incarnate, Asked> = BTreeMap::new();
+        for from in placement.moving_from() {
+            if gone(&from, infos) {
+                continue;
+            }
+            let asked = release::ask(
+                &self.client,
+                &self.cluster_name,
+                &from.node,
+                self.request_timeout,
+            )
+            .await;
+            answers.insert(from, asked);
+        }
+        // A node answering with another incarnation restarted: the earlier one is gone.
+        let superseded = |p: &Incarnate| matches!(answers.get(p), Some(Asked::Answer(a)) if a.incarnation != p.incarnation);
+        let settled = placement.settle(
+            |p, shard| {
+                matches!(answers.get(p), Some(Asked::Answer(a)) if a.released(p, shard, placement.version))
+            },
+            |p| gone(p, infos) || superseded(p),
+        )?;
+        let handoff = settled.handoff();
+        let still_moving = !handoff.moving.is_empty();
+        tracing::info!(
+            version = %placement.version,
+            still_moving,
+            "rebalancer: settling moved shards"
+        );
+        let reason = "handoff: moved shards released";
+        Some(
+            match self
+                .write(fence, stored.map.clone(), handoff, reason, revision)
+                .await
+            {
+                Ok(()) => Next::After(Duration::ZERO),
+                Err(next) => next,
+            },
+        )
+    }
+
+    /// Writes the next map; `Err` says what to do after a failure.
+    async fn write(
+        &self,
+        fence: &LeaseFence,
+        map: ShardMap,
+        handoff: Handoff,
+        reason: &str,
+        revision: Revision,
+    ) -> Result<(), Next> {
+        match self
+            .store
+            .write_placement(fence, map, handoff, reason, revision)
+            .await
+        {
+            Ok(written) => {
+                self.shared.adopt(written.stored);
+                Ok(())
+            }
+            Err(ClusterError::Conflict { .. }) => {
+                tracing::info!("rebalancer: the shard map changed meanwhile; recomputing");
+                Err(Next::After(CONFLICT_RETRY))
+            }
+            Err(ClusterError::NotLeader | ClusterError::Fenced { .. }) => Err(Next::Lost),
+            Err(error) => {
+                tracing::warn!(%error, "rebalancer: cannot write the shard map");
+                Err(Next::After(ERROR_RETRY))
+            }
+        }
+    }
+}
+
+/// `node` with its incarnation: the live member's, else the one `previous` recorded, else 0.
+fn incarnate(node: &NodeId, infos: &[MemberInfo], previous: &Placement) -> Incarnate {
+    let incarnation = infos
+        .iter()
+        .find(|m| &m.id == node)
+        .map(|m| m.incarnation)
+        .or_else(|| {
+            previous
+                .shards
+                .iter()
+                .filter_map(|s| s.owner.as_ref())
+                .find(|o| &o.node == node)
+                .map(|o| o.incarnation)
+        })
+        .unwrap_or(0);
+    Incarnate {
+        node: node.clone(),
+        incarnation,
+    }
+}
+
+/// Whether `who` is gone for good by the synchronised member set `infos` (the rebalancer
+/// steps only while membership is synchronised): not a member, or a member with another
+/// incarnation. A member's key expires only after its TTL, and a node's own membership check
+/// lapses before that (its deadline runs from the renewal it sent), so a node absent from a
+/// synchronised view serves nothing any more; a graceful leave drains first.
+fn gone(who: &Incarnate, infos: &[MemberInfo]) -> bool {
+    !infos
+        .iter()
+        .any(|m| m.id == who.node && m.incarnation == who.incarnation)
 }

@@ -262,22 +262,19 @@ where
                         drop::<InFlight<A, S>>(in_flight);
                         attempt
                     }
-                    Err(Refusal::Moved(_)) => Attempt::Retry,
-                    Err(Refusal::NotCurrent) => {
-                        Attempt::Done(Err(AskError::Failed(ActorError::Remote {
-                            actor_id: call.actor_id.clone(),
-                            node: node.me.node.to_string(),
-                            kind: ErrorKind::Unavailable.as_str().to_owned(),
-                            message: "this node is not a current member of the cluster".to_owned(),
-                        })))
-                    }
+                    // Not current (lapsed or leaving): until the deadline, the placement may
+                    // move the shard or the membership renew.
+                    Err(Refusal::Moved(_) | Refusal::NotCurrent) => Attempt::Retry,
                 }
             }
             Some(owner) => remote(node, call, &owner.node, version, &mut body, &decode_ok).await,
         };
         match attempt {
             Attempt::Done(result) => return result,
-            Attempt::Retry => {}
+            Attempt::Retry => {
+                node.retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         let now = Instant::now();
         if now >= call.deadline {
@@ -372,7 +369,13 @@ where
             Ok(rejection) => AskError::Rejected(rejection),
             Err(e) => AskError::Failed(e),
         })),
-        Ok(Reply::Moved { .. }) => Attempt::Retry,
+        // Moved, or the owner is not a current member (lapsed, leaving, shutting down): the
+        // placement moves on, or the owner renews; the retry keeps the command id.
+        Ok(Reply::Moved { .. })
+        | Ok(Reply::Error {
+            kind: ErrorKind::Unavailable,
+            ..
+        }) => Attempt::Retry,
         Ok(Reply::Error {
             kind: ErrorKind::Timeout,
             ..

@@ -161,7 +161,11 @@ fn internal(message: String) -> Reply {
 
 fn refused<A: ClusterActor, S>(node: &Node<A, S>, refusal: Refusal) -> Reply {
     match refusal {
-        Refusal::Moved(map_version) => Reply::Moved { map_version },
+        Refusal::Moved(map_version) => {
+            node.moved
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Reply::Moved { map_version }
+        }
         Refusal::NotCurrent => Reply::Error {
             kind: ErrorKind::Unavailable,
             message: format!(
@@ -187,6 +191,8 @@ pub(crate) fn is_fenced(error: &ActorError) -> bool {
 fn failed<A: ClusterActor, S>(node: &Node<A, S>, error: &ActorError) -> Reply {
     if is_fenced(error) {
         // Nothing was written: the sender retries (same command id) at the new owner.
+        node.moved
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Reply::Moved {
             map_version: node.version(),
         };
