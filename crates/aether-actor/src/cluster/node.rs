@@ -377,6 +377,18 @@ where
         Ok(self.node.epochs.shard_of(&stream_id::<A>(actor_id)?))
     }
 
+    /// Stops at once, as a crash would: answers nothing more, follows no placement, hands
+    /// nothing off (the leader moves this node's shards once its membership is gone), and
+    /// drops every active actor without draining its mailbox. For tests and benchmarks of
+    /// failures; [`shutdown`](Self::shutdown) is the graceful way.
+    pub async fn abort(&self) {
+        for task in self.node.tasks().drain(..) {
+            task.abort();
+        }
+        self.node.epochs.clear();
+        self.node.local.shutdown().await;
+    }
+
     /// Leaves gracefully: serves nothing more (requests get `unavailable`, and senders retry
     /// until the placement moves the shards), lets the requests in flight finish, passivates
     /// every actor and waits until every shard is released; then stops answering and

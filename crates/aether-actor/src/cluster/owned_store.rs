@@ -62,6 +62,13 @@ impl ShardEpochs {
         }
     }
 
+    /// Serves no shard any more.
+    pub fn clear(&self) {
+        for slot in &self.epochs {
+            slot.store(0, Ordering::Release);
+        }
+    }
+
     /// The epoch under which `shard` is served, if it is.
     pub fn get(&self, shard: ShardId) -> Option<OwnerEpoch> {
         self.epochs
