@@ -34,6 +34,9 @@ cargo test --workspace --all-features --locked --no-fail-fast "$@"
 step "example: two_nodes (two nodes on NATS; exits non-zero if any delivery check fails)"
 cargo run --locked -p aether --example two_nodes
 
+step "example: cluster_actors (three nodes, one crashes; exits non-zero if any check fails)"
+cargo run --locked -p aether --features actor,cluster --example cluster_actors
+
 step "example: actors (bank accounts on the in-memory store; exits non-zero if any check fails)"
 cargo run --locked -p aether --features actor --example actors
 

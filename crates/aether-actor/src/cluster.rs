@@ -8,15 +8,17 @@
 //!   actor id, routed to the node that serves it; hosting the shards this node serves.
 //! - [`OwnedStore`]: the store as a node's actors see it — writes stamped with the node's
 //!   ownership epoch, activations that fence the actor.
+//! - [`demo`]: the actor type the node binary `aether-actor-node` hosts.
 //! - [`wire`]: the request and reply format between nodes (NATS request/reply, JSON), so
 //!   that any NATS client can call an actor.
 
+pub mod demo;
 pub mod node;
 pub mod owned_store;
 pub mod ownership;
 pub mod wire;
 
 pub use node::{ClusterActor, ClusterActors, ClusterStats, RoutingConfig, StartError};
-pub use owned_store::{OwnedStore, ShardEpochs};
+pub use owned_store::{OwnedStore, ShardEpochs, WRITER_KEY};
 
 pub use ownership::{Action, Decision, Incarnate, Ownership, Placement, ShardSlot, ShardState};

@@ -15,6 +15,7 @@
 //! | `lease` | the leader lease: acquire, renew by CAS with a fresh TTL, release; epochs |
 //! | `manager` | [`ClusterManager`]: a node's membership, election, shard map and rebalancer |
 //! | `shard_map_store` | the versioned shard map and its history in KV, written as one atomic batch the server fences by the lease |
+//! | `node_cli` | what the node binaries share: their command line, starting with retries, JSON-lines output |
 //! | `release` | how the leader asks a node which shards it still holds before it settles a move |
 //! | `placement` | [`placement::Placement`]: owners with incarnations and moving shards, for actors' handoff (ADR 0009) |
 //!
@@ -27,6 +28,7 @@ pub mod kv;
 pub mod lease;
 pub mod manager;
 pub mod membership;
+pub mod node_cli;
 pub mod placement;
 pub mod release;
 mod revision;

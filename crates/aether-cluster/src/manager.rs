@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 
 use crate::kv::ClusterStore;
 use crate::lease::{LeaderElector, LeaderState};
-use crate::membership::{MemberInfo, Membership, MembershipHealth};
+use crate::membership::{MemberInfo, Membership, MembershipHealth, OwnMembership};
 use crate::placement::Placement;
 use crate::release::{Holders, ShardHolder};
 use crate::shard_map_store::{ShardMapStore, StoredShardMap};
@@ -116,6 +116,7 @@ pub struct ClusterManager {
     tasks: Vec<(&'static str, JoinHandle<()>)>,
     /// What this node's actor hosts hold, for the leader's release requests.
     holders: Holders,
+    member_ttl: Duration,
 }
 
 impl ClusterManager {
@@ -196,7 +197,7 @@ impl ClusterManager {
             tokio::spawn(crate::release::answer(
                 client.clone(),
                 release_requests,
-                membership.local().incarnation,
+                membership.watch_local(),
                 holders.clone(),
             )),
         ));
@@ -220,6 +221,7 @@ impl ClusterManager {
             rebalancer: Some(tokio::spawn(rebalancer.run())),
             tasks,
             holders,
+            member_ttl: config.member_ttl,
         })
     }
 
@@ -286,11 +288,20 @@ impl ClusterManager {
         self.map.clone()
     }
 
-    /// This node's incarnation (its membership's): what placements name it by.
+    /// This node's incarnation (its membership's): what placements name it by. A lapse of
+    /// its membership makes a new one.
     pub fn incarnation(&self) -> u64 {
         self.membership
             .as_ref()
             .map_or(0, |m| m.local().incarnation)
+    }
+
+    /// This node's own membership as actor hosts check it (current or lapsed, incarnation);
+    /// `None` once the manager has shut down.
+    pub fn own_membership(&self) -> Option<OwnMembership> {
+        self.membership
+            .as_ref()
+            .map(|m| OwnMembership::new(m, self.member_ttl))
     }
 
     /// The newest placement this node has seen (owners with incarnations, moving shards; ADR

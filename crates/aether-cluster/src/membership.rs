@@ -51,6 +51,7 @@ mod view;
 use aether_core::NodeId;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 pub(crate) use info::validate_config;
 pub use info::{MAX_ADDRESS_LEN, MAX_APP_VERSION_LEN, MemberInfo};
@@ -103,7 +104,10 @@ pub struct MembershipHealth {
 /// member TTL); [`Membership::leave`] leaves gracefully.
 #[derive(Debug)]
 pub struct Membership {
-    local: MemberInfo,
+    /// This node as it announces itself now (a lapse makes a new incarnation).
+    local: watch::Receiver<MemberInfo>,
+    /// When the last successful renewal of this node's key was sent (monotonic clock).
+    renewed: watch::Receiver<Option<Instant>>,
     store: ClusterStore,
     members: watch::Receiver<Vec<MemberInfo>>,
     health: watch::Receiver<MembershipHealth>,
@@ -131,9 +135,27 @@ impl Membership {
         driver::start(store, config, local).await
     }
 
-    /// This node as it announces itself.
-    pub fn local(&self) -> &MemberInfo {
-        &self.local
+    /// This node as it announces itself now.
+    ///
+    /// A node whose key may have expired (no renewal succeeded for a member TTL, counted from
+    /// when the last successful one was sent: a paused process, a lost connection) announces
+    /// itself again as a new incarnation: the others may have declared the earlier one failed
+    /// and given its shards away, and this one owns nothing of what that one owned (ADR 0009).
+    pub fn local(&self) -> MemberInfo {
+        self.local.borrow().clone()
+    }
+
+    /// [`Membership::local`] as a [`watch`] channel: changed when this node announces a new
+    /// incarnation.
+    pub fn watch_local(&self) -> watch::Receiver<MemberInfo> {
+        self.local.clone()
+    }
+
+    /// When the last successful renewal of this node's key was *sent*, on the monotonic clock
+    /// (the key's TTL runs from the server's receipt, later): the node's membership is current
+    /// for a member TTL from then, less a margin for clock rates (ADR 0009, "Reads").
+    pub fn watch_renewed(&self) -> watch::Receiver<Option<Instant>> {
+        self.renewed.clone()
     }
 
     /// The current members, this node included, sorted by id. Suspected members are still
@@ -181,7 +203,8 @@ impl Membership {
         let announcer = task::stop("member announcer", &mut self.announcer).await;
         let deadline = tokio::time::Instant::now() + LEAVE_PATIENCE;
         let deleted = loop {
-            match self.store.members.delete(self.local.id.as_str()).await {
+            let id = self.local.borrow().id.clone();
+            match self.store.members.delete(id.as_str()).await {
                 Ok(()) => break Ok(()),
                 // Deleting twice is harmless (a second delete marker), so retry freely.
                 Err(_) if tokio::time::Instant::now() < deadline => {
@@ -189,7 +212,7 @@ impl Membership {
                 }
                 Err(e) => {
                     break Err(ClusterError::Unavailable {
-                        message: format!("cannot delete member key {}", self.local.id),
+                        message: format!("cannot delete member key {}", self.local.borrow().id),
                         source: Some(Box::new(e)),
                     });
                 }
@@ -201,6 +224,40 @@ impl Membership {
             stopped = stopped.and(result);
         }
         deleted.and(announcer).and(stopped)
+    }
+}
+
+/// This node's own membership as its actor hosts check it (ADR 0009, "Reads"): its current
+/// incarnation, and whether it is current — renewed within the member TTL less a tenth of it,
+/// counted on the monotonic clock from when the last successful renewal was sent. The key's
+/// TTL runs from the server's receipt of that renewal, later, so a node stops counting itself
+/// a member before the others can see its key expire and declare it failed.
+#[derive(Debug, Clone)]
+pub struct OwnMembership {
+    local: watch::Receiver<MemberInfo>,
+    renewed: watch::Receiver<Option<Instant>>,
+    valid_for: std::time::Duration,
+}
+
+impl OwnMembership {
+    /// The check for `membership` with member TTL `member_ttl`.
+    pub fn new(membership: &Membership, member_ttl: std::time::Duration) -> Self {
+        Self {
+            local: membership.watch_local(),
+            renewed: membership.watch_renewed(),
+            valid_for: member_ttl.saturating_sub(member_ttl / 10),
+        }
+    }
+
+    /// This node's incarnation now.
+    pub fn incarnation(&self) -> u64 {
+        self.local.borrow().incarnation
+    }
+
+    /// This node's incarnation if its membership is current at `now`; `None` if it lapsed.
+    pub fn current(&self, now: Instant) -> Option<u64> {
+        let renewed = (*self.renewed.borrow())?;
+        (now.saturating_duration_since(renewed) < self.valid_for).then(|| self.incarnation())
     }
 }
 

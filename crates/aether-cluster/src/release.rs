@@ -28,6 +28,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::MapVersion;
+use crate::membership::MemberInfo;
 use crate::placement::Incarnate;
 
 /// What one shard holder (an actor type's host on this node) holds.
@@ -109,19 +110,19 @@ pub fn release_subject(cluster_name: &str, node: &NodeId) -> String {
     format!("{cluster_name}.cluster.release.{node}")
 }
 
-/// Answers release requests on `subscription` with `incarnation` and `holders`, until the
-/// subscription ends.
+/// Answers release requests on `subscription` with this node's current incarnation and what
+/// `holders` hold, until the subscription ends.
 pub(crate) async fn answer(
     client: async_nats::Client,
     mut subscription: async_nats::Subscriber,
-    incarnation: u64,
+    local: tokio::sync::watch::Receiver<MemberInfo>,
     holders: Holders,
 ) {
     while let Some(request) = subscription.next().await {
         let Some(reply) = request.reply else { continue };
         let holdings = holders.holdings();
         let answer = ReleaseAnswer {
-            incarnation,
+            incarnation: local.borrow().incarnation,
             adopted: holdings.as_ref().map(|h| h.adopted),
             held: holdings.map(|h| h.held).unwrap_or_default(),
         };

@@ -27,7 +27,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::owned_store::{OwnedStore, ShardEpochs};
+use aether_cluster::membership::OwnMembership;
 use aether_cluster::release::{Holdings, ShardHolder};
+use aether_cluster::shard_map_store::ShardMapStore;
 
 use super::ownership::{Action, Decision, Incarnate, Ownership, Placement, ShardState};
 use super::wire;
@@ -61,6 +63,22 @@ impl Default for RoutingConfig {
     }
 }
 
+/// Where a host runs: what `start` and `join` have in common.
+struct Host {
+    client: async_nats::Client,
+    me: Incarnate,
+    namespace: Namespace,
+    shards: ShardCount,
+    placements: watch::Receiver<Placement>,
+    routing: RoutingConfig,
+    own: Option<OwnMembership>,
+    maps: Option<ShardMapStore>,
+}
+
+/// How often a host checks its own membership without requests (a lapse drains its shards,
+/// a renewal serves them again).
+const MEMBERSHIP_CHECK: Duration = Duration::from_millis(100);
+
 /// Why a request is not served here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -90,6 +108,13 @@ pub(crate) struct Node<A: Actor, S> {
     pub(crate) placements: watch::Receiver<Placement>,
     pub(crate) routing: RoutingConfig,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// This node's own membership, when it runs with a cluster manager: it serves only
+    /// while that is current (ADR 0009, "Reads").
+    own: Option<OwnMembership>,
+    /// Where the newest placement is read after a lapse, before serving again.
+    maps: Option<ShardMapStore>,
+    /// One renewal at a time.
+    renewing: tokio::sync::Mutex<()>,
     /// `moved` answers given.
     pub(crate) moved: AtomicU64,
     /// Attempts of this node's calls that were retried.
@@ -203,11 +228,40 @@ where
         placements: watch::Receiver<Placement>,
         routing: RoutingConfig,
     ) -> Result<Self, StartError> {
+        let host = Host {
+            client,
+            me,
+            namespace,
+            shards,
+            placements,
+            routing,
+            own: None,
+            maps: None,
+        };
+        Self::start_host(host, actor, store, config).await
+    }
+
+    async fn start_host(
+        host: Host,
+        actor: A,
+        store: S,
+        config: ActorConfig,
+    ) -> Result<Self, StartError> {
+        let Host {
+            client,
+            me,
+            namespace,
+            shards,
+            placements,
+            routing,
+            own,
+            maps,
+        } = host;
         let epochs = Arc::new(ShardEpochs::new(shards));
         let local = Actors::new(
             namespace.clone(),
             actor,
-            OwnedStore::new(store, epochs.clone()),
+            OwnedStore::new(store, epochs.clone()).with_writer(me.node.clone()),
             config,
         )?;
         let subject = wire::request_subject(&namespace, A::ACTOR_TYPE, &me.node);
@@ -233,6 +287,9 @@ where
             placements,
             routing,
             tasks: Mutex::new(Vec::new()),
+            own,
+            maps,
+            renewing: tokio::sync::Mutex::new(()),
             moved: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         });
@@ -242,6 +299,10 @@ where
         ));
         let answer = tokio::spawn(serve::answer_requests(Arc::downgrade(&node), subscription));
         node.tasks().extend([follow, answer]);
+        if node.own.is_some() {
+            let watch = tokio::spawn(watch_membership(Arc::downgrade(&node)));
+            node.tasks().push(watch);
+        }
         Ok(Self { node })
     }
 
@@ -266,19 +327,17 @@ where
             node: manager.node_id().clone(),
             incarnation: manager.incarnation(),
         };
-        let shards = manager.map_store().shard_count();
-        let this = Self::start(
+        let host = Host {
             client,
             me,
             namespace,
-            actor,
-            store,
-            shards,
-            config,
-            manager.watch_placement(),
+            shards: manager.map_store().shard_count(),
+            placements: manager.watch_placement(),
             routing,
-        )
-        .await?;
+            own: manager.own_membership(),
+            maps: Some(manager.map_store().clone()),
+        };
+        let this = Self::start_host(host, actor, store, config).await?;
         let holder: Arc<dyn ShardHolder> = this.node.clone();
         manager.register_holder(Arc::downgrade(&holder));
         Ok(this)
@@ -442,6 +501,7 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
         deadline: Instant,
     ) -> Result<InFlight<A, S>, Refusal> {
         let wait_until = deadline.min(Instant::now() + self.routing.wait_for_move);
+        self.check_membership().await;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -472,6 +532,53 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
                 }
             }
         }
+    }
+
+    /// Lapses when this node's membership is no longer current (it then serves nothing);
+    /// once it is current again, reads the newest placement and serves what that names its
+    /// incarnation for — a new one after a lapse long enough for the others to notice.
+    pub(crate) async fn check_membership(self: &Arc<Self>) {
+        let Some(own) = &self.own else { return };
+        let Some(incarnation) = own.current(Instant::now()) else {
+            let actions = {
+                let mut state = self.lock();
+                if state.ownership.is_current() {
+                    tracing::warn!(node = %self.me.node, "membership lapsed: serving nothing until it is renewed");
+                    state.ownership.lapse()
+                } else {
+                    Vec::new()
+                }
+            };
+            self.apply(actions);
+            return;
+        };
+        let behind = |state: &NodeState| {
+            !state.ownership.is_current() || state.ownership.me().incarnation != incarnation
+        };
+        if !behind(&self.lock()) {
+            return;
+        }
+        let _one = self.renewing.lock().await;
+        if !behind(&self.lock()) {
+            return;
+        }
+        // A node that was paused may hold a placement from long ago: read the newest one.
+        let Some(maps) = &self.maps else { return };
+        let placement = match maps.load().await {
+            Ok(Some((stored, _))) => stored.placement(),
+            Ok(None) => Placement::empty(self.epochs.shard_count()),
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the placement after a lapse; still not serving");
+                return;
+            }
+        };
+        let me = Incarnate {
+            node: self.me.node.clone(),
+            incarnation,
+        };
+        tracing::info!(node = %me.node, incarnation, version = %placement.version, "membership current again");
+        let actions = self.lock().ownership.renewed(me, &placement);
+        self.apply(actions);
     }
 
     /// Does what the ownership answered: serve a shard (its epoch in the store), or drain it.
@@ -544,6 +651,21 @@ async fn follow_placements<A, S>(
         if placements.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// Checks this node's membership every [`MEMBERSHIP_CHECK`], while the node lives.
+async fn watch_membership<A, S>(node: std::sync::Weak<Node<A, S>>)
+where
+    A: Actor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    let mut tick = tokio::time::interval(MEMBERSHIP_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        node.check_membership().await;
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aether_core::{
-    ActorId, ActorSnapshot, Event, EventStore, FencedEventStore, LoadedActor, OwnerEpoch,
+    ActorId, ActorSnapshot, Event, EventStore, FencedEventStore, LoadedActor, NodeId, OwnerEpoch,
     ReplayResult, SaveOutcome, ShardCount, ShardId, SnapshotOutcome, SnapshotStore, StoreError,
     Version, shard_for,
 };
@@ -142,12 +142,38 @@ impl ShardEpochs {
 pub struct OwnedStore<S> {
     inner: S,
     epochs: Arc<ShardEpochs>,
+    /// The node that writes, recorded on every event under [`WRITER_KEY`].
+    writer: Option<NodeId>,
 }
+
+/// The metadata key under which an [`OwnedStore`] with a writer records, on every event, the
+/// node that wrote it (with the ownership epoch in the record's `Aether-Owner-Epoch` header,
+/// what a history checker needs to tell who wrote what).
+pub const WRITER_KEY: &str = "aetherWriter";
 
 impl<S> OwnedStore<S> {
     /// `inner`, written under the epochs in `epochs`.
     pub fn new(inner: S, epochs: Arc<ShardEpochs>) -> Self {
-        Self { inner, epochs }
+        Self {
+            inner,
+            epochs,
+            writer: None,
+        }
+    }
+
+    /// Records `node` on every event it writes, under [`WRITER_KEY`].
+    #[must_use]
+    pub fn with_writer(mut self, node: NodeId) -> Self {
+        self.writer = Some(node);
+        self
+    }
+
+    fn stamp(&self, event: &mut Event) {
+        if let Some(node) = &self.writer {
+            event
+                .metadata
+                .insert(WRITER_KEY.to_owned(), node.as_str().to_owned());
+        }
     }
 
     /// The store underneath.
@@ -172,18 +198,22 @@ fn loaded_version(loaded: &LoadedActor) -> Version {
 }
 
 impl<S: FencedEventStore + SnapshotStore> EventStore for OwnedStore<S> {
-    async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
+    async fn save_event(&self, mut event: Event) -> Result<SaveOutcome, StoreError> {
         let epoch = self.epochs.count(self.epochs.for_stream(&event.actor_id))?;
+        self.stamp(&mut event);
         self.epochs
             .count(self.inner.save_events_as(vec![event], epoch).await)
     }
 
-    async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
+    async fn save_events(&self, mut events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
         let Some(first) = events.first() else {
             // Let the store refuse the empty batch with its own typed error.
             return self.inner.save_events(events).await;
         };
         let epoch = self.epochs.count(self.epochs.for_stream(&first.actor_id))?;
+        for event in &mut events {
+            self.stamp(event);
+        }
         self.epochs
             .count(self.inner.save_events_as(events, epoch).await)
     }

@@ -161,6 +161,11 @@ impl Ownership {
         &self.me
     }
 
+    /// Whether this node's membership is current (not lapsed since its last renewal).
+    pub fn is_current(&self) -> bool {
+        self.current
+    }
+
     /// The placement version this node has adopted (0: none).
     pub fn version(&self) -> MapVersion {
         self.placement

@@ -2,14 +2,11 @@
 //! cluster layer by hand.
 //!
 //! ```text
-//! aether-cluster-node --nats <url[,url…]> --id <node id> [--cluster <name>] [--shards N]
-//!     [--heartbeat-ms MS] [--member-ttl-ms MS] [--probe-timeout-ms MS] [--lease-ttl-ms MS]
-//!     [--lease-margin-ms MS] [--stabilization-ms MS] [--max-moves N] [--move-interval-ms MS]
-//!     [--request-timeout-ms MS] [--replicas N] [--start-timeout-ms MS]
+//! aether-cluster-node --nats <url[,url…]> --id <node id> [--cluster <name>] [--shards N] …
 //! ```
 //!
-//! With several NATS URLs it connects to the first that answers, in the order given (and
-//! reconnects to the others in that order), so tests know which server each node uses.
+//! The options (cluster timings, weight, …), how it connects and how it retries starting are
+//! those of every node binary: see `aether_cluster::node_cli`.
 //!
 //! It prints one JSON line to stdout whenever its view changes:
 //!
@@ -21,112 +18,14 @@
 //! and, on SIGTERM or SIGINT, leaves the cluster gracefully (member key deleted, lease released)
 //! and prints `{"node":"n1","stopped":true,"ok":true}` before exiting. Errors go to stderr;
 //! the exit code is 2 for bad arguments, 1 for anything else.
-//!
-//! Starting is retried: NATS may not answer yet, and creating a cluster's replicated buckets
-//! can take longer than one request timeout on a busy JetStream cluster (the request times out
-//! while the stream is still being created). Every failed attempt is reported on stderr with
-//! its causes; the node retries after 250 ms, doubling the pause up to 2 s, until
-//! `--start-timeout-ms` (default 60 s) has passed, then exits with the last error. An invalid configuration (including a node id a live node already uses)
-//! exits at once.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use aether_cluster::{ClusterConfig, ClusterError, ClusterManager};
-use aether_core::{NodeId, ShardCount, redact_url_credentials};
+use aether_cluster::ClusterManager;
+use aether_cluster::node_cli::{NODE_USAGE, NodeArgs, emit, start_retrying};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
-
-const USAGE: &str = "usage: aether-cluster-node --nats <url[,url...]> --id <node id> \
-[--cluster NAME] [--shards N] [--heartbeat-ms MS] [--member-ttl-ms MS] [--probe-timeout-ms MS] \
-[--lease-ttl-ms MS] [--lease-margin-ms MS] [--stabilization-ms MS] [--max-moves N] \
-[--move-interval-ms MS] [--request-timeout-ms MS] [--replicas N] [--start-timeout-ms MS]";
-
-/// Pause after the first failed start attempt; doubled after each further one.
-const FIRST_RETRY: Duration = Duration::from_millis(250);
-/// Longest pause between two start attempts.
-const MAX_RETRY: Duration = Duration::from_secs(2);
-/// How long starting is retried by default.
-const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
-
-struct Args {
-    nats: Vec<String>,
-    config: ClusterConfig,
-    start_timeout: Duration,
-}
-
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut values: BTreeMap<String, String> = BTreeMap::new();
-    let mut args = args.peekable();
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_owned());
-        }
-        let Some(name) = flag.strip_prefix("--") else {
-            return Err(format!("unexpected argument {flag:?}\n{USAGE}"));
-        };
-        let (name, value) = match name.split_once('=') {
-            Some((name, value)) => (name.to_owned(), value.to_owned()),
-            None => (
-                name.to_owned(),
-                args.next()
-                    .ok_or_else(|| format!("--{name} needs a value\n{USAGE}"))?,
-            ),
-        };
-        values.insert(name, value);
-    }
-    let nats = values
-        .remove("nats")
-        .ok_or_else(|| format!("--nats is required\n{USAGE}"))?;
-    let id = values
-        .remove("id")
-        .ok_or_else(|| format!("--id is required\n{USAGE}"))?;
-    let id = NodeId::new(id).map_err(|e| format!("--id: {e}"))?;
-    let mut config = ClusterConfig::new(id);
-    let mut start_timeout = DEFAULT_START_TIMEOUT;
-    let number = |value: &str, name: &str| -> Result<u64, String> {
-        value
-            .parse::<u64>()
-            .map_err(|e| format!("--{name} {value:?}: {e}"))
-    };
-    for (name, value) in values {
-        let ms = || number(&value, &name).map(Duration::from_millis);
-        match name.as_str() {
-            "cluster" => config.cluster_name = value.clone(),
-            "shards" => {
-                let count =
-                    u32::try_from(number(&value, &name)?).map_err(|e| format!("--shards: {e}"))?;
-                config.shard_count =
-                    ShardCount::new(count).map_err(|e| format!("--shards: {e}"))?;
-            }
-            "heartbeat-ms" => config.heartbeat = ms()?,
-            "member-ttl-ms" => config.member_ttl = ms()?,
-            "probe-timeout-ms" => config.probe_timeout = ms()?,
-            "lease-ttl-ms" => config.lease_ttl = ms()?,
-            "lease-margin-ms" => config.lease_margin = ms()?,
-            "stabilization-ms" => config.stabilization_delay = ms()?,
-            "max-moves" => {
-                config.max_moves_per_step = usize::try_from(number(&value, &name)?)
-                    .map_err(|e| format!("--max-moves: {e}"))?;
-            }
-            "move-interval-ms" => config.move_interval = ms()?,
-            "request-timeout-ms" => config.request_timeout = ms()?,
-            "start-timeout-ms" => start_timeout = ms()?,
-            "replicas" => {
-                config.replicas = usize::try_from(number(&value, &name)?)
-                    .map_err(|e| format!("--replicas: {e}"))?;
-            }
-            other => return Err(format!("unknown option --{other}\n{USAGE}")),
-        }
-    }
-    Ok(Args {
-        nats: nats.split(',').map(str::to_owned).collect(),
-        config,
-        start_timeout,
-    })
-}
 
 /// The node's view as one JSON line.
 fn state_line(manager: &ClusterManager) -> String {
@@ -149,29 +48,12 @@ fn state_line(manager: &ClusterManager) -> String {
     .to_string()
 }
 
-fn emit(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: NodeArgs) -> Result<(), String> {
     let node = args.config.node_id.clone();
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .retain_servers_order()
-        .connect(args.nats.clone())
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot connect to {}: {e}",
-                redact_url_credentials(&args.nats.join(","))
-            )
-        })?;
+    let client = args.connect().await?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
-    let manager = start(client, args.config, args.start_timeout).await?;
+    let manager = start_retrying(client, args.config, args.start_timeout).await?;
     let mut leader = manager.watch_leader();
     let mut map = manager.watch_shard_map();
     let Some(mut members) = manager.watch_members() else {
@@ -207,58 +89,11 @@ async fn run(args: Args) -> Result<(), String> {
     result.map_err(|e| format!("node {node}: graceful shutdown incomplete: {e}"))
 }
 
-/// Starts the manager, retrying every failure but an invalid configuration until
-/// `patience` has passed; each failed attempt is reported on stderr.
-async fn start(
-    client: async_nats::Client,
-    config: ClusterConfig,
-    patience: Duration,
-) -> Result<ClusterManager, String> {
-    let node = config.node_id.clone();
-    let deadline = tokio::time::Instant::now().checked_add(patience);
-    let mut pause = FIRST_RETRY;
-    let mut attempt = 0u32;
-    loop {
-        attempt = attempt.saturating_add(1);
-        let error = match ClusterManager::start(client.clone(), config.clone()).await {
-            Ok(manager) => {
-                if attempt > 1 {
-                    eprintln!("node {node}: started at attempt {attempt}");
-                }
-                return Ok(manager);
-            }
-            Err(error) => error,
-        };
-        let fatal = matches!(error, ClusterError::InvalidConfig(_));
-        let now = tokio::time::Instant::now();
-        if fatal || deadline.is_some_and(|deadline| now + pause >= deadline) {
-            return Err(format!(
-                "cannot start node {node} (attempt {attempt}, giving up): {}",
-                chain(&error)
-            ));
-        }
-        eprintln!(
-            "node {node}: start attempt {attempt} failed, retrying in {pause:?}: {}",
-            chain(&error)
-        );
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(MAX_RETRY);
-    }
-}
-
-/// `error` and its sources, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let usage = format!("usage: aether-cluster-node {NODE_USAGE}");
+    let args = match NodeArgs::parse(std::env::args().skip(1), &usage)
+        .and_then(|args| args.no_extra(&usage).map(|()| args))
+    {
         Ok(args) => args,
         Err(message) => {
             eprintln!("{message}");

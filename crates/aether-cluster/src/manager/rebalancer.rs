@@ -28,13 +28,14 @@ const ERROR_RETRY: Duration = Duration::from_millis(500);
 /// Pause between asks of the nodes shards are moving from, while any shard moves.
 const HANDOFF_POLL: Duration = Duration::from_millis(20);
 
-/// The member set as placement sees it: (id, weight), sorted by id.
-type MemberKey = Vec<(NodeId, u32)>;
+/// The member set as the rebalancer sees it: (id, weight, incarnation), sorted by id. A new
+/// incarnation of an owner needs a new placement (ADR 0009), though not new owners.
+type MemberKey = Vec<(NodeId, u32, u64)>;
 
 fn member_key(members: &[MemberInfo]) -> MemberKey {
     let mut key: MemberKey = members
         .iter()
-        .map(|m| (m.id.clone(), m.metadata.weight))
+        .map(|m| (m.id.clone(), m.metadata.weight, m.incarnation))
         .collect();
     key.sort();
     key
@@ -210,6 +211,33 @@ impl Rebalancer {
             && let Some(next) = self.step_settle(fence, stored, revision, &infos).await
         {
             return next;
+        }
+        // Owners that came back as a new incarnation own nothing until a placement names it.
+        if let Some(stored) = &current {
+            let placement = stored.placement();
+            let renewed = |slot: &crate::placement::ShardSlot| {
+                slot.owner.as_ref().is_some_and(|o| {
+                    infos
+                        .iter()
+                        .any(|m| m.id == o.node && m.incarnation != o.incarnation)
+                })
+            };
+            if placement.shards.iter().any(renewed) {
+                let owners: Vec<Option<Incarnate>> = stored
+                    .map
+                    .iter()
+                    .map(|(_, owner)| owner.map(|node| incarnate(node, &infos, &placement)))
+                    .collect();
+                let handoff = placement.next(&owners, |p| gone(p, &infos)).handoff();
+                let reason = "new incarnation of an owner";
+                return match self
+                    .write(fence, stored.map.clone(), handoff, reason, revision)
+                    .await
+                {
+                    Ok(()) => Next::After(Duration::ZERO),
+                    Err(next) => next,
+                };
+            }
         }
         let key = member_key(&infos);
         let live: BTreeSet<NodeId> = infos.iter().map(|m| m.id.clone()).collect();

@@ -48,10 +48,8 @@ pub(super) async fn start(
     let client = store.js.client();
     let subject = probe_subject(&config.cluster_name, &local.id);
     refuse_duplicate(&client, &subject, &local.id, config.probe_timeout).await?;
-    let value =
-        Bytes::from(serde_json::to_vec(&local).map_err(|e| {
-            ClusterError::InvalidConfig(format!("member info cannot be encoded: {e}"))
-        })?);
+    let value = encode_info(&local)?;
+    let (local_tx, local_rx) = watch::channel(local.clone());
 
     // Answer probes before announcing: whoever sees the key can probe us.
     let probes_in = client
@@ -73,10 +71,11 @@ pub(super) async fn start(
             });
         }
     }
-    let responder = tokio::spawn(answer_probes(client.clone(), probes_in, value.clone()));
+    let responder = tokio::spawn(answer_probes(client.clone(), probes_in, local_rx.clone()));
 
     let key = local.id.to_string();
     let bucket = store.members_bucket().to_owned();
+    let first_sent = Instant::now();
     if let Err(e) = first_announce(store, config, &bucket, &key, &value).await {
         responder.abort();
         return Err(e);
@@ -93,6 +92,7 @@ pub(super) async fn start(
         stabilization_delay: config.stabilization_delay,
     };
     let mut watcher = Watcher {
+        local: local_rx.clone(),
         client: client.clone(),
         kv: store.members.clone(),
         view: View::new(local.clone(), timings),
@@ -127,17 +127,23 @@ pub(super) async fn start(
         }
     };
     let view_task = tokio::spawn(watcher.run(session));
+    let (renewed_tx, renewed) = watch::channel(Some(first_sent));
     let announcer = tokio::spawn(announce(
-        store.js.clone(),
-        bucket,
-        key,
-        value,
-        config.member_ttl,
-        config.heartbeat,
+        Announcer {
+            js: store.js.clone(),
+            bucket,
+            key,
+            local: local_tx,
+            renewed: renewed_tx,
+            ttl: config.member_ttl,
+            heartbeat: config.heartbeat,
+        },
+        first_sent,
         reannounce,
     ));
     Ok(Membership {
-        local,
+        local: local_rx,
+        renewed,
         store: store.clone(),
         members,
         health,
@@ -194,14 +200,23 @@ async fn refuse_duplicate(
 }
 
 /// Answers every probe with this node's info.
-async fn answer_probes(client: Client, mut probes: Subscriber, info: Bytes) {
+async fn answer_probes(client: Client, mut probes: Subscriber, local: watch::Receiver<MemberInfo>) {
     while let Some(probe) = probes.next().await {
-        if let Some(reply) = probe.reply
-            && let Err(error) = client.publish(reply, info.clone()).await
-        {
+        let Some(reply) = probe.reply else { continue };
+        // This node's current incarnation: a lapse makes a new one.
+        let Ok(info) = encode_info(&local.borrow()) else {
+            continue;
+        };
+        if let Err(error) = client.publish(reply, info).await {
             tracing::debug!(%error, "membership: cannot answer a probe");
         }
     }
+}
+
+fn encode_info(info: &MemberInfo) -> Result<Bytes, ClusterError> {
+    serde_json::to_vec(info)
+        .map(Bytes::from)
+        .map_err(|e| ClusterError::InvalidConfig(format!("member info cannot be encoded: {e}")))
 }
 
 /// Renews this node's key every heartbeat with a fresh TTL, and at once when the view saw the
@@ -239,27 +254,67 @@ async fn first_announce(
     }
 }
 
-async fn announce(
+/// What the announcer renews, and where it reports.
+struct Announcer {
     js: jetstream::Context,
     bucket: String,
     key: String,
-    value: Bytes,
+    /// This node's info; a new incarnation after a lapse.
+    local: watch::Sender<MemberInfo>,
+    /// Send time of the last successful renewal.
+    renewed: watch::Sender<Option<Instant>>,
     ttl: Duration,
     heartbeat: Duration,
-    now: Arc<Notify>,
-) {
+}
+
+async fn announce(announcer: Announcer, first_sent: Instant, now: Arc<Notify>) {
+    let Announcer {
+        js,
+        bucket,
+        key,
+        local,
+        renewed,
+        ttl,
+        heartbeat,
+    } = announcer;
     let mut failing = false;
+    let mut last_ok = first_sent;
+    // One new incarnation per lapse, however many renewals fail before one succeeds.
+    let mut renewed_incarnation = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep(heartbeat) => {}
             () = now.notified() => {}
         }
-        match put_with_ttl(&js, &bucket, &key, value.clone(), Expect::Anything, ttl).await {
+        let sent = Instant::now();
+        if sent.duration_since(last_ok) >= ttl && !renewed_incarnation {
+            renewed_incarnation = true;
+            // The key may have expired and the others declared this node failed: announce a
+            // new incarnation, which owns nothing of what the earlier one owned.
+            local.send_modify(MemberInfo::renew_incarnation);
+            tracing::warn!(
+                node = %key,
+                incarnation = local.borrow().incarnation,
+                silent_for = ?sent.duration_since(last_ok),
+                "membership: not renewed for a member TTL; announcing a new incarnation"
+            );
+        }
+        let value = match encode_info(&local.borrow()) {
+            Ok(value) => value,
+            Err(error) => {
+                tracing::error!(%error, "membership: cannot encode this node's info");
+                continue;
+            }
+        };
+        match put_with_ttl(&js, &bucket, &key, value, Expect::Anything, ttl).await {
             Ok(_) => {
                 if failing {
                     tracing::info!(node = %key, "membership: announcing again");
                 }
                 failing = false;
+                renewed_incarnation = false;
+                last_ok = sent;
+                renewed.send_replace(Some(sent));
             }
             Err(error) if !failing => {
                 failing = true;
@@ -338,6 +393,8 @@ enum Wake {
 }
 
 struct Watcher {
+    /// This node's info (a lapse makes a new incarnation).
+    local: watch::Receiver<MemberInfo>,
     client: Client,
     kv: kv::Store,
     view: View,
@@ -443,6 +500,11 @@ impl Watcher {
                 }
             },
         };
+        if self.local.has_changed().unwrap_or(false) {
+            // A new incarnation of this node (after a lapse): its own entries are not another
+            // process's.
+            self.view.set_local(self.local.borrow_and_update().clone());
+        }
         self.view.entry(id, op, Instant::now());
     }
 

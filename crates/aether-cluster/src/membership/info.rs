@@ -53,6 +53,11 @@ impl MemberInfo {
         })
     }
 
+    /// The same node as a new incarnation (a renewal after a lapse).
+    pub(crate) fn renew_incarnation(&mut self) {
+        self.incarnation = next_incarnation();
+    }
+
     /// The member as placement sees it (id and weight).
     pub fn as_member(&self) -> Member {
         Member::new(self.id.clone()).with_weight(self.metadata.weight)

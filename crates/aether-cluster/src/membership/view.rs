@@ -188,6 +188,11 @@ impl View {
 
     /// An entry of the bucket: part of the snapshot while resynchronising, a live change
     /// otherwise.
+    /// This node announces itself as `local` from now on (a new incarnation after a lapse).
+    pub(crate) fn set_local(&mut self, local: MemberInfo) {
+        self.local = local;
+    }
+
     pub(crate) fn entry(&mut self, id: NodeId, op: Op, now: Instant) {
         if let Some(snapshot) = self.snapshot.as_mut() {
             snapshot.insert(id, op);

@@ -1,0 +1,165 @@
+//! `aether-actor-node`: one cluster node as a process, hosting actors of the demo type
+//! [`Account`](aether_actor::cluster::demo::Account) on JetStream — for the chaos test, the
+//! cluster example and trying actors across nodes by hand.
+//!
+//! ```text
+//! aether-actor-node --nats <url[,url…]> --id <node id> [--namespace NS] [--cluster <name>] …
+//! ```
+//!
+//! Besides `--namespace` (default `demo`: where the accounts' events are stored), the options
+//! are those of every node binary (cluster timings, shard count, weight; see
+//! `aether_cluster::node_cli`). A node with `--weight 0` owns no shards: a client that routes.
+//!
+//! Any NATS client can call its actors (see `aether_actor::cluster::wire` and
+//! `aether_actor::cluster::demo`):
+//!
+//! ```text
+//! nats req aether.actor.demo.account.n1 '{"op":"query","actorId":"acct-1","body":"Balance"}' \
+//!     -H 'Aether-Map-Version: 0'
+//! ```
+//!
+//! (any node answers `moved` for an actor it does not serve, with its map version; send it
+//! again to the owner.) It prints JSON lines to stdout: once started
+//! `{"node":"n1","ready":true,"incarnation":…}`, then whenever its placement changes
+//! `{"node":"n1","map_version":7,"serving":12,"leader":"n2"}`; on SIGTERM or SIGINT it hands
+//! its shards off, leaves the cluster and prints
+//! `{"node":"n1","stopped":true,"ok":true,"moved":…,"retries":…,"fenced":…}`. Errors go to
+//! stderr; the exit code is 2 for bad arguments, 1 for anything else.
+
+use std::process::ExitCode;
+
+use aether_actor::ActorConfig;
+use aether_actor::cluster::demo::Account;
+use aether_actor::cluster::{ClusterActors, RoutingConfig};
+use aether_cluster::node_cli::{NODE_USAGE, NodeArgs, emit, start_retrying};
+use aether_core::Namespace;
+use aether_nats::{JetStreamConfig, JetStreamEventStore};
+use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
+
+fn usage() -> String {
+    format!("usage: aether-actor-node {NODE_USAGE} [--namespace NS]")
+}
+
+async fn run(mut args: NodeArgs) -> Result<(), String> {
+    let usage = usage();
+    let namespace = args
+        .extra
+        .remove("namespace")
+        .unwrap_or_else(|| "demo".to_owned());
+    args.no_extra(&usage)?;
+    let namespace = Namespace::new(namespace).map_err(|e| format!("--namespace: {e}"))?;
+    let node = args.config.node_id.clone();
+    let client = args.connect().await?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
+    let replicas = args.config.replicas;
+    let manager = start_retrying(client.clone(), args.config, args.start_timeout).await?;
+    let store_config = JetStreamConfig {
+        replicas,
+        ..JetStreamConfig::default()
+    };
+    let store = JetStreamEventStore::with_client(client.clone(), namespace.clone(), store_config)
+        .await
+        .map_err(|e| format!("node {node}: cannot open the store: {e}"))?;
+    let host = ClusterActors::join(
+        &manager,
+        client,
+        namespace,
+        Account,
+        store,
+        ActorConfig::default(),
+        RoutingConfig::default(),
+    )
+    .await
+    .map_err(|e| format!("node {node}: cannot host actors: {e}"))?;
+    emit(
+        &json!({"node": node.as_str(), "ready": true, "incarnation": manager.incarnation()})
+            .to_string(),
+    );
+    let mut placements = manager.watch_placement();
+    let mut last = String::new();
+    loop {
+        let line = {
+            let placement = placements.borrow_and_update();
+            let me = manager.node_id();
+            let serving = placement
+                .shards
+                .iter()
+                .filter(|s| {
+                    s.moving_from.is_none() && s.owner.as_ref().is_some_and(|o| &o.node == me)
+                })
+                .count();
+            json!({
+                "node": node.as_str(),
+                "map_version": placement.version,
+                "serving": serving,
+                "leader": manager.leader().map(|l| l.to_string()),
+            })
+            .to_string()
+        };
+        if line != last {
+            emit(&line);
+            last = line;
+        }
+        tokio::select! {
+            changed = placements.changed() => {
+                if changed.is_err() {
+                    return Err(format!("node {node}: the placement stopped"));
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    // Hand every shard off before the membership leaves: nothing is served here once the
+    // leader gives the shards to others.
+    host.shutdown().await;
+    let stats = host.stats();
+    let result = manager.shutdown().await;
+    emit(
+        &json!({
+            "node": node.as_str(),
+            "stopped": true,
+            "ok": result.is_ok(),
+            "moved": stats.moved,
+            "retries": stats.retries,
+            "fenced": stats.fenced,
+        })
+        .to_string(),
+    );
+    result.map_err(|e| format!("node {node}: graceful shutdown incomplete: {e}"))
+}
+
+fn main() -> ExitCode {
+    let usage = usage();
+    let args = match NodeArgs::parse(std::env::args().skip(1), &usage) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) if message.starts_with("--") || message.starts_with("unknown option") => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
