@@ -70,6 +70,16 @@ impl Cluster {
         me: &Incarnate,
         placements: Option<watch::Receiver<Placement>>,
     ) -> ClusterActors<Bank, JetStreamEventStore> {
+        self.node_with(me, placements, RoutingConfig::default())
+            .await
+    }
+
+    async fn node_with(
+        &self,
+        me: &Incarnate,
+        placements: Option<watch::Receiver<Placement>>,
+        routing: RoutingConfig,
+    ) -> ClusterActors<Bank, JetStreamEventStore> {
         let store = self.store().await;
         let client = store.client().clone();
         ClusterActors::start(
@@ -81,7 +91,7 @@ impl Cluster {
             shards(),
             ActorConfig::default(),
             placements.unwrap_or_else(|| self.placements.subscribe()),
-            RoutingConfig::default(),
+            routing,
         )
         .await
         .expect("node starts")
@@ -440,5 +450,66 @@ async fn bad_requests_on_the_wire_get_typed_errors_and_write_nothing() {
     )
     .await;
     assert_eq!(reply, Reply::Ok(serde_json::json!({"Balance": 3})));
+    node_a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_lost_on_the_way_is_sent_again_before_the_deadline() {
+    let cluster = Cluster::new(start_server());
+    let (a, ghost) = (incarnate("a"), incarnate("ghost"));
+    let routing = RoutingConfig {
+        attempt_timeout: Duration::from_millis(200),
+        wait_for_move: Duration::from_millis(100),
+        ..RoutingConfig::default()
+    };
+    let node_a = cluster.node_with(&a, None, routing).await;
+    // The owner's subject swallows requests: a node whose connection died with its server,
+    // or a request lost in flight.
+    let listener = async_nats::connect(cluster.server.url()).await.unwrap();
+    let mut swallowed = listener
+        .subscribe(wire::request_subject(
+            &cluster.namespace,
+            "account",
+            &ghost.node,
+        ))
+        .await
+        .unwrap();
+    listener.flush().await.unwrap();
+    cluster.place(&[&ghost, &ghost, &ghost, &ghost]);
+    let id = actor(1);
+    let deadline = Duration::from_secs(10);
+    let options = AskOptions {
+        timeout: deadline,
+        ..AskOptions::default()
+    }
+    .command_id(CommandId::new("lost-1").unwrap());
+    let started = tokio::time::Instant::now();
+    let call = tokio::spawn({
+        let node_a = node_a.clone();
+        async move {
+            node_a
+                .ask_with(&id, Command::Deposit { cents: 4 }, options)
+                .await
+        }
+    });
+    // The first attempt reaches the ghost and is never answered; then the shard moves to a.
+    use futures::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(5), swallowed.next())
+        .await
+        .expect("the first attempt reaches the owner");
+    assert!(first.is_some());
+    let owners = vec![Some(a.clone()); SHARDS as usize];
+    let moved = cluster
+        .placements
+        .borrow()
+        .next(&owners, |who| who == &ghost);
+    cluster.placements.send_replace(moved);
+    let outcome = call.await.unwrap().expect("answered by the new owner");
+    assert_eq!((outcome.version, outcome.reply), (1, 4));
+    assert!(
+        started.elapsed() < deadline / 2,
+        "the lost attempt was sent again after {:?}",
+        started.elapsed()
+    );
     node_a.shutdown().await;
 }

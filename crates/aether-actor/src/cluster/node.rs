@@ -50,6 +50,11 @@ pub struct RoutingConfig {
     /// The longest deadline a request may carry (`Aether-Deadline-Ms`); longer ones are cut
     /// to it. Default 5 min.
     pub max_deadline: Duration,
+    /// How long one attempt of a call across the network waits for its answer before it is
+    /// sent again (same command id: applied at most once), within the call's deadline. A
+    /// request lost with a NATS server that went down is retried after this, not at the
+    /// deadline. Keep it above [`wait_for_move`](Self::wait_for_move). Default 5 s.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for RoutingConfig {
@@ -59,6 +64,7 @@ impl Default for RoutingConfig {
             retry_max: Duration::from_millis(500),
             wait_for_move: Duration::from_secs(2),
             max_deadline: Duration::from_secs(300),
+            attempt_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct Report {
     pub(crate) retries: u64,
     pub(crate) fenced: u64,
     pub(crate) faults: Vec<String>,
+    /// When the load started.
+    pub(crate) started: Instant,
 }
 
 impl Report {
@@ -76,7 +78,21 @@ impl Report {
             self.fenced,
             v.longest_stall
         );
-        println!("chaos: faults: {}", self.faults.join("; "));
+        println!(
+            "chaos: faults (time since the load started): {}",
+            self.faults.join("; ")
+        );
+        let stalls: Vec<String> = v
+            .stalls
+            .iter()
+            .map(|(sent, d)| {
+                format!(
+                    "{d:.2?} from {:.1?}",
+                    sent.saturating_duration_since(self.started)
+                )
+            })
+            .collect();
+        println!("chaos: longest stalls: {}", stalls.join(", "));
         for violation in v.violations.iter().take(20) {
             println!("VIOLATION: {violation}");
         }
@@ -265,28 +281,34 @@ pub(crate) async fn run(plan: Plan) -> Report {
         let victim = nodes.remove(round % nodes.len());
         let id = victim.id.clone();
         victim.kill().await;
-        faults.push(format!("{id} SIGKILLed"));
+        faults.push(format!("{:.1?} {id} SIGKILLed", started.elapsed()));
         tokio::time::sleep(ttl).await;
         nodes.push(NodeProcess::start(&setup, &id, patience).await);
         tokio::time::sleep(ttl * 2).await;
         // A node is paused past its TTL (a zombie when it wakes), then resumed.
         let zombie = &nodes[round % nodes.len()];
+        let paused_at = started.elapsed();
         zombie.pause();
         tokio::time::sleep(ttl * 3).await;
         zombie.resume();
-        faults.push(format!("{} SIGSTOPped for {:?}", zombie.id, ttl * 3));
+        faults.push(format!(
+            "{paused_at:.1?} {} SIGSTOPped for {:?}",
+            zombie.id,
+            ttl * 3
+        ));
         tokio::time::sleep(ttl * 2).await;
         // A NATS server restarts.
-        faults.push(servers.restart(round));
+        let at = started.elapsed();
+        faults.push(format!("{at:.1?} {}", servers.restart(round)));
         tokio::time::sleep(ttl * 2).await;
         // A node joins, another leaves gracefully.
         let id = format!("n{next_id}");
         next_id += 1;
         nodes.push(NodeProcess::start(&setup, &id, patience).await);
-        faults.push(format!("{id} added"));
+        faults.push(format!("{:.1?} {id} added", started.elapsed()));
         tokio::time::sleep(ttl * 2).await;
         let leaving = nodes.remove(0);
-        faults.push(format!("{} left", leaving.id));
+        faults.push(format!("{:.1?} {} left", started.elapsed(), leaving.id));
         finals.push(leaving.stop(patience).await);
         round += 1;
     }
@@ -318,5 +340,6 @@ pub(crate) async fn run(plan: Plan) -> Report {
         retries: client_stats.retries + finals.iter().map(|l| stat(l, "retries")).sum::<u64>(),
         fenced: client_stats.fenced + finals.iter().map(|l| stat(l, "fenced")).sum::<u64>(),
         faults,
+        started,
     }
 }

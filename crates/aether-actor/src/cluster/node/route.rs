@@ -332,7 +332,10 @@ where
         command_id: call.command_id.clone(),
         body,
     };
-    let remaining = call.deadline.saturating_duration_since(Instant::now());
+    let remaining = call
+        .deadline
+        .saturating_duration_since(Instant::now())
+        .min(node.routing.attempt_timeout);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(wire::MAP_VERSION_HEADER, version.get().to_string().as_str());
     headers.insert(
@@ -376,10 +379,11 @@ where
             kind: ErrorKind::Unavailable,
             ..
         }) => Attempt::Retry,
+        // The owner ran out of this attempt's time: again, within the call's deadline.
         Ok(Reply::Error {
             kind: ErrorKind::Timeout,
             ..
-        }) => Attempt::Done(Err(AskError::Failed(call.timeout()))),
+        }) => Attempt::Retry,
         Ok(Reply::Error { kind, message }) => {
             Attempt::Done(Err(AskError::Failed(remote_error(kind.as_str(), message))))
         }

@@ -94,6 +94,8 @@ pub(crate) struct Verdict {
     pub(crate) events: usize,
     pub(crate) fences: usize,
     pub(crate) longest_stall: Duration,
+    /// The longest stalls: when the command was sent, how long until its acknowledgement.
+    pub(crate) stalls: Vec<(tokio::time::Instant, Duration)>,
     pub(crate) violations: Vec<String>,
 }
 
@@ -186,6 +188,7 @@ pub(crate) fn check(
                 CommandOutcome::Acked { version, at } => {
                     verdict.acked += 1;
                     verdict.longest_stall = verdict.longest_stall.max(*at - command.sent);
+                    verdict.stalls.push((command.sent, *at - command.sent));
                     acks.entry(command.actor).or_default().push((*at, *version));
                     match versions.map(Vec::as_slice) {
                         Some([stored]) if stored == version => {}
@@ -224,6 +227,8 @@ pub(crate) fn check(
             }
         }
     }
+    verdict.stalls.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
+    verdict.stalls.truncate(5);
     verdict.violations = violations;
     verdict
 }
