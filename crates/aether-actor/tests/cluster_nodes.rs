@@ -21,6 +21,7 @@ use aether_core::{ActorId, EventStore, Namespace, NodeId, ShardCount};
 use aether_nats::JetStreamEventStore;
 use aether_testkit::nats_server::NatsServer;
 use bank::{Answer, Bank, Command, Query};
+use serde::{Deserialize, Serialize};
 
 const SHARDS: u32 = 16;
 /// Longest wait for the cluster to reach a state.
@@ -205,4 +206,82 @@ async fn shards_move_to_a_joining_node_and_off_a_leaving_one_with_no_command_los
         node.host.shutdown().await;
         node.manager.shutdown().await.expect("leave");
     }
+}
+
+/// An actor whose commands take a while (to keep a request in flight during a handoff).
+struct Slow;
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Slept {
+    Slept { ms: u64 },
+}
+
+impl aether_actor::Actor for Slow {
+    const ACTOR_TYPE: &'static str = "slow";
+    type State = u64;
+    type Command = u64;
+    type Event = Slept;
+    type Reply = u64;
+    type Rejection = String;
+    type Query = ();
+    type QueryReply = u64;
+
+    fn decide(&self, _: &u64, ms: u64) -> Result<aether_actor::Decision<Self>, String> {
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok(aether_actor::Decision::new(vec![Slept::Slept { ms }], ms))
+    }
+
+    fn apply(&self, total: &mut u64, Slept::Slept { ms }: &Slept) {
+        *total += ms;
+    }
+
+    fn query(&self, total: &u64, (): ()) -> u64 {
+        *total
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_ends_though_the_membership_is_still_current() {
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let cluster = format!("leave-{}", uuid::Uuid::now_v7().simple());
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let manager = Box::pin(ClusterManager::start(
+        client.clone(),
+        config(&cluster, "n1"),
+    ))
+    .await
+    .expect("manager");
+    let host = ClusterActors::join(
+        &manager,
+        client,
+        Namespace::new("slow").unwrap(),
+        Slow,
+        aether_core::InMemoryEventStore::new(),
+        ActorConfig::default(),
+        RoutingConfig::default(),
+    )
+    .await
+    .expect("host");
+    let id = ActorId::new("s-1").unwrap();
+    tokio::time::timeout(SETTLE, async {
+        while host.ask(&id, 1).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the node serves its shards");
+    // A command in flight keeps the shard draining for longer than the host's membership
+    // check period: the check, finding the membership current, must not serve again.
+    let slow = tokio::spawn({
+        let host = host.clone();
+        let id = id.clone();
+        async move { host.ask(&id, 600).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(10), host.shutdown())
+        .await
+        .expect("the shutdown hands every shard off and ends");
+    let slow = slow.await.expect("the slow command's task");
+    assert_eq!(slow.expect("the command in flight finished").reply, 600);
+    manager.shutdown().await.expect("leave");
 }

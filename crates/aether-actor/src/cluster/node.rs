@@ -121,6 +121,9 @@ pub(crate) struct Node<A: Actor, S> {
     maps: Option<ShardMapStore>,
     /// One renewal at a time.
     renewing: tokio::sync::Mutex<()>,
+    /// Set by `shutdown`: the node is handing everything off for good, and a membership that
+    /// is still current must not make it serve again.
+    leaving: std::sync::atomic::AtomicBool,
     /// `moved` answers given.
     pub(crate) moved: AtomicU64,
     /// Attempts of this node's calls that were retried.
@@ -296,6 +299,7 @@ where
             own,
             maps,
             renewing: tokio::sync::Mutex::new(()),
+            leaving: std::sync::atomic::AtomicBool::new(false),
             moved: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         });
@@ -462,6 +466,7 @@ where
     /// shard is served here once the leader gives it to another node.
     pub async fn shutdown(&self) {
         let node = &self.node;
+        node.leaving.store(true, Ordering::Release);
         let actions = node.lock().ownership.lapse();
         node.apply(actions);
         loop {
@@ -545,6 +550,9 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
     /// incarnation for — a new one after a lapse long enough for the others to notice.
     pub(crate) async fn check_membership(self: &Arc<Self>) {
         let Some(own) = &self.own else { return };
+        if self.leaving.load(Ordering::Acquire) {
+            return;
+        }
         let Some(incarnation) = own.current(Instant::now()) else {
             let actions = {
                 let mut state = self.lock();
@@ -565,7 +573,7 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
             return;
         }
         let _one = self.renewing.lock().await;
-        if !behind(&self.lock()) {
+        if !behind(&self.lock()) || self.leaving.load(Ordering::Acquire) {
             return;
         }
         // A node that was paused may hold a placement from long ago: read the newest one.
@@ -583,7 +591,13 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
             incarnation,
         };
         tracing::info!(node = %me.node, incarnation, version = %placement.version, "membership current again");
-        let actions = self.lock().ownership.renewed(me, &placement);
+        let actions = {
+            let mut state = self.lock();
+            if self.leaving.load(Ordering::Acquire) {
+                return;
+            }
+            state.ownership.renewed(me, &placement)
+        };
         self.apply(actions);
     }
 
