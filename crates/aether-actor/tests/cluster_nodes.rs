@@ -285,3 +285,74 @@ async fn a_graceful_shutdown_ends_though_the_membership_is_still_current() {
     assert_eq!(slow.expect("the command in flight finished").reply, 600);
     manager.shutdown().await.expect("leave");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_three_nodes_under_steady_load_fails_no_command() {
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    let cluster = format!("rolling-{}", uuid::Uuid::now_v7().simple());
+    let namespace = Namespace::new(format!("rolling-{}", uuid::Uuid::now_v7().simple())).unwrap();
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        nodes.push(start_node(&server, &cluster, &namespace, id).await);
+    }
+    // The client: a member of weight 0, owning nothing, through which the load goes.
+    let client = {
+        let nats = async_nats::connect(server.url()).await.expect("connect");
+        let mut config = config(&cluster, "client");
+        config.metadata.weight = 0;
+        let manager = Box::pin(ClusterManager::start(nats.clone(), config))
+            .await
+            .expect("client manager");
+        let store = JetStreamEventStore::connect(&server.url(), namespace.clone())
+            .await
+            .expect("store");
+        let host = ClusterActors::join(
+            &manager,
+            nats,
+            namespace.clone(),
+            Bank,
+            store,
+            ActorConfig::default(),
+            RoutingConfig::default(),
+        )
+        .await
+        .expect("client host");
+        Node { manager, host }
+    };
+    settled(&nodes.iter().collect::<Vec<_>>()).await;
+
+    const ACTORS: usize = 24;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = steady_load(client.host.clone(), ACTORS, stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 0..3 {
+        // Each node in turn: hands its shards off and leaves, then starts again.
+        let node = nodes.remove(0);
+        let id = node.manager.node_id().to_string();
+        node.host.shutdown().await;
+        node.manager.shutdown().await.expect("leaves");
+        let others: Vec<&Node> = nodes.iter().collect();
+        settled(&others).await;
+        nodes.push(start_node(&server, &cluster, &namespace, &id).await);
+        settled(&nodes.iter().collect::<Vec<_>>()).await;
+        println!("round {round}: {id} restarted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    // Every command of the load was acknowledged (the load panics on any failure).
+    let acked = load.await.expect("no command failed");
+    let stats: Vec<_> = nodes.iter().map(|n| n.host.stats()).collect();
+    println!(
+        "acked {}; nodes {stats:?}; client {:?}",
+        acked.iter().sum::<u64>(),
+        client.host.stats()
+    );
+    for (i, &count) in acked.iter().enumerate() {
+        let id = actor(i);
+        assert_eq!(balance(&client.host, &id).await, count, "{id}");
+    }
+    for node in nodes.into_iter().chain([client]) {
+        node.host.shutdown().await;
+        node.manager.shutdown().await.expect("leave");
+    }
+}
