@@ -9,8 +9,9 @@
 //! never served it). It settles the move — writes the shard as not moving — once that owner
 //! has released it (asked by incarnation) or is known to be gone for good: membership declared
 //! that incarnation failed (only after its own check lapsed), it left, or a newer incarnation
-//! of the node appeared. Absence from a membership view is no proof: views lag, and a new
-//! leader's starts empty. A shard moved back to the node it was moving from stops moving.
+//! of the node appeared. Absence from a membership view that has not caught up is no proof:
+//! views lag, and a new leader's starts empty. A shard moved back to the node it was moving
+//! from stops moving.
 
 use std::collections::BTreeMap;
 

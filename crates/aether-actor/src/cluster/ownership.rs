@@ -15,9 +15,9 @@
 //! (writes the shard as not moving) only once that owner has released it — it has adopted the
 //! placement and drained the shard — or is known to be gone for good (membership declared
 //! that incarnation failed, which happens only after its own check lapsed; or it left; or a
-//! newer incarnation of the node appeared). Not being in a membership view is no proof of
-//! anything: views lag, and a new leader's starts empty. Moving a moving shard again keeps the
-//! node it moves *from*: the owners in between never served it.
+//! newer incarnation of the node appeared). Not being in a membership view that has not caught
+//! up is no proof of anything: views lag, and a new leader's starts empty. Moving a moving
+//! shard again keeps the node it moves *from*: the owners in between never served it.
 //!
 //! So a node serves a shard only under a settled placement that names it, and every earlier
 //! server of the shard stopped for good before that placement was written.
