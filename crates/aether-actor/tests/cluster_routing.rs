@@ -342,6 +342,14 @@ async fn a_node_that_still_believes_it_owns_a_shard_cannot_write_after_the_new_o
     );
     assert_eq!(balance(&node_a, &id).await, 50);
     assert!(node_b.stats().fenced >= 1, "{:?}", node_b.stats());
+    // The fenced old owner passivated the actor.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while node_b.local().mailbox_depth(&id).is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("b passivates the fenced actor");
     let outcome = node_a
         .ask(&id, Command::Deposit { cents: 1 })
         .await

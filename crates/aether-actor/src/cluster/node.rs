@@ -601,6 +601,15 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
         self.apply(actions);
     }
 
+    /// A newer owner fenced `actor_id` (or its shard is not served here any more): its state
+    /// here is of no use; passivate it, in the background.
+    pub(crate) fn passivate_fenced(self: &Arc<Self>, actor_id: &ActorId) {
+        let (node, actor_id) = (self.clone(), actor_id.clone());
+        tokio::spawn(async move {
+            node.local.passivate(&actor_id).await;
+        });
+    }
+
     /// Does what the ownership answered: serve a shard (its epoch in the store), or drain it.
     fn apply(self: &Arc<Self>, actions: Vec<Action>) {
         for action in actions {

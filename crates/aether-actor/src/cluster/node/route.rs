@@ -82,7 +82,10 @@ where
             let command = command.clone();
             async move {
                 match node.local.ask_with(actor_id, command, options).await {
-                    Err(AskError::Failed(e)) if is_fenced(&e) => Attempt::Retry,
+                    Err(AskError::Failed(e)) if is_fenced(&e) => {
+                        node.passivate_fenced(actor_id);
+                        Attempt::Retry
+                    }
                     other => Attempt::Done(other),
                 }
             }
@@ -129,7 +132,10 @@ where
             let command_id = command_id.clone();
             async move {
                 match node.local.tell_inner(actor_id, command, command_id).await {
-                    Err(e) if is_fenced(&e) => Attempt::Retry,
+                    Err(e) if is_fenced(&e) => {
+                        node.passivate_fenced(actor_id);
+                        Attempt::Retry
+                    }
                     other => Attempt::Done(other.map_err(AskError::Failed)),
                 }
             }
@@ -167,7 +173,10 @@ where
             let query = query.clone();
             async move {
                 match node.local.query_with(actor_id, query, options).await {
-                    Err(e) if is_fenced(&e) => Attempt::Retry,
+                    Err(e) if is_fenced(&e) => {
+                        node.passivate_fenced(actor_id);
+                        Attempt::Retry
+                    }
                     other => Attempt::Done(other.map_err(AskError::Failed)),
                 }
             }

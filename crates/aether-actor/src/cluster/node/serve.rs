@@ -4,7 +4,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use aether_core::{FencedEventStore, SnapshotStore, StoreError};
+use aether_core::{ActorId, FencedEventStore, SnapshotStore, StoreError};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -90,7 +90,7 @@ where
                     Ok(value) => Reply::Rejected(value),
                     Err(e) => internal(format!("the rejection does not serialize: {e}")),
                 },
-                Err(AskError::Failed(e)) => failed(node, &e),
+                Err(AskError::Failed(e)) => failed(node, actor_id, &e),
             }
         }
         Operation::Tell => {
@@ -103,7 +103,7 @@ where
             };
             match node.local.tell_inner(actor_id, command, command_id).await {
                 Ok(id) => Reply::Ok(Value::String(id.as_str().to_owned())),
-                Err(e) => failed(node, &e),
+                Err(e) => failed(node, actor_id, &e),
             }
         }
         Operation::Query => {
@@ -117,7 +117,7 @@ where
             };
             match node.local.query_with(actor_id, query, options).await {
                 Ok(reply) => ok(&reply),
-                Err(e) => failed(node, &e),
+                Err(e) => failed(node, actor_id, &e),
             }
         }
     }
@@ -188,8 +188,13 @@ pub(crate) fn is_fenced(error: &ActorError) -> bool {
 }
 
 /// The reply for a runtime failure.
-fn failed<A: ClusterActor, S>(node: &Node<A, S>, error: &ActorError) -> Reply {
+fn failed<A, S>(node: &Arc<Node<A, S>>, actor_id: &ActorId, error: &ActorError) -> Reply
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
     if is_fenced(error) {
+        node.passivate_fenced(actor_id);
         // Nothing was written: the sender retries (same command id) at the new owner.
         node.moved
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
