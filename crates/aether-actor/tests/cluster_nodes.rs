@@ -50,8 +50,17 @@ fn config(cluster: &str, id: &str) -> ClusterConfig {
 }
 
 async fn start_node(server: &NatsServer, cluster: &str, namespace: &Namespace, id: &str) -> Node {
+    start_node_with(server, config(cluster, id), namespace).await
+}
+
+async fn start_node_with(
+    server: &NatsServer,
+    config: ClusterConfig,
+    namespace: &Namespace,
+) -> Node {
+    let id = config.node_id.clone();
     let client = async_nats::connect(server.url()).await.expect("connect");
-    let manager = Box::pin(ClusterManager::start(client.clone(), config(cluster, id)))
+    let manager = Box::pin(ClusterManager::start(client.clone(), config))
         .await
         .unwrap_or_else(|e| panic!("manager {id}: {e}"));
     let store = JetStreamEventStore::connect(&server.url(), namespace.clone())
@@ -297,27 +306,9 @@ async fn a_rolling_restart_of_three_nodes_under_steady_load_fails_no_command() {
     }
     // The client: a member of weight 0, owning nothing, through which the load goes.
     let client = {
-        let nats = async_nats::connect(server.url()).await.expect("connect");
         let mut config = config(&cluster, "client");
         config.metadata.weight = 0;
-        let manager = Box::pin(ClusterManager::start(nats.clone(), config))
-            .await
-            .expect("client manager");
-        let store = JetStreamEventStore::connect(&server.url(), namespace.clone())
-            .await
-            .expect("store");
-        let host = ClusterActors::join(
-            &manager,
-            nats,
-            namespace.clone(),
-            Bank,
-            store,
-            ActorConfig::default(),
-            RoutingConfig::default(),
-        )
-        .await
-        .expect("client host");
-        Node { manager, host }
+        start_node_with(&server, config, &namespace).await
     };
     settled(&nodes.iter().collect::<Vec<_>>()).await;
 

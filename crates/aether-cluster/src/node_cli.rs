@@ -19,7 +19,9 @@
 //! (including a node id a live node already uses) fails at once.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::Write;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use aether_core::{NodeId, ShardCount, redact_url_credentials};
@@ -226,6 +228,65 @@ pub fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Why a node binary stops with an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// A bad command line (exit code 2).
+    Usage(String),
+    /// Anything else (exit code 1).
+    Failed(String),
+}
+
+impl From<String> for Exit {
+    fn from(message: String) -> Self {
+        Self::Failed(message)
+    }
+}
+
+/// A node binary's `main`: parses the command line (`usage` printed with errors), runs `run`
+/// on a tokio runtime (`workers` worker threads, or the current thread for `None`), prints
+/// any error to stderr, and returns the exit code: 2 for a bad command line, 1 for anything
+/// else.
+pub fn main<F, Fut>(usage: &str, workers: Option<usize>, run: F) -> ExitCode
+where
+    F: FnOnce(NodeArgs) -> Fut,
+    Fut: Future<Output = Result<(), Exit>>,
+{
+    let args = match NodeArgs::parse(std::env::args().skip(1), usage) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = match workers {
+        Some(workers) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+        None => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Exit::Usage(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+        Err(Exit::Failed(message)) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Prints `line` to stdout and flushes it (the binaries' output is read line by line).

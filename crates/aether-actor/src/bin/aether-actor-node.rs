@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use aether_actor::ActorConfig;
 use aether_actor::cluster::demo::Account;
 use aether_actor::cluster::{ClusterActors, RoutingConfig};
-use aether_cluster::node_cli::{NODE_USAGE, NodeArgs, emit, start_retrying};
+use aether_cluster::node_cli::{self, Exit, NODE_USAGE, NodeArgs, emit, start_retrying};
 use aether_core::Namespace;
 use aether_nats::{JetStreamConfig, JetStreamEventStore};
 use serde_json::json;
@@ -41,14 +41,15 @@ fn usage() -> String {
     format!("usage: aether-actor-node {NODE_USAGE} [--namespace NS]")
 }
 
-async fn run(mut args: NodeArgs) -> Result<(), String> {
+async fn run(mut args: NodeArgs) -> Result<(), Exit> {
     let usage = usage();
     let namespace = args
         .extra
         .remove("namespace")
         .unwrap_or_else(|| "demo".to_owned());
-    args.no_extra(&usage)?;
-    let namespace = Namespace::new(namespace).map_err(|e| format!("--namespace: {e}"))?;
+    args.no_extra(&usage).map_err(Exit::Usage)?;
+    let namespace =
+        Namespace::new(namespace).map_err(|e| Exit::Usage(format!("--namespace: {e}\n{usage}")))?;
     let node = args.config.node_id.clone();
     let client = args.connect().await?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
@@ -105,7 +106,7 @@ async fn run(mut args: NodeArgs) -> Result<(), String> {
         tokio::select! {
             changed = placements.changed() => {
                 if changed.is_err() {
-                    return Err(format!("node {node}: the placement stopped"));
+                    return Err(Exit::Failed(format!("node {node}: the placement stopped")));
                 }
             }
             _ = term.recv() => break,
@@ -128,38 +129,9 @@ async fn run(mut args: NodeArgs) -> Result<(), String> {
         })
         .to_string(),
     );
-    result.map_err(|e| format!("node {node}: graceful shutdown incomplete: {e}"))
+    result.map_err(|e| Exit::Failed(format!("node {node}: graceful shutdown incomplete: {e}")))
 }
 
 fn main() -> ExitCode {
-    let usage = usage();
-    let args = match NodeArgs::parse(std::env::args().skip(1), &usage) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) if message.starts_with("--") || message.starts_with("unknown option") => {
-            eprintln!("{message}");
-            ExitCode::from(2)
-        }
-        Err(message) => {
-            eprintln!("{message}");
-            ExitCode::FAILURE
-        }
-    }
+    node_cli::main(&usage(), Some(2), run)
 }

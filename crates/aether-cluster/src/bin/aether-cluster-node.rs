@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use aether_cluster::ClusterManager;
-use aether_cluster::node_cli::{NODE_USAGE, NodeArgs, emit, start_retrying};
+use aether_cluster::node_cli::{self, Exit, NODE_USAGE, NodeArgs, emit, start_retrying};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -91,30 +91,9 @@ async fn run(args: NodeArgs) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let usage = format!("usage: aether-cluster-node {NODE_USAGE}");
-    let args = match NodeArgs::parse(std::env::args().skip(1), &usage)
-        .and_then(|args| args.no_extra(&usage).map(|()| args))
-    {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("{message}");
-            ExitCode::FAILURE
-        }
-    }
+    let refuse_extra = usage.clone();
+    node_cli::main(&usage, None, |args| async move {
+        args.no_extra(&refuse_extra).map_err(Exit::Usage)?;
+        run(args).await.map_err(Exit::Failed)
+    })
 }
