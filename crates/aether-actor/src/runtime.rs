@@ -853,7 +853,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         &self.shared.store
     }
 
-    fn check_command(&self, command: &A::Command) -> Result<(), ActorError> {
+    pub(crate) fn check_command(&self, command: &A::Command) -> Result<(), ActorError> {
         let limit = self.shared.config.max_command_bytes;
         let mut counter = SizeLimit { size: 0, limit };
         match serde_json::to_writer(&mut counter, command) {

@@ -375,6 +375,50 @@ async fn calls_without_an_owner_fail_with_no_owner_at_their_deadline() {
         matches!(result, Err(AskError::Failed(ActorError::NoOwner { .. }))),
         "{result:?}"
     );
+    // An actor id that is valid alone but too long with the type prefix: refused at once,
+    // on every entry point.
+    let long = ActorId::new("x".repeat(ActorId::MAX_LEN)).unwrap();
+    let started = tokio::time::Instant::now();
+    let asked = node_a.ask(&long, Command::Deposit { cents: 1 }).await;
+    assert!(
+        matches!(
+            asked,
+            Err(AskError::Failed(ActorError::InvalidActorId { .. }))
+        ),
+        "{asked:?}"
+    );
+    let told = node_a.tell(&long, Command::Deposit { cents: 1 }).await;
+    assert!(
+        matches!(told, Err(ActorError::InvalidActorId { .. })),
+        "{told:?}"
+    );
+    let queried = node_a.query(&long, Query::Balance).await;
+    assert!(
+        matches!(queried, Err(ActorError::InvalidActorId { .. })),
+        "{queried:?}"
+    );
+    assert!(node_a.shard_of(&long).is_err());
+    // A command above the size limit: the same typed error as on one node.
+    let blob = Command::Blob {
+        data: "x".repeat(ActorConfig::default().max_command_bytes + 1),
+    };
+    let asked = node_a.ask(&actor(2), blob.clone()).await;
+    assert!(
+        matches!(
+            asked,
+            Err(AskError::Failed(ActorError::CommandTooLarge { .. }))
+        ),
+        "{asked:?}"
+    );
+    let told = node_a.tell(&actor(2), blob).await;
+    assert!(
+        matches!(told, Err(ActorError::CommandTooLarge { .. })),
+        "{told:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused without routing"
+    );
     node_a.shutdown().await;
 }
 

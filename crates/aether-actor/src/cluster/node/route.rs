@@ -68,6 +68,8 @@ where
         Some(command_id.clone()),
         options.timeout,
     )?;
+    // Refused here as on one node, before anything is sent.
+    node.local.check_command(&command)?;
     let body = lazy_body(&command);
     route(
         node,
@@ -122,6 +124,7 @@ where
         Some(command_id.clone()),
         budget,
     )?;
+    node.local.check_command(&command)?;
     let body = lazy_body(&command);
     let result: Result<CommandId, AskError<A::Rejection>> = route(
         node,
