@@ -165,3 +165,81 @@ pub async fn ask(
         Ok(Err(_)) | Err(_) => Asked::Unknown,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(Holdings);
+
+    impl ShardHolder for Fixed {
+        fn holdings(&self) -> Holdings {
+            self.0.clone()
+        }
+    }
+
+    fn holding(adopted: u64, held: &[u32]) -> Arc<dyn ShardHolder> {
+        Arc::new(Fixed(Holdings {
+            adopted: MapVersion::new(adopted),
+            held: held.iter().copied().collect(),
+        }))
+    }
+
+    fn who(incarnation: u64) -> Incarnate {
+        Incarnate {
+            node: NodeId::new("n1").unwrap(),
+            incarnation,
+        }
+    }
+
+    #[test]
+    fn a_node_holds_the_union_of_its_holders_at_the_oldest_version_they_adopted() {
+        let holders = Holders::default();
+        assert_eq!(holders.holdings(), None, "no holders: holds nothing");
+        let a = holding(7, &[1, 2]);
+        let b = holding(5, &[3]);
+        holders.register(Arc::downgrade(&a));
+        holders.register(Arc::downgrade(&b));
+        let both = holders.holdings().unwrap();
+        assert_eq!(both.adopted, MapVersion::new(5));
+        assert_eq!(both.held, [1, 2, 3].into_iter().collect());
+        drop(b);
+        assert_eq!(
+            holders.holdings().unwrap().adopted,
+            MapVersion::new(7),
+            "a dropped holder holds nothing"
+        );
+    }
+
+    #[test]
+    fn released_needs_the_same_incarnation_the_version_adopted_and_the_shard_not_held() {
+        let answer = ReleaseAnswer {
+            incarnation: 3,
+            adopted: Some(MapVersion::new(10)),
+            held: [4].into_iter().collect(),
+        };
+        let (shard, held) = (ShardId::new(1), ShardId::new(4));
+        assert!(answer.released(&who(3), shard, MapVersion::new(10)));
+        assert!(answer.released(&who(3), shard, MapVersion::new(9)));
+        assert!(
+            !answer.released(&who(3), shard, MapVersion::new(11)),
+            "not adopted yet"
+        );
+        assert!(
+            !answer.released(&who(3), held, MapVersion::new(10)),
+            "still held"
+        );
+        assert!(
+            !answer.released(&who(2), shard, MapVersion::new(10)),
+            "another incarnation"
+        );
+        let hosts_nothing = ReleaseAnswer {
+            incarnation: 3,
+            adopted: None,
+            held: BTreeSet::new(),
+        };
+        assert!(hosts_nothing.released(&who(3), shard, MapVersion::new(99)));
+        let json = serde_json::to_string(&answer).unwrap();
+        assert_eq!(json, r#"{"incarnation":3,"adopted":10,"held":[4]}"#);
+    }
+}
