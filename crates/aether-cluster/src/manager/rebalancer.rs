@@ -260,13 +260,22 @@ impl Rebalancer {
             return Next::Idle;
         };
         let initial = current.is_none();
+        // Shards still moving are asked about again, even when nothing else is to be done.
+        let idle = if current
+            .as_ref()
+            .is_some_and(|stored| stored.placement().is_moving())
+        {
+            Next::After(HANDOFF_POLL)
+        } else {
+            Next::Idle
+        };
         let Some(Plan {
             moves: step,
             remaining,
             reason,
         }) = plan(&base, &goal.map, &live, initial, self.max_moves)
         else {
-            return Next::Idle;
+            return idle;
         };
         let next = match base.apply_moves(&step) {
             Ok(next) => next,
