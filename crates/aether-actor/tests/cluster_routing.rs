@@ -565,3 +565,55 @@ async fn a_request_lost_on_the_way_is_sent_again_before_the_deadline() {
     );
     node_a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_swallowed_by_an_owner_that_died_is_sent_to_the_new_owner_at_once() {
+    let cluster = Cluster::new(start_server());
+    let (a, ghost) = (incarnate("a"), incarnate("ghost"));
+    // Default routing: one attempt may wait 5 s; the move must not wait for it.
+    let node_a = cluster.node(&a, None).await;
+    let listener = async_nats::connect(cluster.server.url()).await.unwrap();
+    let mut swallowed = listener
+        .subscribe(wire::request_subject(
+            &cluster.namespace,
+            "account",
+            &ghost.node,
+        ))
+        .await
+        .unwrap();
+    listener.flush().await.unwrap();
+    cluster.place(&[&ghost, &ghost, &ghost, &ghost]);
+    let options = AskOptions {
+        timeout: Duration::from_secs(10),
+        ..AskOptions::default()
+    };
+    let started = tokio::time::Instant::now();
+    let call = tokio::spawn({
+        let node_a = node_a.clone();
+        async move {
+            node_a
+                .ask_with(&actor(1), Command::Deposit { cents: 2 }, options)
+                .await
+        }
+    });
+    use futures::StreamExt;
+    tokio::time::timeout(Duration::from_secs(5), swallowed.next())
+        .await
+        .expect("the request reaches the owner")
+        .expect("a request");
+    // The leader declares the owner failed: every shard goes to a at once.
+    let owners = vec![Some(a.clone()); SHARDS as usize];
+    let moved = cluster
+        .placements
+        .borrow()
+        .next(&owners, |who| who == &ghost);
+    cluster.placements.send_replace(moved);
+    let outcome = call.await.unwrap().expect("answered by the new owner");
+    assert_eq!((outcome.version, outcome.reply), (1, 2));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "sent again only after {:?}",
+        started.elapsed()
+    );
+    node_a.shutdown().await;
+}

@@ -322,6 +322,25 @@ where
     }
 }
 
+/// Resolves once the placement this node follows names another owner than `owner` for
+/// `shard` (never, if the placements stop).
+async fn moved_away<A: Actor, S>(node: &Node<A, S>, shard: ShardId, owner: &aether_core::NodeId) {
+    let mut placements = node.placements.clone();
+    loop {
+        let elsewhere = placements
+            .borrow_and_update()
+            .slot(shard)
+            .and_then(|s| s.owner.as_ref())
+            .is_none_or(|o| &o.node != owner);
+        if elsewhere {
+            return;
+        }
+        if placements.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// One request to `owner` over NATS.
 async fn remote<A, S, T>(
     node: &Node<A, S>,
@@ -362,9 +381,15 @@ where
             .headers(headers)
             .timeout(Some(remaining.max(Duration::from_millis(1)))),
     );
-    let message = match sent.await {
-        Ok(message) => message,
-        Err(e) => {
+    // An owner that crashed or paused after the request reached it never answers; once a
+    // newer placement gives the shard to another node, send it there at once.
+    let message = match tokio::select! {
+        sent = sent => Some(sent),
+        () = moved_away(node, call.shard, owner) => None,
+    } {
+        None => return Attempt::Retry,
+        Some(Ok(message)) => message,
+        Some(Err(e)) => {
             // No responders (the owner is down or not subscribed yet), a timeout, a lost
             // connection: the outcome of a command sent may be unknown; the retry carries the
             // same command id, so it is applied at most once.
