@@ -247,6 +247,15 @@ fn raw_event(stream: &ActorId, version: Version, command_id: &str) -> Event {
         .build()
 }
 
+/// A connection to `url` (several servers: comma-separated).
+async fn connect(url: &str) -> BenchResult<async_nats::Client> {
+    let servers = url
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<Vec<async_nats::ServerAddr>, _>>()?;
+    Ok(async_nats::connect(servers).await?)
+}
+
 /// The headers a node sends with a request (its placement version, the deadline in ms).
 fn request_headers(version: u64, deadline: Duration) -> async_nats::HeaderMap {
     let mut headers = async_nats::HeaderMap::new();
@@ -420,7 +429,7 @@ fn take(pooled: Pooled) -> [Vec<f64>; 2] {
 
 /// A responder on a connection of its own answering every request at once with `reply`.
 async fn echo_responder(url: &str, reply: bytes::Bytes) -> BenchResult<(String, Responder)> {
-    let client = async_nats::connect(url).await?;
+    let client = connect(url).await?;
     let subject = unique("bench.echo");
     let mut subscription = client.subscribe(subject.clone()).await?;
     client.flush().await?;
@@ -480,7 +489,7 @@ async fn query_bench(
         reply.len()
     );
     let (subject, _responder) = echo_responder(url, reply).await?;
-    let requester = async_nats::connect(url).await?;
+    let requester = connect(url).await?;
     let headers = request_headers(pair.a.map_version().get(), Duration::from_secs(30));
     let raw_call = async |requester: &async_nats::Client| -> BenchResult<()> {
         let answer = requester
@@ -693,7 +702,7 @@ async fn command_bench(
         ))?
         .len()
     );
-    let requester = async_nats::connect(&pair.url).await?;
+    let requester = connect(&pair.url).await?;
     let headers = request_headers(pair.a.map_version().get(), Duration::from_secs(30));
     let raw_ask = async |requester: &async_nats::Client, id: &ActorId, v: u64| -> BenchResult<()> {
         let body = Request {
@@ -994,7 +1003,7 @@ async fn cluster_node(
     namespace: &Namespace,
     id: &str,
 ) -> BenchResult<ClusterNode> {
-    let client = async_nats::connect(url).await?;
+    let client = connect(url).await?;
     let mut config = ClusterConfig::new(NodeId::new(id)?);
     config.cluster_name = cluster.to_owned();
     let manager = Box::pin(ClusterManager::start(client.clone(), config)).await?;
@@ -1166,7 +1175,7 @@ async fn crash_bench(sizes: &Sizes, report: &mut Report, url: &str) -> BenchResu
 async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()> {
     let wanted =
         |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
-    let info = async_nats::connect(&url).await?.server_info();
+    let info = connect(&url).await?.server_info();
     measure::print_heading(
         &info,
         &format!(", one server on {url}; two node hosts in this process"),
