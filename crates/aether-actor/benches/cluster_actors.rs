@@ -28,7 +28,10 @@
 //!    (member TTL + probe timeout + stabilisation delay) + 1 s. About 10 s per round (plus
 //!    the cluster's start): 3 rounds in full mode, 1 in quick, skipped in smoke mode.
 //! 5. **R3**: benchmarks 1 and 2 again on a 3-server JetStream cluster with R3 streams
-//!    (without a target); full and quick modes only.
+//!    (without a target); full and quick modes only. The caller side (node `a`, the
+//!    baseline's requester) connects to the first server, the owner side (node `b`, the
+//!    baseline's responder and raw store) to the second: every request crosses a route, ours
+//!    and the baseline's alike.
 //!
 //! Every round runs ours and the baseline back to back, rotating which goes first; figures
 //! are medians over rounds (percentiles are over every call of every round), and a ratio is
@@ -247,13 +250,60 @@ fn raw_event(stream: &ActorId, version: Version, command_id: &str) -> Event {
         .build()
 }
 
-/// A connection to `url` (several servers: comma-separated).
+/// A connection to `url` (several servers: comma-separated, tried in this order).
 async fn connect(url: &str) -> BenchResult<async_nats::Client> {
     let servers = url
         .split(',')
         .map(str::parse)
         .collect::<Result<Vec<async_nats::ServerAddr>, _>>()?;
-    Ok(async_nats::connect(servers).await?)
+    Ok(async_nats::ConnectOptions::new()
+        .retain_servers_order()
+        .connect(servers)
+        .await?)
+}
+
+/// A store on its own connection to `url` (servers tried in this order).
+async fn store(
+    url: &str,
+    namespace: &Namespace,
+    config: &JetStreamConfig,
+) -> BenchResult<JetStreamEventStore> {
+    Ok(JetStreamEventStore::connect_with_options(
+        url,
+        async_nats::ConnectOptions::new().retain_servers_order(),
+        namespace.clone(),
+        config.clone(),
+    )
+    .await?)
+}
+
+/// Where the two sides connect: the caller (node `a`, the baseline's requester) and the owner
+/// (node `b`, the baseline's responder). On one server the same; on a cluster, different
+/// servers (the same for ours and the baseline), so that every call crosses a route.
+#[derive(Debug, Clone)]
+struct Servers {
+    caller: String,
+    owner: String,
+}
+
+impl Servers {
+    fn one(url: &str) -> Self {
+        Self {
+            caller: url.to_owned(),
+            owner: url.to_owned(),
+        }
+    }
+
+    /// The caller on the first server, the owner on the second (each failing over to the
+    /// others).
+    fn cluster(urls: &[String]) -> Self {
+        let mut turned = urls.to_vec();
+        turned.rotate_left(1);
+        Self {
+            caller: urls.join(","),
+            owner: turned.join(","),
+        }
+    }
 }
 
 /// The headers a node sends with a request (its placement version, the deadline in ms).
@@ -279,7 +329,7 @@ fn never_gone(_: &Incarnate) -> bool {
 
 /// Nodes `a` (the caller) and `b` (the owner of every shard at first) on a fresh namespace.
 struct Pair {
-    url: String,
+    servers: Servers,
     namespace: Namespace,
     placements: watch::Sender<Placement>,
     a_id: Incarnate,
@@ -289,7 +339,7 @@ struct Pair {
 }
 
 impl Pair {
-    async fn start(url: &str, config: &JetStreamConfig) -> BenchResult<Self> {
+    async fn start(servers: &Servers, config: &JetStreamConfig) -> BenchResult<Self> {
         let namespace = Namespace::new(unique("cluster-bench"))?;
         let shards = ShardCount::new(SHARDS)?;
         let (placements, _) = watch::channel(Placement::empty(shards));
@@ -301,9 +351,8 @@ impl Pair {
         };
         let (a_id, b_id) = (incarnate("a")?, incarnate("b")?);
         let mut hosts = Vec::new();
-        for me in [&a_id, &b_id] {
-            let store =
-                JetStreamEventStore::connect_with(url, namespace.clone(), config.clone()).await?;
+        for (me, url) in [(&a_id, &servers.caller), (&b_id, &servers.owner)] {
+            let store = store(url, &namespace, config).await?;
             let client = store.client().clone();
             let actor_config = ActorConfig {
                 idle_timeout: None,
@@ -326,7 +375,7 @@ impl Pair {
         }
         let (b, a) = (hosts.pop().ok_or("b")?, hosts.pop().ok_or("a")?);
         let pair = Self {
-            url: url.to_owned(),
+            servers: servers.clone(),
             namespace,
             placements,
             a_id,
@@ -457,7 +506,7 @@ impl Drop for Responder {
 async fn query_bench(
     sizes: &Sizes,
     report: &mut Report,
-    url: &str,
+    servers: &Servers,
     config: &JetStreamConfig,
     label: &str,
     target: bool,
@@ -466,7 +515,7 @@ async fn query_bench(
     println!(
         "\n[{label}1] cross-node query: {calls} sequential calls; {callers} callers × {per} calls"
     );
-    let pair = Pair::start(url, config).await?;
+    let pair = Pair::start(servers, config).await?;
     // One actor per caller, each with one event, active on b.
     let ids: Vec<ActorId> = (0..callers).map(|i| actor(format!("q-{i}"))).collect();
     for id in &ids {
@@ -488,8 +537,8 @@ async fn query_bench(
         body.len(),
         reply.len()
     );
-    let (subject, _responder) = echo_responder(url, reply).await?;
-    let requester = connect(url).await?;
+    let (subject, _responder) = echo_responder(&servers.owner, reply).await?;
+    let requester = connect(&servers.caller).await?;
     let headers = request_headers(pair.a.map_version().get(), Duration::from_secs(30));
     let raw_call = async |requester: &async_nats::Client| -> BenchResult<()> {
         let answer = requester
@@ -665,7 +714,7 @@ async fn saving_responder(
 async fn command_bench(
     sizes: &Sizes,
     report: &mut Report,
-    url: &str,
+    servers: &Servers,
     config: &JetStreamConfig,
     label: &str,
     target: bool,
@@ -679,9 +728,8 @@ async fn command_bench(
         "\n[{label}2] cross-node command persisting one event: {calls} sequential commands; \
          {a} actors × {k} commands, one task per actor"
     );
-    let pair = Pair::start(url, config).await?;
-    let raw_store =
-        JetStreamEventStore::connect_with(url, pair.namespace.clone(), config.clone()).await?;
+    let pair = Pair::start(servers, config).await?;
+    let raw_store = store(&servers.owner, &pair.namespace, config).await?;
     // Our reply to a command (the size the baseline answers).
     let probe = actor("probe");
     let outcome = pair.a.ask(&probe, Deposit::numbered(1)).await?;
@@ -702,7 +750,7 @@ async fn command_bench(
         ))?
         .len()
     );
-    let requester = connect(&pair.url).await?;
+    let requester = connect(&pair.servers.caller).await?;
     let headers = request_headers(pair.a.map_version().get(), Duration::from_secs(30));
     let raw_ask = async |requester: &async_nats::Client, id: &ActorId, v: u64| -> BenchResult<()> {
         let body = Request {
@@ -857,7 +905,7 @@ struct MoveRound {
 }
 
 async fn move_round(sizes: &Sizes, url: &str) -> BenchResult<MoveRound> {
-    let pair = Pair::start(url, &JetStreamConfig::default()).await?;
+    let pair = Pair::start(&Servers::one(url), &JetStreamConfig::default()).await?;
     let ids: Vec<ActorId> = (0..sizes.stall_actors)
         .map(|i| actor(format!("m-{i}")))
         .collect();
@@ -1186,10 +1234,10 @@ async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
     let mut report = Report::default();
     let r1 = JetStreamConfig::default();
     if wanted("query") {
-        query_bench(&sizes, &mut report, &url, &r1, "", true).await?;
+        query_bench(&sizes, &mut report, &Servers::one(&url), &r1, "", true).await?;
     }
     if wanted("command") {
-        command_bench(&sizes, &mut report, &url, &r1, "", true).await?;
+        command_bench(&sizes, &mut report, &Servers::one(&url), &r1, "", true).await?;
     }
     if wanted("move") {
         move_bench(&sizes, &mut report, &url).await?;
@@ -1201,13 +1249,18 @@ async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
         if sizes.r3 {
             println!("\n[5] R3: a 3-server JetStream cluster, R3 streams (no target)");
             let cluster = NatsCluster::start(3)?;
-            let urls = cluster.urls().join(",");
+            let servers = Servers::cluster(&cluster.urls());
+            println!(
+                "  the caller side (node a, the requester) on {}, the owner side (node b, the \
+                 responder, the raw store) on {}",
+                servers.caller, servers.owner
+            );
             let r3 = JetStreamConfig {
                 replicas: 3,
                 ..JetStreamConfig::default()
             };
-            query_bench(&sizes, &mut report, &urls, &r3, "R3 ", false).await?;
-            command_bench(&sizes, &mut report, &urls, &r3, "R3 ", false).await?;
+            query_bench(&sizes, &mut report, &servers, &r3, "R3 ", false).await?;
+            command_bench(&sizes, &mut report, &servers, &r3, "R3 ", false).await?;
             drop(cluster);
         } else {
             report.note(format!("5. R3 figures skipped in {} mode", sizes.mode));
