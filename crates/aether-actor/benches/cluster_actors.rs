@@ -897,6 +897,12 @@ struct MoveRound {
     during: Vec<f64>,
     /// Latencies of the commands first sent in the window before it.
     before: Vec<f64>,
+    /// Per actor, the latency of its first command sent after the move started (the one that
+    /// activates it on `a`, unless it was sent before the settle and waited).
+    first_after: Vec<f64>,
+    /// Events per actor when the move started (what an activation on `a` replays: the
+    /// default configuration takes no snapshots).
+    events_at_move: f64,
     /// From the start of the move to the placement that settles it.
     settle: f64,
     moved: u64,
@@ -947,6 +953,8 @@ async fn move_round(sizes: &Sizes, url: &str) -> BenchResult<MoveRound> {
     let mut round = MoveRound {
         during: Vec::new(),
         before: Vec::new(),
+        first_after: Vec::new(),
+        events_at_move: 0.0,
         settle: settled.duration_since(start).as_secs_f64(),
         moved: 0,
         retries: 0,
@@ -956,6 +964,11 @@ async fn move_round(sizes: &Sizes, url: &str) -> BenchResult<MoveRound> {
     while let Some(done) = load.join_next().await {
         let (id, v, sent) = done??;
         last.insert(id, v);
+        // The warm-up command, then those sent before the move.
+        round.events_at_move += 1.0 + sent.iter().filter(|(at, _)| *at < start).count() as f64;
+        if let Some((_, latency)) = sent.iter().find(|(at, _)| *at >= start) {
+            round.first_after.push(*latency);
+        }
         for (at, latency) in sent {
             if at >= start && at < start + window {
                 round.during.push(latency);
@@ -964,6 +977,7 @@ async fn move_round(sizes: &Sizes, url: &str) -> BenchResult<MoveRound> {
             }
         }
     }
+    round.events_at_move /= last.len().max(1) as f64;
     // No command lost or applied twice: every actor's count is its last version.
     for (id, v) in &last {
         let totals = pair.b.query(id, ()).await?;
@@ -994,11 +1008,15 @@ async fn move_bench(sizes: &Sizes, report: &mut Report, url: &str) -> BenchResul
     for r in 0..sizes.rounds {
         let round = move_round(sizes, url).await?;
         println!(
-            "  round {r}: during {} ({} commands, max {}); before {} ({} commands); settled \
-             after {}; moved {}, retries {}, fenced {}",
+            "  round {r}: during {} ({} commands, max {}; each actor's first: p50 {}, max {}, \
+             {:.0} events an actor at the move); before {} ({} commands); settled after {}; \
+             moved {}, retries {}, fenced {}",
             fmt_latency(&round.during),
             round.during.len(),
             fmt_secs(percentile(&round.during, 100.0)),
+            fmt_secs(percentile(&round.first_after, 50.0)),
+            fmt_secs(percentile(&round.first_after, 100.0)),
+            round.events_at_move,
             fmt_latency(&round.before),
             round.before.len(),
             fmt_secs(round.settle),
