@@ -18,9 +18,10 @@
 //!    a command, then a short pause), every shard moves from `b` to `a`: the placement moving
 //!    them, then — polling every 5 ms until `b` has released every shard — the placement that
 //!    settles them. The latency of every command first sent between the start of the move and
-//!    `window` after it (1 s), p50/p99, next to the latency of the commands sent in the
-//!    `window` before the move (steady cross-node load, the baseline). A fresh pair of nodes
-//!    per round.
+//!    `window` after it (1 s), p50/p99, next to the latency of the commands sent and answered
+//!    in the `window` before the move (steady cross-node load, the baseline). A fresh pair of
+//!    nodes per round. The actors take no snapshots (the default configuration), unless
+//!    `AETHER_BENCH_SNAPSHOT_EVERY` gives an interval in events.
 //! 4. **Unavailability after a crash** with the default cluster timings (`ClusterConfig::new`):
 //!    three real `ClusterManager`s with hosts joined; one that is not the leader is aborted
 //!    (host and manager, as a crash); the time from the abort to the first answer of an
@@ -44,7 +45,7 @@
 //! Sizes: full by default (`cargo bench`); `AETHER_BENCH_QUICK=1` for a quick run; without
 //! `--bench` (`cargo test --benches`) a tiny smoke run (benchmarks 4 and 5 skipped).
 //! Overrides: `AETHER_BENCH_ROUNDS`, `_LATENCY_CALLS`, `_CALLERS`, `_CALLS_PER_CALLER`,
-//! `_ACTORS`, `_COMMANDS_PER_ACTOR`, `_STALL_ACTORS`, `_CRASH_ROUNDS`. Arguments that do not
+//! `_ACTORS`, `_COMMANDS_PER_ACTOR`, `_STALL_ACTORS`, `_SNAPSHOT_EVERY`, `_CRASH_ROUNDS`. Arguments that do not
 //! start with `-` select benchmarks by name (`query`, `command`, `move`, `crash`, `r3`).
 //!
 //! Run: `NATS_SERVER_BIN=… cargo bench -p aether-actor --features cluster --bench cluster_actors`.
@@ -55,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use aether_actor::cluster::wire::{self, AskOk, Operation, Reply, Request};
 use aether_actor::cluster::{ClusterActors, Incarnate, Placement, RoutingConfig};
-use aether_actor::{Actor, ActorConfig, AskOptions, CommandId, Decision};
+use aether_actor::{Actor, ActorConfig, AskOptions, CommandId, Decision, SnapshotPolicy};
 use aether_cluster::{ClusterConfig, ClusterManager};
 use aether_core::{
     ActorId, Event, EventId, EventStore, Namespace, NodeId, ShardCount, ShardId, Version,
@@ -92,6 +93,9 @@ struct Sizes {
     stall_actors: usize,
     stall_pause: Duration,
     stall_window: Duration,
+    /// The moving actors' snapshot policy, every this many events (`None`: the default
+    /// configuration, no snapshots).
+    snapshot_every: Option<u64>,
     /// Rounds of benchmark 4 (0: skipped).
     crash_rounds: usize,
     /// Whether benchmark 5 (R3) runs.
@@ -112,6 +116,7 @@ impl Sizes {
                 stall_actors: 4,
                 stall_pause: Duration::from_millis(10),
                 stall_window: Duration::from_millis(300),
+                snapshot_every: None,
                 crash_rounds: 0,
                 r3: false,
             }
@@ -127,6 +132,7 @@ impl Sizes {
                 stall_actors: 50,
                 stall_pause: Duration::from_millis(10),
                 stall_window: Duration::from_secs(1),
+                snapshot_every: None,
                 crash_rounds: 1,
                 r3: true,
             }
@@ -142,6 +148,7 @@ impl Sizes {
                 stall_actors: 100,
                 stall_pause: Duration::from_millis(10),
                 stall_window: Duration::from_secs(1),
+                snapshot_every: None,
                 crash_rounds: 3,
                 r3: true,
             }
@@ -156,6 +163,9 @@ impl Sizes {
                 .max(1),
             stall_actors: env_or("AETHER_BENCH_STALL_ACTORS", base.stall_actors).max(1),
             crash_rounds: env_or("AETHER_BENCH_CRASH_ROUNDS", base.crash_rounds),
+            snapshot_every: std::env::var("AETHER_BENCH_SNAPSHOT_EVERY")
+                .ok()
+                .and_then(|v| v.parse().ok()),
             ..base
         }
     }
@@ -342,7 +352,12 @@ struct Pair {
 }
 
 impl Pair {
-    async fn start(servers: &Servers, config: &JetStreamConfig) -> BenchResult<Self> {
+    /// `snapshots`: the actors' snapshot policy (`None`: the default configuration's).
+    async fn start(
+        servers: &Servers,
+        config: &JetStreamConfig,
+        snapshots: Option<SnapshotPolicy>,
+    ) -> BenchResult<Self> {
         let namespace = Namespace::new(unique("cluster-bench"))?;
         let shards = ShardCount::new(SHARDS)?;
         let (placements, _) = watch::channel(Placement::empty(shards));
@@ -357,9 +372,11 @@ impl Pair {
         for (me, url) in [(&a_id, &servers.caller), (&b_id, &servers.owner)] {
             let store = store(url, &namespace, config).await?;
             let client = store.client().clone();
+            let defaults = ActorConfig::default();
             let actor_config = ActorConfig {
                 idle_timeout: None,
-                ..ActorConfig::default()
+                snapshots: snapshots.unwrap_or(defaults.snapshots),
+                ..defaults
             };
             hosts.push(
                 ClusterActors::start(
@@ -518,7 +535,7 @@ async fn query_bench(
     println!(
         "\n[{label}1] cross-node query: {calls} sequential calls; {callers} callers × {per} calls"
     );
-    let pair = Pair::start(servers, config).await?;
+    let pair = Pair::start(servers, config, None).await?;
     // One actor per caller, each with one event, active on b.
     let ids: Vec<ActorId> = (0..callers).map(|i| actor(format!("q-{i}"))).collect();
     for id in &ids {
@@ -731,7 +748,7 @@ async fn command_bench(
         "\n[{label}2] cross-node command persisting one event: {calls} sequential commands; \
          {a} actors × {k} commands, one task per actor"
     );
-    let pair = Pair::start(servers, config).await?;
+    let pair = Pair::start(servers, config, None).await?;
     let raw_store = store(&servers.owner, &pair.namespace, config).await?;
     // Our reply to a command (the size the baseline answers).
     let probe = actor("probe");
@@ -898,7 +915,7 @@ async fn command_bench(
 struct MoveRound {
     /// Latencies of the commands first sent in the window after the move started.
     during: Vec<f64>,
-    /// Latencies of the commands first sent in the window before it.
+    /// Latencies of the commands sent in the window before it and answered before it.
     before: Vec<f64>,
     /// Per actor, the latency of its first command sent after the move started (the one that
     /// activates it on `a`, unless it was sent before the settle and waited).
@@ -914,7 +931,8 @@ struct MoveRound {
 }
 
 async fn move_round(sizes: &Sizes, url: &str) -> BenchResult<MoveRound> {
-    let pair = Pair::start(&Servers::one(url), &JetStreamConfig::default()).await?;
+    let snapshots = sizes.snapshot_every.map(SnapshotPolicy::EveryEvents);
+    let pair = Pair::start(&Servers::one(url), &JetStreamConfig::default(), snapshots).await?;
     let ids: Vec<ActorId> = (0..sizes.stall_actors)
         .map(|i| actor(format!("m-{i}")))
         .collect();
@@ -975,7 +993,7 @@ async fn move_round(sizes: &Sizes, url: &str) -> BenchResult<MoveRound> {
         for (at, latency) in sent {
             if at >= start && at < start + window {
                 round.during.push(latency);
-            } else if at < start && at + window >= start {
+            } else if at + window >= start && at + Duration::from_secs_f64(latency) < start {
                 round.before.push(latency);
             }
         }
@@ -1046,7 +1064,7 @@ async fn move_bench(sizes: &Sizes, report: &mut Report, url: &str) -> BenchResul
             fmt_secs(measure::median(&settle))
         ),
         format!(
-            "{} (the {} before the move, cross-node)",
+            "{} (sent and answered in the {} before the move, cross-node)",
             fmt_latency(&before),
             fmt_secs(window.as_secs_f64())
         ),
