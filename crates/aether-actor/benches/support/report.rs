@@ -38,6 +38,26 @@ impl Report {
         self.push(name.into(), ours, baseline, Some(ratio), target);
     }
 
+    /// A row comparing times (`ratio` is baseline ÷ ours) whose target is not the ratio
+    /// (`met` says whether `ours` meets it: a latency bound, for example).
+    pub(crate) fn compared(
+        &mut self,
+        name: impl Into<String>,
+        ours: String,
+        baseline: String,
+        ratio: f64,
+        target: &str,
+        met: bool,
+    ) {
+        self.push(
+            name.into(),
+            ours,
+            baseline,
+            Some(ratio),
+            Some((target.to_owned(), met)),
+        );
+    }
+
     /// A row with a target of its own (`met` says whether `ours` meets it).
     pub(crate) fn absolute(
         &mut self,
