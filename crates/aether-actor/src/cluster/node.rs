@@ -106,6 +106,8 @@ pub(crate) struct Node<A: Actor, S> {
     pub(crate) local: Actors<A, OwnedStore<S>>,
     pub(crate) client: async_nats::Client,
     pub(crate) namespace: Namespace,
+    /// `aether.actor.<namespace>.<actor type>.`: the request subjects less the node.
+    subject_prefix: String,
     pub(crate) me: Incarnate,
     pub(crate) epochs: Arc<ShardEpochs>,
     state: Mutex<NodeState>,
@@ -274,6 +276,7 @@ where
             config,
         )?;
         let subject = wire::request_subject(&namespace, A::ACTOR_TYPE, &me.node);
+        let subject_prefix = wire::request_subject_prefix(&namespace, A::ACTOR_TYPE);
         let subscription =
             client
                 .subscribe(subject.clone())
@@ -286,6 +289,7 @@ where
             local,
             client,
             namespace,
+            subject_prefix,
             state: Mutex::new(NodeState {
                 ownership: Ownership::new(me.clone(), shards),
                 in_flight: vec![0; shards.get() as usize],
@@ -493,6 +497,14 @@ impl<A: Actor, S> Node<A, S> {
 
     fn tasks(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The subject of `node`'s requests for this actor type and namespace.
+    pub(crate) fn request_subject(&self, node: &aether_core::NodeId) -> String {
+        let mut subject = String::with_capacity(self.subject_prefix.len() + node.as_str().len());
+        subject.push_str(&self.subject_prefix);
+        subject.push_str(&aether_nats::naming::encode_token(node.as_str()));
+        subject
     }
 
     /// The placement version this node has adopted.

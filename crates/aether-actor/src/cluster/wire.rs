@@ -41,6 +41,8 @@
 //!   '{"op":"query","actorId":"acct-42","body":null}' -H 'Aether-Map-Version: 7'
 //! ```
 
+pub(crate) mod typed;
+
 use aether_cluster::MapVersion;
 use aether_core::{ActorId, Namespace, NodeId};
 use aether_nats::naming::encode_token;
@@ -75,10 +77,18 @@ pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// ```
 pub fn request_subject(namespace: &Namespace, actor_type: &str, node: &NodeId) -> String {
     format!(
-        "{SUBJECT_PREFIX}.{}.{}.{}",
+        "{}{}",
+        request_subject_prefix(namespace, actor_type),
+        encode_token(node.as_str())
+    )
+}
+
+/// [`request_subject`] less the node: `aether.actor.<namespace>.<actor type>.`.
+pub(crate) fn request_subject_prefix(namespace: &Namespace, actor_type: &str) -> String {
+    format!(
+        "{SUBJECT_PREFIX}.{}.{}.",
         encode_token(namespace.as_str()),
         encode_token(actor_type),
-        encode_token(node.as_str())
     )
 }
 
@@ -95,14 +105,13 @@ pub enum Operation {
 }
 
 /// The JSON body of a request, as sent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct RawRequest {
     op: Operation,
     actor_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     command_id: Option<String>,
-    #[serde(default)]
     body: Value,
 }
 
@@ -198,42 +207,7 @@ impl Request {
     /// [`WireError`] for a body that is too large or not a request, an invalid actor id, a
     /// command without a valid command id, or a query with one.
     pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
-        if bytes.len() > MAX_REQUEST_BYTES {
-            return Err(WireError::TooLarge {
-                size: bytes.len(),
-                limit: MAX_REQUEST_BYTES,
-            });
-        }
-        let raw: RawRequest = serde_json::from_slice(bytes).map_err(|e| WireError::Malformed {
-            reason: e.to_string(),
-        })?;
-        let actor_id = ActorId::new(&raw.actor_id).map_err(|e| WireError::InvalidActorId {
-            reason: e.to_string(),
-        })?;
-        let command_id = match (raw.op, raw.command_id) {
-            (Operation::Query, None) => None,
-            (Operation::Query, Some(_)) => {
-                return Err(WireError::InvalidCommandId {
-                    reason: "a query carries no command id".to_owned(),
-                });
-            }
-            (Operation::Ask | Operation::Tell, None) => {
-                return Err(WireError::InvalidCommandId {
-                    reason: "a command needs one (keep it across retries)".to_owned(),
-                });
-            }
-            (Operation::Ask | Operation::Tell, Some(id)) => {
-                Some(CommandId::new(id).map_err(|e| WireError::InvalidCommandId {
-                    reason: e.to_string(),
-                })?)
-            }
-        };
-        Ok(Self {
-            op: raw.op,
-            actor_id,
-            command_id,
-            body: raw.body,
-        })
+        typed::decode_request(bytes)?.into_request()
     }
 }
 

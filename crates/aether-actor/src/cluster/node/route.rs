@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use aether_cluster::MapVersion;
 use aether_core::{ActorId, FencedEventStore, ShardId, SnapshotStore};
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use tokio::time::Instant;
 
 use super::serve::is_fenced;
 use super::{ClusterActor, InFlight, Node, Refusal};
-use crate::cluster::wire::{self, AskOk, ErrorKind, Operation, Reply, Request};
+use crate::cluster::wire::typed::{self, ReplyIn};
+use crate::cluster::wire::{self, AskOk, ErrorKind, Operation};
 use crate::runtime::stream_id;
 use crate::{Actor, ActorError, AskError, AskOptions, AskResult, CommandId, Outcome, QueryOptions};
 
@@ -70,7 +71,7 @@ where
     )?;
     // Refused here as on one node, before anything is sent.
     node.local.check_command(&command)?;
-    let body = lazy_body(&command);
+    let body = lazy_request(&call, &command);
     route(
         node,
         &call,
@@ -92,15 +93,12 @@ where
                 }
             }
         },
-        |value| {
-            let ok: AskOk<A::Reply> = decode(actor_id, value)?;
-            Ok(Outcome {
-                command_id: command_id.clone(),
-                written: ok.written,
-                version: ok.version,
-                reply: ok.reply,
-                duplicate: ok.duplicate,
-            })
+        |ok: AskOk<A::Reply>| Outcome {
+            command_id: command_id.clone(),
+            written: ok.written,
+            version: ok.version,
+            reply: ok.reply,
+            duplicate: ok.duplicate,
         },
     )
     .await
@@ -125,7 +123,7 @@ where
         budget,
     )?;
     node.local.check_command(&command)?;
-    let body = lazy_body(&command);
+    let body = lazy_request(&call, &command);
     let result: Result<CommandId, AskError<A::Rejection>> = route(
         node,
         &call,
@@ -143,7 +141,7 @@ where
                 }
             }
         },
-        |_| Ok(command_id.clone()),
+        |_: serde::de::IgnoredAny| command_id.clone(),
     )
     .await;
     result.map_err(|e| match e {
@@ -163,7 +161,7 @@ where
 {
     let options = QueryOptions::default();
     let call = call(node, actor_id, Operation::Query, None, options.timeout)?;
-    let body = lazy_body(&query);
+    let body = lazy_request(&call, &query);
     let result: Result<A::QueryReply, AskError<A::Rejection>> = route(
         node,
         &call,
@@ -184,7 +182,7 @@ where
                 }
             }
         },
-        |value| decode(actor_id, value),
+        |reply: A::QueryReply| reply,
     )
     .await;
     result.map_err(|e| match e {
@@ -211,27 +209,23 @@ fn call<'a, A: Actor, S>(
     })
 }
 
-/// The body serialized once, the first time it goes over the network.
-fn lazy_body<T: serde::Serialize>(body: &T) -> impl FnMut() -> Result<Value, ActorError> + '_ {
-    let mut encoded: Option<Value> = None;
+/// The request's JSON, written once, the first time it goes over the network.
+fn lazy_request<'a, T: serde::Serialize>(
+    call: &'a Call<'_>,
+    body: &'a T,
+) -> impl FnMut() -> Result<Bytes, ActorError> + 'a {
+    let mut encoded: Option<Bytes> = None;
     move || {
-        if let Some(value) = &encoded {
-            return Ok(value.clone());
+        if let Some(bytes) = &encoded {
+            return Ok(bytes.clone());
         }
-        let value =
-            serde_json::to_value(body).map_err(|e| ActorError::CommandEncode(e.to_string()))?;
-        encoded = Some(value.clone());
-        Ok(value)
+        let bytes: Bytes =
+            typed::encode_request(call.op, call.actor_id, call.command_id.as_ref(), body)
+                .map_err(|e| ActorError::CommandEncode(e.to_string()))?
+                .into();
+        encoded = Some(bytes.clone());
+        Ok(bytes)
     }
-}
-
-fn decode<T: DeserializeOwned>(actor_id: &ActorId, value: Value) -> Result<T, ActorError> {
-    serde_json::from_value(value).map_err(|e| ActorError::Remote {
-        actor_id: actor_id.clone(),
-        node: String::new(),
-        kind: ErrorKind::Internal.as_str().to_owned(),
-        message: format!("the reply does not decode: {e}"),
-    })
 }
 
 fn unexpected_rejection(actor_id: &ActorId) -> ActorError {
@@ -244,15 +238,16 @@ fn unexpected_rejection(actor_id: &ActorId) -> ActorError {
 }
 
 /// Sends `call` to the owner of its shard until it is answered or its deadline passes.
-async fn route<A, S, T, F, Fut>(
+async fn route<A, S, T, W, F, Fut>(
     node: &Arc<Node<A, S>>,
     call: &Call<'_>,
-    mut body: impl FnMut() -> Result<Value, ActorError>,
+    mut body: impl FnMut() -> Result<Bytes, ActorError>,
     mut local: F,
-    decode_ok: impl Fn(Value) -> Result<T, ActorError>,
+    convert: impl Fn(W) -> T,
 ) -> Result<T, AskError<A::Rejection>>
 where
     A: ClusterActor,
+    W: DeserializeOwned,
     S: FencedEventStore + SnapshotStore + Clone + 'static,
     F: FnMut(Duration) -> Fut,
     Fut: Future<Output = Attempt<T, A::Rejection>>,
@@ -279,7 +274,7 @@ where
                     Err(Refusal::Moved(_) | Refusal::NotCurrent) => Attempt::Retry,
                 }
             }
-            Some(owner) => remote(node, call, &owner.node, version, &mut body, &decode_ok).await,
+            Some(owner) => remote(node, call, &owner.node, version, &mut body, &convert).await,
         };
         match attempt {
             Attempt::Done(result) => return result,
@@ -322,16 +317,16 @@ where
     }
 }
 
-/// Resolves once the placement this node follows names another owner than `owner` for
-/// `shard` (never, if the placements stop).
+/// Resolves once the placement this node follows says `owner` can no longer be serving
+/// `shard`: another node owns it, and it is not moving from `owner` (which, while it is,
+/// finishes what it has in flight). Never, if the placements stop.
 async fn moved_away<A: Actor, S>(node: &Node<A, S>, shard: ShardId, owner: &aether_core::NodeId) {
     let mut placements = node.placements.clone();
     loop {
-        let elsewhere = placements
-            .borrow_and_update()
-            .slot(shard)
-            .and_then(|s| s.owner.as_ref())
-            .is_none_or(|o| &o.node != owner);
+        let elsewhere = placements.borrow_and_update().slot(shard).is_none_or(|s| {
+            s.owner.as_ref().is_none_or(|o| &o.node != owner)
+                && s.moving_from.as_ref().is_none_or(|f| &f.node != owner)
+        });
         if elsewhere {
             return;
         }
@@ -342,26 +337,21 @@ async fn moved_away<A: Actor, S>(node: &Node<A, S>, shard: ShardId, owner: &aeth
 }
 
 /// One request to `owner` over NATS.
-async fn remote<A, S, T>(
+async fn remote<A, S, T, W>(
     node: &Node<A, S>,
     call: &Call<'_>,
     owner: &aether_core::NodeId,
     version: MapVersion,
-    body: &mut impl FnMut() -> Result<Value, ActorError>,
-    decode_ok: &impl Fn(Value) -> Result<T, ActorError>,
+    body: &mut impl FnMut() -> Result<Bytes, ActorError>,
+    convert: &impl Fn(W) -> T,
 ) -> Attempt<T, A::Rejection>
 where
     A: ClusterActor,
+    W: DeserializeOwned,
 {
     let body = match body() {
         Ok(body) => body,
         Err(e) => return Attempt::Done(Err(AskError::Failed(e))),
-    };
-    let request = Request {
-        op: call.op,
-        actor_id: call.actor_id.clone(),
-        command_id: call.command_id.clone(),
-        body,
     };
     let remaining = call
         .deadline
@@ -373,11 +363,11 @@ where
         wire::DEADLINE_HEADER,
         remaining.as_millis().to_string().as_str(),
     );
-    let subject = wire::request_subject(&node.namespace, A::ACTOR_TYPE, owner);
+    let subject = node.request_subject(owner);
     let sent = node.client.send_request(
         subject,
         async_nats::Request::new()
-            .payload(request.encode().into())
+            .payload(body)
             .headers(headers)
             .timeout(Some(remaining.max(Duration::from_millis(1)))),
     );
@@ -403,25 +393,25 @@ where
         kind: kind.to_owned(),
         message,
     };
-    match Reply::decode(&message.payload) {
-        Ok(Reply::Ok(value)) => Attempt::Done(decode_ok(value).map_err(AskError::Failed)),
-        Ok(Reply::Rejected(value)) => Attempt::Done(Err(match decode(call.actor_id, value) {
-            Ok(rejection) => AskError::Rejected(rejection),
-            Err(e) => AskError::Failed(e),
-        })),
-        // Moved, or the owner is not a current member (lapsed, leaving, shutting down): the
-        // placement moves on, or the owner renews; the retry keeps the command id.
-        Ok(Reply::Moved { .. })
-        | Ok(Reply::Error {
+    match ReplyIn::<W, A::Rejection>::decode(&message.payload) {
+        Ok(ReplyIn::Ok(value)) => Attempt::Done(Ok(convert(value))),
+        Ok(ReplyIn::Rejected(rejection)) => Attempt::Done(Err(AskError::Rejected(rejection))),
+        Ok(ReplyIn::Moved { map_version }) => {
+            tracing::debug!(%owner, %map_version, "actor request answered moved; retrying");
+            Attempt::Retry
+        }
+        // The owner is not a current member (lapsed, leaving, shutting down): the placement
+        // moves on, or the owner renews; the retry keeps the command id.
+        Ok(ReplyIn::Error {
             kind: ErrorKind::Unavailable,
             ..
         }) => Attempt::Retry,
         // The owner ran out of this attempt's time: again, within the call's deadline.
-        Ok(Reply::Error {
+        Ok(ReplyIn::Error {
             kind: ErrorKind::Timeout,
             ..
         }) => Attempt::Retry,
-        Ok(Reply::Error { kind, message }) => {
+        Ok(ReplyIn::Error { kind, message }) => {
             Attempt::Done(Err(AskError::Failed(remote_error(kind.as_str(), message))))
         }
         Err(e) => Attempt::Done(Err(AskError::Failed(remote_error(

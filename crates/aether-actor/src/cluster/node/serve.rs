@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use aether_core::{ActorId, FencedEventStore, SnapshotStore, StoreError};
 use futures::StreamExt;
-use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{ClusterActor, Node, Refusal};
-use crate::cluster::wire::{self, AskOk, ErrorKind, Operation, Reply, Request};
+use crate::cluster::wire::typed::{self, ReplyOut};
+use crate::cluster::wire::{self, AskOk, ErrorKind, Operation, Reply};
 use crate::error::ActivationFailure;
 use crate::runtime::stream_id;
 use crate::{ActorError, AskError, AskOptions, QueryOptions};
@@ -32,24 +32,27 @@ pub(super) async fn answer_requests<A, S>(
                 return;
             };
             let reply = answer(&node, &message).await;
-            if let Err(e) = node.client.publish(reply_to, reply.encode().into()).await {
+            if let Err(e) = node.client.publish(reply_to, reply.into()).await {
                 tracing::debug!(error = %e, "could not send an actor reply");
             }
         });
     }
 }
 
-/// The answer to one request.
-async fn answer<A, S>(node: &Arc<Node<A, S>>, message: &async_nats::Message) -> Reply
+/// The answer to one request, encoded.
+async fn answer<A, S>(node: &Arc<Node<A, S>>, message: &async_nats::Message) -> Vec<u8>
 where
     A: ClusterActor,
     S: FencedEventStore + SnapshotStore + Clone + 'static,
 {
-    let invalid = |message: String| Reply::Error {
-        kind: ErrorKind::Invalid,
-        message,
+    let invalid = |message: String| {
+        Reply::Error {
+            kind: ErrorKind::Invalid,
+            message,
+        }
+        .encode()
     };
-    let request = match Request::decode(&message.payload) {
+    let request = match typed::decode_request(&message.payload) {
         Ok(request) => request,
         Err(e) => return invalid(e.to_string()),
     };
@@ -69,13 +72,13 @@ where
     let shard = node.epochs.shard_of(&stream);
     let _in_flight = match node.admit(shard, sender_version, deadline).await {
         Ok(in_flight) => in_flight,
-        Err(refusal) => return refused(node, refusal),
+        Err(refusal) => return refused(node, refusal).encode(),
     };
     let remaining = deadline.saturating_duration_since(Instant::now());
     let actor_id = &request.actor_id;
     match request.op {
         Operation::Ask => {
-            let command = match serde_json::from_value::<A::Command>(request.body) {
+            let command = match serde_json::from_str::<A::Command>(request.body) {
                 Ok(command) => command,
                 Err(e) => return invalid(format!("body is not a command of this actor: {e}")),
             };
@@ -86,15 +89,16 @@ where
             };
             match node.local.ask_with(actor_id, command, options).await {
                 Ok(outcome) => ok(&AskOk::from(outcome)),
-                Err(AskError::Rejected(rejection)) => match serde_json::to_value(&rejection) {
-                    Ok(value) => Reply::Rejected(value),
-                    Err(e) => internal(format!("the rejection does not serialize: {e}")),
-                },
-                Err(AskError::Failed(e)) => failed(node, actor_id, &e),
+                Err(AskError::Rejected(rejection)) => ReplyOut::<(), _>::Rejected(&rejection)
+                    .encode()
+                    .unwrap_or_else(|e| {
+                        internal(format!("the rejection does not serialize: {e}")).encode()
+                    }),
+                Err(AskError::Failed(e)) => failed(node, actor_id, &e).encode(),
             }
         }
         Operation::Tell => {
-            let command = match serde_json::from_value::<A::Command>(request.body) {
+            let command = match serde_json::from_str::<A::Command>(request.body) {
                 Ok(command) => command,
                 Err(e) => return invalid(format!("body is not a command of this actor: {e}")),
             };
@@ -102,12 +106,12 @@ where
                 return invalid("a tell needs a command id".to_owned());
             };
             match node.local.tell_inner(actor_id, command, command_id).await {
-                Ok(id) => Reply::Ok(Value::String(id.as_str().to_owned())),
-                Err(e) => failed(node, actor_id, &e),
+                Ok(id) => ok(&id.as_str()),
+                Err(e) => failed(node, actor_id, &e).encode(),
             }
         }
         Operation::Query => {
-            let query = match serde_json::from_value::<A::Query>(request.body) {
+            let query = match serde_json::from_str::<A::Query>(request.body) {
                 Ok(query) => query,
                 Err(e) => return invalid(format!("body is not a query of this actor: {e}")),
             };
@@ -117,7 +121,7 @@ where
             };
             match node.local.query_with(actor_id, query, options).await {
                 Ok(reply) => ok(&reply),
-                Err(e) => failed(node, actor_id, &e),
+                Err(e) => failed(node, actor_id, &e).encode(),
             }
         }
     }
@@ -145,11 +149,10 @@ fn deadline<A: ClusterActor, S: FencedEventStore + SnapshotStore + Clone + 'stat
     Ok(Duration::from_millis(millis).min(node.routing.max_deadline))
 }
 
-fn ok<T: serde::Serialize>(value: &T) -> Reply {
-    match serde_json::to_value(value) {
-        Ok(value) => Reply::Ok(value),
-        Err(e) => internal(format!("the reply does not serialize: {e}")),
-    }
+fn ok<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    ReplyOut::<_, ()>::Ok(value)
+        .encode()
+        .unwrap_or_else(|e| internal(format!("the reply does not serialize: {e}")).encode())
 }
 
 fn internal(message: String) -> Reply {
