@@ -1061,7 +1061,7 @@ async fn reply_by<T>(
 
 /// `now + timeout`, or 30 years from now if that overflows (as tokio does) (a huge timeout means "no
 /// timeout", never a panic).
-fn deadline_after(timeout: std::time::Duration) -> Instant {
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)
         .unwrap_or_else(|| now + std::time::Duration::from_secs(30 * 365 * 24 * 3600))

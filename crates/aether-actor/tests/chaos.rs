@@ -45,6 +45,13 @@ async fn run_and_check(plan: Plan) {
         "too few commands acknowledged: {}",
         verdict.acked
     );
+    // The faults did something: owners changed (each activation by a new owner fences), and
+    // the paused node was asked for actors it had served.
+    assert!(verdict.fences > 0, "no fence in any history");
+    assert!(
+        report.probes_answered + report.probes_refused > 0,
+        "the paused node served no actor to probe"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

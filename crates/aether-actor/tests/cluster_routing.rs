@@ -206,6 +206,18 @@ async fn a_retried_command_is_applied_once_whichever_node_it_is_sent_from() {
         assert_eq!((retry.version, retry.reply), (first.version, first.reply));
     }
     assert_eq!(balance(&node_a, &id).await, 105);
+    // No deadline at all (Duration::MAX), from both nodes: no overflow, answered.
+    let forever = AskOptions {
+        timeout: Duration::MAX,
+        ..AskOptions::default()
+    };
+    for node in [&node_a, &node_b] {
+        let outcome = node
+            .ask_with(&id, Command::Deposit { cents: 1 }, forever.clone())
+            .await
+            .expect("answered");
+        assert!(!outcome.duplicate);
+    }
     node_a.shutdown().await;
     node_b.shutdown().await;
 }
@@ -614,6 +626,132 @@ async fn a_request_swallowed_by_an_owner_that_died_is_sent_to_the_new_owner_at_o
         started.elapsed() < Duration::from_secs(2),
         "sent again only after {:?}",
         started.elapsed()
+    );
+    node_a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answers_only_while_its_membership_is_current_and_a_new_incarnation_owns_nothing_old()
+ {
+    use aether_cluster::NodeMetadata;
+    use aether_cluster::membership::{MemberInfo, OwnMembership};
+
+    let cluster = Cluster::new(start_server());
+    let info = MemberInfo::new(NodeId::new("a").unwrap(), NodeMetadata::default()).unwrap();
+    let first = info.incarnation;
+    let (local, local_rx) = watch::channel(info);
+    let (renewed, renewed_rx) = watch::channel(Some(tokio::time::Instant::now()));
+    let valid_for = Duration::from_secs(1);
+    let a = Incarnate {
+        node: NodeId::new("a").unwrap(),
+        incarnation: first,
+    };
+    let store = cluster.store().await;
+    let node_a = ClusterActors::start_checked(
+        store.client().clone(),
+        a.clone(),
+        cluster.namespace.clone(),
+        Bank,
+        store,
+        shards(),
+        ActorConfig::default(),
+        cluster.placements.subscribe(),
+        RoutingConfig::default(),
+        OwnMembership::from_parts(local_rx, renewed_rx, valid_for),
+    )
+    .await
+    .expect("node starts");
+    let v1 = cluster.place(&[&a, &a, &a, &a]);
+    let id = actor(5);
+    node_a
+        .ask(&id, Command::Deposit { cents: 9 })
+        .await
+        .expect("served");
+    // A client asks a's subject directly, with a's own placement version.
+    let client = async_nats::connect(cluster.server.url()).await.unwrap();
+    let subject = wire::request_subject(&cluster.namespace, "account", &a.node);
+    let ask_a = |version: u64| {
+        let (client, subject) = (client.clone(), subject.clone());
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(wire::MAP_VERSION_HEADER, version.to_string().as_str());
+            let body = r#"{"op":"query","actorId":"acct-5","body":"Balance"}"#;
+            let reply = client
+                .request_with_headers(subject, headers, body.into())
+                .await
+                .expect("an answer");
+            Reply::decode(&reply.payload).expect("a reply")
+        }
+    };
+    assert_eq!(
+        ask_a(v1.version.get()).await,
+        Reply::Ok(serde_json::json!({"Balance": 9}))
+    );
+
+    // Not renewed for longer than its validity (paused, cut off): it answers nothing.
+    let now = tokio::time::Instant::now();
+    renewed.send_replace(Some(now - valid_for * 2));
+    let lapsed = ask_a(v1.version.get()).await;
+    assert!(
+        matches!(
+            lapsed,
+            Reply::Error {
+                kind: wire::ErrorKind::Unavailable,
+                ..
+            }
+        ),
+        "{lapsed:?}"
+    );
+    let short = AskOptions {
+        timeout: Duration::from_millis(300),
+        ..AskOptions::default()
+    };
+    let refused = node_a
+        .ask_with(&id, Command::Deposit { cents: 1 }, short.clone())
+        .await;
+    assert!(
+        matches!(refused, Err(AskError::Failed(ActorError::Timeout { .. }))),
+        "{refused:?}"
+    );
+
+    // Renewed, same incarnation (the key never expired): it serves again what names it.
+    renewed.send_replace(Some(tokio::time::Instant::now()));
+    assert_eq!(
+        ask_a(v1.version.get()).await,
+        Reply::Ok(serde_json::json!({"Balance": 9}))
+    );
+
+    // Lapsed long enough for a new incarnation: it owns nothing the earlier one owned.
+    renewed.send_replace(Some(tokio::time::Instant::now() - valid_for * 2));
+    assert!(matches!(ask_a(v1.version.get()).await, Reply::Error { .. }));
+    local.send_modify(|info| info.incarnation = first + 1);
+    renewed.send_replace(Some(tokio::time::Instant::now()));
+    let moved = ask_a(v1.version.get()).await;
+    assert!(matches!(moved, Reply::Moved { .. }), "{moved:?}");
+    let refused = node_a
+        .ask_with(&id, Command::Deposit { cents: 1 }, short)
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    // The leader names the new incarnation (the earlier one is gone): served again, under a
+    // new epoch, with the state intact.
+    let a2 = Incarnate {
+        node: a.node.clone(),
+        incarnation: first + 1,
+    };
+    let owners = vec![Some(a2.clone()); SHARDS as usize];
+    let v2 = cluster.placements.borrow().next(&owners, |who| who == &a);
+    cluster.placements.send_replace(v2.clone());
+    let outcome = node_a
+        .ask(&id, Command::Deposit { cents: 1 })
+        .await
+        .expect("served again");
+    assert_eq!((outcome.version, outcome.reply), (2, 10));
+    let store = cluster.store().await;
+    let stream = node_a.local().stream_id(&id).unwrap();
+    assert_eq!(
+        store.latest_epoch(&stream).await.unwrap(),
+        OwnerEpoch::new(v2.version.get())
     );
     node_a.shutdown().await;
 }

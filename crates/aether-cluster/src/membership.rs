@@ -249,13 +249,34 @@ impl OwnMembership {
         }
     }
 
+    /// A check over channels of one's own: `local` (this node's info, a new incarnation after
+    /// a lapse) and `renewed` (when the last successful renewal was sent), current for
+    /// `valid_for` after each renewal. For a membership that is not a [`Membership`], and for
+    /// tests of what depends on it.
+    pub fn from_parts(
+        local: watch::Receiver<MemberInfo>,
+        renewed: watch::Receiver<Option<Instant>>,
+        valid_for: std::time::Duration,
+    ) -> Self {
+        Self {
+            local,
+            renewed,
+            valid_for,
+        }
+    }
+
     /// This node's incarnation now.
     pub fn incarnation(&self) -> u64 {
         self.local.borrow().incarnation
     }
 
-    /// This node's incarnation if its membership is current at `now`; `None` if it lapsed.
+    /// This node's incarnation if its membership is current at `now`; `None` if it lapsed or
+    /// the membership has stopped (the node left).
     pub fn current(&self, now: Instant) -> Option<u64> {
+        // The membership stopped (left, or dropped): never current again.
+        if self.renewed.has_changed().is_err() {
+            return None;
+        }
         let renewed = (*self.renewed.borrow())?;
         (now.saturating_duration_since(renewed) < self.valid_for).then(|| self.incarnation())
     }

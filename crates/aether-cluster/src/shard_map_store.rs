@@ -348,6 +348,44 @@ impl ShardMapStore {
         }
     }
 
+    /// The stored map, read from the coordination stream's leader: a KV read may be answered
+    /// by a replica that lags (direct get), and a node that was paused must not serve from a
+    /// placement older than the newest (ADR 0009). `None` if no map was ever written.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load).
+    pub async fn load_latest(&self) -> Result<Option<StoredShardMap>, ClusterError> {
+        let subject = self.store.coord_subject(MAP_KEY);
+        let Some(message) = self.last_message(&subject).await? else {
+            return Ok(None);
+        };
+        let operation = message
+            .headers
+            .get("KV-Operation")
+            .map(|v| v.as_str().to_owned());
+        if operation.is_some_and(|op| op != "PUT") {
+            return Err(ClusterError::Backend {
+                message: format!(
+                    "the shard map was deleted outside Aether (sequence {})",
+                    message.sequence
+                ),
+                source: None,
+            });
+        }
+        serde_json::from_slice(&message.payload)
+            .map(Some)
+            .map_err(|e| {
+                ClusterError::backend(
+                    format!(
+                        "the shard map at sequence {} is not valid",
+                        message.sequence
+                    ),
+                    e,
+                )
+            })
+    }
+
     /// The last message on `subject` of the coordination stream, read from its leader.
     async fn last_message(&self, subject: &str) -> Result<Option<StreamMessage>, ClusterError> {
         match self

@@ -249,11 +249,47 @@ where
             own: None,
             maps: None,
         };
-        Self::start_host(host, actor, store, config).await
+        Self::start_host(host, None, actor, store, config).await
+    }
+
+    /// [`start`](Self::start) for a host that also checks a membership of its own (`own`):
+    /// it serves only while that is current, and after a lapse serves again only what the
+    /// newest placement of `placements` names its current incarnation for. What
+    /// [`join`](Self::join) does with the cluster manager's membership; for a membership of
+    /// another kind, and for tests.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_checked(
+        client: async_nats::Client,
+        me: Incarnate,
+        namespace: Namespace,
+        actor: A,
+        store: S,
+        shards: ShardCount,
+        config: ActorConfig,
+        placements: watch::Receiver<Placement>,
+        routing: RoutingConfig,
+        own: OwnMembership,
+    ) -> Result<Self, StartError> {
+        let host = Host {
+            client,
+            me,
+            namespace,
+            shards,
+            placements,
+            routing,
+            own: Some(own),
+            maps: None,
+        };
+        Self::start_host(host, None, actor, store, config).await
     }
 
     async fn start_host(
         host: Host,
+        manager: Option<&aether_cluster::ClusterManager>,
         actor: A,
         store: S,
         config: ActorConfig,
@@ -307,6 +343,12 @@ where
             moved: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         });
+        // Registered before it adopts any placement: the leader's release requests see every
+        // host that may serve a shard.
+        if let Some(manager) = manager {
+            let holder: Arc<dyn ShardHolder> = node.clone();
+            manager.register_holder(Arc::downgrade(&holder));
+        }
         let follow = tokio::spawn(follow_placements(
             Arc::downgrade(&node),
             node.placements.clone(),
@@ -351,10 +393,7 @@ where
             own: manager.own_membership(),
             maps: Some(manager.map_store().clone()),
         };
-        let this = Self::start_host(host, actor, store, config).await?;
-        let holder: Arc<dyn ShardHolder> = this.node.clone();
-        manager.register_holder(Arc::downgrade(&holder));
-        Ok(this)
+        Self::start_host(host, Some(manager), actor, store, config).await
     }
 
     /// Sends `command` to `actor_id` wherever it is served and waits for its outcome, as
@@ -471,7 +510,7 @@ where
     pub async fn shutdown(&self) {
         let node = &self.node;
         node.leaving.store(true, Ordering::Release);
-        let actions = node.lock().ownership.lapse();
+        let actions = node.update(Ownership::lapse);
         node.apply(actions);
         loop {
             let changed = node.changed.notified();
@@ -523,7 +562,7 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
         sender_version: MapVersion,
         deadline: Instant,
     ) -> Result<InFlight<A, S>, Refusal> {
-        let wait_until = deadline.min(Instant::now() + self.routing.wait_for_move);
+        let wait_until = deadline.min(crate::runtime::deadline_after(self.routing.wait_for_move));
         self.check_membership().await;
         loop {
             let changed = self.changed.notified();
@@ -566,15 +605,14 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
             return;
         }
         let Some(incarnation) = own.current(Instant::now()) else {
-            let actions = {
-                let mut state = self.lock();
-                if state.ownership.is_current() {
-                    tracing::warn!(node = %self.me.node, "membership lapsed: serving nothing until it is renewed");
-                    state.ownership.lapse()
+            let actions = self.update(|ownership| {
+                if ownership.is_current() {
+                    tracing::warn!("membership lapsed: serving nothing until it is renewed");
+                    ownership.lapse()
                 } else {
                     Vec::new()
                 }
-            };
+            });
             self.apply(actions);
             return;
         };
@@ -588,28 +626,41 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
         if !behind(&self.lock()) || self.leaving.load(Ordering::Acquire) {
             return;
         }
-        // A node that was paused may hold a placement from long ago: read the newest one.
-        let Some(maps) = &self.maps else { return };
-        let placement = match maps.load().await {
-            Ok(Some((stored, _))) => stored.placement(),
-            Ok(None) => Placement::empty(self.epochs.shard_count()),
-            Err(error) => {
-                tracing::debug!(%error, "cannot read the placement after a lapse; still not serving");
-                return;
+        // A new incarnation: the earlier one is gone for the leader, so serve nothing under it,
+        // whatever happens to the read below.
+        let actions = self.update(|ownership| {
+            if ownership.is_current() {
+                ownership.lapse()
+            } else {
+                Vec::new()
             }
+        });
+        self.apply(actions);
+        // A node that was paused may hold a placement from long ago: read the newest one
+        // (from the shard map's stream leader; without a map store, the newest seen).
+        let placement = match &self.maps {
+            Some(maps) => match maps.load_latest().await {
+                Ok(Some(stored)) => stored.placement(),
+                Ok(None) => Placement::empty(self.epochs.shard_count()),
+                Err(error) => {
+                    tracing::debug!(%error, "cannot read the placement after a lapse; still not serving");
+                    return;
+                }
+            },
+            None => self.placements.borrow().clone(),
         };
         let me = Incarnate {
             node: self.me.node.clone(),
             incarnation,
         };
         tracing::info!(node = %me.node, incarnation, version = %placement.version, "membership current again");
-        let actions = {
-            let mut state = self.lock();
+        let actions = self.update(|ownership| {
             if self.leaving.load(Ordering::Acquire) {
-                return;
+                Vec::new()
+            } else {
+                ownership.renewed(me, &placement)
             }
-            state.ownership.renewed(me, &placement)
-        };
+        });
         self.apply(actions);
     }
 
@@ -622,13 +673,27 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
         });
     }
 
-    /// Does what the ownership answered: serve a shard (its epoch in the store), or drain it.
+    /// Changes the ownership with `change` under the lock, and publishes the epochs of the
+    /// shards it starts serving before the lock is released: a request admitted right after
+    /// must find its shard's epoch in the store.
+    fn update(&self, change: impl FnOnce(&mut Ownership) -> Vec<Action>) -> Vec<Action> {
+        let mut state = self.lock();
+        let actions = change(&mut state.ownership);
+        for action in &actions {
+            if let Action::Serve { shard, epoch } = action {
+                self.epochs.set(*shard, Some(OwnerEpoch::new(epoch.get())));
+            }
+        }
+        actions
+    }
+
+    /// Does the rest of what the ownership answered (the epochs of served shards are set by
+    /// [`update`](Self::update)): drains the shards taken away.
     fn apply(self: &Arc<Self>, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Serve { shard, epoch } => {
                     tracing::debug!(shard = shard.get(), epoch = epoch.get(), node = %self.me.node, "serving shard");
-                    self.epochs.set(shard, Some(OwnerEpoch::new(epoch.get())));
                 }
                 Action::Drain { shard } => {
                     tracing::debug!(shard = shard.get(), node = %self.me.node, "draining shard");
@@ -686,7 +751,7 @@ async fn follow_placements<A, S>(
         {
             let Some(node) = node.upgrade() else { return };
             let placement = placements.borrow_and_update().clone();
-            let actions = node.lock().ownership.adopt(&placement);
+            let actions = node.update(|ownership| ownership.adopt(&placement));
             node.apply(actions);
         }
         if placements.changed().await.is_err() {
@@ -739,7 +804,16 @@ where
         })
         .await;
     node.epochs.set(shard, None);
-    let actions = node.lock().ownership.drained(shard);
-    tracing::debug!(shard = shard.get(), passivated, node = %node.me.node, "shard released");
+    // An actor of the shard activated during the first sweep (an effect of another actor, a
+    // reminder) was fenced with the old epoch; from now on no activation succeeds, so this
+    // second sweep is the last.
+    let late = node
+        .local
+        .passivate_where(|id| {
+            stream_id::<A>(id).is_ok_and(|stream| epochs.shard_of(&stream) == shard)
+        })
+        .await;
+    let actions = node.update(|ownership| ownership.drained(shard));
+    tracing::debug!(shard = shard.get(), passivated = passivated + late, node = %node.me.node, "shard released");
     node.apply(actions);
 }

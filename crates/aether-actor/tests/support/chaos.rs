@@ -9,6 +9,8 @@ mod checker;
 mod load;
 #[path = "chaos/nodes.rs"]
 mod nodes;
+#[path = "chaos/probe.rs"]
+mod probe;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +59,10 @@ pub(crate) struct Report {
     pub(crate) faults: Vec<String>,
     /// When the load started.
     pub(crate) started: Instant,
+    /// Queries sent to a paused node for the actors it served, answered when it woke (and
+    /// checked like the others) or refused.
+    pub(crate) probes_answered: u64,
+    pub(crate) probes_refused: u64,
 }
 
 impl Report {
@@ -77,6 +83,12 @@ impl Report {
             self.retries,
             self.fenced,
             v.longest_stall
+        );
+        println!(
+            "chaos: queries to a paused node for its actors, sent with its old placement \
+             version and read when it woke: {} refused (moved or unavailable), {} answered \
+             (checked); counts of SIGKILLed nodes are lost",
+            self.probes_refused, self.probes_answered
         );
         println!(
             "chaos: faults (time since the load started): {}",
@@ -275,6 +287,11 @@ pub(crate) async fn run(plan: Plan) -> Report {
     let mut next_id = 4;
     let mut round = 0;
     let mut finals = Vec::new();
+    let probe_client = async_nats::connect(setup.nats.split(',').next().unwrap())
+        .await
+        .expect("probe client connects");
+    let mut probes = History::default();
+    let mut probes_refused = 0u64;
     while started.elapsed() < plan.duration {
         tokio::time::sleep(ttl * 2).await;
         // A node crashes, and comes back as a new process.
@@ -285,12 +302,49 @@ pub(crate) async fn run(plan: Plan) -> Report {
         tokio::time::sleep(ttl).await;
         nodes.push(NodeProcess::start(&setup, &id, patience).await);
         tokio::time::sleep(ttl * 2).await;
-        // A node is paused past its TTL (a zombie when it wakes), then resumed.
+        // A node is paused past its TTL (a zombie when it wakes), then resumed. Queries for
+        // the actors it served, carrying the placement version from before the pause, wait
+        // for it in its socket: the first thing it does on waking is to answer them (or
+        // refuse them). Their answers are checked like every other query.
         let zombie = &nodes[round % nodes.len()];
         let paused_at = started.elapsed();
+        let before = manager.watch_placement().borrow().clone();
+        let served: Vec<usize> = (0..plan.actors)
+            .filter(|&a| {
+                client
+                    .shard_of(&load::actor_id(a))
+                    .ok()
+                    .is_some_and(|shard| {
+                        before
+                            .slot(shard)
+                            .and_then(|s| s.owner.as_ref())
+                            .is_some_and(|o| o.node.as_str() == zombie.id)
+                    })
+            })
+            .take(8)
+            .collect();
         zombie.pause();
         tokio::time::sleep(ttl * 3).await;
+        let probing: Vec<_> = served
+            .iter()
+            .map(|&actor| {
+                tokio::spawn(probe::stale_query(
+                    probe_client.clone(),
+                    namespace.clone(),
+                    zombie.id.clone(),
+                    before.version.get(),
+                    actor,
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
         zombie.resume();
+        for task in probing {
+            match task.await.expect("a probe task") {
+                Some(record) => probes.queries.push(record),
+                None => probes_refused += 1,
+            }
+        }
         faults.push(format!(
             "{paused_at:.1?} {} SIGSTOPped for {:?}",
             zombie.id,
@@ -318,6 +372,8 @@ pub(crate) async fn run(plan: Plan) -> Report {
     for task in clients {
         histories.push(task.await.expect("a client task"));
     }
+    let probes_answered = probes.queries.len() as u64;
+    histories.push(probes);
     let client_stats = client.stats();
     for node in nodes {
         finals.push(node.stop(patience).await);
@@ -341,5 +397,7 @@ pub(crate) async fn run(plan: Plan) -> Report {
         fenced: client_stats.fenced + finals.iter().map(|l| stat(l, "fenced")).sum::<u64>(),
         faults,
         started,
+        probes_answered,
+        probes_refused,
     }
 }

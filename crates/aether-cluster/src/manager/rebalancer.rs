@@ -318,20 +318,23 @@ impl Rebalancer {
         infos: &[MemberInfo],
     ) -> Option<Next> {
         let placement = stored.placement();
-        let mut answers: BTreeMap<Incarnate, Asked> = BTreeMap::new();
-        for from in placement.moving_from() {
-            if gone(&from, infos) {
-                continue;
-            }
-            let asked = release::ask(
+        // All at once: one node that does not answer (paused, not yet declared failed) must
+        // not hold up the others' moves by a request timeout each.
+        let asking: Vec<Incarnate> = placement
+            .moving_from()
+            .into_iter()
+            .filter(|from| !gone(from, infos))
+            .collect();
+        let asked = futures::future::join_all(asking.iter().map(|from| {
+            release::ask(
                 &self.client,
                 &self.cluster_name,
                 &from.node,
                 self.request_timeout,
             )
-            .await;
-            answers.insert(from, asked);
-        }
+        }))
+        .await;
+        let answers: BTreeMap<Incarnate, Asked> = asking.into_iter().zip(asked).collect();
         // A node answering with another incarnation restarted: the earlier one is gone.
         let superseded = |p: &Incarnate| matches!(answers.get(p), Some(Asked::Answer(a)) if a.incarnation != p.incarnation);
         let settled = placement.settle(

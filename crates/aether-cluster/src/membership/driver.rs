@@ -287,10 +287,13 @@ async fn announce(announcer: Announcer, first_sent: Instant, now: Arc<Notify>) {
             () = now.notified() => {}
         }
         let sent = Instant::now();
-        if sent.duration_since(last_ok) >= ttl && !renewed_incarnation {
+        // At the threshold at which this node's hosts stop serving (OwnMembership): a renewal
+        // sent later may land after the key expired and the others gave its shards away.
+        if sent.duration_since(last_ok) >= ttl.saturating_sub(ttl / 10) && !renewed_incarnation {
             renewed_incarnation = true;
-            // The key may have expired and the others declared this node failed: announce a
-            // new incarnation, which owns nothing of what the earlier one owned.
+            // The key may expire (or have expired) before this renewal lands, and the others
+            // declare this node failed: announce a new incarnation, which owns nothing of what
+            // the earlier one owned.
             local.send_modify(MemberInfo::renew_incarnation);
             tracing::warn!(
                 node = %key,

@@ -204,7 +204,7 @@ fn call<'a, A: Actor, S>(
         shard: node.epochs.shard_of(&stream),
         op,
         command_id,
-        deadline: Instant::now() + budget,
+        deadline: crate::runtime::deadline_after(budget),
         budget,
     })
 }
@@ -303,7 +303,9 @@ where
         }
         // Wait for a newer placement, at most the pause (the owner may catch up instead).
         let mut placements = node.placements.clone();
-        let wake = (now + pause).min(call.deadline);
+        let wake = now
+            .checked_add(pause)
+            .map_or(call.deadline, |at| at.min(call.deadline));
         let newer = async {
             while placements.borrow_and_update().version <= version {
                 if placements.changed().await.is_err() {
@@ -312,7 +314,7 @@ where
             }
         };
         if tokio::time::timeout_at(wake, newer).await.is_err() {
-            pause = (pause * 2).min(node.routing.retry_max);
+            pause = pause.saturating_mul(2).min(node.routing.retry_max);
         }
     }
 }

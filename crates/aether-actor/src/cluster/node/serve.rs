@@ -64,7 +64,7 @@ where
         Ok(timeout) => timeout,
         Err(e) => return invalid(e),
     };
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::runtime::deadline_after(timeout);
     let stream = match stream_id::<A>(&request.actor_id) {
         Ok(stream) => stream,
         Err(e) => return invalid(e.to_string()),
@@ -190,6 +190,20 @@ pub(crate) fn is_fenced(error: &ActorError) -> bool {
     }
 }
 
+/// Whether `error` is the store's infrastructure failing (not a refusal of the input).
+fn infrastructure(error: &ActorError) -> bool {
+    let store = match error {
+        ActorError::Store { source, .. } => source.as_ref(),
+        ActorError::Activation(e) => match &e.reason {
+            ActivationFailure::Store(source) => source.as_ref(),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    store.kind() == aether_core::ErrorKind::Infrastructure
+        && !matches!(store, StoreError::UndecodableRecord { .. })
+}
+
 /// The reply for a runtime failure.
 fn failed<A, S>(node: &Arc<Node<A, S>>, actor_id: &ActorId, error: &ActorError) -> Reply
 where
@@ -217,6 +231,9 @@ where
         ActorError::Timeout { .. } => ErrorKind::Timeout,
         ActorError::Conflict { .. } => ErrorKind::Conflict,
         ActorError::ShuttingDown | ActorError::Stopped { .. } => ErrorKind::Unavailable,
+        // The store could not be reached or failed (a NATS restart): the outcome is unknown;
+        // the sender retries with the same command id within its deadline.
+        e if infrastructure(e) => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,
     };
     Reply::Error {

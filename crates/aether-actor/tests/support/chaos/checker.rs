@@ -146,12 +146,20 @@ pub(crate) fn check(
                         ));
                     }
                     epoch_seen = epoch_seen.max(*epoch);
-                    if let Some(writer) = writer {
-                        let first = writers.entry(*epoch).or_insert_with(|| writer.clone());
-                        if first != writer {
-                            violations.push(format!(
-                                "{actor}: epoch {epoch} written by {first} and by {writer}"
-                            ));
+                    if *epoch == 0 {
+                        violations.push(format!("{actor}: version {version} carries no epoch"));
+                    }
+                    match writer {
+                        Some(writer) => {
+                            let first = writers.entry(*epoch).or_insert_with(|| writer.clone());
+                            if first != writer {
+                                violations.push(format!(
+                                    "{actor}: epoch {epoch} written by {first} and by {writer}"
+                                ));
+                            }
+                        }
+                        None => {
+                            violations.push(format!("{actor}: version {version} names no writer"))
                         }
                     }
                     match command_id {
