@@ -429,6 +429,11 @@ where
     /// Delivers `command` to `actor_id` wherever it is served, without waiting for its
     /// outcome; returns its command id once the serving node has it in the actor's mailbox.
     ///
+    /// As on one node, a tell is at most once: it is acknowledged when it is in the mailbox,
+    /// not when it is stored, so a crash of the serving node after that loses it (and the
+    /// loss is not counted by the sender). Use [`ask`](Self::ask) for commands that must not
+    /// be lost.
+    ///
     /// # Errors
     ///
     /// As [`Actors::tell`], and [`ActorError::NoOwner`], [`ActorError::Timeout`],
