@@ -1,5 +1,5 @@
 //! `aether-actor-node`: one cluster node as a process, hosting actors of the demo type
-//! [`Account`](aether_actor::cluster::demo::Account) on JetStream — for the chaos test, the
+//! [`Account`] on JetStream — for the chaos test, the
 //! cluster example and trying actors across nodes by hand.
 //!
 //! ```text
