@@ -1,6 +1,6 @@
 //! `aether-actor-node`: one cluster node as a process, hosting actors of the demo type
-//! [`Account`] on JetStream — for the chaos test, the
-//! cluster example and trying actors across nodes by hand.
+//! [`Account`] on JetStream — for the chaos test, the cluster example and trying actors
+//! across nodes by hand.
 //!
 //! ```text
 //! aether-actor-node --nats <url[,url…]> --id <node id> [--namespace NS] [--cluster <name>] …
