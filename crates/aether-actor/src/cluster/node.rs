@@ -108,6 +108,8 @@ pub(crate) struct Node<A: Actor, S> {
     pub(crate) namespace: Namespace,
     /// `aether.actor.<namespace>.<actor type>.`: the request subjects less the node.
     subject_prefix: String,
+    /// The request subject of each node called so far.
+    subjects: Mutex<std::collections::HashMap<aether_core::NodeId, async_nats::Subject>>,
     pub(crate) me: Incarnate,
     pub(crate) epochs: Arc<ShardEpochs>,
     state: Mutex<NodeState>,
@@ -326,6 +328,7 @@ where
             client,
             namespace,
             subject_prefix,
+            subjects: Mutex::new(std::collections::HashMap::new()),
             state: Mutex::new(NodeState {
                 ownership: Ownership::new(me.clone(), shards),
                 in_flight: vec![0; shards.get() as usize],
@@ -543,11 +546,19 @@ impl<A: Actor, S> Node<A, S> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The subject of `node`'s requests for this actor type and namespace.
-    pub(crate) fn request_subject(&self, node: &aether_core::NodeId) -> String {
-        let mut subject = String::with_capacity(self.subject_prefix.len() + node.as_str().len());
-        subject.push_str(&self.subject_prefix);
-        subject.push_str(&aether_nats::naming::encode_token(node.as_str()));
+    /// The subject of `node`'s requests for this actor type and namespace (built once per
+    /// node, then shared).
+    pub(crate) fn request_subject(&self, node: &aether_core::NodeId) -> async_nats::Subject {
+        let mut subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(subject) = subjects.get(node) {
+            return subject.clone();
+        }
+        let subject = async_nats::Subject::from(format!(
+            "{}{}",
+            self.subject_prefix,
+            aether_nats::naming::encode_token(node.as_str())
+        ));
+        subjects.insert(node.clone(), subject.clone());
         subject
     }
 
@@ -567,37 +578,50 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
         sender_version: MapVersion,
         deadline: Instant,
     ) -> Result<InFlight<A, S>, Refusal> {
-        let wait_until = deadline.min(crate::runtime::deadline_after(self.routing.wait_for_move));
         self.check_membership().await;
+        let mut wait_until = None;
         loop {
+            // Most requests are decided at once: no waiter is registered for them.
+            if let Some(decided) = self.try_admit(shard, sender_version) {
+                return decided;
+            }
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let decision = {
-                let mut state = self.lock();
-                let decision = state.ownership.decide(shard, sender_version);
-                if let Decision::Accept { .. } = decision
-                    && let Some(count) = state.in_flight.get_mut(shard.get() as usize)
-                {
+            // Again, now that no change can be missed.
+            if let Some(decided) = self.try_admit(shard, sender_version) {
+                return decided;
+            }
+            let until = *wait_until.get_or_insert_with(|| {
+                deadline.min(crate::runtime::deadline_after(self.routing.wait_for_move))
+            });
+            if tokio::time::timeout_at(until, changed).await.is_err() {
+                return Err(Refusal::Moved(self.version()));
+            }
+        }
+    }
+
+    /// Decides a request at once: admitted (counted in flight), refused, or `None` to wait
+    /// (the shard moves here, or the sender knows a newer placement).
+    fn try_admit(
+        self: &Arc<Self>,
+        shard: ShardId,
+        sender_version: MapVersion,
+    ) -> Option<Result<InFlight<A, S>, Refusal>> {
+        let mut state = self.lock();
+        match state.ownership.decide(shard, sender_version) {
+            Decision::Accept { .. } => {
+                if let Some(count) = state.in_flight.get_mut(shard.get() as usize) {
                     *count += 1;
                 }
-                decision
-            };
-            match decision {
-                Decision::Accept { .. } => {
-                    return Ok(InFlight {
-                        node: self.clone(),
-                        shard,
-                    });
-                }
-                Decision::Moved { version } => return Err(Refusal::Moved(version)),
-                Decision::NotCurrent => return Err(Refusal::NotCurrent),
-                Decision::Wait | Decision::CatchUp { .. } => {
-                    if tokio::time::timeout_at(wait_until, changed).await.is_err() {
-                        return Err(Refusal::Moved(self.version()));
-                    }
-                }
+                Some(Ok(InFlight {
+                    node: self.clone(),
+                    shard,
+                }))
             }
+            Decision::Moved { version } => Some(Err(Refusal::Moved(version))),
+            Decision::NotCurrent => Some(Err(Refusal::NotCurrent)),
+            Decision::Wait | Decision::CatchUp { .. } => None,
         }
     }
 
@@ -732,15 +756,24 @@ pub(crate) struct InFlight<A: Actor, S> {
 
 impl<A: Actor, S> Drop for InFlight<A, S> {
     fn drop(&mut self) {
-        if let Some(count) = self
-            .node
-            .lock()
-            .in_flight
-            .get_mut(self.shard.get() as usize)
-        {
-            *count = count.saturating_sub(1);
+        let drained = {
+            let mut state = self.node.lock();
+            let serving = matches!(
+                state.ownership.state(self.shard),
+                ShardState::Serving { .. }
+            );
+            match state.in_flight.get_mut(self.shard.get() as usize) {
+                Some(count) => {
+                    *count = count.saturating_sub(1);
+                    *count == 0 && !serving
+                }
+                None => false,
+            }
+        };
+        // Only a drain waits for the last request of a shard it releases.
+        if drained {
+            self.node.changed.notify_waiters();
         }
-        self.node.changed.notify_waiters();
     }
 }
 

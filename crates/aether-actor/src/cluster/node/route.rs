@@ -20,6 +20,11 @@ use crate::cluster::wire::{self, AskOk, ErrorKind, Operation};
 use crate::runtime::stream_id;
 use crate::{Actor, ActorError, AskError, AskOptions, AskResult, CommandId, Outcome, QueryOptions};
 
+const MAP_VERSION: async_nats::header::HeaderName =
+    async_nats::header::HeaderName::from_static(wire::MAP_VERSION_HEADER);
+const DEADLINE: async_nats::header::HeaderName =
+    async_nats::header::HeaderName::from_static(wire::DEADLINE_HEADER);
+
 /// One attempt's result.
 enum Attempt<T, R> {
     /// Finished: the answer or a failure to return.
@@ -360,11 +365,8 @@ where
         .saturating_duration_since(Instant::now())
         .min(node.routing.attempt_timeout);
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(wire::MAP_VERSION_HEADER, version.get().to_string().as_str());
-    headers.insert(
-        wire::DEADLINE_HEADER,
-        remaining.as_millis().to_string().as_str(),
-    );
+    headers.insert(MAP_VERSION, version.get().to_string());
+    headers.insert(DEADLINE, remaining.as_millis().to_string());
     let subject = node.request_subject(owner);
     let sent = node.client.send_request(
         subject,
