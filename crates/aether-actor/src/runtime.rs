@@ -716,7 +716,18 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// # }
     /// ```
     pub async fn passivate_where(&self, which: impl Fn(&ActorId) -> bool) -> usize {
-        let controls = self.shared.registry.passivate_where(which);
+        self.stop_where(which, false).await
+    }
+
+    /// [`passivate_where`](Self::passivate_where), each actor saving a snapshot as it stops
+    /// (when it has events since its last one), whatever the snapshot policy: for a handoff,
+    /// so that the next activation replays only what follows the snapshot.
+    pub(crate) async fn hand_off_where(&self, which: impl Fn(&ActorId) -> bool) -> usize {
+        self.stop_where(which, true).await
+    }
+
+    async fn stop_where(&self, which: impl Fn(&ActorId) -> bool, snapshot: bool) -> usize {
+        let controls = self.shared.registry.passivate_where(which, snapshot);
         for control in &controls {
             control.stopped().await;
         }

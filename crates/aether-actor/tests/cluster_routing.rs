@@ -16,6 +16,7 @@ use aether_actor::cluster::{ClusterActors, Incarnate, Placement, RoutingConfig};
 use aether_actor::{ActorConfig, ActorError, AskError, AskOptions, CommandId};
 use aether_core::{
     ActorId, EventStore, FencedEventStore, Namespace, NodeId, OwnerEpoch, ShardCount, ShardId,
+    SnapshotStore,
 };
 use aether_nats::JetStreamEventStore;
 use aether_testkit::nats_server::NatsServer;
@@ -300,6 +301,13 @@ async fn a_planned_move_keeps_the_state_and_loses_no_command() {
             store.latest_epoch(&stream).await.unwrap(),
             OwnerEpoch::new(v3.version.get()),
             "{id}: written under a's epoch"
+        );
+        // b handed the actor off with a snapshot (the policy is Never): a replayed only the
+        // events after it.
+        let snapshot = store.latest_snapshot(&stream).await.unwrap();
+        assert!(
+            snapshot.is_some_and(|s| s.version >= 1),
+            "{id}: no snapshot at handoff"
         );
     }
     node_a.shutdown().await;

@@ -835,9 +835,10 @@ where
         changed.await;
     }
     let epochs = node.epochs.clone();
+    // Each saves a snapshot as it stops: its next owner replays only what follows it.
     let passivated = node
         .local
-        .passivate_where(|id| {
+        .hand_off_where(|id| {
             stream_id::<A>(id).is_ok_and(|stream| epochs.shard_of(&stream) == shard)
         })
         .await;

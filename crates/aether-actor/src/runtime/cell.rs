@@ -93,6 +93,9 @@ async fn run_task<A: Actor, S: SnapshotStore + 'static>(
             cell = handle(cell, envelope).await;
         }
     }
+    if cell.control.snapshot_on_stop.load(Ordering::Relaxed) {
+        cell.save_snapshot().await;
+    }
     cell.passivated = true;
     tracing::debug!(actor_id = %cell.id, actor_type = A::ACTOR_TYPE, "actor passivated");
 }
@@ -802,7 +805,16 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         let SnapshotPolicy::EveryEvents(every) = self.shared.config.snapshots else {
             return;
         };
-        if self.stale || self.since_snapshot < every || self.version == 0 {
+        if self.since_snapshot < every {
+            return;
+        }
+        self.save_snapshot().await;
+    }
+
+    /// Saves a snapshot of the current state, if there are events since the last one and the
+    /// state is not stale.
+    async fn save_snapshot(&mut self) {
+        if self.stale || self.since_snapshot == 0 || self.version == 0 {
             return;
         }
         let body = SnapshotBodyRef {

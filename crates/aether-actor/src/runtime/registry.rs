@@ -30,6 +30,9 @@ pub(crate) struct Control {
     quiet_sweeps: AtomicU32,
     /// Already chosen for passivation by the active limit.
     pub(crate) evicting: AtomicBool,
+    /// Save a snapshot when stopping, whatever the snapshot policy (a handoff: the next
+    /// activation, on another node, then replays only what follows it).
+    pub(crate) snapshot_on_stop: AtomicBool,
     /// The actor's task has ended and its slot is gone.
     done: AtomicBool,
     /// Wakes those waiting for `done`.
@@ -263,9 +266,13 @@ impl<M> Registry<M> {
         Some(tx.len())
     }
 
-    /// Asks every active actor whose id matches `which` to passivate; returns their controls
-    /// (to wait until they stopped).
-    pub(crate) fn passivate_where(&self, which: impl Fn(&ActorId) -> bool) -> Vec<Arc<Control>> {
+    /// Asks every active actor whose id matches `which` to passivate (saving a snapshot as it
+    /// stops if `snapshot`); returns their controls (to wait until they stopped).
+    pub(crate) fn passivate_where(
+        &self,
+        which: impl Fn(&ActorId) -> bool,
+        snapshot: bool,
+    ) -> Vec<Arc<Control>> {
         let slots = self.lock();
         slots
             .map
@@ -273,6 +280,9 @@ impl<M> Registry<M> {
             .filter(|(id, _)| which(id))
             .map(|(_, slot)| {
                 if let Some(tx) = &slot.tx {
+                    if snapshot {
+                        slot.control.snapshot_on_stop.store(true, Ordering::Relaxed);
+                    }
                     tx.request_stop();
                 }
                 slot.control.clone()
