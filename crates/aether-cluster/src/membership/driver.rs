@@ -27,7 +27,7 @@ use super::{
     probe_subject,
 };
 use crate::kv::{ClusterStore, Expect, put_with_ttl};
-use crate::{ClusterConfig, ClusterError};
+use crate::{ClusterConfig, ClusterError, Revision};
 
 /// How often the view checks its connection, re-probes and re-evaluates the freeze.
 const TICK: Duration = Duration::from_millis(100);
@@ -76,10 +76,13 @@ pub(super) async fn start(
     let key = local.id.to_string();
     let bucket = store.members_bucket().to_owned();
     let first_sent = Instant::now();
-    if let Err(e) = first_announce(store, config, &bucket, &key, &value).await {
-        responder.abort();
-        return Err(e);
-    }
+    let first_revision = match first_announce(store, config, &bucket, &key, &value).await {
+        Ok(revision) => revision,
+        Err(e) => {
+            responder.abort();
+            return Err(e);
+        }
+    };
 
     let (members_tx, members) = watch::channel(vec![local.clone()]);
     let (health_tx, health) = watch::channel(MembershipHealth::default());
@@ -131,6 +134,7 @@ pub(super) async fn start(
     let announcer = tokio::spawn(announce(
         Announcer {
             js: store.js.clone(),
+            members: store.members.clone(),
             bucket,
             key,
             local: local_tx,
@@ -138,7 +142,7 @@ pub(super) async fn start(
             ttl: config.member_ttl,
             heartbeat: config.heartbeat,
         },
-        first_sent,
+        first_revision,
         reannounce,
     ));
     Ok(Membership {
@@ -230,7 +234,7 @@ async fn first_announce(
     bucket: &str,
     key: &str,
     value: &Bytes,
-) -> Result<(), ClusterError> {
+) -> Result<Revision, ClusterError> {
     let deadline = Instant::now() + config.ready_timeout;
     let mut pause = Duration::from_millis(50);
     loop {
@@ -243,7 +247,7 @@ async fn first_announce(
             config.member_ttl,
         );
         match put.await {
-            Ok(_) => return Ok(()),
+            Ok(revision) => return Ok(revision),
             Err(e @ ClusterError::Unavailable { .. }) if Instant::now() + pause < deadline => {
                 tracing::debug!(error = %e, "membership: first announcement not taken yet, retrying");
                 tokio::time::sleep(pause).await;
@@ -257,6 +261,8 @@ async fn first_announce(
 /// What the announcer renews, and where it reports.
 struct Announcer {
     js: jetstream::Context,
+    /// The members bucket, to read this node's key after a refused renewal.
+    members: kv::Store,
     bucket: String,
     key: String,
     /// This node's info; a new incarnation after a lapse.
@@ -267,9 +273,10 @@ struct Announcer {
     heartbeat: Duration,
 }
 
-async fn announce(announcer: Announcer, first_sent: Instant, now: Arc<Notify>) {
+async fn announce(announcer: Announcer, first_revision: Revision, now: Arc<Notify>) {
     let Announcer {
         js,
+        members,
         bucket,
         key,
         local,
@@ -278,30 +285,17 @@ async fn announce(announcer: Announcer, first_sent: Instant, now: Arc<Notify>) {
         heartbeat,
     } = announcer;
     let mut failing = false;
-    let mut last_ok = first_sent;
-    // One new incarnation per lapse, however many renewals fail before one succeeds.
-    let mut renewed_incarnation = false;
+    // Each renewal expects the key's last revision to be this node's last write: if it is not,
+    // the key expired (or was deleted) in between — however briefly, the others may have
+    // declared this node failed and given its shards away — and this node announces itself
+    // as a new incarnation, which owns nothing of what the earlier one owned (ADR 0009).
+    let mut last_revision = Some(first_revision);
     loop {
         tokio::select! {
             () = tokio::time::sleep(heartbeat) => {}
             () = now.notified() => {}
         }
         let sent = Instant::now();
-        // At the threshold at which this node's hosts stop serving (OwnMembership): a renewal
-        // sent later may land after the key expired and the others gave its shards away.
-        if sent.duration_since(last_ok) >= ttl.saturating_sub(ttl / 10) && !renewed_incarnation {
-            renewed_incarnation = true;
-            // The key may expire (or have expired) before this renewal lands, and the others
-            // declare this node failed: announce a new incarnation, which owns nothing of what
-            // the earlier one owned.
-            local.send_modify(MemberInfo::renew_incarnation);
-            tracing::warn!(
-                node = %key,
-                incarnation = local.borrow().incarnation,
-                silent_for = ?sent.duration_since(last_ok),
-                "membership: not renewed for a member TTL; announcing a new incarnation"
-            );
-        }
         let value = match encode_info(&local.borrow()) {
             Ok(value) => value,
             Err(error) => {
@@ -309,15 +303,37 @@ async fn announce(announcer: Announcer, first_sent: Instant, now: Arc<Notify>) {
                 continue;
             }
         };
-        match put_with_ttl(&js, &bucket, &key, value, Expect::Anything, ttl).await {
-            Ok(_) => {
+        let expect = last_revision.map_or(Expect::Anything, Expect::Revision);
+        match put_with_ttl(&js, &bucket, &key, value.clone(), expect, ttl).await {
+            Ok(revision) => {
                 if failing {
                     tracing::info!(node = %key, "membership: announcing again");
                 }
                 failing = false;
-                renewed_incarnation = false;
-                last_ok = sent;
+                last_revision = Some(revision);
                 renewed.send_replace(Some(sent));
+            }
+            Err(ClusterError::Conflict { .. }) => {
+                // A renewal whose answer was lost (a server went down after storing it) is
+                // this node's own value: adopt its revision and renew again, at once.
+                if let Ok(Some(entry)) = members.entry(&key).await
+                    && entry.operation == kv::Operation::Put
+                    && entry.value == value
+                {
+                    last_revision = Some(Revision::new(entry.revision));
+                    now.notify_one();
+                    continue;
+                }
+                local.send_modify(MemberInfo::renew_incarnation);
+                tracing::warn!(
+                    node = %key,
+                    incarnation = local.borrow().incarnation,
+                    "membership: the member key expired or changed since the last renewal; \
+                     announcing a new incarnation"
+                );
+                // The next renewal (at once) writes the new incarnation whatever is there.
+                last_revision = None;
+                now.notify_one();
             }
             Err(error) if !failing => {
                 failing = true;
