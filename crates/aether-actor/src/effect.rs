@@ -16,6 +16,11 @@ use futures::future::BoxFuture;
 
 use crate::{Actor, ActorError, Actors, AskResult, CommandId, Decision};
 
+/// Keeps [`Recipient`] implemented only here.
+pub(crate) mod sealed {
+    pub trait Sealed {}
+}
+
 /// What a send effect gives back to the deciding actor: an optional follow-up command for
 /// itself and, if the send failed, why.
 pub(crate) struct Sent<A: Actor + ?Sized> {
@@ -86,6 +91,71 @@ impl<A: Actor + ?Sized> fmt::Debug for Effect<A> {
     }
 }
 
+/// A handle that a decision's effects ([`Decision::then_tell`], [`Decision::then_ask`]) can
+/// address: [`Actors`] on one node, and `ClusterActors` (feature `cluster`), which sends to
+/// whichever node serves the actor. The same decision works with either. Sealed: implemented
+/// by this crate's handles only.
+pub trait Recipient: Clone + Send + Sync + 'static + sealed::Sealed {
+    /// The actor type the handle addresses.
+    type Actor: Actor;
+
+    /// Sends an effect's ask (runtime internals).
+    #[doc(hidden)]
+    fn effect_ask(
+        &self,
+        actor_id: ActorId,
+        command: <Self::Actor as Actor>::Command,
+        call: EffectCall,
+    ) -> BoxFuture<'static, AskResult<Self::Actor>>;
+
+    /// Sends an effect's tell (runtime internals).
+    #[doc(hidden)]
+    fn effect_tell(
+        &self,
+        actor_id: ActorId,
+        command: <Self::Actor as Actor>::Command,
+        call: EffectCall,
+    ) -> BoxFuture<'static, Result<(), ActorError>>;
+}
+
+/// What an effect's message carries besides the command: its derived command id and the call
+/// chain (runtime internals).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct EffectCall {
+    pub(crate) command_id: CommandId,
+    pub(crate) chain: CallChain,
+}
+
+impl<B: Actor, S: SnapshotStore + 'static> sealed::Sealed for Actors<B, S> {}
+
+impl<B: Actor, S: SnapshotStore + 'static> Recipient for Actors<B, S> {
+    type Actor = B;
+
+    fn effect_ask(
+        &self,
+        actor_id: ActorId,
+        command: B::Command,
+        call: EffectCall,
+    ) -> BoxFuture<'static, AskResult<B>> {
+        let to = self.clone();
+        Box::pin(async move {
+            to.ask_effect(&actor_id, command, call.command_id, call.chain)
+                .await
+        })
+    }
+
+    fn effect_tell(
+        &self,
+        actor_id: ActorId,
+        command: B::Command,
+        call: EffectCall,
+    ) -> BoxFuture<'static, Result<(), ActorError>> {
+        let to = self.clone();
+        Box::pin(async move { to.tell_effect(&actor_id, command, call.command_id).await })
+    }
+}
+
 /// The actors waiting, each for the next, in a chain of asks made by effects (as
 /// `<namespace>/<actor type>.<actor id>`). An ask to an actor already in the chain would wait
 /// for itself: it is refused with [`ActorError::Reentrant`].
@@ -106,6 +176,15 @@ impl CallChain {
         let mut keys: Vec<Arc<str>> = self.0.iter().flat_map(|c| c.iter().cloned()).collect();
         keys.push(key);
         Self(Some(keys.into()))
+    }
+
+    /// A chain received from another node (its keys, oldest first).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn from_keys(keys: Vec<String>) -> Self {
+        if keys.is_empty() {
+            return Self::default();
+        }
+        Self(Some(keys.into_iter().map(Arc::from).collect()))
     }
 
     pub(crate) fn to_strings(&self) -> Vec<String> {
@@ -155,15 +234,19 @@ impl<A: Actor + ?Sized> Decision<A> {
     /// # Examples
     ///
     /// See the crate docs ("Actors talking to actors").
-    pub fn then_tell<B, S>(self, to: &Actors<B, S>, actor_id: ActorId, command: B::Command) -> Self
-    where
-        B: Actor,
-        S: SnapshotStore + 'static,
-    {
+    pub fn then_tell<R: Recipient>(
+        self,
+        to: &R,
+        actor_id: ActorId,
+        command: <R::Actor as Actor>::Command,
+    ) -> Self {
         let to = to.clone();
-        self.effect(Effect::Send(Box::new(move |command_id, _chain| {
+        self.effect(Effect::Send(Box::new(move |command_id, chain| {
             Box::pin(async move {
-                let failure = to.tell_effect(&actor_id, command, command_id).await.err();
+                let failure = to
+                    .effect_tell(actor_id, command, EffectCall { command_id, chain })
+                    .await
+                    .err();
                 Sent {
                     follow_up: None,
                     failure,
@@ -186,22 +269,23 @@ impl<A: Actor + ?Sized> Decision<A> {
     /// # Examples
     ///
     /// See the crate docs ("Actors talking to actors").
-    pub fn then_ask<B, S, F>(
+    pub fn then_ask<R, F>(
         self,
-        to: &Actors<B, S>,
+        to: &R,
         actor_id: ActorId,
-        command: B::Command,
+        command: <R::Actor as Actor>::Command,
         then: F,
     ) -> Self
     where
-        B: Actor,
-        S: SnapshotStore + 'static,
-        F: FnOnce(AskResult<B>) -> Option<A::Command> + Send + 'static,
+        R: Recipient,
+        F: FnOnce(AskResult<R::Actor>) -> Option<A::Command> + Send + 'static,
     {
         let to = to.clone();
         self.effect(Effect::Send(Box::new(move |command_id, chain| {
             Box::pin(async move {
-                let result = to.ask_effect(&actor_id, command, command_id, chain).await;
+                let result = to
+                    .effect_ask(actor_id, command, EffectCall { command_id, chain })
+                    .await;
                 let failure = result.as_ref().err().and_then(|e| e.failure().cloned());
                 Sent {
                     follow_up: then(result),

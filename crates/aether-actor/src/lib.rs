@@ -42,7 +42,8 @@
 //! the actor's next message and before the caller gets its outcome:
 //!
 //! - [`Decision::then_tell`] / [`then_ask`](Decision::then_ask) to an actor of another type
-//!   (through its [`Actors`] handle, which the behaviour holds), and
+//!   (through its handle, which the behaviour holds: an [`Actors`], or a `ClusterActors` to
+//!   reach it on whichever node serves it; see [`Recipient`]), and
 //!   [`then_tell_peer`](Decision::then_tell_peer) / [`then_ask_peer`](Decision::then_ask_peer)
 //!   to an actor of the same type. An ask's result is mapped to an optional follow-up command
 //!   for the asking actor, handled in the same turn (Akka's `context.ask`).
@@ -220,6 +221,7 @@ pub use command_id::{CommandId, InvalidCommandId};
 pub use config::{
     ActorConfig, AskOptions, InvalidConfig, OnConflict, QueryOptions, SnapshotPolicy, WhenFull,
 };
+pub use effect::Recipient;
 pub use error::{ActivationError, ActivationFailure, ActorError, AskError};
 pub use metrics::ActorStats;
 pub use outcome::{Outcome, VersionRange};

@@ -8,10 +8,11 @@ mod publish;
 mod queue;
 mod registry;
 mod reminders;
+pub(crate) mod router;
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use aether_core::{ActorId, Bus, Namespace, SnapshotStore};
 use tokio::sync::oneshot;
@@ -26,6 +27,7 @@ use crate::{
 use mailbox::{CommandMsg, Envelope};
 use registry::{Registry, Route};
 use reminders::Reminders;
+use router::Router;
 
 /// The result of an ask.
 pub type AskResult<A> = Result<Outcome<<A as Actor>::Reply>, AskError<<A as Actor>::Rejection>>;
@@ -42,6 +44,8 @@ pub(crate) struct Shared<A: Actor, S> {
     pub(crate) bus: Option<Box<dyn publish::Publish>>,
     /// Boxes of finished command handlings, reused by the next ones (see `cell::Spare`).
     pub(crate) spare: cell::Spare<A, S>,
+    /// Where effects to peers and due reminders go when this runtime is a cluster node's.
+    router: OnceLock<Box<dyn Router<A>>>,
     shutting_down: AtomicBool,
     sweeper_started: AtomicBool,
     reminders_started: AtomicBool,
@@ -244,6 +248,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 reminders: Arc::default(),
                 bus,
                 spare: cell::Spare::default(),
+                router: OnceLock::new(),
                 shutting_down: AtomicBool::new(false),
                 sweeper_started: AtomicBool::new(false),
                 reminders_started: AtomicBool::new(false),
@@ -369,7 +374,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             .await
     }
 
-    /// An ask made by an effect of another actor: a derived command id, the call chain.
+    /// An ask made by an effect of another actor: a derived command id, the call chain. Goes
+    /// through the router when there is one (a cluster node's runtime).
     pub(crate) async fn ask_effect(
         &self,
         actor_id: &ActorId,
@@ -377,25 +383,44 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         command_id: CommandId,
         chain: CallChain,
     ) -> AskResult<A> {
+        if let Some(router) = self.shared.router.get() {
+            return router
+                .ask(actor_id.clone(), command, command_id, chain)
+                .await;
+        }
         let options = self.shared.config.ask.clone().command_id(command_id);
         self.ask_inner(actor_id, command, options, chain).await
     }
 
-    /// A tell made by an effect of another actor, with a derived command id.
+    /// A tell made by an effect of another actor, with a derived command id; through the
+    /// router when there is one.
     pub(crate) async fn tell_effect(
         &self,
         actor_id: &ActorId,
         command: A::Command,
         command_id: CommandId,
     ) -> Result<(), ActorError> {
-        let result = self.tell_inner(actor_id, command, command_id).await;
+        let result = match self.shared.router.get() {
+            Some(router) => router.tell(actor_id.clone(), command, command_id).await,
+            None => self
+                .tell_inner(actor_id, command, command_id)
+                .await
+                .map(|_| ()),
+        };
         if result.is_err() {
             self.shared.counters.tell_failures.inc();
         }
-        result.map(|_| ())
+        result
     }
 
-    async fn ask_inner(
+    /// Makes `router` carry this runtime's effects to peers and its due reminders (once; a
+    /// second router is ignored).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn set_router(&self, router: Box<dyn Router<A>>) {
+        let _ = self.shared.router.set(router);
+    }
+
+    pub(crate) async fn ask_inner(
         &self,
         actor_id: &ActorId,
         command: A::Command,
@@ -722,6 +747,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     /// [`passivate_where`](Self::passivate_where), each actor saving a snapshot as it stops
     /// (when it has events since its last one), whatever the snapshot policy: for a handoff,
     /// so that the next activation replays only what follows the snapshot.
+    #[cfg(feature = "cluster")]
     pub(crate) async fn hand_off_where(&self, which: impl Fn(&ActorId) -> bool) -> usize {
         self.stop_where(which, true).await
     }
@@ -953,20 +979,13 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
     }
 
     async fn deliver_reminder(&self, actor_id: ActorId, name: String) {
-        let after = self.shared.config.ask.timeout;
-        let deadline = deadline_after(after);
-        let timeout = || ActorError::Timeout {
-            actor_id: actor_id.clone(),
-            command_id: None,
-            after,
+        let result = match self.shared.router.get() {
+            // The actor's shard may be served elsewhere by now: the router wakes it there.
+            Some(router) => router.remind(actor_id.clone(), name.clone()).await,
+            None => self.remind_here(&actor_id, &name).await,
         };
-        let envelope = Envelope::Reminder { name: name.clone() };
-        match self
-            .deliver(&actor_id, envelope, WhenFull::Wait, deadline, &timeout)
-            .await
-        {
-            Ok(()) => {}
-            Err(ActorError::ShuttingDown) => {}
+        match result {
+            Ok(()) | Err(ActorError::ShuttingDown) => {}
             Err(error) => {
                 // Not lost: persisted with the actor; tried again in a second.
                 self.shared.counters.effect_failures.inc();
@@ -975,6 +994,27 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 self.shared.reminders.retry(actor_id, name, again);
             }
         }
+    }
+
+    /// Wakes `actor_id` in this runtime for its reminder `name` (activating it if needed): it
+    /// fires the reminder if its table still holds it due, else only registers its table.
+    pub(crate) async fn remind_here(
+        &self,
+        actor_id: &ActorId,
+        name: &str,
+    ) -> Result<(), ActorError> {
+        let after = self.shared.config.ask.timeout;
+        let deadline = deadline_after(after);
+        let timeout = || ActorError::Timeout {
+            actor_id: actor_id.clone(),
+            command_id: None,
+            after,
+        };
+        let envelope = Envelope::Reminder {
+            name: name.to_owned(),
+        };
+        self.deliver(actor_id, envelope, WhenFull::Wait, deadline, &timeout)
+            .await
     }
 
     /// Puts `envelope` into `actor_id`'s mailbox, activating the actor if needed.

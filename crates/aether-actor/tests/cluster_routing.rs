@@ -8,6 +8,9 @@
 #[allow(dead_code)]
 #[path = "support/bank.rs"]
 mod bank;
+#[allow(dead_code)]
+#[path = "support/cluster.rs"]
+mod cluster;
 
 use std::time::Duration;
 
@@ -15,112 +18,11 @@ use aether_actor::cluster::wire::{self, Reply};
 use aether_actor::cluster::{ClusterActors, Incarnate, Placement, RoutingConfig};
 use aether_actor::{ActorConfig, ActorError, AskError, AskOptions, CommandId};
 use aether_core::{
-    ActorId, EventStore, FencedEventStore, Namespace, NodeId, OwnerEpoch, ShardCount, ShardId,
-    SnapshotStore,
+    ActorId, EventStore, FencedEventStore, NodeId, OwnerEpoch, ShardId, SnapshotStore,
 };
-use aether_nats::JetStreamEventStore;
-use aether_testkit::nats_server::NatsServer;
-use bank::{Answer, Bank, Command, Query, Rejection};
+use bank::{Bank, Command, Query, Rejection};
+use cluster::{Cluster, SHARDS, actor, balance, incarnate, never_gone, shards, start_server};
 use tokio::sync::watch;
-
-const SHARDS: u32 = 4;
-
-fn shards() -> ShardCount {
-    ShardCount::new(SHARDS).unwrap()
-}
-
-fn incarnate(name: &str) -> Incarnate {
-    Incarnate {
-        node: NodeId::new(name).unwrap(),
-        incarnation: 1,
-    }
-}
-
-fn never_gone(_: &Incarnate) -> bool {
-    false
-}
-
-/// One namespace, one server, nodes started on demand.
-struct Cluster {
-    server: NatsServer,
-    namespace: Namespace,
-    placements: watch::Sender<Placement>,
-}
-
-impl Cluster {
-    fn new(server: NatsServer) -> Self {
-        let namespace =
-            Namespace::new(format!("cluster-{}", uuid::Uuid::now_v7().simple())).unwrap();
-        let (placements, _) = watch::channel(Placement::empty(shards()));
-        Self {
-            server,
-            namespace,
-            placements,
-        }
-    }
-
-    async fn store(&self) -> JetStreamEventStore {
-        JetStreamEventStore::connect(&self.server.url(), self.namespace.clone())
-            .await
-            .unwrap_or_else(|e| panic!("store at {}: {e}", self.server.url()))
-    }
-
-    /// A node following `placements` (the cluster's, unless given).
-    async fn node(
-        &self,
-        me: &Incarnate,
-        placements: Option<watch::Receiver<Placement>>,
-    ) -> ClusterActors<Bank, JetStreamEventStore> {
-        self.node_with(me, placements, RoutingConfig::default())
-            .await
-    }
-
-    async fn node_with(
-        &self,
-        me: &Incarnate,
-        placements: Option<watch::Receiver<Placement>>,
-        routing: RoutingConfig,
-    ) -> ClusterActors<Bank, JetStreamEventStore> {
-        let store = self.store().await;
-        let client = store.client().clone();
-        ClusterActors::start(
-            client,
-            me.clone(),
-            self.namespace.clone(),
-            Bank,
-            store,
-            shards(),
-            ActorConfig::default(),
-            placements.unwrap_or_else(|| self.placements.subscribe()),
-            routing,
-        )
-        .await
-        .expect("node starts")
-    }
-
-    /// Publishes the placement that gives shard `i` to `owners[i]` (moves written as moving).
-    fn place(&self, owners: &[&Incarnate]) -> Placement {
-        let owners: Vec<Option<Incarnate>> = owners.iter().map(|o| Some((*o).clone())).collect();
-        let next = self.placements.borrow().next(&owners, never_gone);
-        self.placements.send_replace(next.clone());
-        next
-    }
-}
-
-fn actor(i: usize) -> ActorId {
-    ActorId::new(format!("acct-{i}")).unwrap()
-}
-
-fn start_server() -> NatsServer {
-    NatsServer::start().unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn balance(node: &ClusterActors<Bank, JetStreamEventStore>, id: &ActorId) -> u64 {
-    match node.query(id, Query::Balance).await.expect("query") {
-        Answer::Balance(b) => b,
-        other => panic!("not a balance: {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_reach_the_owner_from_any_node_and_actors_live_only_there() {
@@ -451,12 +353,15 @@ async fn bad_requests_on_the_wire_get_typed_errors_and_write_nothing() {
     let client = async_nats::connect(cluster.server.url()).await.unwrap();
     let subject = wire::request_subject(&cluster.namespace, "account", &a.node);
     let version = v1.version.get().to_string();
-    let send = |body: &'static str, with_version: bool| {
+    let send = |body: &'static str, with_version: bool, chain: Option<String>| {
         let (client, subject, version) = (client.clone(), subject.clone(), version.clone());
         async move {
             let mut headers = async_nats::HeaderMap::new();
             if with_version {
                 headers.insert(wire::MAP_VERSION_HEADER, version.as_str());
+            }
+            if let Some(chain) = chain {
+                headers.insert(wire::CALL_CHAIN_HEADER, chain.as_str());
             }
             let reply = client
                 .request_with_headers(subject, headers, body.into())
@@ -465,28 +370,54 @@ async fn bad_requests_on_the_wire_get_typed_errors_and_write_nothing() {
             Reply::decode(&reply.payload).expect("a reply")
         }
     };
+    let deposit =
+        r#"{"op":"ask","actorId":"acct-1","commandId":"c-1","body":{"Deposit":{"cents":1}}}"#;
+    let too_long = serde_json::to_string(&vec!["x"; wire::MAX_CALL_CHAIN + 1]).unwrap();
     let cases = [
-        ("not json", true),
+        ("not json", true, None),
         (
             r#"{"op":"ask","actorId":"acct-1","commandId":"c-1","body":{"Nope":{}}}"#,
             true,
+            None,
         ),
         (
             r#"{"op":"ask","actorId":"acct-1","body":{"Deposit":{"cents":1}}}"#,
             true,
+            None,
         ),
         (
             r#"{"op":"ask","actorId":"acct 1","commandId":"c-1","body":{"Deposit":{"cents":1}}}"#,
             true,
+            None,
         ),
-        (r#"{"op":"query","actorId":"acct-1","body":"Nope"}"#, true),
         (
-            r#"{"op":"ask","actorId":"acct-1","commandId":"c-1","body":{"Deposit":{"cents":1}}}"#,
-            false,
+            r#"{"op":"query","actorId":"acct-1","body":"Nope"}"#,
+            true,
+            None,
+        ),
+        (deposit, false, None),
+        // A call chain that is not a JSON array of strings, or too long.
+        (deposit, true, Some("acct-1".to_owned())),
+        (deposit, true, Some(too_long)),
+        // A reminder: with a command id, a name that is not a reminder name, or no name.
+        (
+            r#"{"op":"remind","actorId":"acct-1","commandId":"c-1","body":"ping"}"#,
+            true,
+            None,
+        ),
+        (
+            r#"{"op":"remind","actorId":"acct-1","body":"has space"}"#,
+            true,
+            None,
+        ),
+        (
+            r#"{"op":"remind","actorId":"acct-1","body":{"name":"ping"}}"#,
+            true,
+            None,
         ),
     ];
-    for (body, with_version) in cases {
-        let reply = send(body, with_version).await;
+    for (body, with_version, chain) in cases {
+        let reply = send(body, with_version, chain.clone()).await;
         assert!(
             matches!(
                 reply,
@@ -495,9 +426,22 @@ async fn bad_requests_on_the_wire_get_typed_errors_and_write_nothing() {
                     ..
                 }
             ),
-            "{body}: {reply:?}"
+            "{body} {chain:?}: {reply:?}"
         );
     }
+    // An ask to an actor waiting in its own call chain would wait for itself.
+    let chain = format!(r#"["{}/account.acct-1"]"#, cluster.namespace);
+    let reply = send(deposit, true, Some(chain)).await;
+    assert!(
+        matches!(
+            reply,
+            Reply::Error {
+                kind: wire::ErrorKind::Reentrant,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
     let store = cluster.store().await;
     let stream = node_a.local().stream_id(&actor(1)).unwrap();
     assert_eq!(
@@ -509,6 +453,7 @@ async fn bad_requests_on_the_wire_get_typed_errors_and_write_nothing() {
     let reply = send(
         r#"{"op":"ask","actorId":"acct-1","commandId":"c-1","body":{"Deposit":{"cents":3}}}"#,
         true,
+        None,
     )
     .await;
     let Reply::Ok(outcome) = reply else {
@@ -519,9 +464,19 @@ async fn bad_requests_on_the_wire_get_typed_errors_and_write_nothing() {
     let reply = send(
         r#"{"op":"query","actorId":"acct-1","body":"Balance"}"#,
         true,
+        None,
     )
     .await;
     assert_eq!(reply, Reply::Ok(serde_json::json!({"Balance": 3})));
+    // A reminder's wake-up: the actor has no such reminder, so nothing fires.
+    let reply = send(
+        r#"{"op":"remind","actorId":"acct-1","body":"ping"}"#,
+        true,
+        None,
+    )
+    .await;
+    assert_eq!(reply, Reply::Ok(serde_json::Value::Null));
+    assert_eq!(node_a.local().stats().reminders_fired, 0);
     node_a.shutdown().await;
 }
 

@@ -33,6 +33,7 @@ use aether_cluster::shard_map_store::ShardMapStore;
 
 use super::ownership::{Action, Decision, Incarnate, Ownership, Placement, ShardState};
 use super::wire;
+use crate::effect::{CallChain, EffectCall, Recipient};
 use crate::runtime::stream_id;
 use crate::{Actor, ActorConfig, ActorError, Actors, InvalidConfig};
 
@@ -179,10 +180,11 @@ impl<A: Actor, S> Clone for ClusterActors<A, S> {
 }
 
 /// What a cluster node needs of an actor type: its commands, queries, replies and rejections
-/// travel between nodes as JSON.
+/// travel between nodes as JSON; commands are also `Sync`, so that a call's future is `Send`
+/// (it holds the command while it is routed).
 pub trait ClusterActor:
     Actor<
-        Command: DeserializeOwned,
+        Command: DeserializeOwned + Sync,
         Rejection: Serialize + DeserializeOwned,
         Query: Serialize + DeserializeOwned + Clone,
         QueryReply: Serialize + DeserializeOwned,
@@ -192,12 +194,51 @@ pub trait ClusterActor:
 
 impl<A> ClusterActor for A where
     A: Actor<
-            Command: DeserializeOwned,
+            Command: DeserializeOwned + Sync,
             Rejection: Serialize + DeserializeOwned,
             Query: Serialize + DeserializeOwned + Clone,
             QueryReply: Serialize + DeserializeOwned,
         >
 {
+}
+
+impl<A: Actor, S> crate::effect::sealed::Sealed for ClusterActors<A, S> {}
+
+/// Effects of any actor ([`Decision::then_tell`](crate::Decision::then_tell),
+/// [`then_ask`](crate::Decision::then_ask)) reach `A`'s actors wherever they are served.
+impl<A, S> Recipient for ClusterActors<A, S>
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    type Actor = A;
+
+    fn effect_ask(
+        &self,
+        actor_id: ActorId,
+        command: A::Command,
+        call: EffectCall,
+    ) -> futures::future::BoxFuture<'static, crate::AskResult<A>> {
+        let node = self.node.clone();
+        Box::pin(async move {
+            let options = node.local.config().ask.clone().command_id(call.command_id);
+            route::ask(&node, &actor_id, command, options, call.chain).await
+        })
+    }
+
+    fn effect_tell(
+        &self,
+        actor_id: ActorId,
+        command: A::Command,
+        call: EffectCall,
+    ) -> futures::future::BoxFuture<'static, Result<(), ActorError>> {
+        let node = self.node.clone();
+        Box::pin(async move {
+            route::tell(&node, &actor_id, command, call.command_id)
+                .await
+                .map(|_| ())
+        })
+    }
 }
 
 /// Why a node could not start.
@@ -356,6 +397,9 @@ where
             Arc::downgrade(&node),
             node.placements.clone(),
         ));
+        node.local.set_router(Box::new(route::NodeRouter {
+            node: Arc::downgrade(&node),
+        }));
         let answer = tokio::spawn(serve::answer_requests(Arc::downgrade(&node), subscription));
         node.tasks().extend([follow, answer]);
         if node.own.is_some() {
@@ -412,7 +456,7 @@ where
     /// [`AskOptions`]: crate::AskOptions
     pub async fn ask(&self, actor_id: &ActorId, command: A::Command) -> crate::AskResult<A> {
         let options = self.node.local.config().ask.clone();
-        route::ask(&self.node, actor_id, command, options).await
+        route::ask(&self.node, actor_id, command, options, CallChain::default()).await
     }
 
     /// [`ask`](Self::ask) with per-call options (command id, timeout as the overall deadline).
@@ -426,7 +470,7 @@ where
         command: A::Command,
         options: crate::AskOptions,
     ) -> crate::AskResult<A> {
-        route::ask(&self.node, actor_id, command, options).await
+        route::ask(&self.node, actor_id, command, options, CallChain::default()).await
     }
 
     /// Delivers `command` to `actor_id` wherever it is served, without waiting for its
@@ -446,7 +490,7 @@ where
         actor_id: &ActorId,
         command: A::Command,
     ) -> Result<crate::CommandId, ActorError> {
-        route::tell(&self.node, actor_id, command).await
+        route::tell(&self.node, actor_id, command, crate::CommandId::generate()).await
     }
 
     /// Asks `actor_id` a read-only question wherever it is served.

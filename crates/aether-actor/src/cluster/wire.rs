@@ -14,12 +14,20 @@
 //! {"op": "ask", "actorId": "acct-42", "commandId": "transfer-7", "body": {"Deposit": {"cents": 5}}}
 //! ```
 //!
-//! `op` is `ask`, `tell` or `query`; `commandId` is required for `ask` and `tell` (kept across
-//! retries: it is what makes a retry apply at most once) and absent for `query`; `body` is
-//! the command or query as the actor type's serde form.
+//! `op` is `ask`, `tell`, `query` or `remind`; `commandId` is required for `ask` and `tell`
+//! (kept across retries: it is what makes a retry apply at most once) and absent for `query`
+//! and `remind`; `body` is the command or query as the actor type's serde form, or for
+//! `remind` the name of a reminder that came due on the sending node (which no longer serves
+//! the actor): the owner wakes the actor, which fires the reminder if its own persisted table
+//! still holds it due (once: the firing's command id is derived from the actor, the name and
+//! the due time). The answer to `remind` is `{"ok": null}`.
 //!
 //! **Headers**: `Aether-Map-Version` (the sender's placement version, a decimal number;
-//! required) and `Aether-Deadline-Ms` (milliseconds the sender still waits, optional).
+//! required), `Aether-Deadline-Ms` (milliseconds the sender still waits, optional) and, on an
+//! `ask` made by an actor's effect, `Aether-Call-Chain`: the actors waiting for it, outermost
+//! first, as a JSON array of `"<namespace>/<actor type>.<actor id>"` (at most
+//! [`MAX_CALL_CHAIN`]). An ask to an actor in its own chain would wait for itself: it is
+//! answered with the error kind `reentrant` and nothing is done.
 //!
 //! **Reply body**: exactly one of
 //!
@@ -57,6 +65,10 @@ pub const SUBJECT_PREFIX: &str = "aether.actor";
 pub const MAP_VERSION_HEADER: &str = "Aether-Map-Version";
 /// Header: milliseconds the sender still waits for the answer.
 pub const DEADLINE_HEADER: &str = "Aether-Deadline-Ms";
+/// Header: the actors waiting in a chain of asks made by effects (a JSON array of strings).
+pub const CALL_CHAIN_HEADER: &str = "Aether-Call-Chain";
+/// Most actors an `Aether-Call-Chain` may name.
+pub const MAX_CALL_CHAIN: usize = 64;
 /// Largest request body a node decodes.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 
@@ -102,6 +114,8 @@ pub enum Operation {
     Tell,
     /// A read-only query.
     Query,
+    /// A reminder of the actor came due on the sending node: wake the actor.
+    Remind,
 }
 
 /// The JSON body of a request, as sent.
@@ -123,7 +137,7 @@ pub struct Request {
     pub op: Operation,
     /// The actor.
     pub actor_id: ActorId,
-    /// The command's id (`ask`, `tell`); `None` for a query.
+    /// The command's id (`ask`, `tell`); `None` for a query or a reminder.
     pub command_id: Option<CommandId>,
     /// The command or query, as the actor type's serde form.
     pub body: Value,
@@ -211,6 +225,48 @@ impl Request {
     }
 }
 
+/// The call chain of a request made by an actor's effect, from its headers (empty without
+/// the header).
+///
+/// # Errors
+///
+/// [`WireError::BadHeader`] if [`CALL_CHAIN_HEADER`] is not a JSON array of at most
+/// [`MAX_CALL_CHAIN`] strings.
+///
+/// # Examples
+///
+/// ```
+/// use aether_actor::cluster::wire::{CALL_CHAIN_HEADER, call_chain};
+///
+/// let mut headers = async_nats::HeaderMap::new();
+/// assert!(call_chain(Some(&headers))?.is_empty());
+/// headers.insert(CALL_CHAIN_HEADER, r#"["bank/account.a"]"#);
+/// assert_eq!(call_chain(Some(&headers))?, ["bank/account.a"]);
+/// headers.insert(CALL_CHAIN_HEADER, "bank/account.a");
+/// assert!(call_chain(Some(&headers)).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn call_chain(headers: Option<&async_nats::HeaderMap>) -> Result<Vec<String>, WireError> {
+    let Some(value) = headers.and_then(|h| h.get(CALL_CHAIN_HEADER)) else {
+        return Ok(Vec::new());
+    };
+    let chain: Vec<String> =
+        serde_json::from_str(value.as_str()).map_err(|_| WireError::BadHeader {
+            header: CALL_CHAIN_HEADER,
+            reason: "not a JSON array of strings".to_owned(),
+        })?;
+    if chain.len() > MAX_CALL_CHAIN {
+        return Err(WireError::BadHeader {
+            header: CALL_CHAIN_HEADER,
+            reason: format!(
+                "{} actors, more than the limit of {MAX_CALL_CHAIN}",
+                chain.len()
+            ),
+        });
+    }
+    Ok(chain)
+}
+
 /// The sender's placement version, from the request's headers.
 ///
 /// # Errors
@@ -249,6 +305,9 @@ pub enum ErrorKind {
     Unavailable,
     /// Anything else (an activation, store or codec failure; see the message).
     Internal,
+    /// The actor is waiting in the request's call chain (`Aether-Call-Chain`) and would wait
+    /// for itself; nothing was done.
+    Reentrant,
 }
 
 /// A reply's JSON body: exactly one of its variants.
@@ -315,6 +374,7 @@ impl ErrorKind {
             Self::Conflict => "conflict",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::Reentrant => "reentrant",
         }
     }
 }

@@ -4,15 +4,16 @@
 
 use std::time::Duration;
 
-use aether_actor::{Actor, ActorError, Actors, AskError, Decision};
-use aether_core::{ActorId, SnapshotStore};
+use aether_actor::{Actor, ActorError, AskError, Decision, Recipient};
+use aether_core::ActorId;
 use serde::{Deserialize, Serialize};
 
 use super::bank::{self, Bank};
 
-/// The behaviour: a handle to the bank accounts of the same store.
-pub(crate) struct Relay<S> {
-    pub(crate) bank: Actors<Bank, S>,
+/// The behaviour: a handle to the bank accounts (`Actors` on one node, `ClusterActors`
+/// across a cluster).
+pub(crate) struct Relay<R> {
+    pub(crate) bank: R,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +52,7 @@ pub(crate) enum Event {
     ReminderSet { name: String },
 }
 
-impl<S: SnapshotStore + 'static> Actor for Relay<S> {
+impl<R: Recipient<Actor = Bank>> Actor for Relay<R> {
     const ACTOR_TYPE: &'static str = "relay";
     type State = Vec<String>;
     type Command = Command;

@@ -9,7 +9,7 @@ use aether_core::{ActorId, Event, Namespace, SnapshotStore};
 use super::bank::{self, Bank};
 use super::relay::{self, Relay, id};
 
-pub(crate) type Relays<S> = Actors<Relay<S>, S>;
+pub(crate) type Relays<S> = Actors<Relay<Actors<Bank, S>>, S>;
 
 /// A relay runtime and the bank runtime it talks to, on one store.
 pub(crate) fn spawn<S: SnapshotStore + Clone + 'static>(

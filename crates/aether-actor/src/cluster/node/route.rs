@@ -17,6 +17,7 @@ use super::serve::is_fenced;
 use super::{ClusterActor, InFlight, Node, Refusal};
 use crate::cluster::wire::typed::{self, ReplyIn};
 use crate::cluster::wire::{self, AskOk, ErrorKind, Operation};
+use crate::effect::CallChain;
 use crate::runtime::stream_id;
 use crate::{Actor, ActorError, AskError, AskOptions, AskResult, CommandId, Outcome, QueryOptions};
 
@@ -24,6 +25,8 @@ const MAP_VERSION: async_nats::header::HeaderName =
     async_nats::header::HeaderName::from_static(wire::MAP_VERSION_HEADER);
 const DEADLINE: async_nats::header::HeaderName =
     async_nats::header::HeaderName::from_static(wire::DEADLINE_HEADER);
+const CALL_CHAIN: async_nats::header::HeaderName =
+    async_nats::header::HeaderName::from_static(wire::CALL_CHAIN_HEADER);
 
 /// One attempt's result.
 enum Attempt<T, R> {
@@ -41,6 +44,8 @@ struct Call<'a> {
     command_id: Option<CommandId>,
     deadline: Instant,
     budget: Duration,
+    /// The asks waiting for this one (an ask made by an effect), if any.
+    chain: CallChain,
 }
 
 impl Call<'_> {
@@ -58,6 +63,7 @@ pub(super) async fn ask<A, S>(
     actor_id: &ActorId,
     command: A::Command,
     options: AskOptions,
+    chain: CallChain,
 ) -> AskResult<A>
 where
     A: ClusterActor,
@@ -67,13 +73,14 @@ where
         .command_id
         .clone()
         .unwrap_or_else(CommandId::generate);
-    let call = call(
+    let mut call = call(
         node,
         actor_id,
         Operation::Ask,
         Some(command_id.clone()),
         options.timeout,
     )?;
+    call.chain = chain;
     // Refused here as on one node, before anything is sent.
     node.local.check_command(&command)?;
     let body = lazy_request(&call, &command);
@@ -88,8 +95,13 @@ where
                 ..options.clone()
             };
             let command = command.clone();
+            let chain = call.chain.clone();
             async move {
-                match node.local.ask_with(actor_id, command, options).await {
+                match node
+                    .local
+                    .ask_inner(actor_id, command, options, chain)
+                    .await
+                {
                     Err(AskError::Failed(e)) if is_fenced(&e) => {
                         node.passivate_fenced(actor_id);
                         Attempt::Retry
@@ -113,12 +125,12 @@ pub(super) async fn tell<A, S>(
     node: &Arc<Node<A, S>>,
     actor_id: &ActorId,
     command: A::Command,
+    command_id: CommandId,
 ) -> Result<CommandId, ActorError>
 where
     A: ClusterActor,
     S: FencedEventStore + SnapshotStore + Clone + 'static,
 {
-    let command_id = CommandId::generate();
     let budget = node.local.config().ask.timeout;
     let call = call(
         node,
@@ -196,6 +208,41 @@ where
     })
 }
 
+/// Wakes `actor_id` for its reminder `name` where it is served (see the `remind` operation
+/// in [`wire`]).
+pub(super) async fn remind<A, S>(
+    node: &Arc<Node<A, S>>,
+    actor_id: &ActorId,
+    name: &str,
+) -> Result<(), ActorError>
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    let budget = node.local.config().ask.timeout;
+    let call = call(node, actor_id, Operation::Remind, None, budget)?;
+    let body = lazy_request(&call, &name);
+    let result: Result<(), AskError<A::Rejection>> = route(
+        node,
+        &call,
+        body,
+        |_| async move {
+            Attempt::Done(
+                node.local
+                    .remind_here(actor_id, name)
+                    .await
+                    .map_err(AskError::Failed),
+            )
+        },
+        |_: serde::de::IgnoredAny| (),
+    )
+    .await;
+    result.map_err(|e| match e {
+        AskError::Failed(e) => e,
+        AskError::Rejected(_) => unexpected_rejection(actor_id),
+    })
+}
+
 fn call<'a, A: Actor, S>(
     node: &Node<A, S>,
     actor_id: &'a ActorId,
@@ -211,6 +258,7 @@ fn call<'a, A: Actor, S>(
         command_id,
         deadline: crate::runtime::deadline_after(budget),
         budget,
+        chain: CallChain::default(),
     })
 }
 
@@ -367,6 +415,11 @@ where
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MAP_VERSION, version.get().to_string());
     headers.insert(DEADLINE, remaining.as_millis().to_string());
+    if !call.chain.is_empty() {
+        // A list of strings always serializes.
+        let chain = serde_json::to_string(&call.chain.to_strings()).unwrap_or_default();
+        headers.insert(CALL_CHAIN, chain);
+    }
     let subject = node.request_subject(owner);
     let sent = node.client.send_request(
         subject,
@@ -415,6 +468,13 @@ where
             kind: ErrorKind::Timeout,
             ..
         }) => Attempt::Retry,
+        Ok(ReplyIn::Error {
+            kind: ErrorKind::Reentrant,
+            ..
+        }) => Attempt::Done(Err(AskError::Failed(ActorError::Reentrant {
+            actor_id: call.actor_id.clone(),
+            chain: call.chain.to_strings(),
+        }))),
         Ok(ReplyIn::Error { kind, message }) => {
             Attempt::Done(Err(AskError::Failed(remote_error(kind.as_str(), message))))
         }
@@ -422,5 +482,65 @@ where
             ErrorKind::Internal.as_str(),
             format!("the reply does not decode: {e}"),
         )))),
+    }
+}
+
+/// What the node's runtime uses for its actors' effects to peers and its due reminders: the
+/// same routes as the node's own calls.
+pub(super) struct NodeRouter<A: Actor, S> {
+    pub(super) node: std::sync::Weak<Node<A, S>>,
+}
+
+impl<A, S> NodeRouter<A, S>
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    fn node(&self) -> Result<Arc<Node<A, S>>, ActorError> {
+        self.node.upgrade().ok_or(ActorError::ShuttingDown)
+    }
+}
+
+impl<A, S> crate::runtime::router::Router<A> for NodeRouter<A, S>
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    fn ask(
+        &self,
+        actor_id: ActorId,
+        command: A::Command,
+        command_id: CommandId,
+        chain: CallChain,
+    ) -> futures::future::BoxFuture<'static, AskResult<A>> {
+        let node = self.node();
+        Box::pin(async move {
+            let node = node?;
+            let options = node.local.config().ask.clone().command_id(command_id);
+            ask(&node, &actor_id, command, options, chain).await
+        })
+    }
+
+    fn tell(
+        &self,
+        actor_id: ActorId,
+        command: A::Command,
+        command_id: CommandId,
+    ) -> futures::future::BoxFuture<'static, Result<(), ActorError>> {
+        let node = self.node();
+        Box::pin(async move {
+            tell(&node?, &actor_id, command, command_id)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn remind(
+        &self,
+        actor_id: ActorId,
+        name: String,
+    ) -> futures::future::BoxFuture<'static, Result<(), ActorError>> {
+        let node = self.node();
+        Box::pin(async move { remind(&node?, &actor_id, &name).await })
     }
 }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::{ClusterActor, Node, Refusal};
 use crate::cluster::wire::typed::{self, ReplyOut};
 use crate::cluster::wire::{self, AskOk, ErrorKind, Operation, Reply};
+use crate::effect::CallChain;
 use crate::error::ActivationFailure;
 use crate::runtime::stream_id;
 use crate::{ActorError, AskError, AskOptions, QueryOptions};
@@ -60,6 +61,10 @@ where
         Ok(version) => version,
         Err(e) => return invalid(e.to_string()),
     };
+    let chain = match wire::call_chain(message.headers.as_ref()) {
+        Ok(chain) => CallChain::from_keys(chain),
+        Err(e) => return invalid(e.to_string()),
+    };
     let timeout = match deadline(message.headers.as_ref(), node) {
         Ok(timeout) => timeout,
         Err(e) => return invalid(e),
@@ -87,7 +92,11 @@ where
                 timeout: remaining,
                 ..node.local.config().ask.clone()
             };
-            match node.local.ask_with(actor_id, command, options).await {
+            match node
+                .local
+                .ask_inner(actor_id, command, options, chain)
+                .await
+            {
                 Ok(outcome) => ok(&AskOk::from(outcome)),
                 Err(AskError::Rejected(rejection)) => ReplyOut::<(), _>::Rejected(&rejection)
                     .encode()
@@ -121,6 +130,19 @@ where
             };
             match node.local.query_with(actor_id, query, options).await {
                 Ok(reply) => ok(&reply),
+                Err(e) => failed(node, actor_id, &e).encode(),
+            }
+        }
+        Operation::Remind => {
+            let name = match serde_json::from_str::<String>(request.body) {
+                Ok(name) => name,
+                Err(e) => return invalid(format!("body is not a reminder's name: {e}")),
+            };
+            if let Err(reason) = crate::effect::check_name(&name) {
+                return invalid(reason);
+            }
+            match node.local.remind_here(actor_id, &name).await {
+                Ok(()) => ok(&()),
                 Err(e) => failed(node, actor_id, &e).encode(),
             }
         }
@@ -225,8 +247,8 @@ where
         | ActorError::CommandEncode(_)
         | ActorError::InvalidEvents { .. }
         | ActorError::EventEncode { .. }
-        | ActorError::InvalidEffect { .. }
-        | ActorError::Reentrant { .. } => ErrorKind::Invalid,
+        | ActorError::InvalidEffect { .. } => ErrorKind::Invalid,
+        ActorError::Reentrant { .. } => ErrorKind::Reentrant,
         ActorError::Overloaded { .. } => ErrorKind::Overloaded,
         ActorError::Timeout { .. } => ErrorKind::Timeout,
         ActorError::Conflict { .. } => ErrorKind::Conflict,

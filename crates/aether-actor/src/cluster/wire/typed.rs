@@ -81,10 +81,10 @@ pub(crate) fn decode_request(bytes: &[u8]) -> Result<RequestText<'_>, WireError>
         reason: e.to_string(),
     })?;
     let command_id = match (raw.op, raw.command_id) {
-        (Operation::Query, None) => None,
-        (Operation::Query, Some(_)) => {
+        (Operation::Query | Operation::Remind, None) => None,
+        (Operation::Query | Operation::Remind, Some(_)) => {
             return Err(WireError::InvalidCommandId {
-                reason: "a query carries no command id".to_owned(),
+                reason: "a query or a reminder carries no command id".to_owned(),
             });
         }
         (Operation::Ask | Operation::Tell, None) => {
