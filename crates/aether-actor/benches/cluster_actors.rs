@@ -46,7 +46,8 @@
 //! `--bench` (`cargo test --benches`) a tiny smoke run (benchmarks 4 and 5 skipped).
 //! Overrides: `AETHER_BENCH_ROUNDS`, `_LATENCY_CALLS`, `_CALLERS`, `_CALLS_PER_CALLER`,
 //! `_ACTORS`, `_COMMANDS_PER_ACTOR`, `_STALL_ACTORS`, `_SNAPSHOT_EVERY`, `_CRASH_ROUNDS`. Arguments that do not
-//! start with `-` select benchmarks by name (`query`, `command`, `move`, `crash`, `r3`).
+//! start with `-` select benchmarks by name (`query`, `command`, `move`, `crash`, `r3`). To
+//! profile one side alone, `AETHER_BENCH_ONLY=ours` or `=raw` (then the ratios are not numbers).
 //!
 //! Run: `NATS_SERVER_BIN=… cargo bench -p aether-actor --features cluster --bench cluster_actors`.
 
@@ -74,7 +75,7 @@ mod measure;
 #[path = "support/report.rs"]
 mod report;
 
-use measure::{BenchResult, Meter, env_or, fmt_secs, fmt_throughput, percentile, rounds};
+use measure::{BenchResult, Meter, env_or, fmt_secs, fmt_throughput, percentile, rounds, runs};
 use report::Report;
 
 #[derive(Debug, Clone)]
@@ -575,27 +576,22 @@ async fn query_bench(
 
     // Latency: sequential calls.
     let lat = pooled();
-    let series = rounds(
-        sizes.rounds,
-        2,
-        |_| true,
-        async |variant, _| {
-            let meter = Meter::start();
-            let latencies = if variant == 0 {
-                sequential(calls, async |i| {
-                    let totals = pair.a.query(&ids[i % ids.len()], ()).await?;
-                    assert_eq!(totals, state);
-                    Ok(())
-                })
-                .await?
-            } else {
-                sequential(calls, async |_| raw_call(&requester).await).await?
-            };
-            let sample = meter.stop();
-            lat.lock().expect("not poisoned")[variant].extend(latencies);
-            Ok(sample)
-        },
-    )
+    let series = rounds(sizes.rounds, 2, runs, async |variant, _| {
+        let meter = Meter::start();
+        let latencies = if variant == 0 {
+            sequential(calls, async |i| {
+                let totals = pair.a.query(&ids[i % ids.len()], ()).await?;
+                assert_eq!(totals, state);
+                Ok(())
+            })
+            .await?
+        } else {
+            sequential(calls, async |_| raw_call(&requester).await).await?
+        };
+        let sample = meter.stop();
+        lat.lock().expect("not poisoned")[variant].extend(latencies);
+        Ok(sample)
+    })
     .await?;
     let [ours, raw] = take(lat);
     let ops = calls as f64;
@@ -636,39 +632,30 @@ async fn query_bench(
     }
 
     // Throughput: concurrent callers, each on its own actor.
-    let series = rounds(
-        sizes.rounds,
-        2,
-        |_| true,
-        async |variant, _| {
-            let meter = Meter::start();
-            let mut tasks = tokio::task::JoinSet::new();
-            for id in &ids {
-                let (node, id, requester) = (pair.a.clone(), id.clone(), requester.clone());
-                let (subject, headers, body) = (subject.clone(), headers.clone(), body.clone());
-                tasks.spawn(async move {
-                    for _ in 0..per {
-                        if variant == 0 {
-                            node.query(&id, ()).await?;
-                        } else {
-                            requester
-                                .request_with_headers(
-                                    subject.clone(),
-                                    headers.clone(),
-                                    body.clone(),
-                                )
-                                .await?;
-                        }
+    let series = rounds(sizes.rounds, 2, runs, async |variant, _| {
+        let meter = Meter::start();
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in &ids {
+            let (node, id, requester) = (pair.a.clone(), id.clone(), requester.clone());
+            let (subject, headers, body) = (subject.clone(), headers.clone(), body.clone());
+            tasks.spawn(async move {
+                for _ in 0..per {
+                    if variant == 0 {
+                        node.query(&id, ()).await?;
+                    } else {
+                        requester
+                            .request_with_headers(subject.clone(), headers.clone(), body.clone())
+                            .await?;
                     }
-                    Ok::<_, measure::BoxError>(())
-                });
-            }
-            while let Some(done) = tasks.join_next().await {
-                done??;
-            }
-            Ok(meter.stop())
-        },
-    )
+                }
+                Ok::<_, measure::BoxError>(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        Ok(meter.stop())
+    })
     .await?;
     let ops = (callers * per) as f64;
     report.ratio(
@@ -801,30 +788,25 @@ async fn command_bench(
     // Latency: sequential commands to one actor each side.
     let lat = pooled();
     let next = Mutex::new([1u64, 1u64]);
-    let series = rounds(
-        sizes.rounds,
-        2,
-        |_| true,
-        async |variant, _| {
-            let start = next.lock().expect("not poisoned")[variant];
-            let meter = Meter::start();
-            let latencies = if variant == 0 {
-                sequential(calls, async |i| {
-                    ours_ask(&pair.a, &ours_ids[0], start + 1 + i as u64).await
-                })
-                .await?
-            } else {
-                sequential(calls, async |i| {
-                    raw_ask(&requester, &raw_ids[0], start + 1 + i as u64).await
-                })
-                .await?
-            };
-            let sample = meter.stop();
-            next.lock().expect("not poisoned")[variant] += calls as u64;
-            lat.lock().expect("not poisoned")[variant].extend(latencies);
-            Ok(sample)
-        },
-    )
+    let series = rounds(sizes.rounds, 2, runs, async |variant, _| {
+        let start = next.lock().expect("not poisoned")[variant];
+        let meter = Meter::start();
+        let latencies = if variant == 0 {
+            sequential(calls, async |i| {
+                ours_ask(&pair.a, &ours_ids[0], start + 1 + i as u64).await
+            })
+            .await?
+        } else {
+            sequential(calls, async |i| {
+                raw_ask(&requester, &raw_ids[0], start + 1 + i as u64).await
+            })
+            .await?
+        };
+        let sample = meter.stop();
+        next.lock().expect("not poisoned")[variant] += calls as u64;
+        lat.lock().expect("not poisoned")[variant].extend(latencies);
+        Ok(sample)
+    })
     .await?;
     let [ours, raw] = take(lat);
     report.ratio(
@@ -847,50 +829,45 @@ async fn command_bench(
         first.insert(ours_ids[0].clone(), ours_next);
         first.insert(raw_ids[0].clone(), raw_next);
     }
-    let series = rounds(
-        sizes.rounds,
-        2,
-        |_| true,
-        async |variant, _| {
-            let ids = if variant == 0 { &ours_ids } else { &raw_ids };
-            let meter = Meter::start();
-            let mut tasks = tokio::task::JoinSet::new();
-            for id in ids {
-                let from = first.lock().expect("not poisoned")[id];
-                let (node, id, requester) = (pair.a.clone(), id.clone(), requester.clone());
-                let (subject, headers) = (subject.clone(), headers.clone());
-                tasks.spawn(async move {
-                    for v in from + 1..=from + k {
-                        if variant == 0 {
-                            let outcome = node.ask(&id, Deposit::numbered(v)).await?;
-                            assert_eq!(outcome.reply, v);
-                        } else {
-                            let body = Request {
-                                op: Operation::Ask,
-                                actor_id: id.clone(),
-                                command_id: Some(CommandId::generate()),
-                                body: serde_json::to_value(Deposit::numbered(v))?,
-                            }
-                            .encode();
-                            requester
-                                .request_with_headers(subject.clone(), headers.clone(), body.into())
-                                .await?;
+    let series = rounds(sizes.rounds, 2, runs, async |variant, _| {
+        let ids = if variant == 0 { &ours_ids } else { &raw_ids };
+        let meter = Meter::start();
+        let mut tasks = tokio::task::JoinSet::new();
+        for id in ids {
+            let from = first.lock().expect("not poisoned")[id];
+            let (node, id, requester) = (pair.a.clone(), id.clone(), requester.clone());
+            let (subject, headers) = (subject.clone(), headers.clone());
+            tasks.spawn(async move {
+                for v in from + 1..=from + k {
+                    if variant == 0 {
+                        let outcome = node.ask(&id, Deposit::numbered(v)).await?;
+                        assert_eq!(outcome.reply, v);
+                    } else {
+                        let body = Request {
+                            op: Operation::Ask,
+                            actor_id: id.clone(),
+                            command_id: Some(CommandId::generate()),
+                            body: serde_json::to_value(Deposit::numbered(v))?,
                         }
+                        .encode();
+                        requester
+                            .request_with_headers(subject.clone(), headers.clone(), body.into())
+                            .await?;
                     }
-                    Ok::<_, measure::BoxError>(())
-                });
-            }
-            while let Some(done) = tasks.join_next().await {
-                done??;
-            }
-            let sample = meter.stop();
-            let mut first = first.lock().expect("not poisoned");
-            for id in ids {
-                *first.get_mut(id).expect("every actor") += k;
-            }
-            Ok(sample)
-        },
-    )
+                }
+                Ok::<_, measure::BoxError>(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        let sample = meter.stop();
+        let mut first = first.lock().expect("not poisoned");
+        for id in ids {
+            *first.get_mut(id).expect("every actor") += k;
+        }
+        Ok(sample)
+    })
     .await?;
     let ops = a as f64 * k as f64;
     report.ratio(

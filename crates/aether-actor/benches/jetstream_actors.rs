@@ -40,7 +40,7 @@ mod measure;
 #[path = "support/report.rs"]
 mod report;
 
-use measure::{BenchResult, Meter, Sample, env_or, fmt_secs, fmt_throughput, rounds};
+use measure::{BenchResult, Meter, Sample, env_or, fmt_secs, fmt_throughput, rounds, runs};
 use report::Report;
 
 #[derive(Debug, Clone)]
@@ -196,17 +196,6 @@ fn raw_event(stream: &ActorId, version: Version) -> Event {
 // ---------------------------------------------------------------------------------------------
 // The benchmarks
 // ---------------------------------------------------------------------------------------------
-
-/// Whether a variant runs: all of them, unless `AETHER_BENCH_ONLY` is `ours` or `raw` (to
-/// profile one side alone; variants alternate ours, baseline, ours, baseline). A ratio with a
-/// side left out is not a number.
-fn runs(variant: usize) -> bool {
-    match std::env::var("AETHER_BENCH_ONLY").as_deref() {
-        Ok("ours") => variant.is_multiple_of(2),
-        Ok("raw") => !variant.is_multiple_of(2),
-        _ => true,
-    }
-}
 
 /// Every variant of benchmark 1 has a connection and a store handle (so a head cache) of its
 /// own, all on namespace `bench`: new actors never push the warm ones out of a cache.

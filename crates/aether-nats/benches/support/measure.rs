@@ -192,6 +192,17 @@ impl Series {
     }
 }
 
+/// Whether a variant runs: all of them, unless `AETHER_BENCH_ONLY` is `ours` or `raw` (to
+/// profile one side alone; variants alternate ours, baseline, ours, baseline). A ratio with a
+/// side left out is not a number.
+pub(crate) fn runs(variant: usize) -> bool {
+    match std::env::var("AETHER_BENCH_ONLY").as_deref() {
+        Ok("ours") => variant.is_multiple_of(2),
+        Ok("raw") => !variant.is_multiple_of(2),
+        _ => true,
+    }
+}
+
 /// Runs `rounds` rounds of `variants` variants, rotating which runs first every round; a
 /// variant for which `runs` says no is skipped (its series stays empty).
 pub(crate) async fn rounds(
