@@ -195,6 +195,7 @@ impl Series {
 /// Whether a variant runs: all of them, unless `AETHER_BENCH_ONLY` is `ours` or `raw` (to
 /// profile one side alone; variants alternate ours, baseline, ours, baseline). A ratio with a
 /// side left out is not a number.
+#[allow(dead_code)] // the store and bus benches always run both sides
 pub(crate) fn runs(variant: usize) -> bool {
     match std::env::var("AETHER_BENCH_ONLY").as_deref() {
         Ok("ours") => variant.is_multiple_of(2),
