@@ -15,11 +15,13 @@
 //! 6. a restart: a new runtime on the same store resumes every account (and still recognises
 //!    the retried command).
 //!
-//! Run it with `cargo run -p aether --features actor --example actors` (in-memory store), or
-//! against a running `nats-server -js` with `-- --nats nats://127.0.0.1:4222`: the accounts
-//! then live in JetStream (namespace `bank-example`), and every further run resumes them —
-//! the opening deposit has a fixed command id, so it is applied once across all runs (as long
-//! as it is among alice's last 1024 commands, the default command horizon: some 300 runs).
+//! Run it with `cargo run -p aether --features actor --example actors`: the accounts live in
+//! the embedded durable store in `./aether-data` (namespace `bank-example`; `--data DIR` for
+//! another directory), and every further run resumes them — the opening deposit has a fixed
+//! command id, so it is applied once across all runs (as long as it is among alice's last
+//! 1024 commands, the default command horizon: some 300 runs). `--memory` keeps them in
+//! memory instead, and `--nats nats://127.0.0.1:4222` in JetStream (a running
+//! `nats-server -js`), resumed the same way.
 //!
 //! Every step is checked: if a balance, a version or an outcome is not what it must be, the
 //! example stops with an error and exits non-zero.
@@ -30,8 +32,10 @@ use aether::actor::{
     Actor, ActorConfig, Actors, AskError, AskOptions, CommandId, Decision, SnapshotPolicy,
 };
 use aether::nats::JetStreamEventStore;
-use aether::{ActorId, InMemoryEventStore, Namespace, SnapshotStore};
-use aether_testkit::example_args::ExampleArgs;
+use aether::{
+    ActorId, InMemoryEventStore, Namespace, SnapshotStore, SqliteConfig, SqliteEventStore,
+};
+use aether_testkit::example_args::{Engine, StoreArgs};
 use serde::{Deserialize, Serialize};
 
 type AppResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -340,19 +344,26 @@ async fn run<S: SnapshotStore + Clone + 'static>(store: S) -> AppResult<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = ExampleArgs::from_env();
-    let result = match &args.nats {
-        Some(url) => {
-            match JetStreamEventStore::connect(url, Namespace::new("bank-example").unwrap()).await {
+    let namespace = || Namespace::new("bank-example").expect("a valid namespace");
+    let result = match StoreArgs::from_env().engine() {
+        Engine::Nats(url) => match JetStreamEventStore::connect(&url, namespace()).await {
+            Ok(store) => {
+                println!("store: JetStream at {url}");
+                run(store).await
+            }
+            Err(e) => Err(format!("--nats {url}: {e}").into()),
+        },
+        Engine::Data(dir) => {
+            match SqliteEventStore::open(&dir, namespace(), SqliteConfig::default()) {
                 Ok(store) => {
-                    println!("store: JetStream at {url}");
+                    println!("store: the embedded store in {}", dir.display());
                     run(store).await
                 }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(format!("--data {}: {e}", dir.display()).into()),
             }
         }
-        None => {
-            println!("store: in memory (pass --nats <url> to keep the accounts in JetStream)");
+        Engine::Memory => {
+            println!("store: in memory (gone when this run ends)");
             run(InMemoryEventStore::new()).await
         }
     };

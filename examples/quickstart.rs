@@ -1,21 +1,22 @@
 //! Quickstart: an event-sourced bank account on Aether's event store.
 //!
-//! Run it with `cargo run --release --example quickstart` (no server needed: the in-memory
-//! store), or on NATS JetStream with
-//! `cargo run --release --example quickstart -- --nats nats://127.0.0.1:4222` (a
-//! `nats-server -js`, 2.12 or later). The story is the same code on both engines, generic over
-//! the store; only the constructor changes. On NATS every run uses a fresh namespace,
-//! `quickstart-<unix time in ms>`, so reruns never collide with earlier ones.
+//! Run it with `cargo run --release --example quickstart`: no server needed, the account is
+//! kept in the embedded durable store in `./aether-data` (`--data DIR` for another directory),
+//! so a second run goes on from the first and says so. `--memory` keeps everything in memory
+//! instead, and `--nats nats://127.0.0.1:4222` uses NATS JetStream (a `nats-server -js`, 2.12
+//! or later). The story is the same code on every engine, generic over the store; only the
+//! constructor changes. On NATS every run uses a fresh namespace, `quickstart-<unix time in
+//! ms>`, so reruns never collide with earlier ones.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aether::{
     ActorId, ActorSnapshot, DataError, Event, EventBus, EventStore, InMemoryEventStore,
-    JetStreamEventStore, Namespace, Pattern, SnapshotStore, StoreError, SubscribeOptions,
-    Subscription, SubscriptionFilter, Version,
+    JetStreamEventStore, Namespace, Pattern, SnapshotStore, SqliteConfig, SqliteEventStore,
+    StoreError, SubscribeOptions, Subscription, SubscriptionFilter, Version,
 };
-use aether_testkit::example_args::ExampleArgs;
+use aether_testkit::example_args::{Engine, StoreArgs};
 use serde::{Deserialize, Serialize};
 
 type AppResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -119,9 +120,20 @@ async fn load<S: EventStore>(store: &S, actor: &ActorId) -> AppResult<Account> {
 
 #[tokio::main]
 async fn main() -> AppResult<()> {
-    let recent = match ExampleArgs::from_env().nats {
-        None => run_story(&InMemoryEventStore::new()).await?,
-        Some(url) => {
+    let recent = match StoreArgs::from_env().engine() {
+        Engine::Memory => {
+            println!("Engine: in memory (gone when this run ends)");
+            run_story(&InMemoryEventStore::new()).await?
+        }
+        Engine::Data(dir) => {
+            let namespace = Namespace::new("quickstart")?;
+            let store = SqliteEventStore::open(&dir, namespace, SqliteConfig::default())
+                .map_err(|e| format!("--data {}: {e}", dir.display()))?;
+            let file = store.file().display();
+            println!("Engine: the embedded store in {} ({file})", dir.display());
+            run_story(&store).await?
+        }
+        Engine::Nats(url) => {
             let millis = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
             let namespace = Namespace::new(format!("quickstart-{millis}"))?;
             let store = JetStreamEventStore::connect(&url, namespace)
@@ -143,10 +155,16 @@ async fn run_story<S: EventStore + SnapshotStore>(store: &S) -> AppResult<Vec<Ev
     let acct = ActorId::new("account-42")?;
 
     println!("1. Opening an account ...");
-    let owner = "Ada".to_owned();
-    let opened = Writer(&acct, "open-1").event("Opened", 1, &Opened { owner })?;
-    store.save_event(opened).await?;
-    println!("   saved Opened at v1 for {acct}");
+    let earlier = load(store, &acct).await?;
+    if earlier.version == 0 {
+        let owner = "Ada".to_owned();
+        let opened = Writer(&acct, "open-1").event("Opened", 1, &Opened { owner })?;
+        store.save_event(opened).await?;
+        println!("   saved Opened at v1 for {acct}");
+    } else {
+        // A durable store: the account of an earlier run is still there.
+        println!("   {acct} is already open from an earlier run: {earlier}; going on from there");
+    }
 
     println!("2. Depositing with explicit versions (latest + 1) ...");
     for amount in [100, 50] {
@@ -185,8 +203,10 @@ async fn run_story<S: EventStore + SnapshotStore>(store: &S) -> AppResult<Vec<Ev
         Err(e) => return Err(e.into()),
     }
     // The domain, not the store, refuses overdrafts, so nothing reaches the store.
-    match decide_withdraw(&load(store, &acct).await?, 1_000) {
-        Err(e) => println!("   withdrawing 1000 is refused by the domain: {e}"),
+    let current = load(store, &acct).await?;
+    let too_much = current.balance + 1;
+    match decide_withdraw(&current, too_much) {
+        Err(e) => println!("   withdrawing {too_much} is refused by the domain: {e}"),
         Ok(_) => return Err("expected the overdraft to be refused".into()),
     }
 
@@ -220,11 +240,12 @@ async fn run_story<S: EventStore + SnapshotStore>(store: &S) -> AppResult<Vec<Ev
     println!("7. Snapshots: replay only the tail ...");
     let interest = Writer(&acct, "interest");
     let start = store.latest_version(&acct).await? + 1;
-    for v in start..=1000 {
+    let end = start.div_ceil(1000) * 1000;
+    for v in start..=end {
         let deposit = interest.event("Deposited", v, &Deposited { amount: 1 })?;
         store.save_event(deposit).await?;
     }
-    println!("   added {} deposits of 1, now at v1000", 1001 - start);
+    println!("   added {} deposits of 1, now at v{end}", end + 1 - start);
     let state = load(store, &acct).await?;
     let v = state.version;
     let snapshot = ActorSnapshot::new(acct.clone(), v, serde_json::to_value(&state)?);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, docs, and every test (unit,
-# integration, property, conformance, doc tests), then the two_nodes example against a real
-# nats-server. Installs nats-server 2.15.1 and libfaketime (for the clock-skew test) if they are
+# integration, property, conformance, doc tests), then the examples: two_nodes and
+# cluster_actors against real nats-servers, quickstart and actors twice on the embedded store
+# (the second run resumes the first), actors on NATS. Installs nats-server 2.15.1 and libfaketime (for the clock-skew test) if they are
 # missing.
 #
 #   scripts/test.sh            # everything
@@ -37,8 +38,22 @@ cargo run --locked -p aether --example two_nodes
 step "example: cluster_actors (three nodes, one crashes; exits non-zero if any check fails)"
 cargo run --locked -p aether --features actor,cluster --example cluster_actors
 
-step "example: actors (bank accounts on the in-memory store; exits non-zero if any check fails)"
-cargo run --locked -p aether --features actor --example actors
+step "example: actors --memory (bank accounts in memory; exits non-zero if any check fails)"
+cargo run --locked -p aether --features actor --example actors -- --memory
+
+examples_data=$(mktemp -d)
+step "example: quickstart, twice on one data directory (the second run goes on from the first)"
+cargo run --locked --example quickstart -- --data "$examples_data/quickstart"
+cargo run --locked --example quickstart -- --data "$examples_data/quickstart" \
+  | tee "$examples_data/quickstart-second.log"
+grep -q "already open from an earlier run" "$examples_data/quickstart-second.log"
+
+step "example: actors, twice on the embedded store (the second run resumes the accounts)"
+cargo run --locked -p aether --features actor --example actors -- --data "$examples_data/actors"
+cargo run --locked -p aether --features actor --example actors -- --data "$examples_data/actors" \
+  | tee "$examples_data/actors-second.log"
+grep -q "already applied in an earlier run" "$examples_data/actors-second.log"
+rm -rf "$examples_data"
 
 step "example: actors --nats, twice on one nats-server (the second run resumes the accounts)"
 actors_dir=$(mktemp -d)

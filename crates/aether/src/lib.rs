@@ -8,12 +8,13 @@
 //! |---|---|---|---|
 //! | (always) | yes | events, validated names, the [`EventStore`]/[`SnapshotStore`] contract and the [`InMemoryEventStore`], patterns and filters, the local [`EventBus`], pure shard placement | `aether-core`, re-exported at the root |
 //! | `nats` | yes | `aether::nats`: the `JetStreamEventStore` (the same store contract on NATS JetStream, configured by `JetStreamConfig`) and the `NatsEventBus` (the local bus's API across nodes, live and durable) | `aether-nats` |
+//! | `sqlite` | yes | `aether::sqlite`: the embedded durable store — `SqliteEventStore` (the same store contract in a data directory, SQLite compiled in, group commit, fsync before acknowledging by default) and `SqliteDatabase` for several namespaces in one directory | `aether-sqlite` |
 //! | `cluster` | no | `aether::cluster`: membership with corroborated failure detection, a fenced leader lease, the versioned shard map and its history, rebalancing, behind `ClusterManager` | `aether-cluster` |
 //! | `actor` | no | `aether::actor`: event-sourced virtual actors on one node — the `Actor` trait, the `Actors` handle (`ask`, `tell`, `query`), activation, passivation, snapshots, exactly-once commands, and actors talking to actors (effects: tell/ask, timers, reminders), on any [`SnapshotStore`] | `aether-actor` |
 //! | `testing` | no | `aether::testing`: the store conformance suite, to check your own [`EventStore`] | `aether-core` |
 //!
-//! Actors on one node are behind the feature `actor`; routing them across a cluster is not here
-//! yet.
+//! Actors on one node are behind the feature `actor`; with `cluster` too, `aether::actor::cluster`
+//! routes them across the nodes of a cluster.
 //!
 //! ```
 //! use aether::{ActorId, Event, EventStore, InMemoryEventStore};
@@ -38,6 +39,15 @@ pub use aether_nats as nats;
 #[cfg(feature = "nats")]
 #[doc(inline)]
 pub use aether_nats::{JetStreamConfig, JetStreamEventStore, NatsEventBus};
+
+/// The embedded durable store (the `aether-sqlite` crate): SQLite in a data directory, the
+/// default for one process.
+#[cfg(feature = "sqlite")]
+pub use aether_sqlite as sqlite;
+
+#[cfg(feature = "sqlite")]
+#[doc(inline)]
+pub use aether_sqlite::{SqliteConfig, SqliteDatabase, SqliteEventStore};
 
 /// Cluster coordination (the `aether-cluster` crate): membership, the leader lease, the shard
 /// map and its history, rebalancing, behind `ClusterManager`.
