@@ -6,6 +6,7 @@ mod write;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -61,6 +62,7 @@ pub(crate) struct Db {
     pub(crate) file: PathBuf,
     pub(crate) config: SqliteConfig,
     pub(crate) metrics: aether_core::StoreMetrics,
+    counts: Arc<Counts>,
     writer: Option<mpsc::Sender<Op>>,
     thread: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
@@ -112,9 +114,11 @@ impl SqliteDatabase {
         schema::prepare(&conn, &file, config.check_on_open)?;
         let (writer, ops) = mpsc::channel(config.max_group.max(1) * 4);
         let max_group = config.max_group.max(1);
+        let counts = Arc::new(Counts::default());
+        let thread_counts = counts.clone();
         let thread = std::thread::Builder::new()
             .name("aether-sqlite-writer".to_owned())
-            .spawn(move || write::run(conn, ops, max_group))
+            .spawn(move || write::run(conn, ops, max_group, &thread_counts))
             .map_err(io(&file))?;
         Ok(Self {
             inner: Arc::new(Db {
@@ -122,6 +126,7 @@ impl SqliteDatabase {
                 file,
                 config,
                 metrics: aether_core::StoreMetrics::new("sqlite"),
+                counts,
                 writer: Some(writer),
                 thread: Some(thread),
                 readers: Mutex::new(Vec::new()),
@@ -170,6 +175,15 @@ impl SqliteDatabase {
         })
     }
 
+    /// What the writer has done since the directory was opened.
+    pub fn stats(&self) -> SqliteStats {
+        let counts = &self.inner.counts;
+        SqliteStats {
+            writes: counts.writes.load(Ordering::Relaxed),
+            commits: counts.commits.load(Ordering::Relaxed),
+        }
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
@@ -179,6 +193,24 @@ impl SqliteDatabase {
     pub fn file(&self) -> &Path {
         &self.inner.file
     }
+}
+
+/// What a data directory's writer has done since it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SqliteStats {
+    /// Writes applied (saves, snapshots, fences), whatever their outcome.
+    pub writes: u64,
+    /// Transactions committed: fewer than `writes` when concurrent writes shared a commit
+    /// (group commit).
+    pub commits: u64,
+}
+
+/// The writer's counters, shared with [`SqliteDatabase::stats`].
+#[derive(Default)]
+pub(crate) struct Counts {
+    pub(crate) writes: AtomicU64,
+    pub(crate) commits: AtomicU64,
 }
 
 impl Db {

@@ -50,6 +50,6 @@ pub mod schema;
 mod store;
 
 pub use config::{Durability, SqliteConfig};
-pub use database::{DATABASE_FILE, LOCK_FILE, SqliteDatabase};
+pub use database::{DATABASE_FILE, LOCK_FILE, SqliteDatabase, SqliteStats};
 pub use error::OpenError;
 pub use store::SqliteEventStore;

@@ -19,7 +19,7 @@
 //!   actor     INTEGER NOT NULL REFERENCES actors(id),
 //!   version   INTEGER,          -- NULL: a record that is not an event (written by another tool)
 //!   event_id  TEXT,
-//!   body      BLOB NOT NULL     -- the event as JSON (the same form as on JetStream)
+//!   body      BLOB NOT NULL     -- the event as JSON text (as on JetStream); any bytes if another tool wrote it
 //! );
 //! CREATE INDEX records_of_actor ON records (actor, position);
 //! CREATE UNIQUE INDEX records_by_version ON records (actor, version) WHERE version IS NOT NULL;
@@ -29,7 +29,7 @@
 //! CREATE TABLE snapshots (
 //!   actor   INTEGER PRIMARY KEY REFERENCES actors(id),
 //!   version INTEGER NOT NULL,
-//!   body    BLOB NOT NULL
+//!   body    BLOB NOT NULL       -- the snapshot as JSON text
 //! );
 //! ```
 //!

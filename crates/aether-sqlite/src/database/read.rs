@@ -62,7 +62,11 @@ fn as_sql(version: Version) -> i64 {
 }
 
 fn read_record(row: &rusqlite::Row<'_>) -> Result<(u64, Option<Version>, Vec<u8>), StoreError> {
-    let read = || -> rusqlite::Result<_> { Ok((row.get(0)?, row.get(1)?, row.get(2)?)) };
+    // Events are stored as text, records written by other tools may be blobs: both as bytes.
+    let read = || -> rusqlite::Result<_> {
+        let body = row.get_ref(2)?.as_bytes().map_err(rusqlite::Error::from)?;
+        Ok((row.get(0)?, row.get(1)?, body.to_vec()))
+    };
     read().map_err(|e| sqlite_error("read a record", &e))
 }
 
@@ -103,7 +107,7 @@ pub(crate) fn snapshot(
     ns: i64,
     actor_id: &ActorId,
 ) -> Result<Option<ActorSnapshot>, StoreError> {
-    let body: Option<Vec<u8>> = conn
+    let body: Option<String> = conn
         .prepare_cached(
             "SELECT s.body FROM snapshots s JOIN actors a ON a.id = s.actor \
              WHERE a.namespace = ?1 AND a.actor_id = ?2",
@@ -114,7 +118,7 @@ pub(crate) fn snapshot(
         })
         .map_err(|e| sqlite_error("read the snapshot", &e))?;
     body.map(|body| {
-        serde_json::from_slice(&body)
+        serde_json::from_str(&body)
             .map_err(|e| super::backend(&format!("decode the snapshot of {actor_id}"), e))
     })
     .transpose()

@@ -88,7 +88,12 @@ fn copy(error: &StoreError) -> StoreError {
 }
 
 /// The writer thread's loop, until every sender is gone.
-pub(super) fn run(conn: Connection, mut ops: mpsc::Receiver<Op>, max_group: usize) {
+pub(super) fn run(
+    conn: Connection,
+    mut ops: mpsc::Receiver<Op>,
+    max_group: usize,
+    counts: &super::Counts,
+) {
     let mut group = Vec::with_capacity(max_group);
     while let Some(first) = ops.blocking_recv() {
         group.push(first);
@@ -98,11 +103,18 @@ pub(super) fn run(conn: Connection, mut ops: mpsc::Receiver<Op>, max_group: usiz
                 Err(_) => break,
             }
         }
-        commit_group(&conn, group.drain(..));
+        commit_group(&conn, group.drain(..), counts);
     }
 }
 
-fn commit_group(conn: &Connection, group: impl Iterator<Item = Op>) {
+/// Applies and commits one group, counts it, then answers each write.
+fn commit_group(
+    conn: &Connection,
+    group: impl ExactSizeIterator<Item = Op>,
+    counts: &super::Counts,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    counts.writes.fetch_add(group.len() as u64, Relaxed);
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let error = sqlite_error("begin a write", &e);
         for op in group {
@@ -133,6 +145,9 @@ fn commit_group(conn: &Connection, group: impl Iterator<Item = Op>) {
         let _ = conn.execute_batch("ROLLBACK");
         sqlite_error("commit", &e)
     });
+    if failed.is_none() {
+        counts.commits.fetch_add(1, Relaxed);
+    }
     for outcome in done {
         outcome.send(failed.as_ref());
     }
@@ -214,6 +229,17 @@ fn save(
         }));
     }
     check_epoch(actor_id, head_epoch, epoch)?;
+    if let Some(event) = events.iter().find(|e| i64::try_from(e.version).is_err()) {
+        return Err(StoreError::Backend {
+            message: format!(
+                "event {} has version {}, above the largest this store keeps ({}); nothing was written",
+                event.id,
+                event.version,
+                i64::MAX
+            ),
+            source: None,
+        });
+    }
     for event in events {
         if let Some((a, v)) = slot(conn, ns, &event.id)? {
             return Err(reused(&event.id, &a, v)?);
@@ -229,7 +255,8 @@ fn save(
         )
         .map_err(|e| sqlite_error("prepare a save", &e))?;
     for event in events {
-        let body = serde_json::to_vec(event)
+        // Text, not a blob: the sqlite3 tool shows it as the JSON it is.
+        let body = serde_json::to_string(event)
             .map_err(|e| super::backend(&format!("encode event {}", event.id), e))?;
         insert
             .execute(params![ns, key, event.version, event.id.as_str(), body])
@@ -310,7 +337,8 @@ fn save_snapshot(
     if let Some(stored_version) = stored.filter(|v| *v > snapshot.version) {
         return Ok(SnapshotOutcome::KeptNewer { stored_version });
     }
-    let body = serde_json::to_vec(snapshot).map_err(|e| super::backend("encode a snapshot", e))?;
+    let body =
+        serde_json::to_string(snapshot).map_err(|e| super::backend("encode a snapshot", e))?;
     conn.prepare_cached(
         "INSERT INTO snapshots (actor, version, body) VALUES (?1, ?2, ?3) \
          ON CONFLICT (actor) DO UPDATE SET version = excluded.version, body = excluded.body",
