@@ -110,6 +110,7 @@ impl SqliteDatabase {
             Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
         let file = dir.join(DATABASE_FILE);
+        schema::check_header(&file)?;
         let conn = schema::connect(&file, &config)?;
         schema::prepare(&conn, &file, config.check_on_open)?;
         let (writer, ops) = mpsc::channel(config.max_group.max(1) * 4);

@@ -76,6 +76,33 @@ CREATE TABLE snapshots (
 );
 ";
 
+/// Refuses a file that is neither empty nor a SQLite database, before SQLite opens it: SQLite
+/// takes a file too short to hold a page for an empty database and would write a new one over it.
+pub(crate) fn check_header(file: &Path) -> Result<(), OpenError> {
+    use std::io::Read;
+    const MAGIC: &[u8] = b"SQLite format 3\0";
+    let io = |source| OpenError::Io {
+        path: file.to_owned(),
+        source,
+    };
+    let mut head = Vec::with_capacity(MAGIC.len());
+    match std::fs::File::open(file) {
+        Ok(opened) => opened
+            .take(MAGIC.len() as u64)
+            .read_to_end(&mut head)
+            .map_err(io)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    if head.is_empty() || head == MAGIC {
+        return Ok(());
+    }
+    Err(OpenError::Corrupt {
+        path: file.to_owned(),
+        reason: "it does not start with SQLite's header".to_owned(),
+    })
+}
+
 /// Opens a connection to `file` with the pragmas every connection uses.
 pub(crate) fn connect(file: &Path, config: &SqliteConfig) -> Result<Connection, OpenError> {
     let sqlite = |source| OpenError::Sqlite {

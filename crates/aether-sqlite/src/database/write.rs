@@ -44,39 +44,50 @@ pub(crate) enum Op {
 }
 
 /// What an op's answer will be once the group commits.
-enum Done {
-    Save(Reply<SaveOutcome>, Result<SaveOutcome, StoreError>),
-    Snapshot(Reply<SnapshotOutcome>, Result<SnapshotOutcome, StoreError>),
-    Fence(Reply<Version>, Result<Version, StoreError>),
-    Raw(Reply<()>, Result<(), StoreError>),
+enum Outcome {
+    Save(Result<SaveOutcome, StoreError>),
+    Snapshot(Result<SnapshotOutcome, StoreError>),
+    Fence(Result<Version, StoreError>),
+    Raw(Result<(), StoreError>),
 }
 
-impl Done {
-    fn is_ok(&self) -> bool {
-        match self {
-            Self::Save(_, r) => r.is_ok(),
-            Self::Snapshot(_, r) => r.is_ok(),
-            Self::Fence(_, r) => r.is_ok(),
-            Self::Raw(_, r) => r.is_ok(),
+impl Outcome {
+    /// `op` failed with `error`.
+    fn failed(op: &Op, error: &StoreError) -> Self {
+        match op {
+            Op::Save { .. } => Self::Save(Err(copy(error))),
+            Op::Snapshot { .. } => Self::Snapshot(Err(copy(error))),
+            Op::Fence { .. } => Self::Fence(Err(copy(error))),
+            Op::Raw { .. } => Self::Raw(Err(copy(error))),
         }
     }
 
-    /// Answers; a successful op whose commit failed gets `failed` instead.
-    fn send(self, failed: Option<&StoreError>) {
-        fn answer<T>(reply: Reply<T>, result: Result<T, StoreError>, failed: Option<&StoreError>) {
-            let result = match (result, failed) {
-                (Ok(_), Some(e)) => Err(copy(e)),
-                (result, _) => result,
-            };
-            // The caller may have stopped waiting: nothing to do then.
-            let _ = reply.send(result);
-        }
+    fn is_ok(&self) -> bool {
         match self {
-            Self::Save(reply, result) => answer(reply, result, failed),
-            Self::Snapshot(reply, result) => answer(reply, result, failed),
-            Self::Fence(reply, result) => answer(reply, result, failed),
-            Self::Raw(reply, result) => answer(reply, result, failed),
+            Self::Save(r) => r.is_ok(),
+            Self::Snapshot(r) => r.is_ok(),
+            Self::Fence(r) => r.is_ok(),
+            Self::Raw(r) => r.is_ok(),
         }
+    }
+}
+
+/// Answers `op` with its `outcome`; a successful op whose commit failed gets `failed` instead.
+fn answer(op: Op, outcome: Outcome, failed: Option<&StoreError>) {
+    fn send<T>(reply: Reply<T>, result: Result<T, StoreError>, failed: Option<&StoreError>) {
+        let result = match (result, failed) {
+            (Ok(_), Some(e)) => Err(copy(e)),
+            (result, _) => result,
+        };
+        // The caller may have stopped waiting: nothing to do then.
+        let _ = reply.send(result);
+    }
+    match (op, outcome) {
+        (Op::Save { reply, .. }, Outcome::Save(r)) => send(reply, r, failed),
+        (Op::Snapshot { reply, .. }, Outcome::Snapshot(r)) => send(reply, r, failed),
+        (Op::Fence { reply, .. }, Outcome::Fence(r)) => send(reply, r, failed),
+        (Op::Raw { reply, .. }, Outcome::Raw(r)) => send(reply, r, failed),
+        _ => unreachable!("an op's outcome is of the op's kind"),
     }
 }
 
@@ -103,90 +114,104 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        commit_group(&conn, group.drain(..), counts);
+        commit_group(&conn, std::mem::take(&mut group), counts);
     }
 }
 
-/// Applies and commits one group, counts it, then answers each write.
-fn commit_group(
-    conn: &Connection,
-    group: impl ExactSizeIterator<Item = Op>,
-    counts: &super::Counts,
-) {
+/// Applies `group` in one transaction, each op in its own savepoint, commits, and answers.
+///
+/// Some errors (a full database, an I/O error) make SQLite roll back the whole transaction,
+/// not just the failing statement: the ops applied before it are then gone too. The failing
+/// op is answered with its error and the others are applied again, in a new transaction.
+fn commit_group(conn: &Connection, group: Vec<Op>, counts: &super::Counts) {
     use std::sync::atomic::Ordering::Relaxed;
     counts.writes.fetch_add(group.len() as u64, Relaxed);
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let error = sqlite_error("begin a write", &e);
-        for op in group {
-            fail(op, &error);
+    // The outcome of each op that ended a transaction: final, and not applied again.
+    let mut aborted: Vec<Option<Outcome>> = group.iter().map(|_| None).collect();
+    let outcomes = 'group: loop {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let error = sqlite_error("begin a write", &e);
+            let outcomes = group
+                .iter()
+                .zip(&aborted)
+                .map(|(op, aborted)| aborted.is_none().then(|| Outcome::failed(op, &error)))
+                .collect();
+            break 'group outcomes;
         }
-        return;
-    }
-    let mut done = Vec::new();
-    for op in group {
-        let savepoint = conn.execute_batch("SAVEPOINT op");
-        if let Err(e) = savepoint {
-            fail(op, &sqlite_error("begin a write", &e));
-            continue;
+        let mut outcomes = Vec::with_capacity(group.len());
+        for (index, op) in group.iter().enumerate() {
+            if aborted[index].is_some() {
+                outcomes.push(None);
+                continue;
+            }
+            if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+                outcomes.push(Some(Outcome::failed(
+                    op,
+                    &sqlite_error("begin a write", &e),
+                )));
+                continue;
+            }
+            let mut outcome = apply(conn, op);
+            if conn.is_autocommit() {
+                // SQLite rolled back the whole transaction: start it again without this op.
+                if outcome.is_ok() {
+                    let lost = StoreError::Backend {
+                        message: "the write was rolled back by the database".to_owned(),
+                        source: None,
+                    };
+                    outcome = Outcome::failed(op, &lost);
+                }
+                aborted[index] = Some(outcome);
+                continue 'group;
+            }
+            let end = if outcome.is_ok() {
+                "RELEASE op"
+            } else {
+                // All or nothing: this op's writes go, the group's others stay.
+                "ROLLBACK TO op; RELEASE op"
+            };
+            if let Err(e) = conn.execute_batch(end) {
+                tracing::warn!(error = %e, "could not end a write's savepoint");
+            }
+            outcomes.push(Some(outcome));
         }
-        let outcome = apply(conn, op);
-        let end = if outcome.is_ok() {
-            "RELEASE op"
-        } else {
-            // All or nothing: this op's writes go, the group's others stay.
-            "ROLLBACK TO op; RELEASE op"
-        };
-        if let Err(e) = conn.execute_batch(end) {
-            tracing::warn!(error = %e, "could not end a write's savepoint");
+        break 'group outcomes;
+    };
+    let failed = if conn.is_autocommit() {
+        // Nothing to commit: the transaction did not begin.
+        None
+    } else {
+        let failed = conn.execute_batch("COMMIT").err().map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            sqlite_error("commit", &e)
+        });
+        if failed.is_none() {
+            counts.commits.fetch_add(1, Relaxed);
         }
-        done.push(outcome);
-    }
-    let failed = conn.execute_batch("COMMIT").err().map(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
-        sqlite_error("commit", &e)
-    });
-    if failed.is_none() {
-        counts.commits.fetch_add(1, Relaxed);
-    }
-    for outcome in done {
-        outcome.send(failed.as_ref());
+        failed
+    };
+    for ((op, outcome), aborted) in group.into_iter().zip(outcomes).zip(aborted) {
+        if let Some(outcome) = outcome.or(aborted) {
+            answer(op, outcome, failed.as_ref());
+        }
     }
 }
 
-fn fail(op: Op, error: &StoreError) {
-    match op {
-        Op::Save { reply, .. } => drop(reply.send(Err(copy(error)))),
-        Op::Snapshot { reply, .. } => drop(reply.send(Err(copy(error)))),
-        Op::Fence { reply, .. } => drop(reply.send(Err(copy(error)))),
-        Op::Raw { reply, .. } => drop(reply.send(Err(copy(error)))),
-    }
-}
-
-fn apply(conn: &Connection, op: Op) -> Done {
+fn apply(conn: &Connection, op: &Op) -> Outcome {
     match op {
         Op::Save {
-            ns,
-            events,
-            epoch,
-            reply,
-        } => Done::Save(reply, save(conn, ns, &events, epoch)),
-        Op::Snapshot {
-            ns,
-            snapshot,
-            reply,
-        } => Done::Snapshot(reply, save_snapshot(conn, ns, &snapshot)),
+            ns, events, epoch, ..
+        } => Outcome::Save(save(conn, *ns, events, *epoch)),
+        Op::Snapshot { ns, snapshot, .. } => Outcome::Snapshot(save_snapshot(conn, *ns, snapshot)),
         Op::Fence {
             ns,
             actor_id,
             epoch,
-            reply,
-        } => Done::Fence(reply, fence(conn, ns, &actor_id, epoch)),
+            ..
+        } => Outcome::Fence(fence(conn, *ns, actor_id, *epoch)),
         Op::Raw {
-            ns,
-            actor_id,
-            raw,
-            reply,
-        } => Done::Raw(reply, write_raw(conn, ns, &actor_id, raw)),
+            ns, actor_id, raw, ..
+        } => Outcome::Raw(write_raw(conn, *ns, actor_id, raw)),
     }
 }
 
@@ -370,13 +395,8 @@ fn fence(
 
 /// As the in-memory store: a record that decodes as an event of this actor is saved as one;
 /// one of another actor is refused; anything else is kept as a record that is not an event.
-fn write_raw(
-    conn: &Connection,
-    ns: i64,
-    actor_id: &ActorId,
-    raw: Vec<u8>,
-) -> Result<(), StoreError> {
-    match serde_json::from_slice::<Event>(&raw) {
+fn write_raw(conn: &Connection, ns: i64, actor_id: &ActorId, raw: &[u8]) -> Result<(), StoreError> {
+    match serde_json::from_slice::<Event>(raw) {
         Ok(event) if event.actor_id == *actor_id => {
             save(conn, ns, std::slice::from_ref(&event), OwnerEpoch::UNOWNED).map(drop)
         }
