@@ -21,13 +21,17 @@
 //! 3. `replay`: `events(actor, 0)` of one actor of 100 000 events in a database of 1 000 000
 //!    (9 other actors of 100 000; the ten written at once in batches of 20, so each actor's
 //!    records are interleaved with the others' in the file), against a raw indexed
-//!    `SELECT body FROM records WHERE actor = ? ORDER BY position` on its own connection that
-//!    also decodes each body into an `aether_core::Event` with `serde_json` (what the store
-//!    does); as a diagnostic, the same `SELECT` without decoding (each body copied out);
+//!    `SELECT body FROM records WHERE actor = ? ORDER BY position` (the actor's integer id
+//!    looked up first) on its own read-only connection to the same file, that also decodes
+//!    each body into an `aether_core::Event` with `Event::from_json` (`serde_json::from_str`
+//!    after one UTF-8 check: the decoder the store uses, so the ratio is the store's own
+//!    cost); as diagnostics, the same with `serde_json::from_slice` (what raw code would
+//!    likely write), and the `SELECT` without decoding (each body copied out);
 //! 4. bytes on disk per event of that database (database + WAL after a
 //!    `wal_checkpoint(TRUNCATE)`, so the WAL is empty), next to the JSON body's size;
-//! 5. `fsync`: this machine's cost of one sync — overwrite 4 KiB of a 1 MiB file and
-//!    `fdatasync` it, in the benchmarks' directory, median of many — printed next to the
+//! 5. this machine's cost of one sync — overwrite 4 KiB of a 1 MiB file and `fdatasync` it,
+//!    in the benchmarks' directory — timed in the rounds of (1)–(2) (as many syncs a round as
+//!    sequential saves, so it sees the same disk and load), median of all, printed next to the
 //!    per-commit time of (1) and the per-event time of (2).
 //!
 //! The databases live in `AETHER_BENCH_DIR` if set, else in Cargo's target tmp directory (on
@@ -36,10 +40,13 @@
 //! Sizes: full by default (`cargo bench`); `AETHER_BENCH_QUICK=1` for a quick run; without
 //! `--bench` (`cargo test --benches`) a tiny smoke run. Overrides: `AETHER_BENCH_SEQ` (saves a
 //! round in 1), `_ACTORS` and `_EVENTS_PER_ACTOR` (2), `_REPLAY` (events of the replayed
-//! actor), `_OTHERS` (events of the other actors), `_OTHER_ACTORS`, `_FSYNCS`, `_ROUNDS`.
-//! Arguments that do not start with `-` select benchmarks by name (`save`, `replay`; the
-//! fsync probe always runs). To profile one side alone, `AETHER_BENCH_ONLY=ours` or `=raw`
-//! (then the ratios are not numbers).
+//! actor), `_OTHERS` (events of the other actors), `_OTHER_ACTORS`, `_FSYNCS` (syncs of the
+//! probe when `save` does not run), `_ROUNDS`. Arguments that do not start with `-` select
+//! benchmarks by name (`save`, `replay`; the fsync probe always runs). To profile one side
+//! alone, `AETHER_BENCH_ONLY=ours` or `=raw` (then the ratios are not numbers).
+//!
+//! Times: quick about a minute, full about two on an idle 2-core machine (building the
+//! replay's database of 1 000 000 events takes ~20 s of it).
 //!
 //! Run: `cargo bench -p aether-sqlite --bench sqlite_store`.
 
@@ -111,7 +118,7 @@ struct Sizes {
     replay: u64,
     others: u64,
     other_actors: u64,
-    /// Syncs timed by the fsync probe (5).
+    /// Syncs timed by the fsync probe (5) when `save` does not run (else it runs in its rounds).
     fsyncs: usize,
 }
 
@@ -132,7 +139,7 @@ impl Sizes {
         } else if measure::quick() {
             Self {
                 mode: "quick",
-                rounds: 5,
+                rounds: 7,
                 seq: 300,
                 actors: 1_000,
                 events_per_actor: 3,
@@ -144,7 +151,7 @@ impl Sizes {
         } else {
             Self {
                 mode: "full",
-                rounds: 9,
+                rounds: 11,
                 seq: 1_000,
                 actors: 1_000,
                 events_per_actor: 10,
@@ -293,6 +300,8 @@ struct SaveFigures {
     raw_commit: f64,
     /// Median seconds per event with 1 000 actors at once (group commit).
     group_event: f64,
+    /// Every fsync probe's time, from the same rounds.
+    syncs: Vec<f64>,
 }
 
 async fn save(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<SaveFigures> {
@@ -312,12 +321,13 @@ async fn save(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<Sa
         [NAMESPACE],
         |row| row.get(0),
     )?;
-    // Variants: 0 ours sequential, 1 raw sequential, 2 ours with many actors at once.
-    let ours_side = |variant: usize| variant != 1;
+    // Variants: 0 ours sequential, 1 raw sequential, 2 ours with many actors at once, 3 the
+    // fsync probe (as many syncs as sequential saves), so that it sees the same disk.
+    let mut syncs = Vec::new();
     let series = rounds(
         sizes.rounds,
-        3,
-        |variant| side_runs(ours_side(variant)),
+        4,
+        |variant| variant == 3 || side_runs(variant != 1),
         async |variant, round| match variant {
             0 => {
                 let events = events_of(&actor(format!("seq-{round}"))?, 1..=sizes.seq);
@@ -338,7 +348,13 @@ async fn save(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<Sa
                 }
                 Ok(meter.stop())
             }
-            _ => many_actors(&store, sizes, round).await,
+            2 => many_actors(&store, sizes, round).await,
+            _ => {
+                let times = fsync_probe(root, usize::try_from(sizes.seq)?)?;
+                let wall = times.iter().sum();
+                syncs.extend(times);
+                Ok(Sample { wall, cpu: 0.0 })
+            }
         },
     )
     .await?;
@@ -380,6 +396,7 @@ async fn save(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<Sa
         ours_commit: ours.wall() / seq,
         raw_commit: base.wall() / seq,
         group_event: many.wall() / total,
+        syncs,
     })
 }
 
@@ -505,7 +522,7 @@ fn bytes_on_disk(file: &Path, report: &mut Report) -> BenchResult<()> {
 async fn replay(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<()> {
     let per_other = sizes.others / sizes.other_actors;
     println!(
-        "\n== replay: events(actor, 0) of {} events among {} (ours) against raw SELECT + serde_json decode, and raw SELECT alone",
+        "\n== replay: events(actor, 0) of {} events among {} (ours) against raw SELECT + decode",
         sizes.replay,
         sizes.replay + per_other * sizes.other_actors
     );
@@ -523,10 +540,11 @@ async fn replay(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<
     );
     let raw = Connection::open_with_flags(&file, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let expected = usize::try_from(sizes.replay)?;
-    // Variants: 0 ours, 1 raw SELECT + decode, 2 raw SELECT alone.
+    // Variants: 0 ours, 1 raw SELECT + `Event::from_json`, 2 raw SELECT +
+    // `serde_json::from_slice`, 3 raw SELECT alone.
     let series = rounds(
         sizes.rounds,
-        3,
+        4,
         |variant| side_runs(variant == 0),
         async |variant, _round| {
             let meter = Meter::start();
@@ -536,6 +554,10 @@ async fn replay(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<
                     (meter.stop(), events.len())
                 }
                 1 => {
+                    let events = raw_replay(&raw, &target, |body| Ok(Event::from_json(body)?))?;
+                    (meter.stop(), events.len())
+                }
+                2 => {
                     let events = raw_replay(&raw, &target, |body| {
                         Ok(serde_json::from_slice::<Event>(body)?)
                     })?;
@@ -553,7 +575,7 @@ async fn replay(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<
         },
     )
     .await?;
-    let (ours, decode, select) = (&series[0], &series[1], &series[2]);
+    let (ours, decode, slice, select) = (&series[0], &series[1], &series[2], &series[3]);
     let n = sizes.replay as f64;
     let each = |s: &Series| {
         format!(
@@ -564,22 +586,42 @@ async fn replay(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<
             fmt_secs(s.cpu() / n)
         )
     };
-    println!("  ours:          {}", ours.list_rates(n, "events"));
-    println!("  raw + decode:  {}", decode.list_rates(n, "events"));
-    println!("  raw SELECT:    {}", select.list_rates(n, "events"));
+    println!(
+        "  ours:                    {}",
+        ours.list_rates(n, "events")
+    );
+    println!(
+        "  raw + Event::from_json:  {}",
+        decode.list_rates(n, "events")
+    );
+    println!(
+        "  raw + serde_json::from_slice: {}",
+        slice.list_rates(n, "events")
+    );
+    println!(
+        "  raw SELECT alone:        {}",
+        select.list_rates(n, "events")
+    );
+    let among = sizes.replay + per_other * sizes.other_actors;
     report.ratio(
         format!(
-            "3. replay events(actor, 0): {} events of one actor among {}",
-            sizes.replay,
-            sizes.replay + per_other * sizes.other_actors
+            "3. replay events(actor, 0): {} events of one actor among {among}",
+            sizes.replay
         ),
         each(ours),
-        format!("{} (raw SELECT + serde_json decode)", each(decode)),
+        format!("{} (raw SELECT + Event::from_json)", each(decode)),
         ours.paired(decode),
         Some(0.9),
     );
     report.ratio(
-        "3'. (diagnostic) replay against the raw SELECT alone, bodies copied out, not decoded",
+        "3'. (diagnostic) replay against raw SELECT + serde_json::from_slice",
+        each(ours),
+        format!("{} (raw SELECT + from_slice)", each(slice)),
+        ours.paired(slice),
+        None,
+    );
+    report.ratio(
+        "3''. (diagnostic) replay against the raw SELECT alone, bodies copied out, not decoded",
         each(ours),
         format!("{} (raw SELECT)", each(select)),
         ours.paired(select),
@@ -635,16 +677,6 @@ async fn run(root: &Path, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
     println!("sizes: {sizes:?}");
     let mut report = Report::default();
 
-    let probe = fsync_probe(root, sizes.fsyncs)?;
-    let fsync = median(&probe);
-    println!(
-        "\n== fsync: 4 KiB write + fdatasync, {} times: p50 {}, p90 {}, p99 {}",
-        sizes.fsyncs,
-        fmt_secs(fsync),
-        fmt_secs(percentile(&probe, 90.0)),
-        fmt_secs(percentile(&probe, 99.0))
-    );
-
     let figures = if selected("save") {
         Some(save(root, &sizes, &mut report).await?)
     } else {
@@ -653,9 +685,21 @@ async fn run(root: &Path, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
     if selected("replay") {
         replay(root, &sizes, &mut report).await?;
     }
+    let probe = match &figures {
+        Some(figures) => figures.syncs.clone(),
+        None => fsync_probe(root, sizes.fsyncs)?,
+    };
+    let fsync = median(&probe);
+    println!(
+        "\n== fsync: 4 KiB write + fdatasync, {} times: p50 {}, p90 {}, p99 {}",
+        probe.len(),
+        fmt_secs(fsync),
+        fmt_secs(percentile(&probe, 90.0)),
+        fmt_secs(percentile(&probe, 99.0))
+    );
     match figures {
         Some(figures) => report.absolute(
-            "5. one fsync (4 KiB write + fdatasync, median) next to 1 and 2",
+            "5. one fsync (4 KiB write + fdatasync, median, in the rounds of 1–2) next to 1 and 2",
             format!(
                 "fsync {}; per commit: ours {}, raw {}",
                 fmt_secs(fsync),
