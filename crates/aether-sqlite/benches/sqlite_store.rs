@@ -41,7 +41,7 @@
 //! `--bench` (`cargo test --benches`) a tiny smoke run. Overrides: `AETHER_BENCH_SEQ` (saves a
 //! round in 1), `_ACTORS` and `_EVENTS_PER_ACTOR` (2), `_REPLAY` (events of the replayed
 //! actor), `_OTHERS` (events of the other actors), `_OTHER_ACTORS`, `_FSYNCS` (syncs of the
-//! probe when `save` does not run), `_ROUNDS`. Arguments that do not start with `-` select
+//! probe when `save` does not run), `_ROUNDS`, `_REPLAY_ROUNDS`. Arguments that do not start with `-` select
 //! benchmarks by name (`save`, `replay`; the fsync probe always runs). To profile one side
 //! alone, `AETHER_BENCH_ONLY=ours` or `=raw` (then the ratios are not numbers).
 //!
@@ -109,6 +109,8 @@ const NAMESPACE: &str = "bench";
 struct Sizes {
     mode: &'static str,
     rounds: usize,
+    /// Rounds of the replay benchmark (cheaper than the saves': more of them).
+    replay_rounds: usize,
     /// Sequential saves per round (1).
     seq: u64,
     /// Concurrent actors (2), and the events each saves per round.
@@ -128,6 +130,7 @@ impl Sizes {
             Self {
                 mode: "smoke",
                 rounds: 1,
+                replay_rounds: 1,
                 seq: 20,
                 actors: 50,
                 events_per_actor: 2,
@@ -140,6 +143,7 @@ impl Sizes {
             Self {
                 mode: "quick",
                 rounds: 7,
+                replay_rounds: 15,
                 seq: 300,
                 actors: 1_000,
                 events_per_actor: 3,
@@ -152,6 +156,7 @@ impl Sizes {
             Self {
                 mode: "full",
                 rounds: 11,
+                replay_rounds: 25,
                 seq: 1_000,
                 actors: 1_000,
                 events_per_actor: 10,
@@ -164,6 +169,7 @@ impl Sizes {
         Self {
             mode: base.mode,
             rounds: env_or("AETHER_BENCH_ROUNDS", base.rounds).max(1),
+            replay_rounds: env_or("AETHER_BENCH_REPLAY_ROUNDS", base.replay_rounds).max(1),
             seq: env_or("AETHER_BENCH_SEQ", base.seq).max(1),
             actors: env_or("AETHER_BENCH_ACTORS", base.actors).max(1),
             events_per_actor: env_or("AETHER_BENCH_EVENTS_PER_ACTOR", base.events_per_actor).max(1),
@@ -543,7 +549,7 @@ async fn replay(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<
     // Variants: 0 ours, 1 raw SELECT + `Event::from_json`, 2 raw SELECT +
     // `serde_json::from_slice`, 3 raw SELECT alone.
     let series = rounds(
-        sizes.rounds,
+        sizes.replay_rounds,
         4,
         |variant| side_runs(variant == 0),
         async |variant, _round| {
@@ -724,10 +730,11 @@ async fn run(root: &Path, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
     }
     report.print(
         &format!(
-            "Results (SQLite {}, {} mode, medians of {} alternating rounds; ratio > 1: ours faster; load average at the end {})",
+            "Results (SQLite {}, {} mode, medians of {} alternating rounds, {} for the replay; ratio > 1: ours faster; load average at the end {})",
             rusqlite::version(),
             sizes.mode,
             sizes.rounds,
+            sizes.replay_rounds,
             load_average()
         ),
         "raw rusqlite baseline",
