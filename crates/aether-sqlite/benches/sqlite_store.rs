@@ -30,9 +30,11 @@
 //! 4. bytes on disk per event of that database (database + WAL after a
 //!    `wal_checkpoint(TRUNCATE)`, so the WAL is empty), next to the JSON body's size;
 //! 5. this machine's cost of one sync — overwrite 4 KiB of a 1 MiB file and `fdatasync` it,
-//!    in the benchmarks' directory — timed in the rounds of (1)–(2) (as many syncs a round as
-//!    sequential saves, so it sees the same disk and load), median of all, printed next to the
-//!    per-commit time of (1) and the per-event time of (2).
+//!    and the same with `fsync` (which is what the bundled SQLite calls on each commit: it is
+//!    built without `HAVE_FDATASYNC`), in the benchmarks' directory — timed in the rounds of
+//!    (1)–(2) (as many syncs of each a round as sequential saves, so they see the same disk and
+//!    load), medians of all, printed next to the per-commit time of (1) and the per-event time
+//!    of (2).
 //!
 //! The databases live in `AETHER_BENCH_DIR` if set, else in Cargo's target tmp directory (on
 //! the disk, not a tmpfs: the syncs must be real), and are removed at the end.
@@ -268,9 +270,33 @@ fn raw_save(conn: &Connection, ns: i64, event: &Event) -> BenchResult<()> {
 // 5. The fsync probe
 // ---------------------------------------------------------------------------------------------
 
-/// The time of `n` syncs: each overwrites one 4 KiB block of a 1 MiB file in `dir` (in turn)
-/// and `fdatasync`s it.
-fn fsync_probe(dir: &Path, n: usize) -> BenchResult<Vec<f64>> {
+/// The times of the fsync probe's syncs.
+#[derive(Debug, Default)]
+struct Syncs {
+    /// 4 KiB write + `fdatasync`.
+    data: Vec<f64>,
+    /// 4 KiB write + `fsync` (what the bundled SQLite calls on commit: it is built without
+    /// `HAVE_FDATASYNC`).
+    full: Vec<f64>,
+}
+
+impl Syncs {
+    fn print(&self) {
+        for (name, times) in [("fdatasync", &self.data), ("fsync", &self.full)] {
+            println!(
+                "  4 KiB write + {name}, {} times: p50 {}, p90 {}, p99 {}",
+                times.len(),
+                fmt_secs(median(times)),
+                fmt_secs(percentile(times, 90.0)),
+                fmt_secs(percentile(times, 99.0))
+            );
+        }
+    }
+}
+
+/// Times `n` syncs of each kind, alternating: each overwrites one 4 KiB block of a 1 MiB file
+/// in `dir` (in turn), then `fdatasync`s or `fsync`s it.
+fn fsync_probe(dir: &Path, n: usize, syncs: &mut Syncs) -> BenchResult<()> {
     const BLOCK: usize = 4096;
     const BLOCKS: usize = 256;
     let path = dir.join("fsync-probe");
@@ -283,16 +309,20 @@ fn fsync_probe(dir: &Path, n: usize) -> BenchResult<Vec<f64>> {
     file.write_all_at(&vec![0_u8; BLOCK * BLOCKS], 0)?;
     file.sync_all()?;
     let block = vec![0x5a_u8; BLOCK];
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n {
+    for i in 0..2 * n {
         let started = Instant::now();
         file.write_all_at(&block, ((i % BLOCKS) * BLOCK) as u64)?;
-        file.sync_data()?;
-        times.push(started.elapsed().as_secs_f64());
+        if i % 2 == 0 {
+            file.sync_data()?;
+            syncs.data.push(started.elapsed().as_secs_f64());
+        } else {
+            file.sync_all()?;
+            syncs.full.push(started.elapsed().as_secs_f64());
+        }
     }
     drop(file);
     std::fs::remove_file(&path)?;
-    Ok(times)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,8 +336,8 @@ struct SaveFigures {
     raw_commit: f64,
     /// Median seconds per event with 1 000 actors at once (group commit).
     group_event: f64,
-    /// Every fsync probe's time, from the same rounds.
-    syncs: Vec<f64>,
+    /// Every sync of the fsync probe, from the same rounds.
+    syncs: Syncs,
 }
 
 async fn save(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<SaveFigures> {
@@ -329,7 +359,7 @@ async fn save(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<Sa
     )?;
     // Variants: 0 ours sequential, 1 raw sequential, 2 ours with many actors at once, 3 the
     // fsync probe (as many syncs as sequential saves), so that it sees the same disk.
-    let mut syncs = Vec::new();
+    let mut syncs = Syncs::default();
     let series = rounds(
         sizes.rounds,
         4,
@@ -356,10 +386,9 @@ async fn save(root: &Path, sizes: &Sizes, report: &mut Report) -> BenchResult<Sa
             }
             2 => many_actors(&store, sizes, round).await,
             _ => {
-                let times = fsync_probe(root, usize::try_from(sizes.seq)?)?;
-                let wall = times.iter().sum();
-                syncs.extend(times);
-                Ok(Sample { wall, cpu: 0.0 })
+                let meter = Meter::start();
+                fsync_probe(root, usize::try_from(sizes.seq)?, &mut syncs)?;
+                Ok(meter.stop())
             }
         },
     )
@@ -691,42 +720,36 @@ async fn run(root: &Path, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
     if selected("replay") {
         replay(root, &sizes, &mut report).await?;
     }
-    let probe = match &figures {
-        Some(figures) => figures.syncs.clone(),
-        None => fsync_probe(root, sizes.fsyncs)?,
-    };
-    let fsync = median(&probe);
-    println!(
-        "\n== fsync: 4 KiB write + fdatasync, {} times: p50 {}, p90 {}, p99 {}",
-        probe.len(),
-        fmt_secs(fsync),
-        fmt_secs(percentile(&probe, 90.0)),
-        fmt_secs(percentile(&probe, 99.0))
+    let mut standalone = Syncs::default();
+    if figures.is_none() {
+        fsync_probe(root, sizes.fsyncs, &mut standalone)?;
+    }
+    let probe = figures.as_ref().map_or(&standalone, |f| &f.syncs);
+    println!("\n== fsync probe");
+    probe.print();
+    let (datasync, fsync) = (median(&probe.data), median(&probe.full));
+    let syncs = format!(
+        "4 KiB write + fdatasync {}, + fsync {}",
+        fmt_secs(datasync),
+        fmt_secs(fsync)
     );
-    match figures {
+    match &figures {
         Some(figures) => report.absolute(
-            "5. one fsync (4 KiB write + fdatasync, median, in the rounds of 1–2) next to 1 and 2",
+            "5. one sync (medians, in the rounds of 1–2) next to 1 and 2",
             format!(
-                "fsync {}; per commit: ours {}, raw {}",
-                fmt_secs(fsync),
+                "{syncs}; per sequential commit: ours {}, raw {}",
                 fmt_secs(figures.ours_commit),
                 fmt_secs(figures.raw_commit)
             ),
             format!(
-                "group commit: {} per event = {:.1} events per fsync's time",
+                "group commit: {} per event = {:.0} events in one fsync's time",
                 fmt_secs(figures.group_event),
                 fsync / figures.group_event
             ),
             "—",
             true,
         ),
-        None => report.absolute(
-            "5. one fsync (4 KiB write + fdatasync, median)",
-            fmt_secs(fsync),
-            "—".to_owned(),
-            "—",
-            true,
-        ),
+        None => report.absolute("5. one sync (medians)", syncs, "—".to_owned(), "—", true),
     }
     report.print(
         &format!(
