@@ -44,12 +44,13 @@
 //! `--bench` (`cargo test --benches`) a tiny smoke run. Overrides: `AETHER_BENCH_SEQ` (saves a
 //! round in 1), `_ACTORS` and `_EVENTS_PER_ACTOR` (2), `_REPLAY` (events of the replayed
 //! actor), `_OTHERS` (events of the other actors), `_OTHER_ACTORS`, `_FSYNCS` (syncs of the
-//! probe when `save` does not run), `_ROUNDS`, `_REPLAY_ROUNDS`. Arguments that do not start with `-` select
-//! benchmarks by name (`save`, `replay`; the fsync probe always runs). To profile one side
-//! alone, `AETHER_BENCH_ONLY=ours` or `=raw` (then the ratios are not numbers).
+//! probe when `save` does not run), `_ROUNDS`, `_REPLAY_ROUNDS`. Arguments that do not start
+//! with `-` select benchmarks by name (`save`, `replay`; the fsync probe always runs). To
+//! profile one side alone, `AETHER_BENCH_ONLY=ours` or `=raw` (then the ratios are not
+//! numbers).
 //!
-//! Times: quick about a minute, full about two on an idle 2-core machine (building the
-//! replay's database of 1 000 000 events takes ~20 s of it).
+//! Times on a shared 2-core machine: quick and full both about 40–60 s (of which 12–20 s build
+//! the replay's database of 1 000 000 events, the same in both modes); smoke under a second.
 //!
 //! Run: `cargo bench -p aether-sqlite --bench sqlite_store`.
 
