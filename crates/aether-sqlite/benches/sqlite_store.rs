@@ -49,8 +49,9 @@
 //! profile one side alone, `AETHER_BENCH_ONLY=ours` or `=raw` (then the ratios are not
 //! numbers).
 //!
-//! Times on a shared 2-core machine: quick and full both about 40–60 s (of which 12–20 s build
-//! the replay's database of 1 000 000 events, the same in both modes); smoke under a second.
+//! Times on a shared 2-core machine: full ~35 s, quick ~20 s when it is quiet, up to ~60 s
+//! under load (8–20 s of either build the replay's database of 1 000 000 events, the same in
+//! both modes); smoke under a second.
 //!
 //! Run: `cargo bench -p aether-sqlite --bench sqlite_store`.
 
