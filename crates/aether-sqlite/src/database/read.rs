@@ -42,12 +42,12 @@ pub(crate) fn replay(
     let mut result = ReplayResult::default();
     while let Some(row) = rows.next().map_err(|e| sqlite_error("replay", &e))? {
         let (position, version, body) = read_record(row)?;
-        match decode(actor_id, version, &body) {
+        match decode(actor_id, version, body) {
             Ok(event) if event.version >= from => result.events.push(event),
             Ok(_) => {}
             Err(error) => result.errors.push(ReplayError {
                 position,
-                raw: body,
+                raw: body.to_vec(),
                 error,
             }),
         }
@@ -61,18 +61,23 @@ fn as_sql(version: Version) -> i64 {
     i64::try_from(version).unwrap_or(i64::MAX)
 }
 
-fn read_record(row: &rusqlite::Row<'_>) -> Result<(u64, Option<Version>, Vec<u8>), StoreError> {
-    // Events are stored as text, records written by other tools may be blobs: both as bytes.
-    let read = || -> rusqlite::Result<_> {
-        let body = row.get_ref(2)?.as_bytes().map_err(rusqlite::Error::from)?;
-        Ok((row.get(0)?, row.get(1)?, body.to_vec()))
-    };
-    read().map_err(|e| sqlite_error("read a record", &e))
+/// A record's position, version and body; the body is borrowed from the row (it is copied
+/// only for a record that does not decode). Events are stored as text, records written by
+/// other tools may be blobs: both are read as bytes.
+fn read_record<'r>(
+    row: &'r rusqlite::Row<'_>,
+) -> Result<(u64, Option<Version>, &'r [u8]), StoreError> {
+    let read = || -> rusqlite::Result<_> { Ok((row.get(0)?, row.get(1)?, row.get_ref(2)?)) };
+    let (position, version, body) = read().map_err(|e| sqlite_error("read a record", &e))?;
+    let body = body
+        .as_bytes()
+        .map_err(|e| super::backend("read a record's body", e))?;
+    Ok((position, version, body))
 }
 
 /// A stored record as an event of `actor_id`, or why it is not one.
 fn decode(actor_id: &ActorId, version: Option<Version>, body: &[u8]) -> Result<Event, String> {
-    let event: Event = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let event = Event::from_json(body).map_err(|e| e.to_string())?;
     if &event.actor_id != actor_id {
         return Err(format!("the record belongs to actor {}", event.actor_id));
     }
@@ -170,11 +175,11 @@ pub(crate) fn feed(
         let actor_id =
             ActorId::new(actor).map_err(|e| super::backend("read a stored actor id", e))?;
         let position = FeedPosition::new(position);
-        match decode(&actor_id, version, &body) {
+        match decode(&actor_id, version, body) {
             Ok(event) => page.events.push(FeedEvent { position, event }),
             Err(error) => page.errors.push(ReplayError {
                 position: position.get(),
-                raw: body,
+                raw: body.to_vec(),
                 error,
             }),
         }
