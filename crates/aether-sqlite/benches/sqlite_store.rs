@@ -258,7 +258,7 @@ fn raw_save(conn: &Connection, ns: i64, event: &Event) -> BenchResult<()> {
         conn.execute_batch("ROLLBACK")?;
         return Err(format!("raw save of version {} on {version}", event.version).into());
     }
-    let body = serde_json::to_vec(event)?;
+    let body = serde_json::to_string(event)?; // JSON text, as the store writes it
     conn.prepare_cached(
         "INSERT INTO records (namespace, actor, version, event_id, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -693,7 +693,7 @@ fn raw_replay<T>(
     let mut rows = statement.query([key])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(decode(row.get_ref(0)?.as_blob()?)?);
+        out.push(decode(row.get_ref(0)?.as_bytes()?)?);
     }
     Ok(out)
 }

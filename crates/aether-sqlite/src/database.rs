@@ -258,6 +258,14 @@ impl Db {
         self: &Arc<Self>,
         read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // On a multi-threaded runtime the read runs on this thread, its worker's other tasks
+        // handed to another: the events it decodes are then allocated on the thread that
+        // uses and frees them (a replay decoded on a blocking thread and freed here cost a
+        // tenth more). A current-thread runtime cannot do that: a blocking thread reads.
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        if matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::MultiThread)) {
+            return tokio::task::block_in_place(|| self.with_reader(read));
+        }
         let db = self.clone();
         tokio::task::spawn_blocking(move || db.with_reader(read))
             .await

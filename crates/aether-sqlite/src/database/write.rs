@@ -265,11 +265,6 @@ fn save(
             source: None,
         });
     }
-    for event in events {
-        if let Some((a, v)) = slot(conn, ns, &event.id)? {
-            return Err(reused(&event.id, &a, v)?);
-        }
-    }
     let key = match head {
         Some((key, _, _)) => key,
         None => new_actor(conn, ns, actor_id)?,
@@ -283,9 +278,16 @@ fn save(
         // Text, not a blob: the sqlite3 tool shows it as the JSON it is.
         let body = serde_json::to_string(event)
             .map_err(|e| super::backend(&format!("encode event {}", event.id), e))?;
-        insert
-            .execute(params![ns, key, event.version, event.id.as_str(), body])
-            .map_err(|e| sqlite_error("save an event", &e))?;
+        // The unique index on (namespace, event_id) refuses an id stored before: only then
+        // is it looked up, to say where (the op's savepoint drops what this batch inserted).
+        if let Err(e) = insert.execute(params![ns, key, event.version, event.id.as_str(), body]) {
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+                && let Some((a, v)) = slot(conn, ns, &event.id)?
+            {
+                return Err(reused(&event.id, &a, v)?);
+            }
+            return Err(sqlite_error("save an event", &e));
+        }
     }
     let last = events[events.len() - 1].version;
     conn.prepare_cached("UPDATE actors SET version = ?2, epoch = ?3 WHERE id = ?1")
