@@ -1,18 +1,19 @@
-//! [`SqliteDatabase`]: one data directory — its lock, its database file, the writer thread
-//! that commits saves in groups, and the pool of reader connections.
+//! [`SqliteDatabase`]: one data directory — its lock, its database file, the writer
+//! connection that commits saves in groups (led by whichever caller finds it free), and the
+//! pool of reader connections.
 
 pub(crate) mod read;
 mod write;
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 
 use aether_core::{Namespace, StoreError};
 use rusqlite::{Connection, OptionalExtension};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::{OpenError, SqliteConfig, SqliteEventStore, schema};
 
@@ -20,6 +21,9 @@ pub(crate) use write::Op;
 
 /// The database file's name in a data directory.
 pub const DATABASE_FILE: &str = "aether.sqlite3";
+/// Most groups one caller commits for others before a blocking thread takes over.
+const LEAD_GROUPS: usize = 8;
+
 /// The lock file's name in a data directory: held (an advisory lock) while it is open.
 pub const LOCK_FILE: &str = "aether.lock";
 
@@ -62,9 +66,11 @@ pub(crate) struct Db {
     pub(crate) file: PathBuf,
     pub(crate) config: SqliteConfig,
     pub(crate) metrics: aether_core::StoreMetrics,
-    counts: Arc<Counts>,
-    writer: Option<mpsc::Sender<Op>>,
-    thread: Option<JoinHandle<()>>,
+    counts: Counts,
+    /// The connection that writes, held by the caller leading a group commit.
+    writer: Mutex<Connection>,
+    /// Writes waiting for a leader.
+    queue: Mutex<VecDeque<Op>>,
     readers: Mutex<Vec<Connection>>,
     /// Held for as long as the directory is open; released when dropped.
     _lock: File,
@@ -81,7 +87,7 @@ impl std::fmt::Debug for SqliteDatabase {
 
 impl SqliteDatabase {
     /// Opens the data directory `dir` (created if missing): takes its lock, opens or creates
-    /// its database, checks it, and starts the writer thread.
+    /// its database and checks it.
     ///
     /// # Errors
     ///
@@ -113,23 +119,15 @@ impl SqliteDatabase {
         schema::check_header(&file)?;
         let conn = schema::connect(&file, &config)?;
         schema::prepare(&conn, &file, config.check_on_open)?;
-        let (writer, ops) = mpsc::channel(config.max_group.max(1) * 4);
-        let max_group = config.max_group.max(1);
-        let counts = Arc::new(Counts::default());
-        let thread_counts = counts.clone();
-        let thread = std::thread::Builder::new()
-            .name("aether-sqlite-writer".to_owned())
-            .spawn(move || write::run(conn, ops, max_group, &thread_counts))
-            .map_err(io(&file))?;
         Ok(Self {
             inner: Arc::new(Db {
                 dir,
                 file,
                 config,
                 metrics: aether_core::StoreMetrics::new("sqlite"),
-                counts,
-                writer: Some(writer),
-                thread: Some(thread),
+                counts: Counts::default(),
+                writer: Mutex::new(conn),
+                queue: Mutex::new(VecDeque::new()),
                 readers: Mutex::new(Vec::new()),
                 _lock: lock,
             }),
@@ -215,19 +213,94 @@ pub(crate) struct Counts {
 }
 
 impl Db {
-    /// Sends `op` to the writer thread and waits for its answer.
+    /// Queues `op` and waits for its answer. Whoever finds the writer free leads: it commits
+    /// what is queued, in groups, until the queue is empty (its own write among them); the
+    /// others wait for their answers. So saves arriving while a commit syncs share the next
+    /// one, and a caller saving alone commits on its own thread, with no hand-off.
     pub(crate) async fn write<T>(
-        &self,
+        self: &Arc<Self>,
         op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let closed = || StoreError::Backend {
-            message: format!("the writer of {} has stopped", self.file.display()),
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(op(reply));
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        if matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::MultiThread)) {
+            // Only a leader blocks (on the commit's sync): its worker's other tasks move on.
+            if let Some(writer) = self.try_writer() {
+                tokio::task::block_in_place(|| self.lead(writer));
+            }
+        } else {
+            let db = self.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Some(writer) = db.try_writer() {
+                    db.lead(writer);
+                }
+            })
+            .await
+            .map_err(|e| backend("run a write", e))?;
+        }
+        answer.await.map_err(|_| StoreError::Backend {
+            message: format!(
+                "the write to {} was dropped unanswered",
+                self.file.display()
+            ),
             source: None,
-        };
-        let writer = self.writer.as_ref().ok_or_else(closed)?;
-        writer.send(op(reply)).await.map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        })?
+    }
+
+    fn try_writer(&self) -> Option<std::sync::MutexGuard<'_, Connection>> {
+        match self.writer.try_lock() {
+            Ok(writer) => Some(writer),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Commits the queued writes, a group at a time, until none is left; then lets go of the
+    /// writer and looks again (a write queued by a caller that found the writer taken just
+    /// before it was let go is then led from here, or by whoever took it since). A caller
+    /// leads at most [`LEAD_GROUPS`] groups, so that under a steady stream of writes its own
+    /// task is not held back for long: a blocking thread leads on from there.
+    fn lead<'a>(self: &'a Arc<Self>, mut writer: std::sync::MutexGuard<'a, Connection>) {
+        let max_group = self.config.max_group.max(1);
+        let mut groups = 0;
+        loop {
+            loop {
+                let group: Vec<Op> = {
+                    let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    let n = queue.len().min(max_group);
+                    queue.drain(..n).collect()
+                };
+                if group.is_empty() {
+                    break;
+                }
+                write::commit_group(&writer, group, &self.counts);
+                groups += 1;
+                if groups == LEAD_GROUPS {
+                    drop(writer);
+                    let db = self.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Some(writer) = db.try_writer() {
+                            db.lead(writer);
+                        }
+                    });
+                    return;
+                }
+            }
+            drop(writer);
+            let waiting = !self
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty();
+            match self.try_writer() {
+                Some(next) if waiting => writer = next,
+                _ => return,
+            }
+        }
     }
 
     /// Runs `read` on a reader connection, on this thread.
@@ -275,12 +348,8 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        // Closing the channel ends the writer thread once it has answered what it holds;
-        // joining it closes its connection before the lock file is released.
-        self.writer.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        // The connections close before the lock file is released (fields drop in order after
+        // this, `_lock` last).
         self.readers
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)

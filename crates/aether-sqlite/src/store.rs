@@ -21,11 +21,15 @@ use crate::database::{Db, Op};
 /// [`open`](Self::open) a directory for one namespace. Cloning is cheap; clones share the
 /// directory's writer and readers.
 ///
-/// Saves go to the directory's writer thread, which commits the saves waiting together in one
-/// transaction (each in its own savepoint: atomic and checked on its own) and answers them
-/// after the commit — so with [`Durability::Full`](crate::Durability::Full) an acknowledged
-/// save is on disk. Reads run on a pool of reader connections on tokio's blocking threads, so
-/// the store must be used inside a tokio runtime.
+/// Saves are queued for the directory's one writer connection: the caller that finds it free
+/// leads, committing the saves waiting together in one transaction (each in its own
+/// savepoint: atomic and checked on its own) and answering them after the commit — so with
+/// [`Durability::Full`](crate::Durability::Full) an acknowledged save is on disk, and saves
+/// that arrive while a commit syncs share the next one. Reads run on a pool of reader
+/// connections. A commit or a read blocks its thread: on a multi-threaded tokio runtime it
+/// runs in [`block_in_place`](tokio::task::block_in_place) (the worker's other tasks move on),
+/// on a current-thread runtime on a blocking thread; the store must be used inside a tokio
+/// runtime.
 ///
 /// # Examples
 ///

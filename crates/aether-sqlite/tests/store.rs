@@ -273,3 +273,38 @@ async fn the_database_reads_as_the_documented_plain_sql() {
         .unwrap();
     assert_eq!(head, (2, 0));
 }
+
+/// With groups of one write, a burst of concurrent saves makes a leader commit more groups
+/// than it leads (8) for others: blocking threads lead on, and every save is answered and
+/// stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_burst_is_led_to_the_end() {
+    let config = SqliteConfig {
+        max_group: 1,
+        ..SqliteConfig::default()
+    };
+    let db = SqliteDatabase::open(fresh_dir(), config).unwrap();
+    let store = db.store(ns("bank")).unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let actor = id(&format!("burst-{i}"));
+            store.save_event(event(&actor, 1, &format!("b-{i}"))).await
+        });
+    }
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let mut answered = 0;
+        while let Some(joined) = tasks.join_next().await {
+            assert_eq!(joined.unwrap().unwrap(), SaveOutcome::Saved);
+            answered += 1;
+        }
+        answered
+    })
+    .await
+    .expect("every save is answered: no write is left in the queue without a leader");
+    assert_eq!(answered, 100);
+    let feed = store.read_feed(FeedPosition::START, all()).await.unwrap();
+    assert_eq!(feed.events.len(), 100);
+    assert_eq!(db.stats().commits, 100, "groups of one");
+}

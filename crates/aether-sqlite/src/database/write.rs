@@ -1,13 +1,13 @@
-//! The writer thread: takes the writes waiting in its queue, applies each inside its own
-//! savepoint of one transaction (so each is atomic and checked on its own), commits once —
-//! one sync for the whole group — and only then answers each.
+//! Writing a group: the writes waiting in the queue, each applied inside its own savepoint of
+//! one transaction (so each is atomic and checked on its own), committed once — one sync for
+//! the whole group — and only then answered.
 
 use aether_core::{
     ActorId, ActorSnapshot, Event, EventId, InvalidSnapshot, OwnerEpoch, SaveOutcome,
     SnapshotOutcome, StoreError, Version,
 };
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{actor_key, sqlite_error};
 
@@ -98,32 +98,12 @@ fn copy(error: &StoreError) -> StoreError {
     }
 }
 
-/// The writer thread's loop, until every sender is gone.
-pub(super) fn run(
-    conn: Connection,
-    mut ops: mpsc::Receiver<Op>,
-    max_group: usize,
-    counts: &super::Counts,
-) {
-    let mut group = Vec::with_capacity(max_group);
-    while let Some(first) = ops.blocking_recv() {
-        group.push(first);
-        while group.len() < max_group {
-            match ops.try_recv() {
-                Ok(op) => group.push(op),
-                Err(_) => break,
-            }
-        }
-        commit_group(&conn, std::mem::take(&mut group), counts);
-    }
-}
-
 /// Applies `group` in one transaction, each op in its own savepoint, commits, and answers.
 ///
 /// Some errors (a full database, an I/O error) make SQLite roll back the whole transaction,
 /// not just the failing statement: the ops applied before it are then gone too. The failing
 /// op is answered with its error and the others are applied again, in a new transaction.
-fn commit_group(conn: &Connection, group: Vec<Op>, counts: &super::Counts) {
+pub(super) fn commit_group(conn: &Connection, group: Vec<Op>, counts: &super::Counts) {
     use std::sync::atomic::Ordering::Relaxed;
     counts.writes.fetch_add(group.len() as u64, Relaxed);
     // The outcome of each op that ended a transaction: final, and not applied again.
