@@ -77,35 +77,8 @@ use measure::{
 };
 use report::Report;
 
-/// The store's schema (`aether_sqlite::schema`), for the raw baseline's own database.
-const SCHEMA: &str = "
-CREATE TABLE namespaces (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-CREATE TABLE actors (
-  id        INTEGER PRIMARY KEY,
-  namespace INTEGER NOT NULL REFERENCES namespaces(id),
-  actor_id  TEXT NOT NULL,
-  version   INTEGER NOT NULL DEFAULT 0,
-  epoch     INTEGER NOT NULL DEFAULT 0,
-  UNIQUE (namespace, actor_id)
-);
-CREATE TABLE records (
-  position  INTEGER PRIMARY KEY,
-  namespace INTEGER NOT NULL REFERENCES namespaces(id),
-  actor     INTEGER NOT NULL REFERENCES actors(id),
-  version   INTEGER,
-  event_id  TEXT,
-  body      BLOB NOT NULL
-);
-CREATE INDEX records_of_actor ON records (actor, position);
-CREATE UNIQUE INDEX records_by_version ON records (actor, version) WHERE version IS NOT NULL;
-CREATE UNIQUE INDEX records_by_event_id ON records (namespace, event_id) WHERE event_id IS NOT NULL;
-CREATE INDEX records_in_order ON records (namespace, position);
-CREATE TABLE snapshots (
-  actor   INTEGER PRIMARY KEY REFERENCES actors(id),
-  version INTEGER NOT NULL,
-  body    BLOB NOT NULL
-);
-";
+/// The store's own schema, for the raw baseline's database.
+use aether_sqlite::schema::{SCHEMA, SCHEMA_VERSION};
 
 /// The namespace of every store in the benchmark.
 const NAMESPACE: &str = "bench";
@@ -228,7 +201,7 @@ fn raw_connection(file: &Path) -> BenchResult<Connection> {
 fn raw_database(file: &Path) -> BenchResult<Connection> {
     let conn = raw_connection(file)?;
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = 1; COMMIT;"
+        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))?;
     conn.execute("INSERT INTO namespaces (name) VALUES (?1)", [NAMESPACE])?;
     Ok(conn)

@@ -45,9 +45,11 @@ use rusqlite::{Connection, OpenFlags};
 use crate::{Durability, OpenError, SqliteConfig};
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 1;
 
-const SCHEMA: &str = "
+/// The SQL that creates the schema (the tables above) in an empty database, for tools that
+/// want the same tables (the benchmarks' raw baseline uses it).
+pub const SCHEMA: &str = "
 CREATE TABLE namespaces (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE actors (
   id        INTEGER PRIMARY KEY,
