@@ -213,6 +213,8 @@ pub mod effect;
 mod error;
 pub mod metrics;
 mod outcome;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 mod runtime;
 
 pub use actor::{Actor, Decision};

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use aether_core::{ActorId, Bus, Namespace, SnapshotStore};
+use aether_core::{ActorId, Bus, Namespace, SnapshotStore, TraceContext};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
 
@@ -450,6 +450,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             on_conflict: options.on_conflict,
             reply: Some(tx),
             chain,
+            trace: TraceContext::current(),
         });
         self.deliver(actor_id, envelope, options.when_full, deadline, &timeout)
             .await?;
@@ -542,6 +543,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             on_conflict: self.shared.config.ask.on_conflict,
             reply: None,
             chain: CallChain::default(),
+            trace: TraceContext::current(),
         });
         self.deliver(actor_id, envelope, WhenFull::Fail, deadline, &timeout)
             .await?;
@@ -1065,6 +1067,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 WhenFull::Fail => match tx.try_send(envelope) {
                     Ok(()) => return Ok(()),
                     Err(queue::TrySendError::Full(_)) => {
+                        self.shared.counters.overloaded.inc();
                         return Err(ActorError::Overloaded {
                             actor_id: actor_id.clone(),
                             capacity: config.mailbox_capacity,
@@ -1076,6 +1079,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 },
                 WhenFull::Wait => match timeout_at(deadline, tx.send_wait(envelope)).await {
                     Err(_) => {
+                        self.shared.counters.overloaded.inc();
                         return Err(ActorError::Overloaded {
                             actor_id: actor_id.clone(),
                             capacity: config.mailbox_capacity,

@@ -48,6 +48,7 @@ fn metrics_are_emitted_through_the_metrics_crate() {
             .ask(&a, Command::Withdraw { cents: 5 })
             .await
             .unwrap_err();
+        actors.query(&a, bank::Query::Balance).await.unwrap();
         actors.shutdown().await;
     });
     let values: HashMap<String, (Vec<(String, String)>, DebugValue)> = snapshotter
@@ -73,6 +74,15 @@ fn metrics_are_emitted_through_the_metrics_crate() {
     assert_eq!(counter("aether_actor_activations_total"), 1);
     assert_eq!(counter("aether_actor_passivations_total"), 1);
     assert_eq!(counter("aether_actor_conflicts_total"), 0);
+    assert_eq!(counter("aether_actor_queries_total"), 1);
+    assert_eq!(counter("aether_actor_overloaded_total"), 0);
+    let samples = |name: &str| match &values[name].1 {
+        DebugValue::Histogram(samples) => samples.len(),
+        other => panic!("{name}: {other:?}"),
+    };
+    // One time per command decided (the duplicate too), one per query.
+    assert_eq!(samples("aether_actor_command_seconds"), 3);
+    assert_eq!(samples("aether_actor_query_seconds"), 1);
     assert_eq!(
         values["aether_actor_active"].1,
         DebugValue::Gauge(0.0.into())

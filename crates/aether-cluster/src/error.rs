@@ -72,6 +72,19 @@ pub enum ClusterError {
         /// The old layout's streams found.
         streams: Vec<String>,
     },
+    /// No cluster of this name exists on this NATS (one of its buckets is missing): a
+    /// tool that only reads ([`ClusterStore::open_existing`](crate::kv::ClusterStore::open_existing))
+    /// creates nothing.
+    #[error(
+        "no cluster named {cluster:?} on this NATS (bucket {bucket} does not exist): check the \
+         cluster name, or start a node of the cluster first"
+    )]
+    NotFound {
+        /// The cluster name.
+        cluster: String,
+        /// The bucket that is missing.
+        bucket: String,
+    },
     /// A background task of this node (named) panicked: a bug. Reported by
     /// [`ClusterManager::shutdown`](crate::ClusterManager::shutdown) and
     /// [`Membership::leave`](crate::membership::Membership::leave), which still stop

@@ -21,6 +21,7 @@
 //! `Nats-Expected-Last-Subject-Sequence` and `Nats-TTL` itself (`notes/nats-jetstream.md` §6).
 //! TTLs are whole seconds on the wire (rounded up; at least 1 s).
 
+mod existing;
 mod failure;
 mod layout;
 

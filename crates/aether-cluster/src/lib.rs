@@ -28,6 +28,7 @@ pub mod kv;
 pub mod lease;
 pub mod manager;
 pub mod membership;
+pub mod metrics;
 pub mod node_cli;
 pub mod placement;
 pub mod release;

@@ -208,6 +208,12 @@ impl ShardMapStore {
     /// # Errors
     ///
     /// As [`write`](Self::write).
+    #[tracing::instrument(
+        level = "debug",
+        name = "aether.cluster.shard_map.write",
+        skip_all,
+        fields(reason, epoch = %lease.as_ref().epoch(), node = %lease.as_ref().node())
+    )]
     pub async fn write_placement(
         &self,
         lease: &impl AsRef<LeaseFence>,
@@ -276,6 +282,10 @@ impl ShardMapStore {
             match batch.send(&self.store).await {
                 Ok(revision) => {
                     metrics::counter!("aether_cluster_shard_map_writes_total").increment(1);
+                    metrics::counter!("aether_cluster_shard_moves_total")
+                        .increment(change.moved.len() as u64);
+                    metrics::gauge!("aether_cluster_shard_map_version")
+                        .set(stored.version.get() as f64);
                     tracing::info!(
                         version = %stored.version,
                         epoch = %stored.epoch,

@@ -38,7 +38,7 @@ use subscription::{Delivered, Offer, Subscriber, SubscriberState};
 pub use contract::{Bus, DurableBus};
 pub use encoded::EncodedEvent;
 pub use interest::InterestListener;
-pub use metrics::{BusMetrics, SubscriptionMetrics};
+pub use metrics::{BusMetrics, SubscriptionMetrics, describe as describe_bus_metrics};
 pub use namespaced::NamespacedBus;
 pub use options::{BusConfig, Overflow, SubscribeOptions};
 pub use subscription::{Subscription, WithNamespaces};

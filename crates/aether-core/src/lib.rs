@@ -20,6 +20,7 @@
 //! | `bus` | the [`Bus`] and [`DurableBus`] traits, the local [`EventBus`], [`Subscription`], [`NamespacedBus`] (the tenant handle of any bus); hooks for transports ([`InterestListener`], [`EncodedEvent`]) |
 //! | `store` | the store traits, outcomes, [`StoreError`], [`EventLimits`], [`InMemoryEventStore`]; [`EventFeed`], every stored event of a namespace read from a checkpoint |
 //! | `placement` | [`shard_for`] (actor → [`ShardId`]), [`assign_shards`] ([`Member`]s → [`ShardMap`]), [`shard_moves`] |
+//! | `trace` | [`TraceContext`]: the W3C `traceparent` carried across nodes, and the current context of a task |
 //! | [`testing`] | the conformance suite every store must pass (feature `testing`) |
 //!
 //! ## Example
@@ -56,11 +57,13 @@ mod snapshot;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod trace;
 
 pub use backend_error::BackendError;
 pub use bus::{
     Bus, BusConfig, BusMetrics, Delivery, DurableBus, EncodedEvent, EventBus, InterestListener,
     NamespacedBus, Overflow, SubscribeOptions, Subscription, SubscriptionMetrics, WithNamespaces,
+    describe_bus_metrics,
 };
 pub use event::{DataError, Event, EventBuilder, Version, metadata_keys};
 pub use filter::SubscriptionFilter;
@@ -75,6 +78,7 @@ pub use snapshot::ActorSnapshot;
 pub use store::{
     BoxError, ErrorKind, EventFeed, EventLimits, EventStore, FeedEvent, FeedPage, FeedPosition,
     FencedEventStore, InMemoryEventStore, InvalidEvent, InvalidSnapshot, LoadedActor, OwnerEpoch,
-    ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError,
+    ReadOp, ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome, SnapshotStore, StoreError,
     StoreMetrics,
 };
+pub use trace::{Scoped, TraceContext, TraceParentError};

@@ -41,7 +41,7 @@ pub use feed::{EventFeed, FeedEvent, FeedPage, FeedPosition};
 pub use fenced::FencedEventStore;
 pub use limits::EventLimits;
 pub use memory::InMemoryEventStore;
-pub use metrics::StoreMetrics;
+pub use metrics::{ReadOp, StoreMetrics};
 
 /// What a successful save did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -26,8 +26,10 @@
 //! **Durable mode** ([`publish_durable`](NatsEventBus::publish_durable) and
 //! [`subscribe_durable`](NatsEventBus::subscribe_durable)) stores events in a JetStream bus
 //! stream and delivers them at-least-once, in order, to named subscriptions that catch up on
-//! what they missed; see [`DurableSubscription`]. Decisions in
-//! `docs/adr/0005-nats-event-bus.md`.
+//! what they missed; see [`DurableSubscription`]. The shared bus stream `aether-bus` serves
+//! bus-level subscriptions; each namespace's stream `aether-bus-<enc(ns)>` (a filtered copy)
+//! serves that namespace's tenant handles, so tenants can be isolated by NATS permissions
+//! (`docs/permissions.md`). Decisions in `docs/adr/0005-nats-event-bus.md`.
 
 mod config;
 mod durable;
@@ -40,7 +42,8 @@ mod outgoing;
 mod traits;
 pub mod wire;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use aether_core::{
     Bus, Delivery, Event, EventBus, Namespace, Pattern, SubscribeOptions, Subscription,
@@ -48,17 +51,20 @@ use aether_core::{
 };
 use async_nats::{Client, ConnectOptions};
 use tokio::sync::{OnceCell, mpsc, oneshot};
+use tracing::Instrument;
 
 use interest::AbortOnDrop;
 use metrics::NetworkCounters;
 use outgoing::Queued;
+
+use crate::permissions::violations::{self, Violation, Violations};
 
 pub use config::{DurableConfig, MAX_RETENTION, NatsBusConfig};
 pub use durable::{
     DurableBacklog, DurableMetrics, DurableName, DurableOptions, DurableStart, DurableSubscription,
 };
 pub use error::BusError;
-pub use metrics::NatsBusMetrics;
+pub use metrics::{NatsBusMetrics, describe as describe_nats_bus_metrics};
 pub use namespaced::NatsNamespacedBus;
 
 /// An event bus shared by every node connected to the same NATS. Cheap to clone; clones share
@@ -108,6 +114,11 @@ struct Inner {
     counters: Arc<NetworkCounters>,
     config: NatsBusConfig,
     bus_stream: OnceCell<durable::BusStream>,
+    /// Namespace bus streams opened so far (tenant handles' durable subscriptions, and every
+    /// durable publish, which makes sure its namespace's stream exists).
+    namespace_streams: Mutex<HashMap<Namespace, Arc<OnceCell<Arc<durable::BusStream>>>>>,
+    /// Permission violations the server reported on this bus's connection.
+    violations: Violations,
     /// Holds the interest task (and through it the readers) for as long as the bus lives.
     _interest_task: AbortOnDrop,
 }
@@ -179,6 +190,8 @@ impl NatsEventBus {
             .map_err(|e| unavailable("not a valid NATS URL", Some(Box::new(e))))?;
         let counters = Arc::new(NetworkCounters::new());
         let events = counters.clone();
+        let violations = Violations::default();
+        let refused = violations.clone();
         let server_count = u32::try_from(addrs.len()).unwrap_or(u32::MAX).max(1);
         let options = crate::server_addrs::with_url_credentials(&addrs, options)
             .map_err(|e| unavailable("not a valid NATS URL", Some(Box::new(e))))?;
@@ -187,10 +200,12 @@ impl NatsEventBus {
             .subscription_capacity(config.subscription_capacity.max(1))
             .event_callback(move |event| {
                 let counters = events.clone();
+                let refused = refused.clone();
                 async move {
                     match event {
                         async_nats::Event::SlowConsumer(_) => counters.slow_consumer.incr(),
                         async_nats::Event::Disconnected => counters.disconnects.incr(),
+                        async_nats::Event::ServerError(error) => refused.record(&error),
                         _ => {}
                     }
                 }
@@ -205,7 +220,7 @@ impl NatsEventBus {
                 )
             })?
             .map_err(|e| unavailable("cannot connect", Some(Box::new(e))))?;
-        Ok(Self::start(client, shown, config, counters))
+        Ok(Self::start(client, shown, config, counters, violations))
     }
 
     /// A bus on an existing connection (for example one shared with a
@@ -238,6 +253,7 @@ impl NatsEventBus {
             url,
             config,
             Arc::new(NetworkCounters::new()),
+            Violations::default(),
         ))
     }
 
@@ -246,6 +262,7 @@ impl NatsEventBus {
         url: String,
         config: NatsBusConfig,
         counters: Arc<NetworkCounters>,
+        violations: Violations,
     ) -> Self {
         let origin: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
         let (interest_tx, interest_rx) = mpsc::unbounded_channel();
@@ -279,6 +296,8 @@ impl NatsEventBus {
                 counters,
                 config,
                 bus_stream: OnceCell::new(),
+                namespace_streams: Mutex::default(),
+                violations,
                 _interest_task: interest_task,
             }),
         }
@@ -288,11 +307,12 @@ impl NatsEventBus {
     /// [`EventBus::publish`](aether_core::EventBus::publish) does, and to the other nodes
     /// through NATS (waiting if the client's buffer is full). Never fails: a send that NATS
     /// refuses is counted in [`NatsBusMetrics::send_failed`].
-    pub async fn publish(&self, namespace: &Namespace, event: Event) -> Delivery {
+    pub async fn publish(&self, namespace: &Namespace, mut event: Event) -> Delivery {
+        let trace = wire::trace(&mut event);
         if let Some(payload) = self.encode(&event) {
             self.inner
                 .sender
-                .send(&self.inner.outgoing, namespace, payload)
+                .send(&self.inner.outgoing, namespace, payload, trace)
                 .await;
         }
         self.inner.local.publish(namespace, event).await
@@ -306,11 +326,12 @@ impl NatsEventBus {
     /// The client and the queue are emptied by tasks, so a loop of `try_publish` calls that
     /// never yields to the runtime can fill both: use [`publish`](Self::publish) to send as
     /// fast as the connection allows.
-    pub fn try_publish(&self, namespace: &Namespace, event: Event) -> Delivery {
+    pub fn try_publish(&self, namespace: &Namespace, mut event: Event) -> Delivery {
+        let trace = wire::trace(&mut event);
         if let Some(payload) = self.encode(&event) {
             self.inner
                 .sender
-                .try_send(&self.inner.outgoing, namespace, payload);
+                .try_send(&self.inner.outgoing, namespace, payload, trace);
         }
         self.inner.local.try_publish(namespace, event)
     }
@@ -335,20 +356,37 @@ impl NatsEventBus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Encode`] if the event cannot be encoded, [`BusError::Backend`] if the bus
-    /// stream cannot be opened or did not acknowledge (then no local subscriber has it; other
-    /// nodes may, if only the acknowledgement was lost — retry).
+    /// [`BusError::Encode`] if the event cannot be encoded, [`BusError::PermissionDenied`] if
+    /// the server refuses this user the namespace's durable subject or bus stream,
+    /// [`BusError::Backend`] if the bus stream cannot be opened or did not acknowledge (then no
+    /// local subscriber has it; other nodes may, if only the acknowledgement was lost — retry).
     pub async fn publish_durable(
         &self,
         namespace: &Namespace,
-        event: Event,
+        mut event: Event,
     ) -> Result<Delivery, BusError> {
+        let trace = wire::trace(&mut event);
+        let span = tracing::debug_span!(
+            "aether.bus.publish_durable",
+            namespace = %namespace,
+            actor_id = %event.actor_id,
+            event_id = %event.id,
+            version = event.version,
+            trace_id = event.trace_id(),
+            span_id = event.span_id(),
+        );
         let payload = wire::encode(&event)?;
-        let stored = self
-            .bus_stream()
+        let subject = wire::durable_subject(namespace);
+        let stored = async {
+            let stream = self.namespace_stream(namespace).await?;
+            self.guarded(
+                |v| v.subject == subject.as_str(),
+                stream.publish(&self.inner.origin, namespace, &event, payload, trace),
+            )
             .await?
-            .publish(&self.inner.origin, namespace, &event, payload)
-            .await?;
+        }
+        .instrument(span)
+        .await?;
         match stored {
             durable::Stored::New => self.inner.counters.durable_published.incr(),
             durable::Stored::Duplicate => self.inner.counters.durable_duplicates.incr(),
@@ -397,6 +435,8 @@ impl NatsEventBus {
     ///
     /// [`BusError::InvalidDurableName`] for a bad name (nothing created);
     /// [`BusError::DurableNameTaken`] if `name` follows another namespace or pattern;
+    /// [`BusError::PermissionDenied`] if the server refuses this user the bus stream (the
+    /// shared one here: tenants use their handle's, see [`namespace`](Self::namespace));
     /// [`BusError::Backend`] if the bus stream or the consumer cannot be opened.
     pub async fn subscribe_durable(
         &self,
@@ -434,8 +474,22 @@ impl NatsEventBus {
     ) -> Result<DurableSubscription, BusError> {
         let name = DurableName::new(name)?;
         let consumer_name = name.consumer_name(scope);
-        let stream = self.bus_stream().await?;
-        DurableSubscription::open(stream, name, &consumer_name, pattern, options).await
+        match scope {
+            Some(namespace) => {
+                let stream = self.namespace_stream(namespace).await?;
+                let opening =
+                    DurableSubscription::open(&stream, name, &consumer_name, pattern, options);
+                self.guarded(|v| violations::names(v, stream.name()), opening)
+                    .await?
+            }
+            None => {
+                let stream = self.bus_stream().await?;
+                let opening =
+                    DurableSubscription::open(stream, name, &consumer_name, pattern, options);
+                self.guarded(|v| violations::names(v, stream.name()), opening)
+                    .await?
+            }
+        }
     }
 
     /// Deletes the durable subscription `name` (made on this bus, not on a tenant handle) and
@@ -455,22 +509,104 @@ impl NatsEventBus {
         name: &str,
     ) -> Result<bool, BusError> {
         let name = DurableName::new(name)?;
-        self.bus_stream()
-            .await?
-            .delete(&name.consumer_name(scope))
-            .await
+        let consumer = name.consumer_name(scope);
+        match scope {
+            Some(namespace) => {
+                let stream = self.namespace_stream(namespace).await?;
+                self.guarded(
+                    |v| violations::names(v, stream.name()),
+                    stream.delete(&consumer),
+                )
+                .await?
+            }
+            None => {
+                let stream = self.bus_stream().await?;
+                self.guarded(
+                    |v| violations::names(v, stream.name()),
+                    stream.delete(&consumer),
+                )
+                .await?
+            }
+        }
+    }
+
+    /// Creates `namespace`'s bus stream if it does not exist (and the shared bus stream it
+    /// sources from), so that tenants of `namespace` — who may use it but not create it, see
+    /// `docs/permissions.md` — can subscribe durably. A node does this once per namespace,
+    /// before its tenants connect; [`publish_durable`](Self::publish_durable) does it too.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::PermissionDenied`] if this user may not create (or read) the streams,
+    /// [`BusError::Backend`] if the server refused or a stream exists with other settings.
+    pub async fn provision_namespace(&self, namespace: &Namespace) -> Result<(), BusError> {
+        self.namespace_stream(namespace).await.map(drop)
     }
 
     async fn bus_stream(&self) -> Result<&durable::BusStream, BusError> {
+        let shared = &self.inner.config.durable.stream_name;
         self.inner
             .bus_stream
-            .get_or_try_init(|| {
-                durable::BusStream::open(
+            .get_or_try_init(|| async {
+                let opening = durable::BusStream::open(
                     self.inner.client.clone(),
                     self.inner.config.durable.clone(),
-                )
+                );
+                self.guarded(|v| violations::names(v, shared), opening)
+                    .await?
             })
             .await
+    }
+
+    /// `namespace`'s bus stream, opened (or created) once per bus.
+    async fn namespace_stream(
+        &self,
+        namespace: &Namespace,
+    ) -> Result<Arc<durable::BusStream>, BusError> {
+        let cell = self
+            .inner
+            .namespace_streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(namespace.clone())
+            .or_default()
+            .clone();
+        let config = &self.inner.config.durable;
+        let name = crate::permissions::namespace_bus_stream(&config.stream_name, namespace);
+        cell.get_or_try_init(|| async {
+            let opening = durable::BusStream::open_namespace(
+                self.inner.client.clone(),
+                config.clone(),
+                namespace,
+                async { self.bus_stream().await.map(drop) },
+            );
+            self.guarded(|v| violations::names(v, &name), opening)
+                .await?
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+
+    /// Runs `operation`, failing with [`BusError::PermissionDenied`] as soon as the server
+    /// refuses a subject `wanted` accepts, or this connection's inbox (without which no
+    /// request is answered).
+    fn guarded<'a, T: 'a>(
+        &'a self,
+        wanted: impl Fn(&Violation) -> bool + 'a,
+        operation: impl Future<Output = T> + 'a,
+    ) -> impl Future<Output = Result<T, BusError>> + 'a {
+        // Boxed before anything holds it: the operations are large futures, some nested (a
+        // namespace stream opens the shared one), and would otherwise sit inline in every
+        // caller's state, and on the stack.
+        let operation = Box::pin(operation);
+        async move {
+            self.inner
+                .violations
+                .guard(|v| wanted(v) || v.subject.starts_with("_INBOX"), operation)
+                .await
+                .map_err(BusError::from)
+        }
     }
 
     /// Waits until every subscription made and every event published on this bus so far is
@@ -479,7 +615,12 @@ impl NatsEventBus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Unavailable`] if the bus's background tasks have stopped.
+    /// [`BusError::Unavailable`] if the bus's background tasks have stopped;
+    /// [`BusError::PermissionDenied`] if the server refused this connection's user a
+    /// publish or a subscription that was not reported yet (a live publish to a
+    /// namespace it may not use, a subscription to one: NATS drops them without an answer, so
+    /// this is where they surface). Only on a bus that made its own connection
+    /// ([`connect_with_options`](Self::connect_with_options) and the other `connect*`).
     pub async fn flush(&self) -> Result<(), BusError> {
         let stopped = || BusError::Unavailable {
             url: self.inner.url.clone(),
@@ -502,14 +643,15 @@ impl NatsEventBus {
         // `Client::flush` only writes the buffer to the socket. A request on the same
         // connection is answered after the server processed everything sent before it: here a
         // fresh inbox nobody listens on, answered at once with "no responders".
-        match self
+        let round_trip = self
             .inner
             .client
-            .request(self.inner.client.new_inbox(), bytes::Bytes::new())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+            .request(self.inner.client.new_inbox(), bytes::Bytes::new());
+        match self.guarded(|_| false, round_trip).await? {
+            Ok(_) => self.refused_since_last_flush(),
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                self.refused_since_last_flush()
+            }
             Err(e) => Err(BusError::Unavailable {
                 url: self.inner.url.clone(),
                 message: "the server did not confirm the flush".to_owned(),
@@ -518,8 +660,22 @@ impl NatsEventBus {
         }
     }
 
+    /// The first permission violation reported on this connection that no operation or
+    /// flush reported yet: a live publish or subscription the server refused (it drops them
+    /// silently otherwise).
+    fn refused_since_last_flush(&self) -> Result<(), BusError> {
+        match self.inner.violations.unreported() {
+            Some(violation) => Err(violation.into()),
+            None => Ok(()),
+        }
+    }
+
     /// A handle confined to `namespace`: what tenant code should receive. The generic
-    /// [`NamespacedBus`](aether_core::NamespacedBus), with durable mode.
+    /// [`NamespacedBus`](aether_core::NamespacedBus), with durable mode: its durable
+    /// subscriptions are consumers on the namespace's own bus stream `aether-bus-<enc(ns)>`,
+    /// which holds that namespace's events only, so a NATS user limited to the namespace can
+    /// use them (`docs/permissions.md`; a node creates the stream:
+    /// [`provision_namespace`](Self::provision_namespace)).
     pub fn namespace(&self, namespace: Namespace) -> NatsNamespacedBus {
         Bus::namespace(self, namespace)
     }

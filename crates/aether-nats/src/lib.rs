@@ -19,7 +19,8 @@
 mod bus;
 mod durations;
 pub mod naming;
-mod server_addrs;
+pub mod permissions;
+pub mod server_addrs;
 mod store;
 #[cfg(feature = "testing")]
 mod testing;
@@ -27,10 +28,10 @@ mod testing;
 pub use bus::{
     BusError, DurableBacklog, DurableConfig, DurableMetrics, DurableName, DurableOptions,
     DurableStart, DurableSubscription, MAX_RETENTION, NatsBusConfig, NatsBusMetrics, NatsEventBus,
-    NatsNamespacedBus, wire,
+    NatsNamespacedBus, describe_nats_bus_metrics, wire,
 };
 pub use durations::MAX_DURATION;
 pub use store::{
     FENCE_HEADER, FENCE_VERSION_HEADER, JetStreamConfig, JetStreamEventStore, OWNER_EPOCH_HEADER,
-    TYPE_HEADER, VERSION_HEADER,
+    OpenExistingError, TYPE_HEADER, VERSION_HEADER,
 };

@@ -1,5 +1,5 @@
-//! Parsing the server list a user gives (`nats://a:4222,nats://b:4222`), shared by the store
-//! and the bus so both accept and refuse exactly the same URLs.
+//! Parsing the server list a user gives (`nats://a:4222,nats://b:4222`), shared by the store,
+//! the bus and tools (the `aether` CLI) so all accept and refuse exactly the same URLs.
 
 use async_nats::{ConnectOptions, ServerAddr};
 
@@ -8,7 +8,7 @@ use async_nats::{ConnectOptions, ServerAddr};
 /// # Errors
 ///
 /// The first entry that is empty or not a valid NATS URL.
-pub(crate) fn parse_server_addrs(url: &str) -> Result<Vec<ServerAddr>, std::io::Error> {
+pub fn parse_server_addrs(url: &str) -> Result<Vec<ServerAddr>, std::io::Error> {
     url.split(',')
         .map(|one| match one.trim() {
             "" => Err(std::io::Error::new(
@@ -27,7 +27,7 @@ pub(crate) fn parse_server_addrs(url: &str) -> Result<Vec<ServerAddr>, std::io::
 /// # Errors
 ///
 /// Two servers of the list with different credentials (the message does not show them).
-pub(crate) fn with_url_credentials(
+pub fn with_url_credentials(
     addrs: &[ServerAddr],
     options: ConnectOptions,
 ) -> Result<ConnectOptions, std::io::Error> {

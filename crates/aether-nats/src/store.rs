@@ -14,6 +14,7 @@ mod append;
 mod codec;
 mod config;
 mod connect;
+mod existing;
 mod failure;
 mod feed;
 mod head_cache;
@@ -22,12 +23,15 @@ mod read;
 mod snapshots;
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use std::num::NonZeroUsize;
 
 use aether_core::{
     ActorId, ActorSnapshot, Event, EventFeed, EventLimits, EventStore, FeedPage, FeedPosition,
-    FencedEventStore, LoadedActor, Namespace, OwnerEpoch, ReplayResult, SaveOutcome,
+    FencedEventStore, LoadedActor, Namespace, OwnerEpoch, ReadOp, ReplayResult, SaveOutcome,
     SnapshotOutcome, SnapshotStore, StoreError, Version,
 };
 use async_nats::jetstream;
@@ -36,6 +40,7 @@ pub use codec::{
     FENCE_HEADER, FENCE_VERSION_HEADER, OWNER_EPOCH_HEADER, TYPE_HEADER, VERSION_HEADER,
 };
 pub use config::JetStreamConfig;
+pub use existing::OpenExistingError;
 
 /// Room left under the server's `max_payload` for an event's headers (id, version, type,
 /// expected sequence, batch headers) and a snapshot's wrapper.
@@ -102,6 +107,9 @@ struct Inner {
     /// Heads seen by this handle: a first-try hint for appends, never an answer.
     heads: head_cache::HeadCache,
     metrics: aether_core::StoreMetrics,
+    /// Permission violations the server reported on the connection (fed only on connections
+    /// the store made itself).
+    violations: crate::permissions::violations::Violations,
 }
 
 impl JetStreamEventStore {
@@ -129,16 +137,16 @@ impl JetStreamEventStore {
 
 impl EventStore for JetStreamEventStore {
     async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
-        let outcome = self.inner.save_one(event, None).await;
-        self.inner.metrics.record(&outcome, 1);
+        let metrics = &self.inner.metrics;
+        let span = metrics.save_span(&event.actor_id, event.version, 1);
+        let started = Instant::now();
+        let outcome = self.inner.save_one(event, None).instrument(span).await;
+        metrics.saved(started, &outcome, 1);
         outcome
     }
 
     async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
-        let len = events.len();
-        let outcome = self.inner.save_batch(events, None).await;
-        self.inner.metrics.record(&outcome, len);
-        outcome
+        self.save_metered(events, None).await
     }
 
     async fn latest_version(&self, actor_id: &ActorId) -> Result<Version, StoreError> {
@@ -151,7 +159,16 @@ impl EventStore for JetStreamEventStore {
         actor_id: &ActorId,
         from_version: Version,
     ) -> Result<ReplayResult, StoreError> {
-        self.inner.events_with_errors(actor_id, from_version).await
+        let metrics = &self.inner.metrics;
+        let span = metrics.read_span(ReadOp::Replay, Some(actor_id));
+        let started = Instant::now();
+        let result = self
+            .inner
+            .events_with_errors(actor_id, from_version)
+            .instrument(span)
+            .await;
+        metrics.read(ReadOp::Replay, started, &result, |r| r.events.len());
+        result
     }
 }
 
@@ -161,7 +178,9 @@ impl EventStore for JetStreamEventStore {
 /// step.
 impl FencedEventStore for JetStreamEventStore {
     async fn fence(&self, actor_id: &ActorId, epoch: OwnerEpoch) -> Result<Version, StoreError> {
-        self.inner.fence(actor_id, epoch).await
+        let outcome = self.inner.fence(actor_id, epoch).await;
+        self.inner.metrics.fenced_actor(&outcome);
+        outcome
     }
 
     async fn save_events_as(
@@ -169,10 +188,7 @@ impl FencedEventStore for JetStreamEventStore {
         events: Vec<Event>,
         epoch: OwnerEpoch,
     ) -> Result<SaveOutcome, StoreError> {
-        let len = events.len();
-        let outcome = self.inner.save_batch(events, Some(epoch)).await;
-        self.inner.metrics.record(&outcome, len);
-        outcome
+        self.save_metered(events, Some(epoch)).await
     }
 
     async fn latest_epoch(&self, actor_id: &ActorId) -> Result<OwnerEpoch, StoreError> {
@@ -189,13 +205,25 @@ impl EventFeed for JetStreamEventStore {
         after: FeedPosition,
         max: NonZeroUsize,
     ) -> Result<FeedPage, StoreError> {
-        self.inner.read_feed(after, max.get()).await
+        let metrics = &self.inner.metrics;
+        let span = metrics.read_span(ReadOp::Feed, None);
+        let started = Instant::now();
+        let result = self
+            .inner
+            .read_feed(after, max.get())
+            .instrument(span)
+            .await;
+        metrics.read(ReadOp::Feed, started, &result, |p| p.events.len());
+        result
     }
 }
 
 impl SnapshotStore for JetStreamEventStore {
     async fn save_snapshot(&self, snapshot: ActorSnapshot) -> Result<SnapshotOutcome, StoreError> {
-        self.inner.save_snapshot(snapshot).await
+        let bytes = snapshot.encoded_len();
+        let outcome = self.inner.save_snapshot(snapshot).await;
+        self.inner.metrics.snapshot_saved(&outcome, bytes);
+        outcome
     }
 
     async fn latest_snapshot(
@@ -212,7 +240,31 @@ impl SnapshotStore for JetStreamEventStore {
     /// Replays from the stream sequence the snapshot recorded, so the cost is the tail, not
     /// the history.
     async fn load(&self, actor_id: &ActorId) -> Result<LoadedActor, StoreError> {
-        self.inner.load(actor_id).await
+        let metrics = &self.inner.metrics;
+        let span = metrics.read_span(ReadOp::Load, Some(actor_id));
+        let started = Instant::now();
+        let result = self.inner.load(actor_id).instrument(span).await;
+        metrics.read(ReadOp::Load, started, &result, |l| l.events.len());
+        result
+    }
+}
+
+impl JetStreamEventStore {
+    async fn save_metered(
+        &self,
+        events: Vec<Event>,
+        epoch: Option<OwnerEpoch>,
+    ) -> Result<SaveOutcome, StoreError> {
+        let metrics = &self.inner.metrics;
+        let len = events.len();
+        let span = match events.first() {
+            Some(first) => metrics.save_span(&first.actor_id, first.version, len),
+            None => tracing::Span::none(),
+        };
+        let started = Instant::now();
+        let outcome = self.inner.save_batch(events, epoch).instrument(span).await;
+        metrics.saved(started, &outcome, len);
+        outcome
     }
 }
 

@@ -1,5 +1,7 @@
 //! [`SqliteConfig`]: durability, input limits and the reader pool of a data directory.
 
+use std::time::Duration;
+
 use aether_core::EventLimits;
 
 /// When an acknowledged save is on disk.
@@ -50,6 +52,13 @@ pub struct SqliteConfig {
     /// [`StoreError::Backend`](aether_core::StoreError::Backend) saying the database is full,
     /// and writes nothing.
     pub max_pages: Option<u64>,
+    /// How long [`open`](crate::SqliteDatabase::open) waits for the directory's lock before
+    /// it fails with [`OpenError::Locked`](crate::OpenError::Locked) (default 1 s). The lock
+    /// of a directory just closed can stay held for a moment by a child process that this
+    /// process is starting (between its fork and its exec the child shares the lock file's
+    /// description); the wait covers that, and a directory open in another process is
+    /// still refused once it ends.
+    pub lock_wait: Duration,
 }
 
 impl Default for SqliteConfig {
@@ -61,6 +70,7 @@ impl Default for SqliteConfig {
             max_group: 512,
             check_on_open: true,
             max_pages: None,
+            lock_wait: Duration::from_secs(1),
         }
     }
 }

@@ -26,6 +26,8 @@ const LEAD_GROUPS: usize = 8;
 
 /// The lock file's name in a data directory: held (an advisory lock) while it is open.
 pub const LOCK_FILE: &str = "aether.lock";
+/// How often `open` tries a held lock again, within `SqliteConfig::lock_wait`.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// An open data directory: the database of every namespace kept there.
 ///
@@ -65,7 +67,6 @@ pub(crate) struct Db {
     pub(crate) dir: PathBuf,
     pub(crate) file: PathBuf,
     pub(crate) config: SqliteConfig,
-    pub(crate) metrics: aether_core::StoreMetrics,
     counts: Counts,
     /// The connection that writes, held by the caller leading a group commit.
     writer: Mutex<Connection>,
@@ -91,7 +92,8 @@ impl SqliteDatabase {
     ///
     /// # Errors
     ///
-    /// [`OpenError::Locked`] if the directory is open elsewhere; [`OpenError::Corrupt`] for a
+    /// [`OpenError::Locked`] if the directory is open elsewhere (after waiting up to
+    /// [`SqliteConfig::lock_wait`]; this call blocks meanwhile); [`OpenError::Corrupt`] for a
     /// damaged or foreign database file; [`OpenError::NewerSchema`]; [`OpenError::Io`] and
     /// [`OpenError::Sqlite`] otherwise.
     pub fn open(dir: impl AsRef<Path>, config: SqliteConfig) -> Result<Self, OpenError> {
@@ -108,12 +110,20 @@ impl SqliteDatabase {
             .write(true)
             .open(&lock_path)
             .map_err(io(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(OpenError::Locked { path: dir });
+        let waited = std::time::Instant::now();
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                // Held elsewhere, or for a moment by a child process being started (see
+                // `SqliteConfig::lock_wait`).
+                Err(std::fs::TryLockError::WouldBlock) if waited.elapsed() < config.lock_wait => {
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(OpenError::Locked { path: dir });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
         }
         let file = dir.join(DATABASE_FILE);
         schema::check_header(&file)?;
@@ -124,7 +134,6 @@ impl SqliteDatabase {
                 dir,
                 file,
                 config,
-                metrics: aether_core::StoreMetrics::new("sqlite"),
                 counts: Counts::default(),
                 writer: Mutex::new(conn),
                 queue: Mutex::new(VecDeque::new()),

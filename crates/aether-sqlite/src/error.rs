@@ -16,6 +16,17 @@ pub enum OpenError {
         /// The data directory.
         path: PathBuf,
     },
+    /// The data directory, or the database file in it, does not exist (a reader creates
+    /// nothing).
+    #[error(
+        "no Aether data directory at {path} (it or its database file {file} does not exist): \
+         check the path",
+        file = crate::DATABASE_FILE
+    )]
+    Missing {
+        /// The data directory.
+        path: PathBuf,
+    },
     /// The database file is damaged or is not an Aether database.
     #[error("the database {path} is damaged or not an Aether database: {reason}")]
     Corrupt {

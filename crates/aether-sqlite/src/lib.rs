@@ -46,10 +46,12 @@
 mod config;
 mod database;
 mod error;
+mod inspect;
 pub mod schema;
 mod store;
 
 pub use config::{Durability, SqliteConfig};
 pub use database::{DATABASE_FILE, LOCK_FILE, SqliteDatabase, SqliteStats};
 pub use error::OpenError;
+pub use inspect::{ActorSummary, NamespaceStats, SqliteInspector};
 pub use store::SqliteEventStore;

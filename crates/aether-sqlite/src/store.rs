@@ -11,8 +11,20 @@ use aether_core::{
     StoreError, Version,
 };
 
+use std::time::Instant;
+
+use aether_core::{ReadOp, StoreMetrics};
+use tracing::Instrument;
+
 use crate::database::read;
 use crate::database::{Db, Op};
+
+/// Which input check a save runs first: `save_event`'s or a batch's.
+#[derive(Clone, Copy)]
+enum Check {
+    Event,
+    Batch,
+}
 
 /// The events and snapshots of one namespace in a data directory: [`EventStore`],
 /// [`SnapshotStore`], [`EventFeed`] and [`FencedEventStore`], durable on disk.
@@ -58,6 +70,7 @@ pub struct SqliteEventStore {
     db: Arc<Db>,
     namespace: Namespace,
     ns: i64,
+    metrics: Arc<StoreMetrics>,
 }
 
 impl std::fmt::Debug for SqliteEventStore {
@@ -71,7 +84,13 @@ impl std::fmt::Debug for SqliteEventStore {
 
 impl SqliteEventStore {
     pub(crate) fn new(db: Arc<Db>, namespace: Namespace, ns: i64) -> Self {
-        Self { db, namespace, ns }
+        let metrics = Arc::new(StoreMetrics::new("sqlite", namespace.as_str()));
+        Self {
+            db,
+            namespace,
+            ns,
+            metrics,
+        }
     }
 
     /// Opens the data directory `dir` for `namespace` alone (see
@@ -102,20 +121,72 @@ impl SqliteEventStore {
         &self.db.file
     }
 
-    async fn save(&self, events: Vec<Event>, epoch: OwnerEpoch) -> Result<SaveOutcome, StoreError> {
+    /// Checks and saves `events`, counted and traced whatever the outcome.
+    async fn save(
+        &self,
+        events: Vec<Event>,
+        epoch: OwnerEpoch,
+        check: Check,
+    ) -> Result<SaveOutcome, StoreError> {
         let count = events.len();
-        let ns = self.ns;
+        let span = match events.first() {
+            Some(first) => self
+                .metrics
+                .save_span(&first.actor_id, first.version, count),
+            None => tracing::Span::none(),
+        };
+        let started = Instant::now();
         let outcome = self
-            .db
+            .save_unmetered(events, epoch, check)
+            .instrument(span)
+            .await;
+        self.metrics.saved(started, &outcome, count);
+        outcome
+    }
+
+    async fn save_unmetered(
+        &self,
+        events: Vec<Event>,
+        epoch: OwnerEpoch,
+        check: Check,
+    ) -> Result<SaveOutcome, StoreError> {
+        let limits = &self.db.config.limits;
+        match check {
+            Check::Event => limits.check_event(&events[0])?,
+            Check::Batch => limits.check_batch(&events)?,
+        }
+        let ns = self.ns;
+        self.db
             .write(|reply| Op::Save {
                 ns,
                 events,
                 epoch,
                 reply,
             })
-            .await;
-        self.db.metrics.record(&outcome, count);
-        outcome
+            .await
+    }
+
+    /// Times and counts a read, in its span.
+    fn metered<T, F>(
+        &self,
+        op: ReadOp,
+        actor_id: Option<&ActorId>,
+        read: F,
+        events: fn(&T) -> usize,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + use<T, F>
+    where
+        F: Future<Output = Result<T, StoreError>> + Send,
+        T: Send,
+    {
+        let span = self.metrics.read_span(op, actor_id);
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
+        async move {
+            let result = read.await;
+            metrics.read(op, started, &result, events);
+            result
+        }
+        .instrument(span)
     }
 
     /// Writes `raw` as a record of `actor_id`, as another tool could (conformance suite).
@@ -144,13 +215,12 @@ impl SqliteEventStore {
 
 impl EventStore for SqliteEventStore {
     async fn save_event(&self, event: Event) -> Result<SaveOutcome, StoreError> {
-        self.db.config.limits.check_event(&event)?;
-        self.save(vec![event], OwnerEpoch::UNOWNED).await
+        self.save(vec![event], OwnerEpoch::UNOWNED, Check::Event)
+            .await
     }
 
     async fn save_events(&self, events: Vec<Event>) -> Result<SaveOutcome, StoreError> {
-        self.db.config.limits.check_batch(&events)?;
-        self.save(events, OwnerEpoch::UNOWNED).await
+        self.save(events, OwnerEpoch::UNOWNED, Check::Batch).await
     }
 
     fn latest_version(
@@ -167,23 +237,29 @@ impl EventStore for SqliteEventStore {
         actor_id: &ActorId,
         from_version: Version,
     ) -> impl Future<Output = Result<ReplayResult, StoreError>> + Send {
-        let (ns, actor_id) = (self.ns, actor_id.clone());
-        self.db
-            .read(move |conn| read::replay(conn, ns, &actor_id, from_version))
+        let (ns, id) = (self.ns, actor_id.clone());
+        let read = self
+            .db
+            .read(move |conn| read::replay(conn, ns, &id, from_version));
+        self.metered(ReadOp::Replay, Some(actor_id), read, |r| r.events.len())
     }
 }
 
 impl SnapshotStore for SqliteEventStore {
     async fn save_snapshot(&self, snapshot: ActorSnapshot) -> Result<SnapshotOutcome, StoreError> {
         self.db.config.limits.check_snapshot(&snapshot)?;
+        let bytes = snapshot.encoded_len();
         let ns = self.ns;
-        self.db
+        let outcome = self
+            .db
             .write(|reply| Op::Snapshot {
                 ns,
                 snapshot,
                 reply,
             })
-            .await
+            .await;
+        self.metrics.snapshot_saved(&outcome, bytes);
+        outcome
     }
 
     fn latest_snapshot(
@@ -199,8 +275,9 @@ impl SnapshotStore for SqliteEventStore {
         &self,
         actor_id: &ActorId,
     ) -> impl Future<Output = Result<LoadedActor, StoreError>> + Send {
-        let (ns, actor_id) = (self.ns, actor_id.clone());
-        self.db.read(move |conn| read::load(conn, ns, &actor_id))
+        let (ns, id) = (self.ns, actor_id.clone());
+        let read = self.db.read(move |conn| read::load(conn, ns, &id));
+        self.metered(ReadOp::Load, Some(actor_id), read, |l| l.events.len())
     }
 }
 
@@ -211,22 +288,27 @@ impl EventFeed for SqliteEventStore {
         max: NonZeroUsize,
     ) -> impl Future<Output = Result<FeedPage, StoreError>> + Send {
         let ns = self.ns;
-        self.db
-            .read(move |conn| read::feed(conn, ns, after, max.get()))
+        let read = self
+            .db
+            .read(move |conn| read::feed(conn, ns, after, max.get()));
+        self.metered(ReadOp::Feed, None, read, |p| p.events.len())
     }
 }
 
 impl FencedEventStore for SqliteEventStore {
     async fn fence(&self, actor_id: &ActorId, epoch: OwnerEpoch) -> Result<Version, StoreError> {
         let (ns, actor_id) = (self.ns, actor_id.clone());
-        self.db
+        let outcome = self
+            .db
             .write(|reply| Op::Fence {
                 ns,
                 actor_id,
                 epoch,
                 reply,
             })
-            .await
+            .await;
+        self.metrics.fenced_actor(&outcome);
+        outcome
     }
 
     async fn save_events_as(
@@ -234,8 +316,7 @@ impl FencedEventStore for SqliteEventStore {
         events: Vec<Event>,
         epoch: OwnerEpoch,
     ) -> Result<SaveOutcome, StoreError> {
-        self.db.config.limits.check_batch(&events)?;
-        self.save(events, epoch).await
+        self.save(events, epoch, Check::Batch).await
     }
 
     async fn latest_epoch(&self, actor_id: &ActorId) -> Result<OwnerEpoch, StoreError> {

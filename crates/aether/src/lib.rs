@@ -11,6 +11,7 @@
 //! | `sqlite` | yes | `aether::sqlite`: the embedded durable store — `SqliteEventStore` (the same store contract in a data directory, SQLite compiled in, group commit, fsync before acknowledging by default) and `SqliteDatabase` for several namespaces in one directory | `aether-sqlite` |
 //! | `cluster` | no | `aether::cluster`: membership with corroborated failure detection, a fenced leader lease, the versioned shard map and its history, rebalancing, behind `ClusterManager` | `aether-cluster` |
 //! | `actor` | no | `aether::actor`: event-sourced virtual actors on one node — the `Actor` trait, the `Actors` handle (`ask`, `tell`, `query`), activation, passivation, snapshots, exactly-once commands, and actors talking to actors (effects: tell/ask, timers, reminders), on any [`SnapshotStore`] | `aether-actor` |
+//! | `prometheus` | no | `aether::actor::prometheus`: `serve_metrics` serves every metric (listed in `docs/metrics.md`) at `/metrics` in Prometheus's format | `aether-actor` |
 //! | `testing` | no | `aether::testing`: the store conformance suite, to check your own [`EventStore`] | `aether-core` |
 //!
 //! Actors on one node are behind the feature `actor`; with `cluster` too, `aether::actor::cluster`

@@ -6,7 +6,10 @@
 //! aether-actor-node --nats <url[,url…]> --id <node id> [--namespace NS] [--cluster <name>] …
 //! ```
 //!
-//! Besides `--namespace` (default `demo`: where the accounts' events are stored), the options
+//! Besides `--namespace` (default `demo`: where the accounts' events are stored) and
+//! `--metrics-addr HOST:PORT` (serve the node's metrics at `http://HOST:PORT/metrics` in
+//! Prometheus's format; needs the feature `prometheus`; port 0 picks a free one, named in the
+//! ready line as `metrics_addr`), the options
 //! are those of every node binary (cluster timings, shard count, weight; see
 //! `aether_cluster::node_cli`). A node with `--weight 0` owns no shards: a client that routes.
 //!
@@ -38,7 +41,7 @@ use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
 fn usage() -> String {
-    format!("usage: aether-actor-node {NODE_USAGE} [--namespace NS]")
+    format!("usage: aether-actor-node {NODE_USAGE} [--namespace NS] [--metrics-addr HOST:PORT]")
 }
 
 async fn run(mut args: NodeArgs) -> Result<(), Exit> {
@@ -47,10 +50,13 @@ async fn run(mut args: NodeArgs) -> Result<(), Exit> {
         .extra
         .remove("namespace")
         .unwrap_or_else(|| "demo".to_owned());
+    let metrics_addr = args.extra.remove("metrics-addr");
     args.no_extra(&usage).map_err(Exit::Usage)?;
     let namespace =
         Namespace::new(namespace).map_err(|e| Exit::Usage(format!("--namespace: {e}\n{usage}")))?;
     let node = args.config.node_id.clone();
+    // Before anything registers its metrics: handles taken earlier would not be exported.
+    let metrics = serve_metrics(metrics_addr.as_deref(), &usage).await?;
     let client = args.connect().await?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
@@ -75,8 +81,13 @@ async fn run(mut args: NodeArgs) -> Result<(), Exit> {
     .await
     .map_err(|e| format!("node {node}: cannot host actors: {e}"))?;
     emit(
-        &json!({"node": node.as_str(), "ready": true, "incarnation": manager.incarnation()})
-            .to_string(),
+        &json!({
+            "node": node.as_str(),
+            "ready": true,
+            "incarnation": manager.incarnation(),
+            "metrics_addr": metrics.as_ref().map(|m| m.to_string()),
+        })
+        .to_string(),
     );
     let mut placements = manager.watch_placement();
     let mut last = String::new();
@@ -130,6 +141,43 @@ async fn run(mut args: NodeArgs) -> Result<(), Exit> {
         .to_string(),
     );
     result.map_err(|e| Exit::Failed(format!("node {node}: graceful shutdown incomplete: {e}")))
+}
+
+/// Starts the `/metrics` endpoint if `--metrics-addr` asks for one; the address it listens on.
+#[cfg(feature = "prometheus")]
+async fn serve_metrics(
+    addr: Option<&str>,
+    usage: &str,
+) -> Result<Option<std::net::SocketAddr>, Exit> {
+    use aether_actor::prometheus::{MetricsConfig, serve_metrics};
+    let Some(addr) = addr else { return Ok(None) };
+    let addr = addr.parse().map_err(|e| {
+        Exit::Usage(format!(
+            "--metrics-addr {addr}: not HOST:PORT ({e})\n{usage}"
+        ))
+    })?;
+    let server = serve_metrics(&MetricsConfig::at(addr))
+        .await
+        .map_err(|e| Exit::Failed(e.to_string()))?
+        .ok_or_else(|| Exit::Failed("metrics endpoint not started".to_owned()))?;
+    let local = server.local_addr();
+    // Served for as long as the process lives.
+    std::mem::forget(server);
+    Ok(Some(local))
+}
+
+#[cfg(not(feature = "prometheus"))]
+async fn serve_metrics(
+    addr: Option<&str>,
+    usage: &str,
+) -> Result<Option<std::net::SocketAddr>, Exit> {
+    match addr {
+        None => Ok(None),
+        Some(_) => Err(Exit::Usage(format!(
+            "--metrics-addr: this binary was built without the feature `prometheus` \
+             (cargo build -p aether-actor --features cluster,prometheus)\n{usage}"
+        ))),
+    }
 }
 
 fn main() -> ExitCode {

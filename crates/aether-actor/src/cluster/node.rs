@@ -12,13 +12,14 @@
 mod route;
 mod serve;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use aether_cluster::MapVersion;
 use aether_core::{
     ActorId, FencedEventStore, Namespace, OwnerEpoch, ShardCount, ShardId, SnapshotStore,
+    TraceContext,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -129,10 +130,8 @@ pub(crate) struct Node<A: Actor, S> {
     /// Set by `shutdown`: the node is handing everything off for good, and a membership that
     /// is still current must not make it serve again.
     leaving: std::sync::atomic::AtomicBool,
-    /// `moved` answers given.
-    pub(crate) moved: AtomicU64,
-    /// Attempts of this node's calls that were retried.
-    pub(crate) retries: AtomicU64,
+    /// `moved` answers given, retries of this node's calls, requests served and sent.
+    pub(crate) route: crate::metrics::RouteCounters,
 }
 
 /// What a node's actor host counted since it started.
@@ -347,7 +346,7 @@ where
             own,
             maps,
         } = host;
-        let epochs = Arc::new(ShardEpochs::new(shards));
+        let epochs = Arc::new(ShardEpochs::counted(shards, &namespace, A::ACTOR_TYPE));
         let local = Actors::new(
             namespace.clone(),
             actor,
@@ -364,6 +363,7 @@ where
                     subject: subject.clone(),
                     reason: e.to_string(),
                 })?;
+        let route = crate::metrics::RouteCounters::new(&namespace, A::ACTOR_TYPE);
         let node = Arc::new(Node {
             local,
             client,
@@ -384,8 +384,7 @@ where
             maps,
             renewing: tokio::sync::Mutex::new(()),
             leaving: std::sync::atomic::AtomicBool::new(false),
-            moved: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
+            route,
         });
         // Registered before it adopts any placement: the leader's release requests see every
         // host that may serve a shard.
@@ -516,8 +515,8 @@ where
     /// What this node counted (see [`ClusterStats`]).
     pub fn stats(&self) -> ClusterStats {
         ClusterStats {
-            moved: self.node.moved.load(Ordering::Relaxed),
-            retries: self.node.retries.load(Ordering::Relaxed),
+            moved: self.node.route.moved.get(),
+            retries: self.node.route.retries.get(),
             fenced: self.node.epochs.fenced(),
         }
     }
@@ -899,4 +898,53 @@ where
     let actions = node.update(|ownership| ownership.drained(shard));
     tracing::debug!(shard = shard.get(), passivated = passivated + late, node = %node.me.node, "shard released");
     node.apply(actions);
+}
+
+/// The trace context of a call's or a request's `span`, recorded in its `trace_id` and
+/// `span_id` fields: a child of `parent` when the caller sent one; otherwise a new trace, but
+/// only when the span is recorded. With no subscriber interested and no caller context
+/// there is nothing to continue and nobody to read it, so no context is made, sent or
+/// stored in events (what OpenTelemetry does for a span that is not recording).
+fn span_context(parent: Option<TraceContext>, span: &tracing::Span) -> Option<TraceContext> {
+    let own = match parent {
+        Some(parent) => parent.child(),
+        None if !span.is_disabled() => TraceContext::new_root(),
+        None => return None,
+    };
+    span.record("trace_id", tracing::field::display(own.trace_id_hex()));
+    span.record("span_id", tracing::field::display(own.span_id_hex()));
+    Some(own)
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    fn span() -> tracing::Span {
+        tracing::info_span!(
+            "aether.actor.call",
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty
+        )
+    }
+
+    #[test]
+    fn a_span_nobody_records_makes_no_trace_but_continues_a_callers() {
+        // No subscriber: the span is disabled.
+        assert_eq!(span_context(None, &span()), None);
+        let caller = TraceContext::new_root();
+        let own = span_context(Some(caller), &span()).expect("the caller's trace continues");
+        assert_eq!(own.trace_id_hex(), caller.trace_id_hex());
+        assert_ne!(own.span_id_hex(), caller.span_id_hex());
+    }
+
+    #[test]
+    fn a_recorded_span_without_a_caller_starts_a_trace() {
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::INFO);
+        let own = tracing::subscriber::with_default(subscriber, || span_context(None, &span()));
+        assert!(own.is_some(), "a recorded span gets a new trace");
+    }
 }

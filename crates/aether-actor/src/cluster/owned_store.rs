@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aether_core::{
-    ActorId, ActorSnapshot, Event, EventStore, FencedEventStore, LoadedActor, NodeId, OwnerEpoch,
-    ReplayResult, SaveOutcome, ShardCount, ShardId, SnapshotOutcome, SnapshotStore, StoreError,
-    Version, shard_for,
+    ActorId, ActorSnapshot, Event, EventStore, FencedEventStore, LoadedActor, Namespace, NodeId,
+    OwnerEpoch, ReplayResult, SaveOutcome, ShardCount, ShardId, SnapshotOutcome, SnapshotStore,
+    StoreError, Version, shard_for,
 };
 
 /// The epoch under which this node serves each shard, or none: written by the node as its
@@ -33,6 +33,8 @@ pub struct ShardEpochs {
     epochs: Box<[AtomicU64]>,
     /// Loads and writes refused with `Fenced`.
     fenced: AtomicU64,
+    /// The same, as `aether_actor_fenced_total`.
+    fenced_metric: metrics::Counter,
 }
 
 impl ShardEpochs {
@@ -42,6 +44,23 @@ impl ShardEpochs {
             shards,
             epochs: (0..shards.get()).map(|_| AtomicU64::new(0)).collect(),
             fenced: AtomicU64::new(0),
+            fenced_metric: metrics::Counter::noop(),
+        }
+    }
+
+    /// As [`new`](Self::new), counting refusals in `aether_actor_fenced_total` too.
+    pub(crate) fn counted(
+        shards: ShardCount,
+        namespace: &Namespace,
+        actor_type: &'static str,
+    ) -> Self {
+        let labels = [
+            ("namespace", namespace.to_string()),
+            ("actor_type", actor_type.to_owned()),
+        ];
+        Self {
+            fenced_metric: metrics::counter!("aether_actor_fenced_total", &labels),
+            ..Self::new(shards)
         }
     }
 
@@ -88,6 +107,7 @@ impl ShardEpochs {
     fn count<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if result.as_ref().is_err_and(StoreError::is_fenced) {
             self.fenced.fetch_add(1, Ordering::Relaxed);
+            self.fenced_metric.increment(1);
         }
         result
     }

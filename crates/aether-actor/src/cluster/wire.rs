@@ -27,7 +27,14 @@
 //! `ask` made by an actor's effect, `Aether-Call-Chain`: the actors waiting for it, outermost
 //! first, as a JSON array of `"<namespace>/<actor type>.<actor id>"` (at most
 //! [`MAX_CALL_CHAIN`]). An ask to an actor in its own chain would wait for itself: it is
-//! answered with the error kind `reentrant` and nothing is done.
+//! answered with the error kind `reentrant` and nothing is done. `traceparent` (optional,
+//! [W3C trace context](https://www.w3.org/TR/trace-context/),
+//! `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`): the calling span; the serving
+//! node's `aether.actor.request` span continues that trace with it as parent, and the events
+//! the command stores carry the trace id in their `traceId` metadata. A missing or invalid
+//! value starts a new trace if the serving node records the span (a subscriber wants it),
+//! and none otherwise. A caller with no context of its own sends one only when its
+//! `aether.actor.call` span is recorded.
 //!
 //! **Reply body**: exactly one of
 //!
@@ -65,6 +72,9 @@ pub const SUBJECT_PREFIX: &str = "aether.actor";
 pub const MAP_VERSION_HEADER: &str = "Aether-Map-Version";
 /// Header: milliseconds the sender still waits for the answer.
 pub const DEADLINE_HEADER: &str = "Aether-Deadline-Ms";
+/// Header: the W3C trace context of the calling span (`00-<trace id>-<span id>-<flags>`;
+/// see [`aether_core::TraceContext`]). Optional; a bad value is ignored (as if missing).
+pub const TRACEPARENT_HEADER: &str = aether_core::TraceContext::HEADER;
 /// Header: the actors waiting in a chain of asks made by effects (a JSON array of strings).
 pub const CALL_CHAIN_HEADER: &str = "Aether-Call-Chain";
 /// Most actors an `Aether-Call-Chain` may name.
@@ -116,6 +126,18 @@ pub enum Operation {
     Query,
     /// A reminder of the actor came due on the sending node: wake the actor.
     Remind,
+}
+
+impl Operation {
+    /// The operation as written in a request (`ask`, `tell`, `query`, `remind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ask => "ask",
+            Self::Tell => "tell",
+            Self::Query => "query",
+            Self::Remind => "remind",
+        }
+    }
 }
 
 /// The JSON body of a request, as sent.

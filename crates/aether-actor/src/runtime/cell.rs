@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use aether_core::{ActorId, ActorSnapshot, Event, EventId, SnapshotStore, StoreError, Version};
+use aether_core::{
+    ActorId, ActorSnapshot, Event, EventId, SnapshotStore, StoreError, TraceContext, Version,
+    metadata_keys,
+};
 use futures::FutureExt as _;
 use tracing::Instrument;
 
@@ -397,8 +400,10 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
     async fn handle(&mut self, envelope: Box<Envelope<A>>) {
         match *envelope {
             Envelope::Command(msg) => {
-                let span = self.command_span(&msg.command_id);
-                self.handle_command(msg).instrument(span).await;
+                let (span, trace) = self.command_span(&msg.command_id, msg.trace);
+                TraceContext::scope_opt(trace, self.handle_command(msg))
+                    .instrument(span)
+                    .await;
             }
             Envelope::Query { query, reply } => {
                 let result = self.answer(query).await;
@@ -412,13 +417,14 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             } => {
                 if self.take_timer(&name, seq) {
                     self.shared.counters.timers_fired.inc();
-                    let span = self.command_span(&command_id);
+                    let (span, _) = self.command_span(&command_id, None);
                     let msg = CommandMsg {
                         command_id,
                         command,
                         on_conflict: self.shared.config.ask.on_conflict,
                         reply: None,
                         chain: Default::default(),
+                        trace: None,
                     };
                     self.handle_command(msg).instrument(span).await;
                 }
@@ -428,18 +434,42 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
     }
 
     /// The span of one command (`aether.actor.command`), also for the commands of timers,
-    /// reminders and follow-ups (which run inside their cause's span).
-    pub(super) fn command_span(&self, command_id: &CommandId) -> tracing::Span {
-        tracing::info_span!(
+    /// reminders and follow-ups (which run inside their cause's span), and its trace context:
+    /// a child of the caller's `trace`, if it sent one (then recorded in the span's
+    /// `trace_id`, `span_id` and `parent_span_id`, and in the events the command stores).
+    pub(super) fn command_span(
+        &self,
+        command_id: &CommandId,
+        trace: Option<TraceContext>,
+    ) -> (tracing::Span, Option<TraceContext>) {
+        let own = trace.map(|caller| caller.child());
+        let span = tracing::info_span!(
             "aether.actor.command",
             namespace = %self.shared.namespace,
             actor_type = A::ACTOR_TYPE,
             actor_id = %self.id,
             command_id = %command_id,
-        )
+            version = self.version,
+            trace_id = own.map(|t| tracing::field::display(t.trace_id_hex())),
+            span_id = own.map(|t| tracing::field::display(t.span_id_hex())),
+            parent_span_id = trace.map(|t| tracing::field::display(t.span_id_hex())),
+        );
+        (span, own)
     }
 
+    /// Answers `query`, counted and timed.
     async fn answer(&mut self, query: A::Query) -> Result<A::QueryReply, ActorError> {
+        let started = std::time::Instant::now();
+        let result = self.answer_unmetered(query).await;
+        let counters = &self.shared.counters;
+        counters.queries.inc();
+        counters
+            .query_seconds
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn answer_unmetered(&mut self, query: A::Query) -> Result<A::QueryReply, ActorError> {
         self.refresh().await?;
         let actor = &self.shared.actor;
         let state = &self.state;
@@ -465,6 +495,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             on_conflict,
             reply,
             chain,
+            trace: _,
         } = msg;
         let (result, effects) = self.run_command(&command_id, command, on_conflict).await;
         // The caller's outcome comes after the effects: an ask waits for the callee's whole
@@ -491,9 +522,13 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         command: A::Command,
         on_conflict: OnConflict,
     ) -> (AskResult<A>, Vec<Effect<A>>) {
-        self.shared.counters.commands.inc();
+        let started = std::time::Instant::now();
         let result = self.process(command_id, command, on_conflict).await;
         let counters = &self.shared.counters;
+        counters.commands.inc();
+        counters
+            .command_seconds
+            .record(started.elapsed().as_secs_f64());
         match result {
             Err(AskError::Rejected(r)) => {
                 counters.rejections.inc();
@@ -769,6 +804,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
     ) -> Result<Records, crate::CodecError> {
         let mut reply = Some(reply);
         let last = events.len().saturating_sub(1);
+        // The command's own context (see `command_span`), current while it runs.
+        let trace = TraceContext::current();
         let mut record = |i: usize, event: &A::Event| -> Result<Event, crate::CodecError> {
             let raw = self.shared.actor.encode_event(event)?;
             let id = EventId::new(format!("{command_id}.{i}"))
@@ -778,6 +815,11 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
                 .version(self.version + 1 + i as u64)
                 .command_id(command_id.as_str())
                 .data_object(raw.data);
+            if let Some(trace) = &trace {
+                builder = builder
+                    .metadata(metadata_keys::TRACE_ID, trace.trace_id_hex())
+                    .metadata(metadata_keys::SPAN_ID, trace.span_id_hex());
+            }
             if i == last {
                 if let Some(reply) = reply.take() {
                     builder = builder.metadata(REPLY_KEY, reply);

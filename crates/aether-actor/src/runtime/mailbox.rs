@@ -34,4 +34,7 @@ pub(crate) struct CommandMsg<A: Actor> {
     pub(crate) reply: Option<oneshot::Sender<AskResult<A>>>,
     /// The actors waiting for this command, when it comes from an effect's ask.
     pub(crate) chain: CallChain,
+    /// The caller's trace context (current where the command was sent), if any: the
+    /// command's span continues it and its events carry it.
+    pub(crate) trace: Option<aether_core::TraceContext>,
 }

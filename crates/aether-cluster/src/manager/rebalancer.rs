@@ -183,6 +183,12 @@ impl Rebalancer {
     }
 
     /// Writes the next map toward the target, if there is anything to do.
+    #[tracing::instrument(
+        level = "debug",
+        name = "aether.cluster.rebalance",
+        skip_all,
+        fields(epoch = %fence.epoch(), node = %fence.node())
+    )]
     async fn step(&self, fence: &LeaseFence, target: &mut Option<Target>) -> Next {
         let health = self.health.borrow().clone();
         if health.frozen || !health.synced {
@@ -345,6 +351,7 @@ impl Rebalancer {
         )?;
         let handoff = settled.handoff();
         let still_moving = !handoff.moving.is_empty();
+        metrics::counter!("aether_cluster_handoffs_settled_total").increment(1);
         tracing::info!(
             version = %placement.version,
             still_moving,
@@ -381,6 +388,7 @@ impl Rebalancer {
                 Ok(())
             }
             Err(ClusterError::Conflict { .. }) => {
+                metrics::counter!("aether_cluster_rebalance_conflicts_total").increment(1);
                 tracing::info!("rebalancer: the shard map changed meanwhile; recomputing");
                 Err(Next::After(CONFLICT_RETRY))
             }

@@ -559,10 +559,12 @@ impl Watcher {
             self.reannounce.notify_one();
         }
         let members = self.view.members();
+        // Set every round, not only on a change: a view that starts as it stays (one node)
+        // must show too.
+        metrics::gauge!("aether_cluster_members").set(members.len() as f64);
         self.members_tx.send_if_modified(|current| {
             let changed = *current != members;
             if changed {
-                metrics::gauge!("aether_cluster_members").set(members.len() as f64);
                 *current = members;
             }
             changed

@@ -174,3 +174,44 @@ impl SubscriptionCounters {
         }
     }
 }
+
+/// Registers the description and unit of every metric of the local bus with the installed
+/// recorder.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    let counters = [
+        ("aether_bus_published_total", "Events published on the bus."),
+        (
+            "aether_bus_delivered_total",
+            "Deliveries into subscriber queues (one event to three subscribers counts three).",
+        ),
+        (
+            "aether_bus_dropped_total",
+            "Deliveries dropped because a subscriber's queue was full.",
+        ),
+        (
+            "aether_bus_undecodable_total",
+            "Events from another node that did not decode (once per event).",
+        ),
+        (
+            "aether_bus_subscription_delivered_total",
+            "Events put into one subscription's queue (label pattern).",
+        ),
+        (
+            "aether_bus_subscription_dropped_total",
+            "Events one subscription dropped because its queue was full (label pattern).",
+        ),
+        (
+            "aether_bus_subscription_undecodable_total",
+            "Events from another node one subscription skipped as undecodable (label pattern).",
+        ),
+    ];
+    for (name, what) in counters {
+        describe_counter!(name, Unit::Count, what);
+    }
+    describe_gauge!(
+        "aether_bus_subscription_queue_high_water",
+        Unit::Count,
+        "Largest number of events ever waiting in one subscription's queue (label pattern)."
+    );
+}

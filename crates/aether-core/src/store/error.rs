@@ -117,6 +117,19 @@ pub enum StoreError {
         #[source]
         source: Option<BoxError>,
     },
+    /// The server refused this connection's user the subject an operation needs (NATS
+    /// permissions): nothing was written, and retrying fails the same way. Grant the
+    /// permission (see `docs/permissions.md`) or connect as a user that has it.
+    #[error(
+        "permission denied: the server does not let this user {action} {subject:?} \
+         (see docs/permissions.md)"
+    )]
+    PermissionDenied {
+        /// What was refused: `publish to` or `subscribe to`.
+        action: String,
+        /// The subject refused.
+        subject: String,
+    },
     /// The underlying system failed in a way that retrying will not fix by itself.
     #[error("event store failure: {message}")]
     Backend {
@@ -162,9 +175,10 @@ impl StoreError {
             Self::InvalidEvent(_) | Self::InvalidSnapshot(_) | Self::InvalidConfig(_) => {
                 ErrorKind::InvalidInput
             }
-            Self::Unavailable { .. } | Self::Backend { .. } | Self::UndecodableRecord { .. } => {
-                ErrorKind::Infrastructure
-            }
+            Self::Unavailable { .. }
+            | Self::Backend { .. }
+            | Self::UndecodableRecord { .. }
+            | Self::PermissionDenied { .. } => ErrorKind::Infrastructure,
         }
     }
 

@@ -34,8 +34,8 @@ use foldhash::fast::RandomState;
 
 use super::{
     EventFeed, EventLimits, EventStore, FeedEvent, FeedPage, FeedPosition, FencedEventStore,
-    InvalidSnapshot, OwnerEpoch, ReplayError, ReplayResult, SaveOutcome, SnapshotOutcome,
-    SnapshotStore, StoreError, StoreMetrics,
+    InvalidSnapshot, LoadedActor, OwnerEpoch, ReplayError, ReplayResult, SaveOutcome,
+    SnapshotOutcome, SnapshotStore, StoreError, StoreMetrics, metrics::ReadOp,
 };
 use crate::{ActorId, ActorSnapshot, Event, EventId, Version};
 use actor_log::ActorLog;
@@ -154,7 +154,7 @@ impl Inner {
             id_hasher: RandomState::default(),
             snapshots: DashMap::with_hasher_and_shard_amount(RandomState::default(), SHARDS),
             feed: FeedLog::default(),
-            metrics: StoreMetrics::new("memory"),
+            metrics: StoreMetrics::new("memory", ""),
         }
     }
 
@@ -220,9 +220,24 @@ impl InMemoryEventStore {
     }
 
     fn save_one(&self, event: Event, epoch: OwnerEpoch) -> Result<SaveOutcome, StoreError> {
+        let metrics = &self.inner.metrics;
+        let _span = metrics
+            .save_span(&event.actor_id, event.version, 1)
+            .entered();
+        let started = std::time::Instant::now();
+        let outcome = self.save_one_unmetered(event, epoch);
+        metrics.saved(started, &outcome, 1);
+        outcome
+    }
+
+    fn save_one_unmetered(
+        &self,
+        event: Event,
+        epoch: OwnerEpoch,
+    ) -> Result<SaveOutcome, StoreError> {
         self.inner.limits.check_event(&event)?;
         // The lookup borrows the map, not the event, so the event can be moved in afterwards.
-        let outcome = match self.inner.actors.get(&event.actor_id) {
+        match self.inner.actors.get(&event.actor_id) {
             Some(log) => self.append_one(&mut write_lock(&log), event, epoch),
             None => {
                 let log = self
@@ -233,9 +248,7 @@ impl InMemoryEventStore {
                     .downgrade();
                 self.append_one(&mut write_lock(&log), event, epoch)
             }
-        };
-        self.inner.metrics.record(&outcome, 1);
-        outcome
+        }
     }
 
     /// The epoch check, version check, deduplication and append of one event, under its
@@ -294,11 +307,24 @@ impl InMemoryEventStore {
     }
 
     fn save_batch(&self, events: Vec<Event>, epoch: OwnerEpoch) -> Result<SaveOutcome, StoreError> {
-        self.inner.limits.check_batch(&events)?;
+        let metrics = &self.inner.metrics;
         let len = events.len();
-        let actor_id = events[0].actor_id.clone();
-        let outcome = self.with_log_mut(&actor_id, |log| self.append_batch(log, events, epoch));
-        self.inner.metrics.record(&outcome, len);
+        let _span = match events.first() {
+            Some(first) => metrics.save_span(&first.actor_id, first.version, len),
+            None => tracing::Span::none(),
+        }
+        .entered();
+        let started = std::time::Instant::now();
+        let outcome = self
+            .inner
+            .limits
+            .check_batch(&events)
+            .map_err(StoreError::from)
+            .and_then(|()| {
+                let actor_id = events[0].actor_id.clone();
+                self.with_log_mut(&actor_id, |log| self.append_batch(log, events, epoch))
+            });
+        metrics.saved(started, &outcome, len);
         outcome
     }
 
@@ -526,8 +552,13 @@ impl EventStore for InMemoryEventStore {
         actor_id: &ActorId,
         from_version: Version,
     ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send {
+        let metrics = &self.inner.metrics;
+        let _span = metrics.read_span(ReadOp::Replay, Some(actor_id)).entered();
+        let started = std::time::Instant::now();
         let events = self.with_log(actor_id, |log| log.events_from(from_version).to_vec());
-        ready(Ok(events.unwrap_or_default()))
+        let result = Ok(events.unwrap_or_default());
+        metrics.read(ReadOp::Replay, started, &result, Vec::len);
+        ready(result)
     }
 
     fn events_with_errors(
@@ -535,9 +566,16 @@ impl EventStore for InMemoryEventStore {
         actor_id: &ActorId,
         from_version: Version,
     ) -> impl Future<Output = Result<ReplayResult, StoreError>> + Send {
-        ready(Ok(self
+        let metrics = &self.inner.metrics;
+        let _span = metrics.read_span(ReadOp::Replay, Some(actor_id)).entered();
+        let started = std::time::Instant::now();
+        let result = Ok(self
             .with_log(actor_id, |log| log.replay_from(from_version))
-            .unwrap_or_default()))
+            .unwrap_or_default());
+        metrics.read(ReadOp::Replay, started, &result, |r: &ReplayResult| {
+            r.events.len()
+        });
+        ready(result)
     }
 }
 
@@ -550,11 +588,13 @@ impl FencedEventStore for InMemoryEventStore {
         actor_id: &ActorId,
         epoch: OwnerEpoch,
     ) -> impl Future<Output = Result<Version, StoreError>> + Send {
-        ready(self.with_log_mut(actor_id, |log| {
+        let outcome = self.with_log_mut(actor_id, |log| {
             check_epoch(log, actor_id, epoch)?;
             log.epoch = epoch;
             Ok(log.latest_version())
-        }))
+        });
+        self.inner.metrics.fenced_actor(&outcome);
+        ready(outcome)
     }
 
     fn save_events_as(
@@ -581,7 +621,14 @@ impl EventFeed for InMemoryEventStore {
         after: FeedPosition,
         max: NonZeroUsize,
     ) -> impl Future<Output = Result<FeedPage, StoreError>> + Send {
-        ready(Ok(self.read_feed_now(after, max.get())))
+        let metrics = &self.inner.metrics;
+        let _span = metrics.read_span(ReadOp::Feed, None).entered();
+        let started = std::time::Instant::now();
+        let result = Ok(self.read_feed_now(after, max.get()));
+        metrics.read(ReadOp::Feed, started, &result, |page: &FeedPage| {
+            page.events.len()
+        });
+        ready(result)
     }
 }
 
@@ -590,7 +637,10 @@ impl SnapshotStore for InMemoryEventStore {
         &self,
         snapshot: ActorSnapshot,
     ) -> impl Future<Output = Result<SnapshotOutcome, StoreError>> + Send {
-        ready(self.save_snapshot_now(snapshot))
+        let bytes = snapshot.encoded_len();
+        let outcome = self.save_snapshot_now(snapshot);
+        self.inner.metrics.snapshot_saved(&outcome, bytes);
+        ready(outcome)
     }
 
     fn latest_snapshot(
@@ -598,5 +648,28 @@ impl SnapshotStore for InMemoryEventStore {
         actor_id: &ActorId,
     ) -> impl Future<Output = Result<Option<ActorSnapshot>, StoreError>> + Send {
         ready(Ok(self.inner.snapshots.get(actor_id).map(|s| s.clone())))
+    }
+
+    fn load(
+        &self,
+        actor_id: &ActorId,
+    ) -> impl Future<Output = Result<LoadedActor, StoreError>> + Send {
+        let metrics = &self.inner.metrics;
+        let _span = metrics.read_span(ReadOp::Load, Some(actor_id)).entered();
+        let started = std::time::Instant::now();
+        let snapshot = self.inner.snapshots.get(actor_id).map(|s| s.clone());
+        let from = snapshot.as_ref().map_or(0, |s| s.version.saturating_add(1));
+        let replay = self
+            .with_log(actor_id, |log| log.replay_from(from))
+            .unwrap_or_default();
+        let result = Ok(LoadedActor {
+            snapshot,
+            events: replay.events,
+            errors: replay.errors,
+        });
+        metrics.read(ReadOp::Load, started, &result, |l: &LoadedActor| {
+            l.events.len()
+        });
+        ready(result)
     }
 }

@@ -50,6 +50,19 @@ pub enum BusError {
         #[source]
         source: serde_json::Error,
     },
+    /// The server refused this connection's user a subject the bus needs (NATS permissions):
+    /// nothing was published or opened, and retrying fails the same way. Grant the permission
+    /// (see `docs/permissions.md`), or use the tenant handle of a namespace the user may use.
+    #[error(
+        "permission denied: the server does not let this user {action} {subject:?} \
+         (see docs/permissions.md)"
+    )]
+    PermissionDenied {
+        /// What was refused: `publish to` or `subscribe to`.
+        action: String,
+        /// The subject refused.
+        subject: String,
+    },
     /// JetStream refused or failed a request (stream or consumer settings, publish, ack).
     #[error("JetStream: {message}")]
     Backend {
@@ -66,6 +79,15 @@ impl aether_core::BackendError for BusError {
         Self::Backend {
             message,
             source: Some(source),
+        }
+    }
+}
+
+impl From<crate::permissions::violations::Violation> for BusError {
+    fn from(v: crate::permissions::violations::Violation) -> Self {
+        Self::PermissionDenied {
+            action: v.action.to_owned(),
+            subject: v.subject,
         }
     }
 }

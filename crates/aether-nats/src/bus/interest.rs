@@ -19,6 +19,7 @@ use async_nats::Client;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::gaps::GapCounter;
 use super::metrics::NetworkCounters;
@@ -170,10 +171,16 @@ async fn read(
                 ));
             }
             shared.counters.received.incr();
+            // Only a traced event gets a span: the hot path stays without one.
+            let span = match wire::received_trace(message.headers.as_ref()) {
+                Some(parent) => receive_span(&namespace, &parent),
+                None => tracing::Span::none(),
+            };
             let event = WireEvent(message.payload);
             shared
                 .bus
                 .deliver_encoded_to_pattern(&pattern, &namespace, event)
+                .instrument(span)
                 .await;
         }
     }
@@ -181,6 +188,19 @@ async fn read(
     if let Err(error) = subscriber.unsubscribe().await {
         tracing::debug!(%error, %pattern, "event bus: unsubscribe failed");
     }
+}
+
+/// The span of handing a received traced event to local subscribers (`aether.bus.receive`,
+/// level debug): a child of the publisher's context.
+fn receive_span(namespace: &Namespace, parent: &aether_core::TraceContext) -> tracing::Span {
+    let own = parent.child();
+    tracing::debug_span!(
+        "aether.bus.receive",
+        namespace = %namespace,
+        trace_id = %own.trace_id_hex(),
+        span_id = %own.span_id_hex(),
+        parent_span_id = %parent.span_id_hex(),
+    )
 }
 
 /// A received event's payload, decoded by the first local subscriber that takes it (a failure

@@ -165,3 +165,76 @@ impl NetworkCounters {
         }
     }
 }
+
+/// Registers the description and unit of every metric of the NATS bus's network path with
+/// the installed recorder (the local bus's: [`aether_core::describe_bus_metrics`]).
+pub fn describe() {
+    use metrics::{Unit, describe_counter};
+    let counters = [
+        (
+            "aether_bus_nats_sent_total",
+            "Events handed to the NATS client for other nodes.",
+        ),
+        (
+            "aether_bus_nats_send_failed_total",
+            "Events the NATS client refused to send (connection closed, buffer full).",
+        ),
+        (
+            "aether_bus_nats_send_dropped_total",
+            "Events dropped before the client because the outgoing queue was full (try_publish).",
+        ),
+        (
+            "aether_bus_nats_received_total",
+            "Events received from other nodes (once per local pattern they matched).",
+        ),
+        (
+            "aether_bus_nats_lost_total",
+            "Events of other nodes that never arrived (gaps in a sender's sequence).",
+        ),
+        (
+            "aether_bus_nats_undecodable_total",
+            "Received messages on a subject that is not a valid namespace's.",
+        ),
+        (
+            "aether_bus_nats_slow_consumer_total",
+            "Slow-consumer notices: a NATS subscription's buffer overflowed.",
+        ),
+        (
+            "aether_bus_nats_disconnects_total",
+            "Times the connection was lost.",
+        ),
+        (
+            "aether_bus_nats_durable_published_total",
+            "Events stored in the bus stream by publish_durable.",
+        ),
+        (
+            "aether_bus_nats_durable_duplicates_total",
+            "Durable publishes the bus stream acknowledged as duplicates.",
+        ),
+    ];
+    let durable = [
+        (
+            "aether_bus_durable_received_total",
+            "Events handed to durable subscribers (redeliveries included).",
+        ),
+        (
+            "aether_bus_durable_redelivered_total",
+            "Events durable subscriptions received again (not acknowledged in time).",
+        ),
+        (
+            "aether_bus_durable_acknowledged_total",
+            "Acknowledgements durable subscriptions sent.",
+        ),
+        (
+            "aether_bus_durable_filtered_total",
+            "Events durable subscriptions skipped by their filter (acknowledged, not handed over).",
+        ),
+        (
+            "aether_bus_durable_undecodable_total",
+            "Stored messages that were not events of a valid namespace (terminated, not redelivered).",
+        ),
+    ];
+    for (name, what) in counters.into_iter().chain(durable) {
+        describe_counter!(name, Unit::Count, what);
+    }
+}

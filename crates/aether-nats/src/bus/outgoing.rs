@@ -27,6 +27,7 @@ pub(crate) enum Queued {
     Event {
         namespace: Namespace,
         payload: Bytes,
+        trace: Option<HeaderValue>,
     },
     /// Answered once everything queued before it was handed to the client and flushed.
     Flush(oneshot::Sender<()>),
@@ -66,16 +67,19 @@ impl Sender {
         queue: &mpsc::Sender<Queued>,
         namespace: &Namespace,
         payload: Bytes,
+        trace: Option<HeaderValue>,
     ) {
         if self.queued.load(Ordering::Acquire) == 0 {
             let mut numbering = self.numbering.lock().await;
-            self.send_numbered(&mut numbering, namespace, payload).await;
+            self.send_numbered(&mut numbering, namespace, payload, trace.as_ref())
+                .await;
             return;
         }
         self.queued.fetch_add(1, Ordering::AcqRel);
         let event = Queued::Event {
             namespace: namespace.clone(),
             payload,
+            trace,
         };
         if queue.send(event).await.is_err() {
             self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -91,13 +95,15 @@ impl Sender {
         queue: &mpsc::Sender<Queued>,
         namespace: &Namespace,
         payload: Bytes,
+        trace: Option<HeaderValue>,
     ) {
         if self.queued.load(Ordering::Acquire) == 0
             && let Ok(mut numbering) = self.numbering.try_lock()
         {
             // Polled once: a client without room leaves it pending, and dropping it then sends
             // nothing and uses up no number.
-            let send = self.send_numbered(&mut numbering, namespace, payload.clone());
+            let send =
+                self.send_numbered(&mut numbering, namespace, payload.clone(), trace.as_ref());
             if send.now_or_never().is_some() {
                 return;
             }
@@ -106,6 +112,7 @@ impl Sender {
         let event = Queued::Event {
             namespace: namespace.clone(),
             payload,
+            trace,
         };
         if let Err(error) = queue.try_send(event) {
             self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -123,6 +130,7 @@ impl Sender {
         numbering: &mut HashMap<Namespace, Numbering>,
         namespace: &Namespace,
         payload: Bytes,
+        trace: Option<&HeaderValue>,
     ) {
         let entry = match numbering.get_mut(namespace) {
             Some(entry) => entry,
@@ -132,7 +140,7 @@ impl Sender {
             }),
         };
         let number = entry.last + 1;
-        let headers = wire::live_headers(&self.origin, number);
+        let headers = wire::live_headers(&self.origin, number, trace);
         match self
             .client
             .publish_with_headers(entry.subject.clone(), headers, payload)
@@ -158,9 +166,13 @@ pub(crate) async fn run(sender: Arc<Sender>, mut queue: mpsc::Receiver<Queued>) 
         let mut numbering = sender.numbering.lock().await;
         for item in batch.drain(..) {
             match item {
-                Queued::Event { namespace, payload } => {
+                Queued::Event {
+                    namespace,
+                    payload,
+                    trace,
+                } => {
                     sender
-                        .send_numbered(&mut numbering, &namespace, payload)
+                        .send_numbered(&mut numbering, &namespace, payload, trace.as_ref())
                         .await;
                     sender.queued.fetch_sub(1, Ordering::AcqRel);
                 }

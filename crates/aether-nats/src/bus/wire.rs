@@ -1,9 +1,10 @@
 //! How an event travels on the bus: subject `aether.events.<namespace>` (live) or
 //! `aether.durable.<namespace>` (stored in the bus stream, which republishes each stored event on
 //! the live subject), the event's JSON as payload, and headers naming the bus instance that sent it (`Aether-Origin`) and its place in
-//! that sender's sequence for the namespace (`Aether-Seq`), from which receivers count losses.
+//! that sender's sequence for the namespace (`Aether-Seq`), from which receivers count losses, and,
+//! for an event that carries a trace context, its W3C `traceparent`.
 
-use aether_core::{Event, EventId, Namespace, Pattern};
+use aether_core::{Event, EventId, Namespace, Pattern, TraceContext};
 use async_nats::{HeaderMap, HeaderName, HeaderValue, Subject};
 use bytes::Bytes;
 
@@ -18,9 +19,14 @@ pub const DURABLE_SUBJECT_PREFIX: &str = "aether.durable";
 pub const ORIGIN_HEADER: &str = "Aether-Origin";
 /// Header with the event's number in its sender's sequence for its namespace (1, 2, …).
 pub const SEQUENCE_HEADER: &str = "Aether-Seq";
+/// Header with the W3C trace context of the event (`00-<trace id>-<span id>-<flags>`): the
+/// `traceId` and `spanId` of its metadata, present when the event carries both (see
+/// [`aether_core::TraceContext`]).
+pub const TRACEPARENT_HEADER: &str = aether_core::TraceContext::HEADER;
 // Built once: converting a `&str` name validates and allocates on every lookup.
 const ORIGIN: HeaderName = HeaderName::from_static(ORIGIN_HEADER);
 const SEQUENCE: HeaderName = HeaderName::from_static(SEQUENCE_HEADER);
+const TRACEPARENT: HeaderName = HeaderName::from_static(TRACEPARENT_HEADER);
 
 /// Initial buffer for an encoded event.
 const ENCODE_CAPACITY: usize = 512;
@@ -89,11 +95,35 @@ pub(crate) fn decode(payload: &[u8]) -> Option<Event> {
 }
 
 /// Headers of a live message.
-pub(crate) fn live_headers(origin: &HeaderValue, sequence: u64) -> HeaderMap {
+pub(crate) fn live_headers(
+    origin: &HeaderValue,
+    sequence: u64,
+    trace: Option<&HeaderValue>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(ORIGIN, origin.clone());
     headers.insert(SEQUENCE, sequence.to_string());
+    if let Some(trace) = trace {
+        headers.insert(TRACEPARENT, trace.clone());
+    }
     headers
+}
+
+/// Stamps the publisher's current trace context into an event that carries none, so that
+/// its subscribers (here and on other nodes) continue the publisher's trace; then the
+/// event's `traceparent`, if it carries a context.
+pub(crate) fn trace(event: &mut Event) -> Option<HeaderValue> {
+    if event.trace_id().is_none()
+        && let Some(current) = TraceContext::current()
+    {
+        current.stamp(event);
+    }
+    TraceContext::from_event(event).map(|t| HeaderValue::from(t.to_string()))
+}
+
+/// The trace context a received message's `traceparent` names, if valid.
+pub(crate) fn received_trace(headers: Option<&HeaderMap>) -> Option<TraceContext> {
+    headers?.get(TRACEPARENT)?.as_str().parse().ok()
 }
 
 /// What a received message's headers say about where it came from.

@@ -151,7 +151,7 @@ impl Inner {
                 .await;
             }
             let (headers, payload) = codec::encode(&event, Some(head.seq), epoch)?;
-            let failure = match self.publish(&subject, headers, payload).await {
+            let failure = match self.publish(&subject, headers, payload).await? {
                 Ok(ack) if !ack.duplicate => {
                     self.remember(&event, ack.sequence, Some(head.seq), writer);
                     return Ok(SaveOutcome::Saved);
@@ -414,7 +414,7 @@ impl Inner {
                 return Ok(head.version);
             }
             let headers = codec::encode_fence(epoch, head.version, head.seq, &id);
-            let failure = match self.publish(&subject, headers, Bytes::new()).await {
+            let failure = match self.publish(&subject, headers, Bytes::new()).await? {
                 Ok(ack) if !ack.duplicate => {
                     let fenced = Head {
                         seq: ack.sequence,
@@ -484,12 +484,19 @@ impl Inner {
         subject: &str,
         headers: HeaderMap,
         payload: Bytes,
-    ) -> Result<PublishAck, PublishError> {
+    ) -> Result<Result<PublishAck, PublishError>, StoreError> {
         let message = PublishMessage::build().payload(payload).headers(headers);
-        self.js
-            .send_publish(subject.to_owned(), message)
-            .await?
+        let publishing = async {
+            self.js
+                .send_publish(subject.to_owned(), message)
+                .await?
+                .await
+        };
+        // A refused publish is dropped without an answer: fail at once, not after retries.
+        self.violations
+            .guard(|v| v.subject == subject, Box::pin(publishing))
             .await
+            .map_err(super::failure::permission_denied)
     }
 
     /// Publishes `events` as one ADR-50 atomic batch whose first message carries the expected
@@ -516,7 +523,7 @@ impl Inner {
                     .map_err(|e| unavailable(&self.url, "stage a batch message", e))?;
             } else {
                 headers.insert(NATS_BATCH_COMMIT, NATS_BATCH_COMMIT_FINAL);
-                return Ok(self.publish(subject, headers, payload).await);
+                return self.publish(subject, headers, payload).await;
             }
         }
         unreachable!("a checked batch is not empty")

@@ -10,10 +10,11 @@ use async_nats::ConnectOptions;
 use async_nats::jetstream::{self, kv, stream};
 use tokio::time::Instant;
 
-use super::failure::unavailable;
+use super::failure::{permission_denied, unavailable};
 use super::head_cache::HeadCache;
 use super::{HEADER_ALLOWANCE, Inner, JetStreamConfig, JetStreamEventStore};
 use crate::naming::{snapshot_bucket, stream_name, stream_subjects};
+use crate::permissions::violations::{Violation, Violations, names};
 use aether_core::redact_url_credentials as redacted;
 
 /// The oldest server with everything the store uses (atomic batches, 2.12).
@@ -45,7 +46,11 @@ impl JetStreamEventStore {
     ///   within `config.connect_timeout`, the server refuses the credentials, or the URL is
     ///   malformed;
     /// - [`StoreError::Backend`] if the server is older than 2.12, has no JetStream, or the
-    ///   namespace's stream exists with settings the store cannot work with.
+    ///   namespace's stream exists with settings the store cannot work with;
+    /// - [`StoreError::PermissionDenied`] naming the subject, at once, if the server refuses
+    ///   this user the namespace's stream or bucket (another tenant's namespace, or one that
+    ///   does not exist yet and that only a node may create: see `docs/permissions.md`). A
+    ///   save the server refuses fails the same way.
     pub async fn connect_with(
         url: &str,
         namespace: Namespace,
@@ -57,7 +62,8 @@ impl JetStreamEventStore {
 
     /// Connects to NATS at `url` with `options` (user and password, token, NKey, creds file,
     /// TLS, a client name, …) and opens `namespace`, as [`connect_with`](Self::connect_with)
-    /// does; `config.connect_timeout` overrides the options' connection timeout.
+    /// does; `config.connect_timeout` overrides the options' connection timeout, and the store
+    /// sets the options' event callback (it watches for the server's permission violations).
     ///
     /// # Examples
     ///
@@ -94,12 +100,22 @@ impl JetStreamEventStore {
             .map_err(|e| unavailable(&shown, "not a valid NATS URL", e))?;
         let options = crate::server_addrs::with_url_credentials(&addrs, options)
             .map_err(|e| unavailable(&shown, "not a valid NATS URL", e))?;
+        let violations = Violations::default();
+        let refused = violations.clone();
         let client = options
             .connection_timeout(config.connect_timeout)
+            .event_callback(move |event| {
+                let refused = refused.clone();
+                async move {
+                    if let async_nats::Event::ServerError(error) = event {
+                        refused.record(&error);
+                    }
+                }
+            })
             .connect(addrs)
             .await
             .map_err(|e| unavailable(&shown, "cannot connect", e))?;
-        Self::open(client, shown, namespace, config).await
+        Self::open(client, shown, namespace, config, violations).await
     }
 
     /// Opens `namespace` on an existing connection (for example one shared with the event bus).
@@ -114,7 +130,7 @@ impl JetStreamEventStore {
     ) -> Result<Self, StoreError> {
         let info = client.server_info();
         let url = format!("{}:{}", info.host, info.port);
-        Self::open(client, url, namespace, config).await
+        Self::open(client, url, namespace, config, Violations::default()).await
     }
 
     /// Opens another namespace on this handle's connection and configuration.
@@ -129,6 +145,7 @@ impl JetStreamEventStore {
             inner.url.clone(),
             namespace,
             inner.config.clone(),
+            inner.violations.clone(),
         )
         .await
     }
@@ -138,6 +155,7 @@ impl JetStreamEventStore {
         url: String,
         namespace: Namespace,
         config: JetStreamConfig,
+        violations: Violations,
     ) -> Result<Self, StoreError> {
         config.validate()?;
         let info = client.server_info();
@@ -146,14 +164,62 @@ impl JetStreamEventStore {
             .timeout(config.request_timeout)
             .build(client.clone());
         let deadline = super::append::deadline_after(config.retry_timeout);
-        let stream = retry_until(deadline, || ensure_stream(&js, &namespace, &config))
+        // A stream or bucket this user may not read is refused at once, not retried until
+        // the deadline as if the server were slow to answer.
+        let ours = |v: &Violation| {
+            names(v, &stream_name(&namespace))
+                || names(v, &format!("KV_{}", snapshot_bucket(&namespace)))
+                || v.subject.starts_with("_INBOX")
+        };
+        let stream = violations
+            .guard(
+                ours,
+                Box::pin(retry_until(deadline, || {
+                    ensure_stream(&js, &namespace, &config)
+                })),
+            )
             .await
+            .map_err(permission_denied)?
             .map_err(|e| with_url(e, &url))?;
+        let snapshots = violations
+            .guard(
+                ours,
+                Box::pin(retry_until(deadline, || {
+                    ensure_bucket(&js, &namespace, &config)
+                })),
+            )
+            .await
+            .map_err(permission_denied)?
+            .map_err(|e| with_url(e, &url))?;
+        Ok(Self::assemble(Parts {
+            client,
+            js,
+            stream,
+            snapshots,
+            namespace,
+            config,
+            url,
+            violations,
+        }))
+    }
+
+    /// A handle on a stream and bucket that exist (created, checked or looked up).
+    pub(super) fn assemble(parts: Parts) -> Self {
+        let Parts {
+            client,
+            js,
+            stream,
+            snapshots,
+            namespace,
+            config,
+            url,
+            violations,
+        } = parts;
         let direct_reads = stream.cached_info().config.num_replicas <= 1;
-        let snapshots = retry_until(deadline, || ensure_bucket(&js, &namespace, &config))
-            .await
-            .map_err(|e| with_url(e, &url))?;
-        let room = info.max_payload.saturating_sub(HEADER_ALLOWANCE);
+        let room = client
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADER_ALLOWANCE);
         let defaults = EventLimits::default();
         let limits = EventLimits {
             max_event_bytes: defaults.max_event_bytes.min(room),
@@ -161,10 +227,10 @@ impl JetStreamEventStore {
             ..defaults
         };
         let heads = HeadCache::new(config.head_cache_capacity);
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 heads,
-                metrics: aether_core::StoreMetrics::new("jetstream"),
+                metrics: aether_core::StoreMetrics::new("jetstream", namespace.as_str()),
                 client,
                 js,
                 stream_name: stream_name(&namespace),
@@ -175,12 +241,25 @@ impl JetStreamEventStore {
                 limits,
                 url,
                 direct_reads,
+                violations,
             }),
-        })
+        }
     }
 }
 
-fn check_server_version(url: &str, version: &str) -> Result<(), StoreError> {
+/// What a store handle is made of, once its stream and bucket are open.
+pub(super) struct Parts {
+    pub(super) client: async_nats::Client,
+    pub(super) js: jetstream::Context,
+    pub(super) stream: stream::Stream,
+    pub(super) snapshots: kv::Store,
+    pub(super) namespace: Namespace,
+    pub(super) config: JetStreamConfig,
+    pub(super) url: String,
+    pub(super) violations: Violations,
+}
+
+pub(super) fn check_server_version(url: &str, version: &str) -> Result<(), StoreError> {
     let mut parts = version
         .split(['.', '-'])
         .map(|p| p.parse::<u64>().unwrap_or(0));
@@ -200,7 +279,10 @@ fn check_server_version(url: &str, version: &str) -> Result<(), StoreError> {
 
 /// Retries `attempt` on infrastructure errors until `deadline`: a fresh cluster may still be
 /// electing its meta leader or gathering peers for a replicated stream.
-async fn retry_until<T, F, Fut>(deadline: Instant, mut attempt: F) -> Result<T, StoreError>
+pub(super) async fn retry_until<T, F, Fut>(
+    deadline: Instant,
+    mut attempt: F,
+) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
@@ -215,7 +297,7 @@ where
     }
 }
 
-fn with_url(error: StoreError, url: &str) -> StoreError {
+pub(super) fn with_url(error: StoreError, url: &str) -> StoreError {
     match error {
         StoreError::Unavailable { message, source } => StoreError::Unavailable {
             message: format!("NATS at {url}: {message}"),
@@ -256,9 +338,25 @@ async fn ensure_stream(
                 message: format!("create or open stream {name}: {e}"),
                 source: Some(Box::new(e)),
             })?;
-    let found = &stream.cached_info().config;
+    check_stream(
+        &name,
+        &stream.cached_info().config,
+        &wanted.subjects,
+        config,
+    )?;
+    Ok(stream)
+}
+
+/// Refuses a stream whose settings the event store cannot work with (it would lose history,
+/// or could not check versions), naming every problem.
+pub(super) fn check_stream(
+    name: &str,
+    found: &stream::Config,
+    subjects: &[String],
+    config: &JetStreamConfig,
+) -> Result<(), StoreError> {
     let problems: Vec<&str> = [
-        (found.subjects != wanted.subjects, "other subjects"),
+        (found.subjects != subjects, "other subjects"),
         (!found.allow_direct, "allow_direct off"),
         (!found.allow_atomic_publish, "allow_atomic_publish off"),
         (!found.deny_delete, "deny_delete off"),
@@ -298,7 +396,7 @@ async fn ensure_stream(
             source: None,
         });
     }
-    Ok(stream)
+    Ok(())
 }
 
 async fn ensure_bucket(

@@ -97,3 +97,13 @@ pub(crate) fn unavailable(
         source: Some(Box::new(error)),
     }
 }
+
+/// A subject the server refused this connection's user.
+pub(crate) fn permission_denied(
+    violation: crate::permissions::violations::Violation,
+) -> StoreError {
+    StoreError::PermissionDenied {
+        action: violation.action.to_owned(),
+        subject: violation.subject,
+    }
+}

@@ -22,17 +22,21 @@ pub(crate) fn replay(
         return Ok(ReplayResult::default());
     };
     // Records that are not events sit between events: report those after the last event
-    // left out (what the in-memory store reports).
-    let after: i64 = conn
-        .prepare_cached(
+    // left out (what the in-memory store reports). From the start, that is all of them.
+    let after: i64 = if from == 0 {
+        0
+    } else {
+        conn.prepare_cached(
             "SELECT coalesce(max(position), 0) FROM records \
              WHERE actor = ?1 AND version IS NOT NULL AND version < ?2",
         )
         .and_then(|mut s| s.query_row(params![key, as_sql(from)], |row| row.get(0)))
-        .map_err(|e| sqlite_error("find where the replay starts", &e))?;
+        .map_err(|e| sqlite_error("find where the replay starts", &e))?
+    };
+    // The position is read only for a record that does not decode (its error names it).
     let mut statement = conn
         .prepare_cached(
-            "SELECT position, version, body FROM records WHERE actor = ?1 AND position > ?2 \
+            "SELECT body, version, position FROM records WHERE actor = ?1 AND position > ?2 \
              ORDER BY position",
         )
         .map_err(|e| sqlite_error("replay", &e))?;
@@ -41,12 +45,12 @@ pub(crate) fn replay(
         .map_err(|e| sqlite_error("replay", &e))?;
     let mut result = ReplayResult::default();
     while let Some(row) = rows.next().map_err(|e| sqlite_error("replay", &e))? {
-        let (position, version, body) = read_record(row)?;
+        let (body, version) = read_record(row)?;
         match decode(actor_id, version, body) {
             Ok(event) if event.version >= from => result.events.push(event),
             Ok(_) => {}
             Err(error) => result.errors.push(ReplayError {
-                position,
+                position: row.get(2).map_err(|e| sqlite_error("replay", &e))?,
                 raw: body.to_vec(),
                 error,
             }),
@@ -61,18 +65,16 @@ fn as_sql(version: Version) -> i64 {
     i64::try_from(version).unwrap_or(i64::MAX)
 }
 
-/// A record's position, version and body; the body is borrowed from the row (it is copied
-/// only for a record that does not decode). Events are stored as text, records written by
-/// other tools may be blobs: both are read as bytes.
-fn read_record<'r>(
-    row: &'r rusqlite::Row<'_>,
-) -> Result<(u64, Option<Version>, &'r [u8]), StoreError> {
-    let read = || -> rusqlite::Result<_> { Ok((row.get(0)?, row.get(1)?, row.get_ref(2)?)) };
-    let (position, version, body) = read().map_err(|e| sqlite_error("read a record", &e))?;
+/// A record's body and version, its first two columns; the body is borrowed from the row
+/// (it is copied only for a record that does not decode). Events are stored as text, records
+/// written by other tools may be blobs: both are read as bytes.
+fn read_record<'r>(row: &'r rusqlite::Row<'_>) -> Result<(&'r [u8], Option<Version>), StoreError> {
+    let read = || -> rusqlite::Result<_> { Ok((row.get_ref(0)?, row.get(1)?)) };
+    let (body, version) = read().map_err(|e| sqlite_error("read a record", &e))?;
     let body = body
         .as_bytes()
         .map_err(|e| super::backend("read a record's body", e))?;
-    Ok((position, version, body))
+    Ok((body, version))
 }
 
 /// A stored record as an event of `actor_id`, or why it is not one.
@@ -156,7 +158,7 @@ pub(crate) fn feed(
 ) -> Result<FeedPage, StoreError> {
     let mut statement = conn
         .prepare_cached(
-            "SELECT r.position, r.version, r.body, a.actor_id FROM records r \
+            "SELECT r.body, r.version, r.position, a.actor_id FROM records r \
              JOIN actors a ON a.id = r.actor \
              WHERE r.namespace = ?1 AND r.position > ?2 ORDER BY r.position LIMIT ?3",
         )
@@ -170,7 +172,8 @@ pub(crate) fn feed(
         ..FeedPage::default()
     };
     while let Some(row) = rows.next().map_err(|e| sqlite_error("read the feed", &e))? {
-        let (position, version, body) = read_record(row)?;
+        let (body, version) = read_record(row)?;
+        let position: u64 = row.get(2).map_err(|e| sqlite_error("read the feed", &e))?;
         let actor: String = row.get(3).map_err(|e| sqlite_error("read the feed", &e))?;
         let actor_id =
             ActorId::new(actor).map_err(|e| super::backend("read a stored actor id", e))?;

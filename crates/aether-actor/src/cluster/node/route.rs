@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aether_cluster::MapVersion;
-use aether_core::{ActorId, FencedEventStore, ShardId, SnapshotStore};
+use aether_core::{ActorId, FencedEventStore, ShardId, SnapshotStore, TraceContext};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::serve::is_fenced;
 use super::{ClusterActor, InFlight, Node, Refusal};
@@ -27,6 +28,8 @@ const DEADLINE: async_nats::header::HeaderName =
     async_nats::header::HeaderName::from_static(wire::DEADLINE_HEADER);
 const CALL_CHAIN: async_nats::header::HeaderName =
     async_nats::header::HeaderName::from_static(wire::CALL_CHAIN_HEADER);
+const TRACEPARENT: async_nats::header::HeaderName =
+    async_nats::header::HeaderName::from_static(wire::TRACEPARENT_HEADER);
 
 /// One attempt's result.
 enum Attempt<T, R> {
@@ -46,6 +49,8 @@ struct Call<'a> {
     budget: Duration,
     /// The asks waiting for this one (an ask made by an effect), if any.
     chain: CallChain,
+    /// The caller's context, if it had one (the call's span continues it).
+    parent: Option<TraceContext>,
 }
 
 impl Call<'_> {
@@ -252,6 +257,7 @@ fn call<'a, A: Actor, S>(
 ) -> Result<Call<'a>, ActorError> {
     let stream = stream_id::<A>(actor_id)?;
     Ok(Call {
+        parent: TraceContext::current(),
         actor_id,
         shard: node.epochs.shard_of(&stream),
         op,
@@ -291,7 +297,42 @@ fn unexpected_rejection(actor_id: &ActorId) -> ActorError {
 }
 
 /// Sends `call` to the owner of its shard until it is answered or its deadline passes.
+/// Routes a call in its span, `aether.actor.call`, with its trace context current (so that
+/// a call served here continues it, and a remote one sends it).
 async fn route<A, S, T, W, F, Fut>(
+    node: &Arc<Node<A, S>>,
+    call: &Call<'_>,
+    body: impl FnMut() -> Result<Bytes, ActorError>,
+    local: F,
+    convert: impl Fn(W) -> T,
+) -> Result<T, AskError<A::Rejection>>
+where
+    A: ClusterActor,
+    W: DeserializeOwned,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Attempt<T, A::Rejection>>,
+{
+    let span = tracing::info_span!(
+        "aether.actor.call",
+        namespace = %node.namespace,
+        actor_type = A::ACTOR_TYPE,
+        actor_id = %call.actor_id,
+        op = call.op.as_str(),
+        command_id = call.command_id.as_ref().map(tracing::field::display),
+        shard = call.shard.get(),
+        node = %node.me.node,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        parent_span_id = call.parent.map(|p| tracing::field::display(p.span_id_hex())),
+    );
+    let trace = super::span_context(call.parent, &span);
+    TraceContext::scope_opt(trace, route_attempts(node, call, body, local, convert))
+        .instrument(span)
+        .await
+}
+
+async fn route_attempts<A, S, T, W, F, Fut>(
     node: &Arc<Node<A, S>>,
     call: &Call<'_>,
     mut body: impl FnMut() -> Result<Bytes, ActorError>,
@@ -331,10 +372,7 @@ where
         };
         match attempt {
             Attempt::Done(result) => return result,
-            Attempt::Retry => {
-                node.retries
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            Attempt::Retry => node.route.retries.inc(),
         }
         let now = Instant::now();
         if now >= call.deadline {
@@ -415,6 +453,10 @@ where
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MAP_VERSION, version.get().to_string());
     headers.insert(DEADLINE, remaining.as_millis().to_string());
+    // The call's context (current in its span), if it has one: see `span_context`.
+    if let Some(trace) = TraceContext::current() {
+        headers.insert(TRACEPARENT, trace.to_string());
+    }
     if !call.chain.is_empty() {
         // A list of strings always serializes.
         let chain = serde_json::to_string(&call.chain.to_strings()).unwrap_or_default();
@@ -430,10 +472,16 @@ where
     );
     // An owner that crashed or paused after the request reached it never answers; once a
     // newer placement gives the shard to another node, send it there at once.
-    let message = match tokio::select! {
+    node.route.remote.inc();
+    let started = std::time::Instant::now();
+    let outcome = tokio::select! {
         sent = sent => Some(sent),
         () = moved_away(node, call.shard, owner) => None,
-    } {
+    };
+    node.route
+        .remote_seconds
+        .record(started.elapsed().as_secs_f64());
+    let message = match outcome {
         None => return Attempt::Retry,
         Some(Ok(message)) => message,
         Some(Err(e)) => {

@@ -4,9 +4,10 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use aether_core::{ActorId, FencedEventStore, SnapshotStore, StoreError};
+use aether_core::{ActorId, FencedEventStore, SnapshotStore, StoreError, TraceContext};
 use futures::StreamExt;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{ClusterActor, Node, Refusal};
 use crate::cluster::wire::typed::{self, ReplyOut};
@@ -32,12 +33,45 @@ pub(super) async fn answer_requests<A, S>(
                 tracing::debug!(subject = %message.subject, "actor request without a reply subject ignored");
                 return;
             };
-            let reply = answer(&node, &message).await;
+            let reply = answer_traced(&node, &message).await;
+            node.route.served.inc();
             if let Err(e) = node.client.publish(reply_to, reply.into()).await {
                 tracing::debug!(error = %e, "could not send an actor reply");
             }
         });
     }
+}
+
+/// [`answer`] in the request's span, `aether.actor.request`, whose trace context continues
+/// the caller's `traceparent` (or starts a trace, when the span is recorded) and is current
+/// while the request is served.
+async fn answer_traced<A, S>(node: &Arc<Node<A, S>>, message: &async_nats::Message) -> Vec<u8>
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    let parent = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(wire::TRACEPARENT_HEADER))
+        .and_then(|v| v.as_str().parse::<TraceContext>().ok());
+    let span = tracing::info_span!(
+        "aether.actor.request",
+        namespace = %node.namespace,
+        actor_type = A::ACTOR_TYPE,
+        actor_id = tracing::field::Empty,
+        op = tracing::field::Empty,
+        command_id = tracing::field::Empty,
+        shard = tracing::field::Empty,
+        node = %node.me.node,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        parent_span_id = parent.map(|p| tracing::field::display(p.span_id_hex())),
+    );
+    let trace = super::span_context(parent, &span);
+    TraceContext::scope_opt(trace, answer(node, message))
+        .instrument(span)
+        .await
 }
 
 /// The answer to one request, encoded.
@@ -75,6 +109,13 @@ where
         Err(e) => return invalid(e.to_string()),
     };
     let shard = node.epochs.shard_of(&stream);
+    let span = tracing::Span::current();
+    span.record("actor_id", tracing::field::display(&request.actor_id));
+    span.record("op", request.op.as_str());
+    if let Some(id) = &request.command_id {
+        span.record("command_id", tracing::field::display(id));
+    }
+    span.record("shard", shard.get());
     let _in_flight = match node.admit(shard, sender_version, deadline).await {
         Ok(in_flight) => in_flight,
         Err(refusal) => return refused(node, refusal).encode(),
@@ -187,8 +228,7 @@ fn internal(message: String) -> Reply {
 fn refused<A: ClusterActor, S>(node: &Node<A, S>, refusal: Refusal) -> Reply {
     match refusal {
         Refusal::Moved(map_version) => {
-            node.moved
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            node.route.moved.inc();
             Reply::Moved { map_version }
         }
         Refusal::NotCurrent => Reply::Error {
@@ -235,8 +275,7 @@ where
     if is_fenced(error) {
         node.passivate_fenced(actor_id);
         // Nothing was written: the sender retries (same command id) at the new owner.
-        node.moved
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        node.route.moved.inc();
         return Reply::Moved {
             map_version: node.version(),
         };

@@ -339,7 +339,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         if let Some(command) = command {
             let id = reminder_command_id(&self.stream, &name, due);
             self.extras().firing = Some(name.clone());
-            let span = self.command_span(&id);
+            let (span, _) = self.command_span(&id, None);
             let (result, effects) = self
                 .run_command(&id, command, self.shared.config.ask.on_conflict)
                 .instrument(span)

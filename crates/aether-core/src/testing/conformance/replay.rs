@@ -70,6 +70,12 @@ pub async fn events_with_errors_reports_undecodable_records<S: ConformanceTarget
         replay.errors.iter().all(|e| !e.error.is_empty()),
         "each error says why"
     );
+    // Positions are the store's own, but each names its record: they rise in commit order.
+    let positions: Vec<u64> = replay.errors.iter().map(|e| e.position).collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]) && positions[0] > 0,
+        "the bad records' positions rise in commit order: {positions:?}"
+    );
     let positions: Vec<u64> = replay.errors.iter().map(|e| e.position).collect();
     assert!(
         positions.windows(2).all(|w| w[0] < w[1]),

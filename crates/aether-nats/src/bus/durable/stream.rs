@@ -1,5 +1,12 @@
-//! [`BusStream`]: the JetStream stream behind durable mode, opened (or created) on first use,
+//! [`BusStream`]: the JetStream streams behind durable mode, opened (or created) on first use,
 //! and the consumers behind durable subscriptions.
+//!
+//! Two kinds: the **shared** bus stream (`aether-bus`) captures every namespace's durable
+//! subject `aether.durable.<ns>` and republishes each event on its live subject; it serves the
+//! bus-level (trusted) durable subscriptions. A **namespace** bus stream
+//! (`aether-bus-<enc(ns)>`) sources the shared stream's events of one namespace and serves that
+//! namespace's tenant handles, so that a tenant can be allowed to read it without reading any
+//! other tenant's events (`docs/permissions.md`).
 
 use aether_core::BackendError;
 use aether_core::{Event, Namespace, Pattern};
@@ -85,6 +92,96 @@ impl BusStream {
         })
     }
 
+    /// Opens `namespace`'s bus stream (see the module docs). If it does not exist,
+    /// `ensure_shared` opens (or creates) the shared stream first, then the namespace's stream
+    /// is created sourcing it; a user without the permission to create it gets
+    /// [`BusError::PermissionDenied`] (a node creates namespaces; tenants use them).
+    pub(crate) async fn open_namespace(
+        client: async_nats::Client,
+        config: DurableConfig,
+        namespace: &Namespace,
+        ensure_shared: impl Future<Output = Result<(), BusError>>,
+    ) -> Result<Self, BusError> {
+        let can_reset = server_at_least(&client.server_info().version, (2, 14));
+        let mut context = jetstream::new(client);
+        context.set_timeout(config.request_timeout);
+        let name = crate::permissions::namespace_bus_stream(&config.stream_name, namespace);
+        let source = stream::Source {
+            name: config.stream_name.clone(),
+            filter_subject: Some(wire::durable_subject(namespace).to_string()),
+            ..Default::default()
+        };
+        let stream = match context.get_stream(&name).await {
+            Ok(stream) => stream,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(ref js)
+                        if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
+            {
+                ensure_shared.await?;
+                let wanted = stream::Config {
+                    name: name.clone(),
+                    description: Some(format!("Aether bus events of namespace {namespace}")),
+                    sources: Some(vec![source.clone()]),
+                    retention: stream::RetentionPolicy::Limits,
+                    discard: stream::DiscardPolicy::Old,
+                    storage: stream::StorageType::File,
+                    max_age: config.max_age,
+                    max_bytes: config
+                        .max_bytes
+                        .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+                    num_replicas: config.replicas,
+                    allow_direct: true,
+                    ..Default::default()
+                };
+                context.get_or_create_stream(wanted).await.map_err(|e| {
+                    BusError::backend(format!("cannot create namespace bus stream {name}"), e)
+                })?
+            }
+            Err(e) => {
+                return Err(BusError::backend(
+                    format!("cannot open namespace bus stream {name}"),
+                    e,
+                ));
+            }
+        };
+        let found = &stream.cached_info().config;
+        let sources: Vec<(&str, Option<&str>)> = found
+            .sources
+            .iter()
+            .flatten()
+            .map(|s| (s.name.as_str(), s.filter_subject.as_deref()))
+            .collect();
+        if !found.subjects.is_empty()
+            || sources != [(source.name.as_str(), source.filter_subject.as_deref())]
+        {
+            return Err(BusError::Backend {
+                message: format!(
+                    "stream {name} exists with subjects {:?} and sources {sources:?}; a \
+                     namespace bus stream has no subjects and sources exactly {} filtered to \
+                     {:?}",
+                    found.subjects,
+                    source.name,
+                    source.filter_subject.as_deref().unwrap_or_default()
+                ),
+                source: None,
+            });
+        }
+        Ok(Self {
+            context,
+            stream,
+            config,
+            can_reset,
+        })
+    }
+
+    /// The stream's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.stream.cached_info().config.name
+    }
+
     /// Stores `payload` (the encoded `event`) and waits for the stream's acknowledgement.
     /// The message id is the namespace and the event id ([`wire::durable_message_id`]), so a
     /// retried publish is stored once, and the same event id in two namespaces twice. Returns
@@ -96,9 +193,13 @@ impl BusStream {
         namespace: &Namespace,
         event: &Event,
         payload: bytes::Bytes,
+        trace: Option<async_nats::HeaderValue>,
     ) -> Result<Stored, BusError> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(wire::ORIGIN_HEADER, origin);
+        if let Some(trace) = trace {
+            headers.insert(wire::TRACEPARENT_HEADER, trace);
+        }
         headers.insert(
             NATS_MESSAGE_ID,
             wire::durable_message_id(namespace, &event.id).as_str(),
