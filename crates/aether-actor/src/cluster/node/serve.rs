@@ -17,7 +17,9 @@ use crate::error::ActivationFailure;
 use crate::runtime::stream_id;
 use crate::{ActorError, AskError, AskOptions, QueryOptions};
 
-/// Answers every request on `subscription`, each in its own task, while the node lives.
+/// Answers every request on `subscription` while the node lives, many at once: each is a
+/// future polled by this task (not a task of its own), so that a request costs no spawn and
+/// no wake-up of a task of its own; the actors' work runs in their own tasks.
 pub(super) async fn answer_requests<A, S>(
     node: Weak<Node<A, S>>,
     mut subscription: async_nats::Subscriber,
@@ -25,20 +27,37 @@ pub(super) async fn answer_requests<A, S>(
     A: ClusterActor,
     S: FencedEventStore + SnapshotStore + Clone + 'static,
 {
-    while let Some(message) = subscription.next().await {
-        let Some(node) = node.upgrade() else { return };
-        tokio::spawn(async move {
-            let Some(reply_to) = message.reply.clone() else {
-                // Nobody to answer: a request must be a NATS request (with a reply subject).
-                tracing::debug!(subject = %message.subject, "actor request without a reply subject ignored");
-                return;
-            };
-            let reply = answer_traced(&node, &message).await;
-            node.route.served.inc();
-            if let Err(e) = node.client.publish(reply_to, reply.into()).await {
-                tracing::debug!(error = %e, "could not send an actor reply");
+    let mut answering = futures::stream::FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = answering.next(), if !answering.is_empty() => {}
+            message = subscription.next() => {
+                let Some(message) = message else { break };
+                let Some(node) = node.upgrade() else { return };
+                answering.push(answer_one(node, message));
             }
-        });
+        }
+    }
+    // The subscription ended: finish the requests already taken.
+    while answering.next().await.is_some() {}
+}
+
+/// Answers one request on its reply subject.
+async fn answer_one<A, S>(node: Arc<Node<A, S>>, message: async_nats::Message)
+where
+    A: ClusterActor,
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    let Some(reply_to) = message.reply.clone() else {
+        // Nobody to answer: a request must be a NATS request (with a reply subject).
+        tracing::debug!(subject = %message.subject, "actor request without a reply subject ignored");
+        return;
+    };
+    let reply = answer_traced(&node, &message).await;
+    node.route.served.inc();
+    if let Err(e) = node.client.publish(reply_to, reply.into()).await {
+        tracing::debug!(error = %e, "could not send an actor reply");
     }
 }
 
