@@ -77,6 +77,17 @@ pub const DEADLINE_HEADER: &str = "Aether-Deadline-Ms";
 pub const TRACEPARENT_HEADER: &str = aether_core::TraceContext::HEADER;
 /// Header: the actors waiting in a chain of asks made by effects (a JSON array of strings).
 pub const CALL_CHAIN_HEADER: &str = "Aether-Call-Chain";
+
+/// The headers' names as async-nats keys, built once: looking a header up by a `&str`
+/// validates and copies the name on every call.
+pub(crate) mod names {
+    use async_nats::header::HeaderName;
+
+    pub(crate) const MAP_VERSION: HeaderName = HeaderName::from_static(super::MAP_VERSION_HEADER);
+    pub(crate) const DEADLINE: HeaderName = HeaderName::from_static(super::DEADLINE_HEADER);
+    pub(crate) const CALL_CHAIN: HeaderName = HeaderName::from_static(super::CALL_CHAIN_HEADER);
+    pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static(super::TRACEPARENT_HEADER);
+}
 /// Most actors an `Aether-Call-Chain` may name.
 pub const MAX_CALL_CHAIN: usize = 64;
 /// Largest request body a node decodes.
@@ -269,7 +280,7 @@ impl Request {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn call_chain(headers: Option<&async_nats::HeaderMap>) -> Result<Vec<String>, WireError> {
-    let Some(value) = headers.and_then(|h| h.get(CALL_CHAIN_HEADER)) else {
+    let Some(value) = headers.and_then(|h| h.get(names::CALL_CHAIN)) else {
         return Ok(Vec::new());
     };
     let chain: Vec<String> =
@@ -300,7 +311,7 @@ pub fn map_version(headers: Option<&async_nats::HeaderMap>) -> Result<MapVersion
         reason: reason.to_owned(),
     };
     let value = headers
-        .and_then(|h| h.get(MAP_VERSION_HEADER))
+        .and_then(|h| h.get(names::MAP_VERSION))
         .ok_or_else(|| bad("missing"))?;
     value
         .as_str()

@@ -16,20 +16,12 @@ use tracing::Instrument;
 
 use super::serve::is_fenced;
 use super::{ClusterActor, InFlight, Node, Refusal};
+use crate::cluster::wire::names::{CALL_CHAIN, DEADLINE, MAP_VERSION, TRACEPARENT};
 use crate::cluster::wire::typed::{self, ReplyIn};
-use crate::cluster::wire::{self, AskOk, ErrorKind, Operation};
+use crate::cluster::wire::{AskOk, ErrorKind, Operation};
 use crate::effect::CallChain;
 use crate::runtime::stream_id;
 use crate::{Actor, ActorError, AskError, AskOptions, AskResult, CommandId, Outcome, QueryOptions};
-
-const MAP_VERSION: async_nats::header::HeaderName =
-    async_nats::header::HeaderName::from_static(wire::MAP_VERSION_HEADER);
-const DEADLINE: async_nats::header::HeaderName =
-    async_nats::header::HeaderName::from_static(wire::DEADLINE_HEADER);
-const CALL_CHAIN: async_nats::header::HeaderName =
-    async_nats::header::HeaderName::from_static(wire::CALL_CHAIN_HEADER);
-const TRACEPARENT: async_nats::header::HeaderName =
-    async_nats::header::HeaderName::from_static(wire::TRACEPARENT_HEADER);
 
 /// One attempt's result.
 enum Attempt<T, R> {

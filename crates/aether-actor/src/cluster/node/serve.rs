@@ -72,7 +72,7 @@ where
     let parent = message
         .headers
         .as_ref()
-        .and_then(|h| h.get(wire::TRACEPARENT_HEADER))
+        .and_then(|h| h.get(wire::names::TRACEPARENT))
         .and_then(|v| v.as_str().parse::<TraceContext>().ok());
     let span = tracing::info_span!(
         "aether.actor.request",
@@ -216,7 +216,7 @@ fn deadline<A: ClusterActor, S: FencedEventStore + SnapshotStore + Clone + 'stat
     headers: Option<&async_nats::HeaderMap>,
     node: &Node<A, S>,
 ) -> Result<Duration, String> {
-    let Some(value) = headers.and_then(|h| h.get(wire::DEADLINE_HEADER)) else {
+    let Some(value) = headers.and_then(|h| h.get(wire::names::DEADLINE)) else {
         return Ok(node
             .local
             .config()
