@@ -1134,7 +1134,7 @@ pub(crate) fn stream_id<A: Actor>(actor_id: &ActorId) -> Result<ActorId, ActorEr
 /// Fails exactly when [`stream_id`] fails, without building the id: `A::ACTOR_TYPE` is one
 /// token of `[A-Za-z0-9_-]` (checked by [`Actors::new`]) and `actor_id` a valid id, so
 /// `<type>.<id>` breaks no rule but, perhaps, the length.
-fn check_stream_id<A: Actor>(actor_id: &ActorId) -> Result<(), ActorError> {
+pub(crate) fn check_stream_id<A: Actor>(actor_id: &ActorId) -> Result<(), ActorError> {
     if A::ACTOR_TYPE.len() + 1 + actor_id.as_str().len() <= ActorId::MAX_LEN {
         Ok(())
     } else {

@@ -71,7 +71,7 @@ pub use name::{ActorId, EventId, InvalidName, NameKind, NameRule, Namespace, Nod
 pub use pattern::{Pattern, PatternToken, SubjectTrie};
 pub use placement::{
     Member, PlacementError, ShardCount, ShardId, ShardMap, ShardMove, assign_shards, shard_for,
-    shard_moves,
+    shard_for_prefixed, shard_moves,
 };
 pub use redact::redact_url_credentials;
 pub use snapshot::ActorSnapshot;

@@ -22,7 +22,7 @@ mod shard;
 
 pub use assign::assign_shards;
 pub use error::PlacementError;
-pub use hash::shard_for;
+pub use hash::{shard_for, shard_for_prefixed};
 pub use map::ShardMap;
 pub use member::Member;
 pub use moves::{ShardMove, shard_moves};

@@ -111,7 +111,13 @@ pub(crate) struct Node<A: Actor, S> {
     /// `aether.actor.<namespace>.<actor type>.`: the request subjects less the node.
     subject_prefix: String,
     /// The request subject of each node called so far.
-    subjects: Mutex<std::collections::HashMap<aether_core::NodeId, async_nats::Subject>>,
+    subjects: Mutex<
+        std::collections::HashMap<
+            aether_core::NodeId,
+            async_nats::Subject,
+            foldhash::fast::RandomState,
+        >,
+    >,
     pub(crate) me: Incarnate,
     pub(crate) epochs: Arc<ShardEpochs>,
     state: Mutex<NodeState>,
@@ -369,7 +375,7 @@ where
             client,
             namespace,
             subject_prefix,
-            subjects: Mutex::new(std::collections::HashMap::new()),
+            subjects: Mutex::new(std::collections::HashMap::default()),
             state: Mutex::new(NodeState {
                 ownership: Ownership::new(me.clone(), shards),
                 in_flight: vec![0; shards.get() as usize],
@@ -537,7 +543,7 @@ where
     ///
     /// [`ActorError::InvalidActorId`] if the actor id with the type prefix is not a valid id.
     pub fn shard_of(&self, actor_id: &ActorId) -> Result<ShardId, ActorError> {
-        Ok(self.node.epochs.shard_of(&stream_id::<A>(actor_id)?))
+        self.node.epochs.shard_of_actor::<A>(actor_id)
     }
 
     /// Stops at once, as a crash would: answers nothing more, follows no placement, hands

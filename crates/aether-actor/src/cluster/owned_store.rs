@@ -74,6 +74,25 @@ impl ShardEpochs {
         shard_for(stream, self.shards)
     }
 
+    /// The shard of the actor `actor_id` of type `A`, stored under `<type>.<id>`, without
+    /// building that id.
+    ///
+    /// # Errors
+    ///
+    /// [`ActorError::InvalidActorId`](crate::ActorError::InvalidActorId) if `<type>.<id>` is
+    /// not a valid id (too long).
+    pub(crate) fn shard_of_actor<A: crate::Actor>(
+        &self,
+        actor_id: &ActorId,
+    ) -> Result<ShardId, crate::ActorError> {
+        crate::runtime::check_stream_id::<A>(actor_id)?;
+        Ok(aether_core::shard_for_prefixed(
+            A::ACTOR_TYPE,
+            actor_id,
+            self.shards,
+        ))
+    }
+
     /// Serves `shard` under `epoch` (`None`: no longer served).
     pub fn set(&self, shard: ShardId, epoch: Option<OwnerEpoch>) {
         if let Some(slot) = self.epochs.get(shard.get() as usize) {

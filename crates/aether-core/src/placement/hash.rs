@@ -46,6 +46,28 @@ pub fn shard_for(actor: &ActorId, shards: ShardCount) -> ShardId {
     reduce(key_hash(actor.as_str().as_bytes()), shards)
 }
 
+/// The shard of the stream `<prefix>.<actor>` (an actor type's stream, say), out of
+/// `shards`: what [`shard_for`] gives for that id, without building it (FNV-1a reads bytes one
+/// at a time, so the prefix, the `.` and the id hash as the whole id would).
+///
+/// # Examples
+///
+/// ```
+/// use aether_core::{ActorId, ShardCount, shard_for, shard_for_prefixed};
+///
+/// let shards = ShardCount::DEFAULT;
+/// let id = ActorId::new("42")?;
+/// assert_eq!(
+///     shard_for_prefixed("account", &id, shards),
+///     shard_for(&ActorId::new("account.42")?, shards),
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn shard_for_prefixed(prefix: &str, actor: &ActorId, shards: ShardCount) -> ShardId {
+    let h = fnv1a64_from(fnv1a64(prefix.as_bytes()), b".");
+    reduce(fmix64(fnv1a64_from(h, actor.as_str().as_bytes())), shards)
+}
+
 /// FNV-1a then fmix64 of `bytes`: steps 1 and 2 of [`shard_for`].
 pub(crate) fn key_hash(bytes: &[u8]) -> u64 {
     fmix64(fnv1a64(bytes))
@@ -76,9 +98,14 @@ fn reduce(hash: u64, shards: ShardCount) -> ShardId {
 
 /// 64-bit FNV-1a.
 fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(FNV_OFFSET_BASIS, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(FNV_PRIME)
-    })
+    fnv1a64_from(FNV_OFFSET_BASIS, bytes)
+}
+
+/// 64-bit FNV-1a of `bytes`, continuing from the state `h` (of the bytes before them).
+fn fnv1a64_from(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
 }
 
 /// murmur3's 64-bit finaliser: a bijection that makes every output bit depend on every input bit.
@@ -128,5 +155,24 @@ mod tests {
         assert_eq!(reduce(0, s).get(), 0);
         assert_eq!(reduce(u64::MAX, s).get(), 99);
         assert_eq!(reduce(1 << 63, s).get(), 50);
+    }
+
+    proptest::proptest! {
+        /// The prefixed form is the whole id's shard: a different answer would route an
+        /// actor's calls to a node that does not serve it.
+        #[test]
+        fn the_prefixed_shard_is_the_whole_ids_shard(
+            prefix in "[a-z0-9_-]{1,12}",
+            id in "[a-zA-Z0-9@ü_-]{1,20}(\\.[a-z0-9]{1,5}){0,2}",
+            shards in 1u32..5000,
+        ) {
+            let shards = ShardCount::new(shards).unwrap();
+            let actor = ActorId::new(&id).unwrap();
+            let whole = ActorId::new(format!("{prefix}.{id}")).unwrap();
+            proptest::prop_assert_eq!(
+                shard_for_prefixed(&prefix, &actor, shards),
+                shard_for(&whole, shards)
+            );
+        }
     }
 }

@@ -20,7 +20,6 @@ use crate::cluster::wire::names::{CALL_CHAIN, DEADLINE, MAP_VERSION, TRACEPARENT
 use crate::cluster::wire::typed::{self, ReplyIn};
 use crate::cluster::wire::{AskOk, ErrorKind, Operation};
 use crate::effect::CallChain;
-use crate::runtime::stream_id;
 use crate::{Actor, ActorError, AskError, AskOptions, AskResult, CommandId, Outcome, QueryOptions};
 
 /// One attempt's result.
@@ -247,11 +246,10 @@ fn call<'a, A: Actor, S>(
     command_id: Option<CommandId>,
     budget: Duration,
 ) -> Result<Call<'a>, ActorError> {
-    let stream = stream_id::<A>(actor_id)?;
     Ok(Call {
         parent: TraceContext::current(),
         actor_id,
-        shard: node.epochs.shard_of(&stream),
+        shard: node.epochs.shard_of_actor::<A>(actor_id)?,
         op,
         command_id,
         deadline: crate::runtime::deadline_after(budget),

@@ -14,7 +14,6 @@ use crate::cluster::wire::typed::{self, ReplyOut};
 use crate::cluster::wire::{self, AskOk, ErrorKind, Operation, Reply};
 use crate::effect::CallChain;
 use crate::error::ActivationFailure;
-use crate::runtime::stream_id;
 use crate::{ActorError, AskError, AskOptions, QueryOptions};
 
 /// Answers every request on `subscription` while the node lives, many at once: each is a
@@ -123,11 +122,10 @@ where
         Err(e) => return invalid(e),
     };
     let deadline = crate::runtime::deadline_after(timeout);
-    let stream = match stream_id::<A>(&request.actor_id) {
-        Ok(stream) => stream,
+    let shard = match node.epochs.shard_of_actor::<A>(&request.actor_id) {
+        Ok(shard) => shard,
         Err(e) => return invalid(e.to_string()),
     };
-    let shard = node.epochs.shard_of(&stream);
     let span = tracing::Span::current();
     span.record("actor_id", tracing::field::display(&request.actor_id));
     span.record("op", request.op.as_str());
