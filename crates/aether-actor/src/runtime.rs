@@ -1058,10 +1058,14 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                     ));
                     tx
                 }
-                Route::Stopping(control) => match timeout_at(deadline, control.stopped()).await {
-                    Err(_) => return Err(timeout()),
-                    Ok(_) => continue,
-                },
+                // Boxed, as the wait for room below: a rare wait should not size the future
+                // of every message (a serving node allocates one per request).
+                Route::Stopping(control) => {
+                    match Box::pin(timeout_at(deadline, control.stopped())).await {
+                        Err(_) => return Err(timeout()),
+                        Ok(_) => continue,
+                    }
+                }
             };
             match when_full {
                 WhenFull::Fail => match tx.try_send(envelope) {
@@ -1077,16 +1081,22 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                         envelope = back;
                     }
                 },
-                WhenFull::Wait => match timeout_at(deadline, tx.send_wait(envelope)).await {
-                    Err(_) => {
-                        self.shared.counters.overloaded.inc();
-                        return Err(ActorError::Overloaded {
-                            actor_id: actor_id.clone(),
-                            capacity: config.mailbox_capacity,
-                        });
+                WhenFull::Wait => match tx.try_send(envelope) {
+                    Ok(()) => return Ok(()),
+                    Err(queue::TrySendError::Closed(back)) => envelope = back,
+                    Err(queue::TrySendError::Full(back)) => {
+                        match Box::pin(timeout_at(deadline, tx.send_wait(back))).await {
+                            Err(_) => {
+                                self.shared.counters.overloaded.inc();
+                                return Err(ActorError::Overloaded {
+                                    actor_id: actor_id.clone(),
+                                    capacity: config.mailbox_capacity,
+                                });
+                            }
+                            Ok(Ok(())) => return Ok(()),
+                            Ok(Err(back)) => envelope = back,
+                        }
                     }
-                    Ok(Ok(())) => return Ok(()),
-                    Ok(Err(back)) => envelope = back,
                 },
             }
             // The mailbox closed under us: the actor is stopping. Route again (and wait).

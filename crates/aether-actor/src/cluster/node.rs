@@ -628,9 +628,24 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
         deadline: Instant,
     ) -> Result<InFlight<A, S>, Refusal> {
         self.check_membership().await;
+        // Most requests are decided at once: no waiter is registered for them, and the wait
+        // (boxed) does not size the future of every request.
+        if let Some(decided) = self.try_admit(shard, sender_version) {
+            return decided;
+        }
+        Box::pin(self.admit_when_changed(shard, sender_version, deadline)).await
+    }
+
+    /// [`admit`](Self::admit) for a request that must wait: decides it again whenever the
+    /// ownership changes, until the wait's bound.
+    async fn admit_when_changed(
+        self: &Arc<Self>,
+        shard: ShardId,
+        sender_version: MapVersion,
+        deadline: Instant,
+    ) -> Result<InFlight<A, S>, Refusal> {
         let mut wait_until = None;
         loop {
-            // Most requests are decided at once: no waiter is registered for them.
             if let Some(decided) = self.try_admit(shard, sender_version) {
                 return decided;
             }
@@ -700,6 +715,18 @@ impl<A: Actor, S: FencedEventStore + SnapshotStore + Clone + 'static> Node<A, S>
         if !behind(&self.lock()) {
             return;
         }
+        // Boxed: the catch-up's future is large (a read of the placement), and every request
+        // awaits this one; the common case above stays small.
+        Box::pin(self.catch_up(incarnation)).await;
+    }
+
+    /// [`check_membership`](Self::check_membership) once this node's membership is current
+    /// under `incarnation` but its ownership is not: lapses what it served under an earlier
+    /// incarnation, reads the newest placement and serves what it names.
+    async fn catch_up(self: &Arc<Self>, incarnation: u64) {
+        let behind = |state: &NodeState| {
+            !state.ownership.is_current() || state.ownership.me().incarnation != incarnation
+        };
         let _one = self.renewing.lock().await;
         if !behind(&self.lock()) || self.leaving.load(Ordering::Acquire) {
             return;

@@ -150,11 +150,9 @@ where
                 timeout: remaining,
                 ..node.local.config().ask.clone()
             };
-            match node
-                .local
-                .ask_inner(actor_id, command, options, chain)
-                .await
-            {
+            // Boxed, like the tell and the reminder: their futures are large, and a request's
+            // future (held for each request in flight) is sized by its largest arm.
+            match Box::pin(node.local.ask_inner(actor_id, command, options, chain)).await {
                 Ok(outcome) => ok(&AskOk::from(outcome)),
                 Err(AskError::Rejected(rejection)) => ReplyOut::<(), _>::Rejected(&rejection)
                     .encode()
@@ -172,7 +170,7 @@ where
             let Some(command_id) = request.command_id else {
                 return invalid("a tell needs a command id".to_owned());
             };
-            match node.local.tell_inner(actor_id, command, command_id).await {
+            match Box::pin(node.local.tell_inner(actor_id, command, command_id)).await {
                 Ok(id) => ok(&id.as_str()),
                 Err(e) => failed(node, actor_id, &e).encode(),
             }
@@ -199,7 +197,7 @@ where
             if let Err(reason) = crate::effect::check_name(&name) {
                 return invalid(reason);
             }
-            match node.local.remind_here(actor_id, &name).await {
+            match Box::pin(node.local.remind_here(actor_id, &name)).await {
                 Ok(()) => ok(&()),
                 Err(e) => failed(node, actor_id, &e).encode(),
             }
