@@ -718,3 +718,49 @@ async fn a_node_answers_only_while_its_membership_is_current_and_a_new_incarnati
     );
     node_a.shutdown().await;
 }
+
+/// A node answers its requests concurrently: one that waits for a placement the node has not
+/// seen (up to `wait_for_move`) does not hold up a query of another actor sent after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_for_a_newer_placement_does_not_hold_up_the_others() {
+    let cluster = Cluster::new(start_server());
+    let a = incarnate("a");
+    let node_a = cluster.node(&a, None).await;
+    let v1 = cluster.place(&[&a, &a, &a, &a]);
+    node_a
+        .ask(&actor(2), Command::Deposit { cents: 5 })
+        .await
+        .unwrap();
+    let client = async_nats::connect(cluster.server.url()).await.unwrap();
+    let subject = wire::request_subject(&cluster.namespace, "account", &a.node);
+    let request = |actor: &str, version: u64| {
+        let (client, subject) = (client.clone(), subject.clone());
+        let body = format!(r#"{{"op":"query","actorId":"{actor}","body":"Balance"}}"#);
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(wire::MAP_VERSION_HEADER, version.to_string().as_str());
+            let started = std::time::Instant::now();
+            let reply = client
+                .request_with_headers(subject, headers, body.into())
+                .await
+                .expect("an answer");
+            (
+                Reply::decode(&reply.payload).expect("a reply"),
+                started.elapsed(),
+            )
+        }
+    };
+    // A sender that claims a placement 5 versions ahead: node a waits for it (2 s by default).
+    let waiting = tokio::spawn(request("acct-1", v1.version.get() + 5));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (reply, took) = request("acct-2", v1.version.get()).await;
+    assert!(matches!(reply, Reply::Ok(_)), "{reply:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "a query waited {took:?} behind a request waiting for a placement"
+    );
+    let (reply, took) = waiting.await.unwrap();
+    assert!(matches!(reply, Reply::Moved { .. }), "{reply:?}");
+    assert!(took >= Duration::from_secs(1), "it did wait: {took:?}");
+    node_a.shutdown().await;
+}
