@@ -764,3 +764,62 @@ async fn a_request_waiting_for_a_newer_placement_does_not_hold_up_the_others() {
     assert!(took >= Duration::from_secs(1), "it did wait: {took:?}");
     node_a.shutdown().await;
 }
+
+/// A graceful shutdown answers the requests the node already took: a request waiting for a
+/// shard to move here when the node leaves gets an answer (not silence), and the node then
+/// takes no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_shutting_down_answers_the_requests_it_took() {
+    let cluster = Cluster::new(start_server());
+    let (a, b) = (incarnate("a"), incarnate("b"));
+    let node_a = cluster.node(&a, None).await;
+    cluster.place(&[&b, &b, &b, &b]);
+    // Every shard moves from b (which never releases) to a: a request to a waits for the move.
+    let v2 = cluster.place(&[&a, &a, &a, &a]);
+    let client = async_nats::connect(cluster.server.url()).await.unwrap();
+    let subject = wire::request_subject(&cluster.namespace, "account", &a.node);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        wire::MAP_VERSION_HEADER,
+        v2.version.get().to_string().as_str(),
+    );
+    let body = r#"{"op":"query","actorId":"acct-1","body":"Balance"}"#;
+    // Several, so that an abort would very likely catch one unanswered.
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, subject, headers) = (client.clone(), subject.clone(), headers.clone());
+            tokio::spawn(async move {
+                client
+                    .send_request(
+                        subject,
+                        async_nats::Request::new()
+                            .headers(headers)
+                            .payload(body.into())
+                            .timeout(Some(Duration::from_secs(10))),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node_a.shutdown().await;
+    for request in waiting {
+        let reply = request.await.unwrap().expect("an answer, not silence");
+        let reply = Reply::decode(&reply.payload).expect("a reply");
+        assert!(
+            matches!(reply, Reply::Error { .. } | Reply::Moved { .. }),
+            "{reply:?}"
+        );
+    }
+    // No more requests are taken: the next one finds no responder at once.
+    let started = std::time::Instant::now();
+    let next = client
+        .request_with_headers(subject, headers, body.into())
+        .await;
+    assert!(next.is_err(), "answered after the shutdown: {next:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

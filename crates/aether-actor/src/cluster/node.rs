@@ -83,6 +83,10 @@ struct Host {
     maps: Option<ShardMapStore>,
 }
 
+/// How long a graceful shutdown waits for the requests the node took to be answered (they
+/// are refused or finish at once by then: the node serves nothing any more).
+const ANSWERING_GRACE: Duration = Duration::from_secs(5);
+
 /// How often a host checks its own membership without requests (a lapse drains its shards,
 /// a renewal serves them again).
 const MEMBERSHIP_CHECK: Duration = Duration::from_millis(100);
@@ -126,6 +130,11 @@ pub(crate) struct Node<A: Actor, S> {
     pub(crate) placements: watch::Receiver<Placement>,
     pub(crate) routing: RoutingConfig,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The task answering requests ([`serve::answer_requests`]), apart from `tasks`: a graceful
+    /// shutdown lets it finish the requests it took instead of aborting them unanswered.
+    answering: Mutex<Option<JoinHandle<()>>>,
+    /// Tells the answering task to stop taking requests and finish those it took.
+    stop_answering: tokio_util::sync::CancellationToken,
     /// This node's own membership, when it runs with a cluster manager: it serves only
     /// while that is current (ADR 0009, "Reads").
     own: Option<OwnMembership>,
@@ -386,6 +395,8 @@ where
             placements,
             routing,
             tasks: Mutex::new(Vec::new()),
+            answering: Mutex::new(None),
+            stop_answering: tokio_util::sync::CancellationToken::new(),
             own,
             maps,
             renewing: tokio::sync::Mutex::new(()),
@@ -405,8 +416,16 @@ where
         node.local.set_router(Box::new(route::NodeRouter {
             node: Arc::downgrade(&node),
         }));
-        let answer = tokio::spawn(serve::answer_requests(Arc::downgrade(&node), subscription));
-        node.tasks().extend([follow, answer]);
+        let answer = tokio::spawn(serve::answer_requests(
+            Arc::downgrade(&node),
+            subscription,
+            node.stop_answering.clone(),
+        ));
+        node.tasks().push(follow);
+        *node
+            .answering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(answer);
         if node.own.is_some() {
             let watch = tokio::spawn(watch_membership(Arc::downgrade(&node)));
             node.tasks().push(watch);
@@ -554,6 +573,9 @@ where
         for task in self.node.tasks().drain(..) {
             task.abort();
         }
+        if let Some(answering) = self.node.take_answering() {
+            answering.abort();
+        }
         self.node.epochs.clear();
         self.node.local.shutdown().await;
     }
@@ -578,6 +600,18 @@ where
             }
             changed.await;
         }
+        // Stops taking requests (later ones find no responder and go elsewhere at once), and
+        // answers those it took: an abort would leave their senders waiting for nothing.
+        node.stop_answering.cancel();
+        if let Some(answering) = node.take_answering() {
+            let abort = answering.abort_handle();
+            if tokio::time::timeout(ANSWERING_GRACE, answering)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
         for task in node.tasks().drain(..) {
             task.abort();
         }
@@ -593,6 +627,13 @@ impl<A: Actor, S> Node<A, S> {
 
     fn tasks(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take_answering(&self) -> Option<JoinHandle<()>> {
+        self.answering
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// The subject of `node`'s requests for this actor type and namespace (built once per

@@ -18,10 +18,12 @@ use crate::{ActorError, AskError, AskOptions, QueryOptions};
 
 /// Answers every request on `subscription` while the node lives, many at once: each is a
 /// future polled by this task (not a task of its own), so that a request costs no spawn and
-/// no wake-up of a task of its own; the actors' work runs in their own tasks.
+/// no wake-up of a task of its own; the actors' work runs in their own tasks. Once `stop` is
+/// cancelled (a graceful shutdown), it unsubscribes and answers the requests it took.
 pub(super) async fn answer_requests<A, S>(
     node: Weak<Node<A, S>>,
     mut subscription: async_nats::Subscriber,
+    stop: tokio_util::sync::CancellationToken,
 ) where
     A: ClusterActor,
     S: FencedEventStore + SnapshotStore + Clone + 'static,
@@ -31,6 +33,7 @@ pub(super) async fn answer_requests<A, S>(
         tokio::select! {
             biased;
             Some(()) = answering.next(), if !answering.is_empty() => {}
+            () = stop.cancelled() => break,
             message = subscription.next() => {
                 let Some(message) = message else { break };
                 let Some(node) = node.upgrade() else { return };
@@ -38,7 +41,9 @@ pub(super) async fn answer_requests<A, S>(
             }
         }
     }
-    // The subscription ended: finish the requests already taken.
+    // Stopped, or the subscription ended: take no more (unsubscribed, later requests find no
+    // responder here), and answer those already taken.
+    drop(subscription);
     while answering.next().await.is_some() {}
 }
 
