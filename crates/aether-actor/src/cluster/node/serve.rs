@@ -29,11 +29,14 @@ pub(super) async fn answer_requests<A, S>(
     S: FencedEventStore + SnapshotStore + Clone + 'static,
 {
     let mut answering = futures::stream::FuturesUnordered::new();
+    // Made once: a new one each turn would register with the token for every request.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             biased;
             Some(()) = answering.next(), if !answering.is_empty() => {}
-            () = stop.cancelled() => break,
+            () = &mut stopped => break,
             message = subscription.next() => {
                 let Some(message) = message else { break };
                 let Some(node) = node.upgrade() else { return };
