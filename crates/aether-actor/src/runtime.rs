@@ -1,6 +1,7 @@
 //! [`Actors`]: the handle of one actor type in one namespace — `ask`, `tell`, `query`,
 //! `passivate`, `shutdown` — over any [`SnapshotStore`].
 
+mod answer_wait;
 mod cell;
 mod history;
 mod mailbox;
@@ -24,6 +25,7 @@ use crate::{
     Actor, ActorConfig, ActorError, ActorStats, AskError, AskOptions, CommandId, InvalidConfig,
     Outcome, QueryOptions, WhenFull,
 };
+use answer_wait::{NoAnswer, YieldHint, reply_by};
 use mailbox::{CommandMsg, Envelope};
 use registry::{Registry, Route};
 use reminders::Reminders;
@@ -46,6 +48,10 @@ pub(crate) struct Shared<A: Actor, S> {
     pub(crate) spare: cell::Spare<A, S>,
     /// Where effects to peers and due reminders go when this runtime is a cluster node's.
     router: OnceLock<Box<dyn Router<A>>>,
+    /// Whether callers should yield once before waiting for a command's answer, and a
+    /// query's (see `answer_wait`).
+    command_answers: YieldHint,
+    query_answers: YieldHint,
     shutting_down: AtomicBool,
     sweeper_started: AtomicBool,
     reminders_started: AtomicBool,
@@ -249,6 +255,8 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
                 bus,
                 spare: cell::Spare::default(),
                 router: OnceLock::new(),
+                command_answers: YieldHint::default(),
+                query_answers: YieldHint::default(),
                 shutting_down: AtomicBool::new(false),
                 sweeper_started: AtomicBool::new(false),
                 reminders_started: AtomicBool::new(false),
@@ -454,13 +462,13 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         });
         self.deliver(actor_id, envelope, options.when_full, deadline, &timeout)
             .await?;
-        match reply_by(rx, deadline).await {
-            Err(_) => Err(timeout().into()),
-            Ok(Err(_)) => Err(ActorError::Stopped {
+        match reply_by(rx, deadline, &self.shared.command_answers).await {
+            Err(NoAnswer::TimedOut) => Err(timeout().into()),
+            Err(NoAnswer::Dropped) => Err(ActorError::Stopped {
                 actor_id: actor_id.clone(),
             }
             .into()),
-            Ok(Ok(result)) => result,
+            Ok(result) => result,
         }
     }
 
@@ -655,12 +663,12 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         let envelope = Envelope::Query { query, reply: tx };
         self.deliver(actor_id, envelope, options.when_full, deadline, &timeout)
             .await?;
-        match reply_by(rx, deadline).await {
-            Err(_) => Err(timeout()),
-            Ok(Err(_)) => Err(ActorError::Stopped {
+        match reply_by(rx, deadline, &self.shared.query_answers).await {
+            Err(NoAnswer::TimedOut) => Err(timeout()),
+            Err(NoAnswer::Dropped) => Err(ActorError::Stopped {
                 actor_id: actor_id.clone(),
             }),
-            Ok(Ok(result)) => result,
+            Ok(result) => result,
         }
     }
 
@@ -1102,25 +1110,6 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             // The mailbox closed under us: the actor is stopping. Route again (and wait).
             tokio::task::yield_now().await;
         }
-    }
-}
-
-/// Waits for an answer until `deadline`.
-///
-/// An idle actor's answer to a message that needs no I/O (a query, a command on the in-memory
-/// store) is usually ready by the caller's next turn: the send woke the actor's task, which
-/// runs next on this worker. So the caller yields once and takes a ready answer without
-/// arming a timer; registering and clearing one in tokio's timer wheel cost about a third of
-/// a local query (see BENCHMARKS.md, `local_ask`). Otherwise it waits with the timer.
-async fn reply_by<T>(
-    mut rx: oneshot::Receiver<T>,
-    deadline: Instant,
-) -> Result<Result<T, oneshot::error::RecvError>, tokio::time::error::Elapsed> {
-    tokio::task::yield_now().await;
-    match rx.try_recv() {
-        Ok(answer) => Ok(Ok(answer)),
-        // Empty: not yet; Closed: the receiver says why at once, without a timer.
-        Err(_) => timeout_at(deadline, rx).await,
     }
 }
 

@@ -1006,10 +1006,13 @@ mod tests {
 
     #[test]
     fn a_span_nobody_records_makes_no_trace_but_continues_a_callers() {
-        // No subscriber: the span is disabled.
-        assert_eq!(span_context(None, &span()), None);
+        // A disabled span, what `span()` makes without a subscriber. Not `span()` itself: a
+        // callsite's interest is global, and another test's scoped subscriber can enable it
+        // on this thread too (the span then goes to the no-op dispatcher, not disabled).
+        let disabled = tracing::Span::none;
+        assert_eq!(span_context(None, &disabled()), None);
         let caller = TraceContext::new_root();
-        let own = span_context(Some(caller), &span()).expect("the caller's trace continues");
+        let own = span_context(Some(caller), &disabled()).expect("the caller's trace continues");
         assert_eq!(own.trace_id_hex(), caller.trace_id_hex());
         assert_ne!(own.span_id_hex(), caller.span_id_hex());
     }

@@ -641,7 +641,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
             }))
         };
         // The reply's JSON text: stored in the last event's metadata and kept in the index.
-        let reply_json = serde_json::to_string(&decision.reply)
+        let reply_json = reply_text(&decision.reply)
             .map_err(|e| encode_error(crate::CodecError::Serialize(format!("reply: {e}"))))?;
         let effects = std::mem::take(&mut decision.effects);
         let changes = self
@@ -808,7 +808,7 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         let trace = TraceContext::current();
         let mut record = |i: usize, event: &A::Event| -> Result<Event, crate::CodecError> {
             let raw = self.shared.actor.encode_event(event)?;
-            let id = EventId::new(format!("{command_id}.{i}"))
+            let id = EventId::new(event_id_text(command_id, i))
                 .map_err(|e| crate::CodecError::Serialize(e.to_string()))?;
             let mut builder = Event::builder(self.stream.clone(), raw.event_type)
                 .id(id)
@@ -884,6 +884,26 @@ impl<A: Actor, S: SnapshotStore + 'static> Cell<A, S> {
         }
         self.since_snapshot = 0;
     }
+}
+
+/// A reply's JSON text in a buffer that grows from nothing (`serde_json::to_string` starts at
+/// 128 bytes; most replies are a few bytes, kept as long as the command is in the index).
+fn reply_text<R: serde::Serialize>(reply: &R) -> Result<String, serde_json::Error> {
+    let mut text = Vec::new();
+    serde_json::to_writer(&mut text, reply)?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(text).map_err(|e| serde::ser::Error::custom(e.to_string()))
+}
+
+/// `<command id>.<i>`, the id of a command's `i`-th event, built in one allocation of the
+/// right size (`format!` grows its buffer: two allocations more per event).
+fn event_id_text(command_id: &CommandId, i: usize) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(command_id.as_str().len() + 1 + 20);
+    text.push_str(command_id.as_str());
+    text.push('.');
+    let _ = write!(text, "{i}");
+    text
 }
 
 fn records_len(first: Version, last: Version) -> u64 {

@@ -171,6 +171,9 @@ impl<'de> serde::de::Visitor<'de> for AppliedVisitor {
     }
 }
 
+/// How many commands the index first makes room for (the most a map of 8 slots holds).
+const FIRST_CAPACITY: usize = 7;
+
 /// The most recent `horizon` commands of one actor, oldest first. Allocated at the first
 /// command: an actor that was only queried costs a pointer.
 #[derive(Debug, Default)]
@@ -220,7 +223,15 @@ impl CommandIndex {
 
     pub(crate) fn insert(&mut self, applied: Applied) {
         let horizon = self.horizon;
-        let inner = self.inner.get_or_insert_with(Box::default);
+        // Sized for a few commands at once: an actor that gets one usually gets more, and
+        // each growth of a small map is an allocation and a rehash on the command path.
+        let inner = self.inner.get_or_insert_with(|| {
+            let capacity = horizon.min(FIRST_CAPACITY);
+            Box::new(Entries {
+                order: VecDeque::with_capacity(capacity),
+                entries: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
+            })
+        });
         let id = applied.id.clone();
         if inner.entries.insert(id.clone(), applied).is_some() {
             inner.order.retain(|old| old != &id);
