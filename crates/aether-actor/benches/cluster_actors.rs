@@ -50,6 +50,9 @@
 //! profile one side alone, `AETHER_BENCH_ONLY=ours` or `=raw` (then the ratios are not numbers).
 //!
 //! Run: `NATS_SERVER_BIN=… cargo bench -p aether-actor --features cluster --bench cluster_actors`.
+//!
+//! Allocator: jemalloc for both sides, as a service should run Aether; `RUSTFLAGS='--cfg
+//! aether_system_alloc'` builds it on the system allocator (see `support/allocator.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -68,6 +71,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+#[path = "support/allocator.rs"]
+mod allocator;
 #[allow(dead_code)]
 #[path = "../../aether-nats/benches/support/measure.rs"]
 mod measure;
@@ -1333,9 +1338,12 @@ async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
     }
     report.print(
         &format!(
-            "Results (aether-actor across nodes, nats-server {}, {} mode, medians of {} \
+            "Results (aether-actor across nodes, nats-server {}, {}, {} mode, medians of {} \
              alternating rounds; ratio = baseline time ÷ our time, > 1: ours faster)",
-            info.version, sizes.mode, sizes.rounds
+            info.version,
+            allocator::name(),
+            sizes.mode,
+            sizes.rounds
         ),
         "baseline",
     );

@@ -26,6 +26,9 @@
 //! (then the ratios are not numbers).
 //!
 //! Run: `NATS_SERVER_BIN=… cargo bench -p aether-actor --bench jetstream_actors`.
+//!
+//! Allocator: jemalloc for both sides, as a service should run Aether; `RUSTFLAGS='--cfg
+//! aether_system_alloc'` builds it on the system allocator (see `support/allocator.rs`).
 
 use aether_actor::{Actor, ActorConfig, Actors, CommandId, Decision, SnapshotPolicy};
 use aether_core::{
@@ -34,6 +37,8 @@ use aether_core::{
 use aether_nats::JetStreamEventStore;
 use serde::{Deserialize, Serialize};
 
+#[path = "support/allocator.rs"]
+mod allocator;
 #[allow(dead_code)]
 #[path = "../../aether-nats/benches/support/measure.rs"]
 mod measure;
@@ -551,9 +556,12 @@ async fn run(url: String, sizes: Sizes, filters: Vec<String>) -> BenchResult<()>
     bench.actors_active.shutdown().await;
     bench.report.print(
         &format!(
-            "Results (aether-actor on JetStream, nats-server {}, {} mode, medians of {} \
+            "Results (aether-actor on JetStream, nats-server {}, {}, {} mode, medians of {} \
              alternating rounds; ratio = baseline time ÷ our time, > 1: ours faster)",
-            info.version, sizes.mode, sizes.rounds
+            info.version,
+            allocator::name(),
+            sizes.mode,
+            sizes.rounds
         ),
         "raw store baseline",
     );

@@ -1,0 +1,103 @@
+#![allow(missing_docs)]
+// TEMPORARY diagnostic (not committed): per-ask time on 1 000 busy actors as idle actors pile up.
+use std::time::Instant;
+
+use aether_actor::{Actor, ActorConfig, Actors, Decision};
+use aether_core::{ActorId, InMemoryEventStore, Namespace};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Deposit {
+    amount: u64,
+    currency: String,
+    reference: String,
+    note: String,
+}
+#[derive(Debug, Serialize, Deserialize)]
+enum Booked {
+    Deposited(Deposit),
+}
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct Totals {
+    count: u64,
+}
+struct Ledger;
+impl Actor for Ledger {
+    const ACTOR_TYPE: &'static str = "ledger";
+    type State = Totals;
+    type Command = Deposit;
+    type Event = Booked;
+    type Reply = u64;
+    type Rejection = ();
+    type Query = ();
+    type QueryReply = u64;
+    fn decide(&self, t: &Totals, d: Deposit) -> Result<Decision<Self>, ()> {
+        Ok(Decision::new(vec![Booked::Deposited(d)], t.count + 1))
+    }
+    fn apply(&self, t: &mut Totals, _: &Booked) {
+        t.count += 1;
+    }
+    fn query(&self, t: &Totals, (): ()) -> u64 {
+        t.count
+    }
+}
+fn dep(v: u64) -> Deposit {
+    Deposit {
+        amount: v,
+        currency: "EUR".into(),
+        reference: format!("invoice-{v:08}"),
+        note: "monthly subscription renewal, card ending 4242".into(),
+    }
+}
+
+async fn round(actors: &Actors<Ledger, InMemoryEventStore>, prefix: &str, n: usize, k: u64) -> f64 {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let actors = actors.clone();
+        let id = ActorId::new(format!("{prefix}-{i}")).unwrap();
+        tasks.spawn(async move {
+            for v in 0..k {
+                actors.ask(&id, dep(v)).await.unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    started.elapsed().as_secs_f64() * 1e6 / (n as f64 * k as f64)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let passivate = std::env::var_os("PASSIVATE").is_some();
+    let actors = Actors::new(
+        Namespace::new("bench").unwrap(),
+        Ledger,
+        InMemoryEventStore::new(),
+        ActorConfig::default(),
+    )
+    .unwrap();
+    let busy = Actors::new(
+        Namespace::new("bench2").unwrap(),
+        Ledger,
+        InMemoryEventStore::new(),
+        ActorConfig::default(),
+    )
+    .unwrap();
+    for r in 0..16 {
+        let t_new = round(&actors, &format!("new{r}"), 1000, 20).await;
+        if passivate {
+            for i in 0..1000 {
+                actors
+                    .passivate(&ActorId::new(format!("new{r}-{i}")).unwrap())
+                    .await;
+            }
+        }
+        let t_busy = round(&busy, "busy", 1000, 20).await;
+        println!(
+            "round {r:2}: idle actors {:6}  new {t_new:5.2} µs/ask  busy {t_busy:5.2} µs/ask",
+            if passivate { 0 } else { (r + 1) * 1000 }
+        );
+    }
+}
