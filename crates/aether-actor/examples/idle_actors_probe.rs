@@ -1,5 +1,16 @@
-#![allow(missing_docs)]
-// TEMPORARY diagnostic (not committed): per-ask time on 1 000 busy actors as idle actors pile up.
+//! A diagnostic, not a benchmark with a target: the cost of an `ask` on 1 000 busy actors of
+//! the in-memory store while idle actors pile up, 1 000 more each round (each had 20 commands,
+//! so each keeps a command index of 20 entries). `PASSIVATE=1` passivates each round's new
+//! actors after it, for comparison.
+//!
+//! It is what showed that glibc's `malloc`, not the runtime, makes commands slower as actors
+//! accumulate (BENCHMARKS.md, session 12). Compare allocators without rebuilding:
+//!
+//! ```text
+//! cargo build --release -p aether-actor --example idle_actors_probe
+//! ./target/release/examples/idle_actors_probe
+//! LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 ./target/release/examples/idle_actors_probe
+//! ```
 use std::time::Instant;
 
 use aether_actor::{Actor, ActorConfig, Actors, Decision};
@@ -50,6 +61,7 @@ fn dep(v: u64) -> Deposit {
     }
 }
 
+/// One round: `k` asks to each of `n` actors `<prefix>-<i>`, one task per actor; returns µs per ask.
 async fn round(actors: &Actors<Ledger, InMemoryEventStore>, prefix: &str, n: usize, k: u64) -> f64 {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
