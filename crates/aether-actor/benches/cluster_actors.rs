@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 
 use aether_actor::cluster::wire::{self, AskOk, Operation, Reply, Request};
 use aether_actor::cluster::{ClusterActors, Incarnate, Placement, RoutingConfig};
-use aether_actor::{Actor, ActorConfig, AskOptions, CommandId, Decision, SnapshotPolicy};
+use aether_actor::{ActorConfig, AskOptions, CommandId, SnapshotPolicy};
 use aether_cluster::{ClusterConfig, ClusterManager};
 use aether_core::{
     ActorId, Event, EventId, EventStore, Namespace, NodeId, ShardCount, ShardId, Version,
@@ -68,11 +68,12 @@ use aether_core::{
 use aether_nats::{JetStreamConfig, JetStreamEventStore};
 use aether_testkit::nats_server::NatsCluster;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 #[path = "support/allocator.rs"]
 mod allocator;
+#[path = "support/ledger.rs"]
+mod ledger;
 #[allow(dead_code)]
 #[path = "../../aether-nats/benches/support/measure.rs"]
 mod measure;
@@ -80,6 +81,7 @@ mod measure;
 #[path = "support/report.rs"]
 mod report;
 
+use ledger::{Deposit, Ledger};
 use measure::{BenchResult, Meter, env_or, fmt_secs, fmt_throughput, percentile, rounds, runs};
 use report::Report;
 
@@ -177,69 +179,7 @@ impl Sizes {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The actor: a ledger of deposits, one event per command (the `jetstream_actors` one).
-// ---------------------------------------------------------------------------------------------
-
-struct Ledger;
-
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-struct Totals {
-    count: u64,
-    amount: u64,
-}
-
-/// The benchmark event's data (`measure::bench_event`): about 140 bytes of JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Deposit {
-    amount: u64,
-    currency: String,
-    reference: String,
-    note: String,
-}
-
-impl Deposit {
-    fn numbered(n: u64) -> Self {
-        Self {
-            amount: n * 7 % 1000,
-            currency: "EUR".into(),
-            reference: format!("invoice-{n:08}"),
-            note: "monthly subscription renewal, card ending 4242".into(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-enum Booked {
-    Deposited(Deposit),
-}
-
-impl Actor for Ledger {
-    const ACTOR_TYPE: &'static str = "ledger";
-    type State = Totals;
-    type Command = Deposit;
-    type Event = Booked;
-    type Reply = u64;
-    type Rejection = ();
-    type Query = ();
-    type QueryReply = Totals;
-
-    fn decide(&self, totals: &Totals, deposit: Deposit) -> Result<Decision<Self>, ()> {
-        Ok(Decision::new(
-            vec![Booked::Deposited(deposit)],
-            totals.count + 1,
-        ))
-    }
-
-    fn apply(&self, totals: &mut Totals, Booked::Deposited(deposit): &Booked) {
-        totals.count += 1;
-        totals.amount += deposit.amount;
-    }
-
-    fn query(&self, totals: &Totals, (): ()) -> Totals {
-        totals.clone()
-    }
-}
+// The actor: `support/ledger.rs` (the `jetstream_actors` one).
 
 type Host = ClusterActors<Ledger, JetStreamEventStore>;
 

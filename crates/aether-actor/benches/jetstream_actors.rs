@@ -30,15 +30,16 @@
 //! Allocator: jemalloc for both sides, as a service should run Aether; `RUSTFLAGS='--cfg
 //! aether_system_alloc'` builds it on the system allocator (see `support/allocator.rs`).
 
-use aether_actor::{Actor, ActorConfig, Actors, CommandId, Decision, SnapshotPolicy};
+use aether_actor::{ActorConfig, Actors, CommandId, SnapshotPolicy};
 use aether_core::{
     ActorId, Event, EventId, EventStore, Namespace, SnapshotStore, StoreError, Version,
 };
 use aether_nats::JetStreamEventStore;
-use serde::{Deserialize, Serialize};
 
 #[path = "support/allocator.rs"]
 mod allocator;
+#[path = "support/ledger.rs"]
+mod ledger;
 #[allow(dead_code)]
 #[path = "../../aether-nats/benches/support/measure.rs"]
 mod measure;
@@ -46,6 +47,7 @@ mod measure;
 #[path = "support/report.rs"]
 mod report;
 
+use ledger::{Deposit, Ledger};
 use measure::{BenchResult, Meter, Sample, env_or, fmt_secs, fmt_throughput, rounds, runs};
 use report::Report;
 
@@ -111,69 +113,7 @@ impl Sizes {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The actor: a ledger of deposits, one event per command, carrying the benchmark event's data.
-// ---------------------------------------------------------------------------------------------
-
-struct Ledger;
-
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct Totals {
-    count: u64,
-    amount: u64,
-}
-
-/// The benchmark event's data (`measure::bench_event`): about 140 bytes of JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Deposit {
-    amount: u64,
-    currency: String,
-    reference: String,
-    note: String,
-}
-
-impl Deposit {
-    fn numbered(n: u64) -> Self {
-        Self {
-            amount: n * 7 % 1000,
-            currency: "EUR".into(),
-            reference: format!("invoice-{n:08}"),
-            note: "monthly subscription renewal, card ending 4242".into(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-enum Booked {
-    Deposited(Deposit),
-}
-
-impl Actor for Ledger {
-    const ACTOR_TYPE: &'static str = "ledger";
-    type State = Totals;
-    type Command = Deposit;
-    type Event = Booked;
-    type Reply = u64;
-    type Rejection = ();
-    type Query = ();
-    type QueryReply = u64;
-
-    fn decide(&self, totals: &Totals, deposit: Deposit) -> Result<Decision<Self>, ()> {
-        Ok(Decision::new(
-            vec![Booked::Deposited(deposit)],
-            totals.count + 1,
-        ))
-    }
-
-    fn apply(&self, totals: &mut Totals, Booked::Deposited(deposit): &Booked) {
-        totals.count += 1;
-        totals.amount += deposit.amount;
-    }
-
-    fn query(&self, totals: &Totals, (): ()) -> u64 {
-        totals.count
-    }
-}
+// The actor: `support/ledger.rs`.
 
 fn actor(name: impl Into<String>) -> ActorId {
     ActorId::new(name.into()).expect("benchmark actor ids are valid")
@@ -502,7 +442,7 @@ impl Snapshotted {
         let meter = Meter::start();
         let reply = self.actors.query(&self.id, ()).await?;
         let sample = meter.stop();
-        assert_eq!(reply, self.count);
+        assert_eq!(reply.count, self.count);
         Ok(sample)
     }
 

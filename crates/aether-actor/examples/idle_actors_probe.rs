@@ -13,53 +13,13 @@
 //! ```
 use std::time::Instant;
 
-use aether_actor::{Actor, ActorConfig, Actors, Decision};
+use aether_actor::{ActorConfig, Actors};
 use aether_core::{ActorId, InMemoryEventStore, Namespace};
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Deposit {
-    amount: u64,
-    currency: String,
-    reference: String,
-    note: String,
-}
-#[derive(Debug, Serialize, Deserialize)]
-enum Booked {
-    Deposited(Deposit),
-}
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-struct Totals {
-    count: u64,
-}
-struct Ledger;
-impl Actor for Ledger {
-    const ACTOR_TYPE: &'static str = "ledger";
-    type State = Totals;
-    type Command = Deposit;
-    type Event = Booked;
-    type Reply = u64;
-    type Rejection = ();
-    type Query = ();
-    type QueryReply = u64;
-    fn decide(&self, t: &Totals, d: Deposit) -> Result<Decision<Self>, ()> {
-        Ok(Decision::new(vec![Booked::Deposited(d)], t.count + 1))
-    }
-    fn apply(&self, t: &mut Totals, _: &Booked) {
-        t.count += 1;
-    }
-    fn query(&self, t: &Totals, (): ()) -> u64 {
-        t.count
-    }
-}
-fn dep(v: u64) -> Deposit {
-    Deposit {
-        amount: v,
-        currency: "EUR".into(),
-        reference: format!("invoice-{v:08}"),
-        note: "monthly subscription renewal, card ending 4242".into(),
-    }
-}
+#[path = "../benches/support/ledger.rs"]
+mod ledger;
+
+use ledger::{Deposit, Ledger};
 
 /// One round: `k` asks to each of `n` actors `<prefix>-<i>`, one task per actor; returns µs per ask.
 async fn round(actors: &Actors<Ledger, InMemoryEventStore>, prefix: &str, n: usize, k: u64) -> f64 {
@@ -70,7 +30,7 @@ async fn round(actors: &Actors<Ledger, InMemoryEventStore>, prefix: &str, n: usi
         let id = ActorId::new(format!("{prefix}-{i}")).unwrap();
         tasks.spawn(async move {
             for v in 0..k {
-                actors.ask(&id, dep(v)).await.unwrap();
+                actors.ask(&id, Deposit::numbered(v)).await.unwrap();
             }
         });
     }
