@@ -39,7 +39,7 @@ pub(crate) struct Shared<A: Actor, S> {
     pub(crate) store: S,
     pub(crate) namespace: Namespace,
     pub(crate) config: ActorConfig,
-    pub(crate) registry: Registry<Box<Envelope<A>>>,
+    pub(crate) registry: Registry<Box<Envelope<A>>, A::State>,
     pub(crate) counters: Counters,
     pub(crate) reminders: Arc<Reminders>,
     /// Where stored events are published (live path), if anywhere.
@@ -653,6 +653,13 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         query: A::Query,
         options: QueryOptions,
     ) -> Result<A::QueryReply, ActorError> {
+        let mut query = Some(query);
+        if let Some(answer) = self.query_idle(actor_id, &mut query) {
+            return answer;
+        }
+        let Some(query) = query else {
+            unreachable!("the query is taken only when it is answered")
+        };
         let deadline = deadline_after(options.timeout);
         let timeout = || ActorError::Timeout {
             actor_id: actor_id.clone(),
@@ -670,6 +677,41 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             }),
             Ok(result) => result,
         }
+    }
+
+    /// Answers `query` at once if `actor_id` is active and idle (it waits for a message,
+    /// none is queued, its state is current): from the state it lent its mailbox, on the
+    /// caller's task, the answer it would give to the query sent now — every message sent
+    /// before is handled, none is being handled. `None` (the query left in place) otherwise:
+    /// it goes through the mailbox.
+    fn query_idle(
+        &self,
+        actor_id: &ActorId,
+        query: &mut Option<A::Query>,
+    ) -> Option<Result<A::QueryReply, ActorError>> {
+        if self.shared.shutting_down.load(Ordering::Acquire) {
+            return None;
+        }
+        let (mailbox, control) = self.shared.registry.open(actor_id)?;
+        let started = std::time::Instant::now();
+        let actor = &self.shared.actor;
+        let answer = mailbox.read_lent(|state| {
+            let query = query.take()?;
+            // Under the mailbox's lock: the panic is caught here, as the actor's task would.
+            Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                || actor.query(state, query),
+            )))
+        })??;
+        control.activity.fetch_add(1, Ordering::Relaxed);
+        let counters = &self.shared.counters;
+        counters.queries.inc();
+        counters
+            .query_seconds
+            .record(started.elapsed().as_secs_f64());
+        Some(answer.map_err(|panic| ActorError::Panicked {
+            actor_id: actor_id.clone(),
+            message: cell::panic_message(&panic),
+        }))
     }
 
     /// Passivates `actor_id` now if it is active: it handles the messages already in its

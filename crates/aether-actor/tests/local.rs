@@ -783,3 +783,49 @@ async fn a_snapshot_with_the_object_form_command_index_still_loads() {
     assert_eq!(entries.len(), 10);
     assert_eq!(entries[0], json!([split.command_id.as_str(), 3, 3, "9"]));
 }
+
+/// Queries to an idle actor are answered from the state it lends its mailbox, without the hop
+/// to its task; each still sees every message sent before it. Here a tell is queued but not
+/// yet handled when the query comes (one thread: the actor cannot run in between).
+#[tokio::test(flavor = "current_thread")]
+async fn a_query_sees_the_tells_sent_before_it() {
+    let store = InMemoryEventStore::new();
+    let actors = spawn(&store, ActorConfig::default());
+    let ann = id("ann");
+    for i in 1..=200u64 {
+        actors
+            .tell(&ann, Command::Deposit { cents: 1 })
+            .await
+            .unwrap();
+        assert_eq!(balance(&actors, &ann).await, i);
+    }
+    assert_eq!(actors.stats().queries, 200);
+}
+
+/// A query sent while the actor handles a command waits for it (the state the actor lent
+/// while idle is back with it), and sees its effect.
+#[tokio::test(flavor = "current_thread")]
+async fn a_query_waits_for_the_command_being_handled() {
+    let store = GatedStore::closed();
+    let actors = spawn(&store, ActorConfig::default());
+    let bo = id("bo");
+    // Active and idle (a query stores nothing: the gate does not hold it).
+    assert_eq!(balance(&actors, &bo).await, 0);
+    let busy = tokio::spawn({
+        let (actors, bo) = (actors.clone(), bo.clone());
+        async move { actors.ask(&bo, Command::Deposit { cents: 2 }).await }
+    });
+    store.until_waiting(1).await;
+    let query = tokio::spawn({
+        let (actors, bo) = (actors.clone(), bo.clone());
+        async move { balance(&actors, &bo).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !query.is_finished(),
+        "answered while the actor was handling a command"
+    );
+    store.open();
+    busy.await.unwrap().unwrap();
+    assert_eq!(query.await.unwrap(), 2);
+}

@@ -37,7 +37,7 @@ pub(super) fn run<A: Actor, S: SnapshotStore + 'static>(
     shared: Arc<Shared<A, S>>,
     id: ActorId,
     stream: ActorId,
-    new: NewActor<Box<Envelope<A>>>,
+    new: NewActor<Box<Envelope<A>>, A::State>,
 ) -> futures::future::BoxFuture<'static, ()> {
     Box::pin(run_task(shared, id, stream, new))
 }
@@ -46,7 +46,7 @@ async fn run_task<A: Actor, S: SnapshotStore + 'static>(
     shared: Arc<Shared<A, S>>,
     id: ActorId,
     stream: ActorId,
-    new: NewActor<Box<Envelope<A>>>,
+    new: NewActor<Box<Envelope<A>>, A::State>,
 ) {
     let NewActor {
         generation,
@@ -80,12 +80,23 @@ async fn run_task<A: Actor, S: SnapshotStore + 'static>(
         }
         return;
     }
-    let mut handled: u64 = 0;
-    while let Some(Next::Message(envelope)) = rx.recv().await {
+    loop {
+        // While it waits with nothing queued, the actor lends its state to its mailbox:
+        // a query then reads it at once on the caller's task (`Actors::query_with`), the
+        // answer the actor would give, without the hop to this task and back. Not while the
+        // state is stale: the actor reloads it first.
+        let next = if cell.stale {
+            rx.recv().await
+        } else {
+            rx.recv_lending(&mut cell.state).await
+        };
+        let Some(Next::Message(envelope)) = next else {
+            break;
+        };
         cell.shared.counters.mailbox_depth(rx.len());
         cell = handle(cell, envelope).await;
-        handled += 1;
-        cell.control.activity.store(handled, Ordering::Relaxed);
+        // Added (not stored): queries read from the lent state count here too.
+        cell.control.activity.fetch_add(1, Ordering::Relaxed);
     }
     // Passivation: no new messages; the ones already queued are handled, in order.
     cell.shared
@@ -938,7 +949,7 @@ enum Attempt<A: Actor> {
     Failed(AskError<A::Rejection>),
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(super) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

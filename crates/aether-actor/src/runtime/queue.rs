@@ -1,4 +1,5 @@
-//! An actor's mailbox: a bounded FIFO for many senders and one receiver.
+//! An actor's mailbox: a bounded FIFO for many senders and one receiver, which may lend the
+//! queue a value (the actor's state) while it waits for a message, for senders to read.
 //!
 //! A `Mutex<VecDeque>` with two `Notify`s rather than `tokio::sync::mpsc`: an idle actor's
 //! mailbox then costs about 150 bytes and no buffer at all while empty (tokio's bounded
@@ -10,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-struct Queue<M> {
-    state: Mutex<State<M>>,
+struct Queue<M, L> {
+    state: Mutex<State<M, L>>,
     capacity: usize,
     /// Wakes the receiver when a message arrives or the queue closes.
     readable: Notify,
@@ -19,14 +20,16 @@ struct Queue<M> {
     writable: Notify,
 }
 
-struct State<M> {
+struct State<M, L> {
     items: VecDeque<M>,
     closed: bool,
     stop_requested: bool,
+    /// What the receiver lent while it waits (see [`Receiver::recv_lending`]).
+    lent: Option<L>,
 }
 
-impl<M> Queue<M> {
-    fn lock(&self) -> MutexGuard<'_, State<M>> {
+impl<M, L> Queue<M, L> {
+    fn lock(&self) -> MutexGuard<'_, State<M, L>> {
         // Nothing panics while holding the lock.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -50,24 +53,25 @@ pub(crate) enum Next<M> {
 }
 
 /// The sending side (cloned freely).
-pub(crate) struct Sender<M>(Arc<Queue<M>>);
+pub(crate) struct Sender<M, L = ()>(Arc<Queue<M, L>>);
 
-impl<M> Clone for Sender<M> {
+impl<M, L> Clone for Sender<M, L> {
     fn clone(&self) -> Self {
         Self(self.0.clone())
     }
 }
 
 /// The receiving side (the actor's task).
-pub(crate) struct Receiver<M>(Arc<Queue<M>>);
+pub(crate) struct Receiver<M, L = ()>(Arc<Queue<M, L>>);
 
 /// A mailbox of `capacity` (at least 1).
-pub(crate) fn channel<M>(capacity: usize) -> (Sender<M>, Receiver<M>) {
+pub(crate) fn channel<M, L>(capacity: usize) -> (Sender<M, L>, Receiver<M, L>) {
     let queue = Arc::new(Queue {
         state: Mutex::new(State {
             items: VecDeque::new(),
             closed: false,
             stop_requested: false,
+            lent: None,
         }),
         capacity: capacity.max(1),
         readable: Notify::new(),
@@ -76,7 +80,7 @@ pub(crate) fn channel<M>(capacity: usize) -> (Sender<M>, Receiver<M>) {
     (Sender(queue.clone()), Receiver(queue))
 }
 
-impl<M> Sender<M> {
+impl<M, L> Sender<M, L> {
     /// Queues `message` if there is room and the queue is open.
     pub(crate) fn try_send(&self, message: M) -> Result<(), TrySendError<M>> {
         let queue = &self.0;
@@ -120,13 +124,42 @@ impl<M> Sender<M> {
         self.0.lock().stop_requested = true;
         self.0.readable.notify_one();
     }
+
+    /// Runs `read` on what the receiver lent, if it waits for a message with nothing queued
+    /// (and no stop asked, the queue open): then `read` sees what the receiver would see
+    /// handling a message sent now, and it cannot take a message or its value back meanwhile
+    /// (`read` runs under the queue's lock, so it must be short). `None` otherwise.
+    pub(crate) fn read_lent<T>(&self, read: impl FnOnce(&L) -> T) -> Option<T> {
+        let state = self.0.lock();
+        if !state.items.is_empty() || state.closed || state.stop_requested {
+            return None;
+        }
+        state.lent.as_ref().map(read)
+    }
 }
 
-impl<M> Receiver<M> {
+impl<M, L: Default> Receiver<M, L> {
     /// The next message in order, or a stop request (first); `None` once the queue is closed
     /// and empty. Cancel-safe: a message is taken only in the poll that returns it.
     pub(crate) async fn recv(&mut self) -> Option<Next<M>> {
+        self.next(None).await
+    }
+
+    /// [`recv`](Self::recv), lending `home`'s value to the queue while it waits for a message
+    /// (for [`Sender::read_lent`]); the value is back in `home` when this returns (or is
+    /// dropped). Whoever takes a message takes the value back under the same lock, so no
+    /// reader sees it once a message is being handled.
+    pub(crate) async fn recv_lending(&mut self, home: &mut L) -> Option<Next<M>> {
+        self.next(Some(home)).await
+    }
+
+    async fn next(&mut self, home: Option<&mut L>) -> Option<Next<M>> {
         let queue = &self.0;
+        let mut lending = Lending {
+            queue,
+            home,
+            lent: false,
+        };
         loop {
             let notified = queue.readable.notified();
             tokio::pin!(notified);
@@ -134,16 +167,20 @@ impl<M> Receiver<M> {
             {
                 let mut state = queue.lock();
                 if std::mem::take(&mut state.stop_requested) {
+                    lending.take_back(&mut state);
                     return Some(Next::Stop);
                 }
                 if let Some(message) = state.items.pop_front() {
+                    lending.take_back(&mut state);
                     drop(state);
                     queue.writable.notify_one();
                     return Some(Next::Message(message));
                 }
                 if state.closed {
+                    lending.take_back(&mut state);
                     return None;
                 }
+                lending.lend(&mut state);
             }
             notified.await;
         }
@@ -162,6 +199,43 @@ impl<M> Receiver<M> {
     }
 }
 
+/// A receiver's value while the queue may hold it: given back when the wait ends, or when
+/// the wait is dropped.
+struct Lending<'a, M, L: Default> {
+    queue: &'a Queue<M, L>,
+    home: Option<&'a mut L>,
+    lent: bool,
+}
+
+impl<M, L: Default> Lending<'_, M, L> {
+    fn lend(&mut self, state: &mut State<M, L>) {
+        if let Some(home) = self.home.as_deref_mut()
+            && !self.lent
+        {
+            state.lent = Some(std::mem::take(home));
+            self.lent = true;
+        }
+    }
+
+    fn take_back(&mut self, state: &mut State<M, L>) {
+        if self.lent {
+            self.lent = false;
+            if let (Some(home), Some(value)) = (self.home.as_deref_mut(), state.lent.take()) {
+                *home = value;
+            }
+        }
+    }
+}
+
+impl<M, L: Default> Drop for Lending<'_, M, L> {
+    fn drop(&mut self) {
+        if self.lent {
+            let queue = self.queue;
+            self.take_back(&mut queue.lock());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -170,7 +244,7 @@ mod tests {
 
     #[tokio::test]
     async fn fifo_bounded_and_closable() {
-        let (tx, mut rx) = channel(2);
+        let (tx, mut rx) = channel::<_, ()>(2);
         assert!(tx.try_send(1).is_ok());
         assert!(tx.try_send(2).is_ok());
         assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
@@ -188,7 +262,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_sender_gets_room_or_its_message_back_on_close() {
-        let (tx, mut rx) = channel(1);
+        let (tx, mut rx) = channel::<_, ()>(1);
         tx.try_send(1).ok();
         let waiting = tokio::spawn({
             let tx = tx.clone();
@@ -211,9 +285,55 @@ mod tests {
         assert_eq!(rx.recv().await, None);
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiting_receiver_lends_its_value_until_a_message_is_queued() {
+        let (tx, mut rx) = channel::<u32, String>(4);
+        let mut home = "state 1".to_owned();
+        // Nothing lent before the receiver waits.
+        assert_eq!(tx.read_lent(String::clone), None);
+        {
+            let waiting = rx.recv_lending(&mut home);
+            tokio::pin!(waiting);
+            assert!(futures::poll!(waiting.as_mut()).is_pending());
+            assert_eq!(tx.read_lent(String::clone).as_deref(), Some("state 1"));
+            // A message queued: from now on it comes first, even before the receiver wakes.
+            tx.try_send(7).ok().unwrap();
+            assert_eq!(tx.read_lent(String::clone), None);
+            assert_eq!(waiting.await, Some(Next::Message(7)));
+        }
+        assert_eq!(home, "state 1", "back home with the message");
+        assert_eq!(
+            tx.read_lent(String::clone),
+            None,
+            "nothing lent while handling"
+        );
+        // A wait that is dropped gives the value back too.
+        {
+            let waiting = rx.recv_lending(&mut home);
+            tokio::pin!(waiting);
+            assert!(futures::poll!(waiting.as_mut()).is_pending());
+            assert!(tx.read_lent(String::clone).is_some());
+        }
+        assert_eq!(home, "state 1");
+        assert_eq!(tx.read_lent(String::clone), None);
+        // Not read once a stop is asked or the queue is closed.
+        {
+            let waiting = rx.recv_lending(&mut home);
+            tokio::pin!(waiting);
+            assert!(futures::poll!(waiting.as_mut()).is_pending());
+            tx.request_stop();
+            assert_eq!(tx.read_lent(String::clone), None);
+            assert_eq!(waiting.await, Some(Next::Stop));
+        }
+        assert_eq!(home, "state 1");
+        rx.close();
+        assert_eq!(rx.recv_lending(&mut home).await, None);
+        assert_eq!(home, "state 1");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_senders_lose_nothing_and_keep_each_senders_order() {
-        let (tx, mut rx) = channel(3);
+        let (tx, mut rx) = channel::<_, ()>(3);
         let senders: Vec<_> = (0..4u64)
             .map(|s| {
                 let tx = tx.clone();

@@ -60,15 +60,15 @@ impl Control {
     }
 }
 
-struct Slot<M> {
+struct Slot<M, L> {
     generation: u64,
-    tx: Option<Sender<M>>,
+    tx: Option<Sender<M, L>>,
     control: Arc<Control>,
 }
 
-struct Slots<M> {
+struct Slots<M, L> {
     /// foldhash with a random seed, as aether-core's own maps of actor ids.
-    map: HashMap<ActorId, Slot<M>, RandomState>,
+    map: HashMap<ActorId, Slot<M, L>, RandomState>,
     next_generation: u64,
     /// Open slots not already asked to passivate by the active limit (what the limit counts).
     open: usize,
@@ -76,30 +76,30 @@ struct Slots<M> {
 }
 
 /// Where a message for an actor goes.
-pub(crate) enum Route<M> {
+pub(crate) enum Route<M, L> {
     /// The actor's mailbox.
-    Open(Sender<M>),
+    Open(Sender<M, L>),
     /// The actor is stopping: wait until it has stopped, then route again.
     Stopping(Arc<Control>),
     /// A new slot was created: the caller must start its task with this, then send.
-    Created(Sender<M>, NewActor<M>),
+    Created(Sender<M, L>, NewActor<M, L>),
     /// The registry is shut down.
     Closed,
 }
 
 /// What a new actor task needs.
-pub(crate) struct NewActor<M> {
+pub(crate) struct NewActor<M, L> {
     pub(crate) generation: u64,
-    pub(crate) rx: Receiver<M>,
+    pub(crate) rx: Receiver<M, L>,
     pub(crate) control: Arc<Control>,
 }
 
-pub(crate) struct Registry<M> {
-    slots: Mutex<Slots<M>>,
+pub(crate) struct Registry<M, L> {
+    slots: Mutex<Slots<M, L>>,
     clock: AtomicU64,
 }
 
-impl<M> Registry<M> {
+impl<M, L> Registry<M, L> {
     pub(crate) fn new() -> Self {
         Self {
             slots: Mutex::new(Slots {
@@ -136,7 +136,7 @@ impl<M> Registry<M> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Slots<M>> {
+    fn lock(&self) -> MutexGuard<'_, Slots<M, L>> {
         // Nothing panics while holding the lock; a poisoned lock still holds consistent data.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -145,7 +145,7 @@ impl<M> Registry<M> {
     /// least recently used open actors to passivate: the oldest sixteenth of the limit at once
     /// (at least one), so that the scan this takes is paid once per `max_active / 16`
     /// activations, not at every one.
-    pub(crate) fn route(&self, id: &ActorId, capacity: usize, max_active: usize) -> Route<M> {
+    pub(crate) fn route(&self, id: &ActorId, capacity: usize, max_active: usize) -> Route<M, L> {
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut slots = self.lock();
         if slots.closed {
@@ -190,9 +190,26 @@ impl<M> Registry<M> {
         )
     }
 
+    /// The mailbox and control of `id` if it is active and open (stamped as used, as by
+    /// [`route`](Self::route)); `None` if it is not active, stopping, or the registry is shut.
+    pub(crate) fn open(&self, id: &ActorId) -> Option<(Sender<M, L>, Arc<Control>)> {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let slots = self.lock();
+        if slots.closed {
+            return None;
+        }
+        let slot = slots.map.get(id)?;
+        let tx = slot.tx.clone()?;
+        slot.control.last_used.store(tick, Ordering::Relaxed);
+        Some((tx, slot.control.clone()))
+    }
+
     /// Called by the actor task: no new messages reach this generation of the actor; the
     /// mailbox is closed (messages already in it are still received).
-    pub(crate) fn begin_stop(&self, id: &ActorId, generation: u64, rx: &mut Receiver<M>) {
+    pub(crate) fn begin_stop(&self, id: &ActorId, generation: u64, rx: &mut Receiver<M, L>)
+    where
+        L: Default,
+    {
         let mut slots = self.lock();
         let mut counted = false;
         if let Some(slot) = slots.map.get_mut(id)
@@ -304,9 +321,9 @@ impl<M> Registry<M> {
 
 /// Asks the least recently used open actors (a sixteenth of `max_active`, at least one) to
 /// passivate; returns how many, which no longer count against the limit.
-fn evict_lru<M>(slots: &Slots<M>, max_active: usize) -> usize {
+fn evict_lru<M, L>(slots: &Slots<M, L>, max_active: usize) -> usize {
     let batch = (max_active / 16).max(1);
-    let mut candidates: Vec<(u64, &Slot<M>)> = slots
+    let mut candidates: Vec<(u64, &Slot<M, L>)> = slots
         .map
         .values()
         .filter(|s| s.tx.is_some() && !s.control.evicting.load(Ordering::Relaxed))
