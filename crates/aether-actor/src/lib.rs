@@ -11,7 +11,8 @@
 //!   [`ask`](Actors::ask) (outcome: versions written and reply), [`tell`](Actors::tell) (fire
 //!   and forget, losses counted), [`query`](Actors::query). One task and one bounded mailbox
 //!   per active actor: an actor handles one message at a time, in arrival order; actors run
-//!   concurrently.
+//!   concurrently. A query to an idle actor is answered on the caller's task from the state
+//!   the actor lends its mailbox while it waits: the same answer, without the hop.
 //! - **Activation** loads the latest snapshot and the events after it (the store's `load`);
 //!   an undecodable record fails activation with a typed error, never a partial state.
 //!   Concurrent first messages activate an actor once.
