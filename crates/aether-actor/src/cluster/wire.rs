@@ -280,14 +280,22 @@ impl Request {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn call_chain(headers: Option<&async_nats::HeaderMap>) -> Result<Vec<String>, WireError> {
-    let Some(value) = headers.and_then(|h| h.get(names::CALL_CHAIN)) else {
+    parse_call_chain(
+        headers
+            .and_then(|h| h.get(names::CALL_CHAIN))
+            .map(|v| v.as_str()),
+    )
+}
+
+/// [`call_chain`] from the header's value.
+pub(crate) fn parse_call_chain(value: Option<&str>) -> Result<Vec<String>, WireError> {
+    let Some(value) = value else {
         return Ok(Vec::new());
     };
-    let chain: Vec<String> =
-        serde_json::from_str(value.as_str()).map_err(|_| WireError::BadHeader {
-            header: CALL_CHAIN_HEADER,
-            reason: "not a JSON array of strings".to_owned(),
-        })?;
+    let chain: Vec<String> = serde_json::from_str(value).map_err(|_| WireError::BadHeader {
+        header: CALL_CHAIN_HEADER,
+        reason: "not a JSON array of strings".to_owned(),
+    })?;
     if chain.len() > MAX_CALL_CHAIN {
         return Err(WireError::BadHeader {
             header: CALL_CHAIN_HEADER,
@@ -306,18 +314,53 @@ pub fn call_chain(headers: Option<&async_nats::HeaderMap>) -> Result<Vec<String>
 ///
 /// [`WireError::BadHeader`] if [`MAP_VERSION_HEADER`] is missing or not a number.
 pub fn map_version(headers: Option<&async_nats::HeaderMap>) -> Result<MapVersion, WireError> {
+    parse_map_version(
+        headers
+            .and_then(|h| h.get(names::MAP_VERSION))
+            .map(|v| v.as_str()),
+    )
+}
+
+/// [`map_version`] from the header's value.
+pub(crate) fn parse_map_version(value: Option<&str>) -> Result<MapVersion, WireError> {
     let bad = |reason: &str| WireError::BadHeader {
         header: MAP_VERSION_HEADER,
         reason: reason.to_owned(),
     };
-    let value = headers
-        .and_then(|h| h.get(names::MAP_VERSION))
-        .ok_or_else(|| bad("missing"))?;
     value
-        .as_str()
+        .ok_or_else(|| bad("missing"))?
         .parse::<u64>()
         .map(MapVersion::new)
         .map_err(|_| bad("not a decimal number"))
+}
+
+/// The values of Aether's request headers, found in one pass over a request's headers: each
+/// lookup by name hashes the name, and four lookups cost more than one pass over the few
+/// headers a request has. The first value of each, as `HeaderMap::get` gives.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RequestHeaders<'a> {
+    pub(crate) map_version: Option<&'a str>,
+    pub(crate) deadline: Option<&'a str>,
+    pub(crate) call_chain: Option<&'a str>,
+    pub(crate) traceparent: Option<&'a str>,
+}
+
+impl<'a> RequestHeaders<'a> {
+    pub(crate) fn read(headers: Option<&'a async_nats::HeaderMap>) -> Self {
+        let mut found = Self::default();
+        for (name, values) in headers.into_iter().flat_map(async_nats::HeaderMap::iter) {
+            let name: &str = name.as_ref();
+            let slot = match name {
+                MAP_VERSION_HEADER => &mut found.map_version,
+                DEADLINE_HEADER => &mut found.deadline,
+                CALL_CHAIN_HEADER => &mut found.call_chain,
+                TRACEPARENT_HEADER => &mut found.traceparent,
+                _ => continue,
+            };
+            *slot = values.first().map(async_nats::HeaderValue::as_str);
+        }
+        found
+    }
 }
 
 /// Why a request failed, in a reply's `error`.
@@ -448,6 +491,43 @@ impl<R> From<crate::Outcome<R>> for AskOk<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_over_the_headers_finds_what_lookups_by_name_find() {
+        let mut headers = async_nats::HeaderMap::new();
+        let found = RequestHeaders::read(Some(&headers));
+        assert_eq!(
+            (found.map_version, found.deadline, found.call_chain),
+            (None, None, None)
+        );
+        assert!(RequestHeaders::read(None).traceparent.is_none());
+        headers.insert(MAP_VERSION_HEADER, "7");
+        headers.append(MAP_VERSION_HEADER, "8");
+        headers.insert(DEADLINE_HEADER, "250");
+        headers.insert(CALL_CHAIN_HEADER, r#"["bank/account.a"]"#);
+        headers.insert(TRACEPARENT_HEADER, "00-x");
+        headers.insert("Other", "1");
+        headers.insert("aether-map-version", "9");
+        let found = RequestHeaders::read(Some(&headers));
+        let get = |name: &str| headers.get(name).map(|v| v.as_str());
+        assert_eq!(found.map_version, get(MAP_VERSION_HEADER));
+        assert_eq!(
+            found.map_version,
+            Some("7"),
+            "the first value, the name as written"
+        );
+        assert_eq!(found.deadline, get(DEADLINE_HEADER));
+        assert_eq!(found.call_chain, get(CALL_CHAIN_HEADER));
+        assert_eq!(found.traceparent, get(TRACEPARENT_HEADER));
+        assert_eq!(
+            parse_map_version(found.map_version).unwrap(),
+            map_version(Some(&headers)).unwrap()
+        );
+        assert_eq!(
+            parse_call_chain(found.call_chain).unwrap(),
+            call_chain(Some(&headers)).unwrap()
+        );
+    }
 
     fn decode(json: &str) -> Result<Request, WireError> {
         Request::decode(json.as_bytes())

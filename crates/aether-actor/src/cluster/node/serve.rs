@@ -76,11 +76,10 @@ where
     A: ClusterActor,
     S: FencedEventStore + SnapshotStore + Clone + 'static,
 {
-    let parent = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(wire::names::TRACEPARENT))
-        .and_then(|v| v.as_str().parse::<TraceContext>().ok());
+    let headers = wire::RequestHeaders::read(message.headers.as_ref());
+    let parent = headers
+        .traceparent
+        .and_then(|v| v.parse::<TraceContext>().ok());
     let span = tracing::info_span!(
         "aether.actor.request",
         namespace = %node.namespace,
@@ -95,13 +94,17 @@ where
         parent_span_id = parent.map(|p| tracing::field::display(p.span_id_hex())),
     );
     let trace = super::span_context(parent, &span);
-    TraceContext::scope_opt(trace, answer(node, message))
+    TraceContext::scope_opt(trace, answer(node, message, headers))
         .instrument(span)
         .await
 }
 
 /// The answer to one request, encoded.
-async fn answer<A, S>(node: &Arc<Node<A, S>>, message: &async_nats::Message) -> Vec<u8>
+async fn answer<A, S>(
+    node: &Arc<Node<A, S>>,
+    message: &async_nats::Message,
+    headers: wire::RequestHeaders<'_>,
+) -> Vec<u8>
 where
     A: ClusterActor,
     S: FencedEventStore + SnapshotStore + Clone + 'static,
@@ -117,15 +120,15 @@ where
         Ok(request) => request,
         Err(e) => return invalid(e.to_string()),
     };
-    let sender_version = match wire::map_version(message.headers.as_ref()) {
+    let sender_version = match wire::parse_map_version(headers.map_version) {
         Ok(version) => version,
         Err(e) => return invalid(e.to_string()),
     };
-    let chain = match wire::call_chain(message.headers.as_ref()) {
+    let chain = match wire::parse_call_chain(headers.call_chain) {
         Ok(chain) => CallChain::from_keys(chain),
         Err(e) => return invalid(e.to_string()),
     };
-    let timeout = match deadline(message.headers.as_ref(), node) {
+    let timeout = match deadline(headers.deadline, node) {
         Ok(timeout) => timeout,
         Err(e) => return invalid(e),
     };
@@ -217,10 +220,10 @@ where
 /// [`RoutingConfig::max_deadline`](super::RoutingConfig::max_deadline); without one, the
 /// runtime's default ask timeout.
 fn deadline<A: ClusterActor, S: FencedEventStore + SnapshotStore + Clone + 'static>(
-    headers: Option<&async_nats::HeaderMap>,
+    value: Option<&str>,
     node: &Node<A, S>,
 ) -> Result<Duration, String> {
-    let Some(value) = headers.and_then(|h| h.get(wire::names::DEADLINE)) else {
+    let Some(value) = value else {
         return Ok(node
             .local
             .config()
@@ -229,7 +232,6 @@ fn deadline<A: ClusterActor, S: FencedEventStore + SnapshotStore + Clone + 'stat
             .min(node.routing.max_deadline));
     };
     let millis: u64 = value
-        .as_str()
         .parse()
         .map_err(|_| format!("header {}: not a decimal number", wire::DEADLINE_HEADER))?;
     Ok(Duration::from_millis(millis).min(node.routing.max_deadline))
