@@ -40,7 +40,13 @@ pub(super) async fn answer_requests<A, S>(
             message = subscription.next() => {
                 let Some(message) = message else { break };
                 let Some(node) = node.upgrade() else { return };
-                answering.push(answer_one(node, message));
+                // Polled once here first: most answers are ready at once (a query of an
+                // idle actor, a refusal), and then take no slot in `answering` (whose
+                // bookkeeping cost more per request than the box).
+                let mut answer = Box::pin(answer_one(node, message));
+                if futures::poll!(answer.as_mut()).is_pending() {
+                    answering.push(answer);
+                }
             }
         }
     }
