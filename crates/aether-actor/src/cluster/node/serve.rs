@@ -1,6 +1,7 @@
 //! The serving side of a node: answers the requests on its subject ([`wire`]) from the local
 //! runtime, for the shards it serves, and `moved` for the others.
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -44,7 +45,11 @@ pub(super) async fn answer_requests<A, S>(
                 // idle actor, a refusal), and then take no slot in `answering` (whose
                 // bookkeeping cost more per request than the box).
                 let mut answer = Box::pin(answer_one(node, message));
-                if futures::poll!(answer.as_mut()).is_pending() {
+                let first = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(answer.as_mut().poll(cx))
+                })
+                .await;
+                if first.is_pending() {
                     answering.push(answer);
                 }
             }
