@@ -429,6 +429,26 @@ async fn bad_requests_on_the_wire_get_typed_errors_and_write_nothing() {
             "{body} {chain:?}: {reply:?}"
         );
     }
+    // In the form nodes write, but not JSON after `"body":` (nodes read that form without
+    // checking the body first): the request's own error, not the body's.
+    for body in [
+        r#"{"op":"query","actorId":"acct-1","body":nul}"#,
+        r#"{"op":"ask","actorId":"acct-1","commandId":"c-1","body":{"Deposit":{"cents":1}},"x":1}"#,
+        r#"{"op":"query","actorId":"acct-1","body":null,"commandId":"c-1"}"#,
+    ] {
+        let reply = send(body, true, None).await;
+        assert!(
+            matches!(
+                &reply,
+                Reply::Error {
+                    kind: wire::ErrorKind::Invalid,
+                    message,
+                } if message.starts_with("request body is not a request")
+                    || message.starts_with("invalid command id")
+            ),
+            "{body}: {reply:?}"
+        );
+    }
     // An ask to an actor waiting in its own call chain would wait for itself.
     let chain = format!(r#"["{}/account.acct-1"]"#, cluster.namespace);
     let reply = send(deposit, true, Some(chain)).await;

@@ -122,6 +122,8 @@ pub(crate) struct Node<A: Actor, S> {
             foldhash::fast::RandomState,
         >,
     >,
+    /// The plain headers of the last request sent, to be cloned for the next.
+    headers: route::HeaderCache,
     pub(crate) me: Incarnate,
     pub(crate) epochs: Arc<ShardEpochs>,
     state: Mutex<NodeState>,
@@ -385,6 +387,7 @@ where
             namespace,
             subject_prefix,
             subjects: Mutex::new(std::collections::HashMap::default()),
+            headers: route::HeaderCache::default(),
             state: Mutex::new(NodeState {
                 ownership: Ownership::new(me.clone(), shards),
                 in_flight: vec![0; shards.get() as usize],

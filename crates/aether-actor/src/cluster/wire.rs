@@ -56,6 +56,7 @@
 //!   '{"op":"query","actorId":"acct-42","body":null}' -H 'Aether-Map-Version: 7'
 //! ```
 
+mod canonical;
 pub(crate) mod typed;
 
 use aether_cluster::MapVersion;

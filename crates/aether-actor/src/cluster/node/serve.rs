@@ -127,10 +127,17 @@ where
         }
         .encode()
     };
-    let request = match typed::decode_request(&message.payload) {
+    let request = match typed::read_request(&message.payload) {
         Ok(request) => request,
         Err(e) => return invalid(e.to_string()),
     };
+    // `read_request` leaves the body unchecked: one that does not read may not be JSON at
+    // all, and then the request itself is invalid, as the full decoder says.
+    let unreadable =
+        |what: &str, e: serde_json::Error| match typed::decode_request(&message.payload) {
+            Err(bad_request) => invalid(bad_request.to_string()),
+            Ok(_) => invalid(format!("body is not {what}: {e}")),
+        };
     let sender_version = match wire::parse_map_version(headers.map_version) {
         Ok(version) => version,
         Err(e) => return invalid(e.to_string()),
@@ -165,7 +172,7 @@ where
         Operation::Ask => {
             let command = match serde_json::from_str::<A::Command>(request.body) {
                 Ok(command) => command,
-                Err(e) => return invalid(format!("body is not a command of this actor: {e}")),
+                Err(e) => return unreadable("a command of this actor", e),
             };
             let options = AskOptions {
                 command_id: request.command_id,
@@ -187,7 +194,7 @@ where
         Operation::Tell => {
             let command = match serde_json::from_str::<A::Command>(request.body) {
                 Ok(command) => command,
-                Err(e) => return invalid(format!("body is not a command of this actor: {e}")),
+                Err(e) => return unreadable("a command of this actor", e),
             };
             let Some(command_id) = request.command_id else {
                 return invalid("a tell needs a command id".to_owned());
@@ -200,7 +207,7 @@ where
         Operation::Query => {
             let query = match serde_json::from_str::<A::Query>(request.body) {
                 Ok(query) => query,
-                Err(e) => return invalid(format!("body is not a query of this actor: {e}")),
+                Err(e) => return unreadable("a query of this actor", e),
             };
             let options = QueryOptions {
                 timeout: remaining,
@@ -214,7 +221,7 @@ where
         Operation::Remind => {
             let name = match serde_json::from_str::<String>(request.body) {
                 Ok(name) => name,
-                Err(e) => return invalid(format!("body is not a reminder's name: {e}")),
+                Err(e) => return unreadable("a reminder's name", e),
             };
             if let Err(reason) = crate::effect::check_name(&name) {
                 return invalid(reason);
