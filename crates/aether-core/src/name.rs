@@ -37,17 +37,33 @@ fn check_tokens(
             max: max_len,
         });
     }
-    if let Some((index, ch)) = name.char_indices().find(|&(_, c)| c != '.' && !char_ok(c)) {
+    // The ASCII prefix byte by byte, the rest by chars: names are mostly ASCII, and are
+    // checked on every decode.
+    let ascii = name
+        .bytes()
+        .position(|b| !b.is_ascii())
+        .unwrap_or(name.len());
+    let forbidden = name.as_bytes()[..ascii]
+        .iter()
+        .position(|&b| b != b'.' && !char_ok(char::from(b)))
+        .map(|index| (index, char::from(name.as_bytes()[index])))
+        .or_else(|| {
+            name[ascii..]
+                .char_indices()
+                .find(|&(_, c)| c != '.' && !char_ok(c))
+                .map(|(index, c)| (ascii + index, c))
+        });
+    if let Some((index, ch)) = forbidden {
         return fail(NameRule::ForbiddenChar { ch, index, allowed });
     }
-    for (index, token) in name.split('.').enumerate() {
+    for (index, token) in name.as_bytes().split(|&b| b == b'.').enumerate() {
         if token.is_empty() {
             return fail(NameRule::EmptyToken { index });
         }
-        if token == "*" || token == ">" {
+        if let [wildcard @ (b'*' | b'>')] = token {
             return fail(NameRule::WildcardToken {
                 index,
-                token: token.to_owned(),
+                token: char::from(*wildcard).to_string(),
             });
         }
     }
@@ -154,7 +170,58 @@ use name_type_impls;
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The rules as first written, one char at a time: what the byte-wise check must agree with.
+    fn check_tokens_by_chars(name: &str, max_len: usize) -> Result<(), InvalidName> {
+        let fail = |reason| Err(InvalidName::new(NameKind::ActorId, name, reason));
+        if name.is_empty() {
+            return fail(NameRule::Empty);
+        }
+        if name.len() > max_len {
+            return fail(NameRule::TooLong {
+                len: name.len(),
+                max: max_len,
+            });
+        }
+        if let Some((index, ch)) = name
+            .char_indices()
+            .find(|&(_, c)| c != '.' && !is_printable_non_space(c))
+        {
+            return fail(NameRule::ForbiddenChar {
+                ch,
+                index,
+                allowed: "x",
+            });
+        }
+        for (index, token) in name.split('.').enumerate() {
+            if token.is_empty() {
+                return fail(NameRule::EmptyToken { index });
+            }
+            if token == "*" || token == ">" {
+                return fail(NameRule::WildcardToken {
+                    index,
+                    token: token.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn the_byte_wise_check_agrees_with_the_char_wise_rules(
+            name in r"[a-z.*> \t\u{1}é\u{a0}\u{2028}ü-]{0,10}",
+        ) {
+            let fast = check_tokens(NameKind::ActorId, &name, 8, is_printable_non_space, "x");
+            prop_assert_eq!(
+                fast.map_err(|e| e.rule().clone()),
+                check_tokens_by_chars(&name, 8).map_err(|e| e.rule().clone())
+            );
+        }
+    }
 
     #[test]
     fn the_ascii_shortcut_agrees_with_the_unicode_rule_for_every_char() {

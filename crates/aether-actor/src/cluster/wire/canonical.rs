@@ -17,25 +17,25 @@ use crate::CommandId;
 /// one complete JSON value), and a body that does not read sends the request to the full
 /// reader for its own error (a body that is not one JSON value is never a valid request).
 pub(super) fn request(bytes: &[u8]) -> Option<RequestText<'_>> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let rest = text.strip_prefix(r#"{"op":""#)?;
-    let (op, rest) = rest.split_once('"')?;
-    let op = match op {
-        "ask" => Operation::Ask,
-        "tell" => Operation::Tell,
-        "query" => Operation::Query,
-        "remind" => Operation::Remind,
-        _ => return None,
-    };
-    let (actor_id, rest) = unescaped(rest.strip_prefix(r#","actorId":""#)?)?;
-    let (command_id, rest) = match rest.strip_prefix(r#","commandId":""#) {
+    // Byte by byte: `str`'s searches set up more than these few bytes need.
+    let rest = bytes.strip_prefix(br#"{"op":""#)?;
+    let (op, rest) = [
+        (Operation::Query, &br#"query","actorId":""#[..]),
+        (Operation::Ask, br#"ask","actorId":""#),
+        (Operation::Tell, br#"tell","actorId":""#),
+        (Operation::Remind, br#"remind","actorId":""#),
+    ]
+    .into_iter()
+    .find_map(|(op, prefix)| Some((op, rest.strip_prefix(prefix)?)))?;
+    let (actor_id, rest) = unescaped(rest)?;
+    let (command_id, rest) = match rest.strip_prefix(br#","commandId":""#) {
         Some(rest) => {
             let (id, rest) = unescaped(rest)?;
             (Some(id), rest)
         }
         None => (None, rest),
     };
-    let body = rest.strip_prefix(r#","body":"#)?.strip_suffix('}')?;
+    let body = rest.strip_prefix(br#","body":"#)?.strip_suffix(b"}")?;
     if body.is_empty() {
         return None;
     }
@@ -49,14 +49,17 @@ pub(super) fn request(bytes: &[u8]) -> Option<RequestText<'_>> {
         op,
         actor_id: ActorId::new(actor_id).ok()?,
         command_id,
-        body,
+        body: std::str::from_utf8(body).ok()?,
     })
 }
 
 /// A JSON string's contents and what follows its closing quote, if it has no escape.
-fn unescaped(s: &str) -> Option<(&str, &str)> {
-    let end = s.find(['"', '\\'])?;
-    (s.as_bytes()[end] == b'"').then(|| (&s[..end], &s[end + 1..]))
+fn unescaped(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let end = bytes.iter().position(|&b| b == b'"' || b == b'\\')?;
+    if bytes[end] != b'"' {
+        return None;
+    }
+    Some((std::str::from_utf8(&bytes[..end]).ok()?, &bytes[end + 1..]))
 }
 
 /// The JSON value `v` of a reply `{"ok":v}`, if the reply has that form (else the full reader
