@@ -150,7 +150,7 @@ impl Sizes {
                 rounds: 7,
                 latency_calls: 2_000,
                 callers: 64,
-                calls_per_caller: 200,
+                calls_per_caller: 500,
                 actors: 500,
                 commands_per_actor: 10,
                 stall_actors: 100,
