@@ -11,6 +11,11 @@
 //!
 //! 1. round trip: one caller, sequential calls, each to the next of the actors in turn;
 //! 2. throughput: many concurrent callers (tasks) over many actors.
+//! 3. and 3'. the same with our `ask` of a command that decides no event (nothing is
+//!    stored): it goes through the actor's mailbox and task, as kameo's `ask` does, while a
+//!    query of an idle actor reads the state it lends (ADR 0008) on the caller's task. No
+//!    target; it keeps the comparison of message passing in view. Ours makes a command id
+//!    (a UUIDv7) per call, kameo nothing.
 //!
 //! Each round runs ours and kameo back to back, alternating which goes first; the figures are
 //! medians over rounds and the ratio the median of each round's `kameo time ÷ our time` (above
@@ -102,15 +107,15 @@ enum Never {}
 impl Actor for Echo {
     const ACTOR_TYPE: &'static str = "echo";
     type State = u64;
-    type Command = ();
+    type Command = u64;
     type Event = Never;
-    type Reply = ();
+    type Reply = u64;
     type Rejection = ();
     type Query = u64;
     type QueryReply = u64;
 
-    fn decide(&self, _: &u64, (): ()) -> Result<Decision<Self>, ()> {
-        Ok(Decision::reply(()))
+    fn decide(&self, state: &u64, command: u64) -> Result<Decision<Self>, ()> {
+        Ok(Decision::reply(state + command))
     }
 
     fn apply(&self, _: &mut u64, event: &Never) {
@@ -204,11 +209,16 @@ impl Systems {
             .map_err(|e| format!("kameo ask: {e:?}").into())
     }
 
-    async fn call(&self, kameo: bool, i: usize, query: u64) -> BenchResult<u64> {
-        if kameo {
-            self.kameo(i, query).await
-        } else {
-            self.ours(i, query).await
+    /// Ours through the mailbox: an `ask` of a command that decides no event.
+    async fn ours_ask(&self, i: usize, command: u64) -> BenchResult<u64> {
+        Ok(self.ours.ask(&self.ids[i], command).await?.reply)
+    }
+
+    async fn call(&self, side: Side, i: usize, query: u64) -> BenchResult<u64> {
+        match side {
+            Side::Kameo => self.kameo(i, query).await,
+            Side::Query => self.ours(i, query).await,
+            Side::Ask => self.ours_ask(i, query).await,
         }
     }
 
@@ -221,12 +231,20 @@ impl Systems {
     }
 }
 
+/// Who answers a call: kameo's `ask`, or ours by `query` or by `ask` of a command.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Kameo,
+    Query,
+    Ask,
+}
+
 /// `n` sequential calls, call `c` to actor `c % actors`.
-async fn sequential(systems: &Systems, kameo: bool, n: usize) -> BenchResult<Sample> {
+async fn sequential(systems: &Systems, side: Side, n: usize) -> BenchResult<Sample> {
     let actors = systems.ids.len();
     let meter = Meter::start();
     for c in 0..n {
-        let reply = systems.call(kameo, c % actors, c as u64).await?;
+        let reply = systems.call(side, c % actors, c as u64).await?;
         assert_eq!(reply, c as u64);
     }
     Ok(meter.stop())
@@ -236,7 +254,7 @@ async fn sequential(systems: &Systems, kameo: bool, n: usize) -> BenchResult<Sam
 /// `(t * 7919 + c) % actors`, so the askers spread over every actor.
 async fn concurrent(
     systems: &Arc<Systems>,
-    kameo: bool,
+    side: Side,
     askers: usize,
     calls: usize,
 ) -> BenchResult<Sample> {
@@ -248,7 +266,7 @@ async fn concurrent(
         tasks.spawn(async move {
             for c in 0..calls {
                 let reply = systems
-                    .call(kameo, (t * 7919 + c) % actors, c as u64)
+                    .call(side, (t * 7919 + c) % actors, c as u64)
                     .await?;
                 assert_eq!(reply, c as u64);
             }
@@ -275,66 +293,80 @@ async fn run(sizes: Sizes, filters: Vec<String>) -> BenchResult<()> {
     println!("sizes: {sizes:?}");
     let systems = Arc::new(Systems::start(sizes.actors).await?);
     let mut report = Report::default();
-    if wanted("seq") {
-        let n = sizes.seq;
-        println!(
-            "\n[1] round trip: {n} sequential calls over {} actors",
-            sizes.actors
-        );
-        // Warm-up, not timed.
-        sequential(&systems, false, n.min(1_000)).await?;
-        sequential(&systems, true, n.min(1_000)).await?;
-        let series = rounds(
-            sizes.rounds,
-            2,
-            |_| true,
-            async |variant, _| sequential(&systems, variant == 1, n).await,
-        )
-        .await?;
-        let (ours, kameo) = (&series[0], &series[1]);
-        let ops = n as f64;
-        println!("  ours:  {}", ours.list_rates(ops, "calls"));
-        println!("  kameo: {}", kameo.list_rates(ops, "calls"));
-        report.ratio(
-            format!(
-                "1. round trip, sequential, {n} calls over {} actors",
+    for (number, ours_side, how, target) in [
+        ("1", Side::Query, "query", Some(0.9)),
+        (
+            "3",
+            Side::Ask,
+            "ask of a command, through the mailbox",
+            None,
+        ),
+    ] {
+        let versus = |variant: usize| if variant == 1 { Side::Kameo } else { ours_side };
+        if wanted("seq") {
+            let n = sizes.seq;
+            println!(
+                "\n[{number}] round trip, ours by {how}: {n} sequential calls over {} actors",
                 sizes.actors
-            ),
-            fmt_throughput(ours, ops, "calls"),
-            fmt_throughput(kameo, ops, "calls"),
-            ours.paired(kameo),
-            Some(0.9),
-        );
-    }
-    if wanted("concurrent") {
-        let (askers, calls) = (sizes.askers, sizes.calls);
-        println!(
-            "\n[2] throughput: {askers} concurrent askers × {calls} calls over {} actors",
-            sizes.actors
-        );
-        concurrent(&systems, false, askers, calls.min(100)).await?;
-        concurrent(&systems, true, askers, calls.min(100)).await?;
-        let series = rounds(
-            sizes.rounds,
-            2,
-            |_| true,
-            async |variant, _| concurrent(&systems, variant == 1, askers, calls).await,
-        )
-        .await?;
-        let (ours, kameo) = (&series[0], &series[1]);
-        let ops = (askers * calls) as f64;
-        println!("  ours:  {}", ours.list_rates(ops, "calls"));
-        println!("  kameo: {}", kameo.list_rates(ops, "calls"));
-        report.ratio(
-            format!(
-                "2. throughput, {askers} concurrent askers × {calls} calls over {} actors",
+            );
+            // Warm-up, not timed.
+            sequential(&systems, ours_side, n.min(1_000)).await?;
+            sequential(&systems, Side::Kameo, n.min(1_000)).await?;
+            let series = rounds(
+                sizes.rounds,
+                2,
+                |_| true,
+                async |variant, _| sequential(&systems, versus(variant), n).await,
+            )
+            .await?;
+            let (ours, kameo) = (&series[0], &series[1]);
+            let ops = n as f64;
+            println!("  ours:  {}", ours.list_rates(ops, "calls"));
+            println!("  kameo: {}", kameo.list_rates(ops, "calls"));
+            report.ratio(
+                format!(
+                    "{number}. round trip ({how}), sequential, {n} calls over {} actors",
+                    sizes.actors
+                ),
+                fmt_throughput(ours, ops, "calls"),
+                fmt_throughput(kameo, ops, "calls"),
+                ours.paired(kameo),
+                target,
+            );
+        }
+        if wanted("concurrent") {
+            let (askers, calls) = (sizes.askers, sizes.calls);
+            let number = if number == "1" { "2" } else { "3'" };
+            println!(
+                "\n[{number}] throughput, ours by {how}: {askers} concurrent askers × {calls} calls \
+                 over {} actors",
                 sizes.actors
-            ),
-            fmt_throughput(ours, ops, "calls"),
-            fmt_throughput(kameo, ops, "calls"),
-            ours.paired(kameo),
-            Some(0.9),
-        );
+            );
+            concurrent(&systems, ours_side, askers, calls.min(100)).await?;
+            concurrent(&systems, Side::Kameo, askers, calls.min(100)).await?;
+            let series = rounds(
+                sizes.rounds,
+                2,
+                |_| true,
+                async |variant, _| concurrent(&systems, versus(variant), askers, calls).await,
+            )
+            .await?;
+            let (ours, kameo) = (&series[0], &series[1]);
+            let ops = (askers * calls) as f64;
+            println!("  ours:  {}", ours.list_rates(ops, "calls"));
+            println!("  kameo: {}", kameo.list_rates(ops, "calls"));
+            report.ratio(
+                format!(
+                    "{number}. throughput ({how}), {askers} concurrent askers × {calls} calls \
+                     over {} actors",
+                    sizes.actors
+                ),
+                fmt_throughput(ours, ops, "calls"),
+                fmt_throughput(kameo, ops, "calls"),
+                ours.paired(kameo),
+                target,
+            );
+        }
     }
     let systems = Arc::into_inner(systems).ok_or("systems still shared")?;
     systems.stop().await;

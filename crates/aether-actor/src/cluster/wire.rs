@@ -14,6 +14,10 @@
 //! {"op": "ask", "actorId": "acct-42", "commandId": "transfer-7", "body": {"Deposit": {"cents": 5}}}
 //! ```
 //!
+//! Any JSON with these keys is read. Nodes write exactly this form — keys in this order,
+//! no whitespace — and read it fastest; a client in another language gains by doing the same
+//! but need not.
+//!
 //! `op` is `ask`, `tell`, `query` or `remind`; `commandId` is required for `ask` and `tell`
 //! (kept across retries: it is what makes a retry apply at most once) and absent for `query`
 //! and `remind`; `body` is the command or query as the actor type's serde form, or for
