@@ -148,6 +148,14 @@ mod tests {
             };
             let command_id = matches!(op, Operation::Ask | Operation::Tell).then_some(command_id);
             let bytes = encode_request(op, &actor_id, command_id.as_ref(), &body).unwrap();
+            // Written part by part, byte for byte what serde writes for the documented struct.
+            let documented = super::super::Request {
+                op,
+                actor_id: actor_id.clone(),
+                command_id: command_id.clone(),
+                body: body.clone(),
+            };
+            prop_assert_eq!(&bytes, &documented.encode());
             let full = decode_request(&bytes).unwrap();
             let escaped = |id: &str| serde_json::to_string(id).unwrap().contains('\\');
             match request(&bytes) {
