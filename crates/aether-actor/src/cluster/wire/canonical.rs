@@ -153,7 +153,7 @@ mod tests {
                 op,
                 actor_id: actor_id.clone(),
                 command_id: command_id.clone(),
-                body: body.clone(),
+                body,
             };
             prop_assert_eq!(&bytes, &documented.encode());
             let full = decode_request(&bytes).unwrap();
