@@ -435,6 +435,19 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         options: AskOptions,
         chain: CallChain,
     ) -> AskResult<A> {
+        self.check_command(&command)?;
+        self.ask_checked(actor_id, command, options, chain).await
+    }
+
+    /// [`ask_inner`](Self::ask_inner) of a command whose size its caller checked already (a
+    /// cluster node: when it wrote the request, or on the request's JSON as received).
+    pub(crate) async fn ask_checked(
+        &self,
+        actor_id: &ActorId,
+        command: A::Command,
+        options: AskOptions,
+        chain: CallChain,
+    ) -> AskResult<A> {
         let command_id = options.command_id.unwrap_or_else(CommandId::generate);
         let deadline = deadline_after(options.timeout);
         let timeout = || ActorError::Timeout {
@@ -442,7 +455,6 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             command_id: Some(command_id.clone()),
             after: options.timeout,
         };
-        self.check_command(&command)?;
         // Only asks made by effects carry a chain (an outside caller's is empty: no cost).
         if !chain.is_empty() && chain.contains(&self.shared.chain_key(&stream_id::<A>(actor_id)?)) {
             return Err(ActorError::Reentrant {
@@ -537,6 +549,17 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         command: A::Command,
         command_id: CommandId,
     ) -> Result<CommandId, ActorError> {
+        self.check_command(&command)?;
+        self.tell_checked(actor_id, command, command_id).await
+    }
+
+    /// [`tell_inner`](Self::tell_inner) of a command whose size its caller checked already.
+    pub(crate) async fn tell_checked(
+        &self,
+        actor_id: &ActorId,
+        command: A::Command,
+        command_id: CommandId,
+    ) -> Result<CommandId, ActorError> {
         let after = self.shared.config.ask.timeout;
         let deadline = deadline_after(after);
         let timeout = || ActorError::Timeout {
@@ -544,7 +567,6 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             command_id: Some(command_id.clone()),
             after,
         };
-        self.check_command(&command)?;
         let envelope = Envelope::Command(CommandMsg {
             command_id: command_id.clone(),
             command,
@@ -942,9 +964,25 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
         &self.shared.store
     }
 
+    /// Refuses a command whose JSON is larger than `max_command_bytes`, or does not encode.
     pub(crate) fn check_command(&self, command: &A::Command) -> Result<(), ActorError> {
+        self.write_command(command, None)
+    }
+
+    /// [`check_command`](Self::check_command), writing the command's JSON to `sink` as it
+    /// goes (never more than the limit): a node that sends the command checks it and writes
+    /// its request in one pass.
+    pub(crate) fn write_command(
+        &self,
+        command: &A::Command,
+        sink: Option<&mut Vec<u8>>,
+    ) -> Result<(), ActorError> {
         let limit = self.shared.config.max_command_bytes;
-        let mut counter = SizeLimit { size: 0, limit };
+        let mut counter = SizeLimit {
+            size: 0,
+            limit,
+            sink,
+        };
         match serde_json::to_writer(&mut counter, command) {
             Ok(()) => Ok(()),
             Err(_) if counter.size > limit => Err(ActorError::CommandTooLarge {
@@ -953,6 +991,21 @@ impl<A: Actor, S: SnapshotStore + 'static> Actors<A, S> {
             }),
             Err(e) => Err(ActorError::CommandEncode(e.to_string())),
         }
+    }
+
+    /// Refuses a command received as `json` (a cluster node's request body) if it is larger
+    /// than `max_command_bytes`: the command's JSON as received, not as this node would write
+    /// it (the same for a node's own requests).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn check_command_json(&self, json: &str) -> Result<(), ActorError> {
+        let limit = self.shared.config.max_command_bytes;
+        if json.len() > limit {
+            return Err(ActorError::CommandTooLarge {
+                size: json.len(),
+                limit,
+            });
+        }
+        Ok(())
     }
 
     /// Starts, once, the task that passivates idle actors: every half idle timeout (at least
@@ -1183,19 +1236,23 @@ pub(crate) fn check_stream_id<A: Actor>(actor_id: &ActorId) -> Result<(), ActorE
     }
 }
 
-struct SizeLimit {
+/// Counts what is written, refuses it past `limit`, and copies it to `sink` if any.
+struct SizeLimit<'a> {
     size: usize,
     limit: usize,
+    sink: Option<&'a mut Vec<u8>>,
 }
 
-impl std::io::Write for SizeLimit {
+impl std::io::Write for SizeLimit<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.size += buf.len();
         if self.size > self.limit {
-            Err(std::io::Error::other("over the limit"))
-        } else {
-            Ok(buf.len())
+            return Err(std::io::Error::other("over the limit"));
         }
+        if let Some(sink) = &mut self.sink {
+            sink.extend_from_slice(buf);
+        }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -1229,6 +1286,50 @@ mod tests {
                 fn query(&self, (): &(), (): ()) {}
             }
         };
+    }
+
+    /// Commands are strings.
+    struct Texts;
+    impl Actor for Texts {
+        const ACTOR_TYPE: &'static str = "texts";
+        type State = ();
+        type Command = String;
+        type Event = ();
+        type Reply = ();
+        type Rejection = ();
+        type Query = ();
+        type QueryReply = ();
+        fn decide(&self, (): &(), _: String) -> Result<Decision<Self>, ()> {
+            Ok(Decision::reply(()))
+        }
+        fn apply(&self, (): &mut (), (): &()) {}
+        fn query(&self, (): &(), (): ()) {}
+    }
+
+    #[tokio::test]
+    async fn a_command_is_written_as_it_is_checked_and_never_past_the_limit() {
+        let config = ActorConfig {
+            max_command_bytes: 10,
+            ..ActorConfig::default()
+        };
+        let actors = Actors::new(ns(), Texts, InMemoryEventStore::new(), config).unwrap();
+        let mut out = b"prefix:".to_vec();
+        actors
+            .write_command(&"a\"b".to_owned(), Some(&mut out))
+            .unwrap();
+        assert_eq!(out, br#"prefix:"a\"b""#);
+        for long in ["x".repeat(9), "x".repeat(40)] {
+            let mut out = Vec::new();
+            let written = actors.write_command(&long, Some(&mut out)).unwrap_err();
+            let checked = actors.check_command(&long).unwrap_err();
+            assert!(
+                matches!(written, ActorError::CommandTooLarge { limit: 10, .. }),
+                "{written:?}"
+            );
+            assert_eq!(written.to_string(), checked.to_string());
+            assert!(out.len() <= 10, "{} bytes kept", out.len());
+        }
+        assert!(actors.check_command(&"x".repeat(8)).is_ok());
     }
 
     unit_actor!(Dotted, "a.b");

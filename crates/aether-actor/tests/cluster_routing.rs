@@ -345,6 +345,85 @@ async fn calls_without_an_owner_fail_with_no_owner_at_their_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serving_node_refuses_commands_above_its_own_size_limit() {
+    let cluster = Cluster::new(start_server());
+    let (a, b) = (incarnate("a"), incarnate("b"));
+    // `a` serves every actor and takes commands of at most 200 bytes of JSON; `b` sends with
+    // the default limit.
+    let small = ActorConfig {
+        max_command_bytes: 200,
+        ..ActorConfig::default()
+    };
+    let node_a = cluster
+        .host_configured(&a, Bank, None, RoutingConfig::default(), small)
+        .await;
+    let node_b = cluster.node(&b, None).await;
+    let v1 = cluster.place(&[&a, &a, &a, &a]);
+    let blob = |len: usize| Command::Blob {
+        data: "x".repeat(len),
+    };
+    // {"Blob":{"data":"…"}}: 20 bytes around the data.
+    let fits = blob(200 - 20);
+    assert_eq!(serde_json::to_vec(&fits).unwrap().len(), 200);
+    node_b
+        .ask(&actor(1), fits)
+        .await
+        .expect("a command of 200 bytes is taken");
+    // One byte more: refused by the node that serves it, typed, and nothing written.
+    let asked = node_b.ask(&actor(1), blob(200 - 19)).await;
+    assert!(
+        matches!(
+            &asked,
+            Err(AskError::Failed(ActorError::Remote { kind, message, .. }))
+                if kind == "invalid" && message.contains("above the limit of 200 bytes")
+        ),
+        "{asked:?}"
+    );
+    let told = node_b.tell(&actor(1), blob(200 - 19)).await;
+    assert!(
+        matches!(&told, Err(ActorError::Remote { kind, .. }) if kind == "invalid"),
+        "{told:?}"
+    );
+    // From another client: the command's JSON as received is what counts — whitespace
+    // inside it too, not the whitespace around it.
+    let client = async_nats::connect(cluster.server.url()).await.unwrap();
+    let subject = wire::request_subject(&cluster.namespace, "account", &a.node);
+    let data = "x".repeat(200 - 20);
+    let send = |body: String| {
+        let (client, subject) = (client.clone(), subject.clone());
+        let version = v1.version.get().to_string();
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(wire::MAP_VERSION_HEADER, version.as_str());
+            let reply = client
+                .request_with_headers(subject, headers, body.into())
+                .await
+                .expect("an answer");
+            Reply::decode(&reply.payload).expect("a reply")
+        }
+    };
+    let spaced_inside = format!(
+        r#"{{"op":"ask","actorId":"acct-1","commandId":"c-8","body":{{"Blob": {{"data":"{data}"}}}}}}"#
+    );
+    let reply = send(spaced_inside).await;
+    assert!(
+        matches!(
+            &reply,
+            Reply::Error { kind: wire::ErrorKind::Invalid, message }
+                if message.contains("above the limit of 200 bytes")
+        ),
+        "{reply:?}"
+    );
+    let spaced_around = format!(
+        r#"{{"op":"ask","actorId":"acct-1","commandId":"c-9","body": {{"Blob":{{"data":"{data}"}}}} }}"#
+    );
+    let reply = send(spaced_around).await;
+    assert!(matches!(reply, Reply::Ok(_)), "{reply:?}");
+    node_b.shutdown().await;
+    node_a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_on_the_wire_get_typed_errors_and_write_nothing() {
     let cluster = Cluster::new(start_server());
     let a = incarnate("a");

@@ -80,6 +80,19 @@ impl Cluster {
         placements: Option<watch::Receiver<Placement>>,
         routing: RoutingConfig,
     ) -> ClusterActors<A, JetStreamEventStore> {
+        self.host_configured(me, actor, placements, routing, ActorConfig::default())
+            .await
+    }
+
+    /// [`host`](Self::host) with the runtime's configuration.
+    pub(crate) async fn host_configured<A: ClusterActor>(
+        &self,
+        me: &Incarnate,
+        actor: A,
+        placements: Option<watch::Receiver<Placement>>,
+        routing: RoutingConfig,
+        config: ActorConfig,
+    ) -> ClusterActors<A, JetStreamEventStore> {
         let store = self.store().await;
         let client = store.client().clone();
         ClusterActors::start(
@@ -89,7 +102,7 @@ impl Cluster {
             actor,
             store,
             shards(),
-            ActorConfig::default(),
+            config,
             placements.unwrap_or_else(|| self.placements.subscribe()),
             routing,
         )

@@ -77,9 +77,8 @@ where
         options.timeout,
     )?;
     call.chain = chain;
-    // Refused here as on one node, before anything is sent.
-    node.local.check_command(&command)?;
-    let body = lazy_request(&call, &command);
+    // Refused here as on one node, before anything is sent; written once for every attempt.
+    let body = command_request(node, &call, &command)?;
     route(
         node,
         &call,
@@ -95,7 +94,7 @@ where
             async move {
                 match node
                     .local
-                    .ask_inner(actor_id, command, options, chain)
+                    .ask_checked(actor_id, command, options, chain)
                     .await
                 {
                     Err(AskError::Failed(e)) if is_fenced(&e) => {
@@ -135,8 +134,7 @@ where
         Some(command_id.clone()),
         budget,
     )?;
-    node.local.check_command(&command)?;
-    let body = lazy_request(&call, &command);
+    let body = command_request(node, &call, &command)?;
     let result: Result<CommandId, AskError<A::Rejection>> = route(
         node,
         &call,
@@ -145,7 +143,7 @@ where
             let command = command.clone();
             let command_id = command_id.clone();
             async move {
-                match node.local.tell_inner(actor_id, command, command_id).await {
+                match node.local.tell_checked(actor_id, command, command_id).await {
                     Err(e) if is_fenced(&e) => {
                         node.passivate_fenced(actor_id);
                         Attempt::Retry
@@ -256,6 +254,24 @@ fn call<'a, A: Actor, S>(
         budget,
         chain: CallChain::default(),
     })
+}
+
+/// The request of a command, written now — the command checked against the size limit as
+/// it is written, as on one node — for every attempt (one served here reads none of it).
+fn command_request<A: ClusterActor, S>(
+    node: &Node<A, S>,
+    call: &Call<'_>,
+    command: &A::Command,
+) -> Result<impl FnMut() -> Result<Bytes, ActorError> + use<A, S>, ActorError>
+where
+    S: FencedEventStore + SnapshotStore + Clone + 'static,
+{
+    let bytes: Bytes =
+        typed::encode_request_with(call.op, call.actor_id, call.command_id.as_ref(), |out| {
+            node.local.write_command(command, Some(out))
+        })?
+        .into();
+    Ok(move || Ok(bytes.clone()))
 }
 
 /// The request's JSON, written once, the first time it goes over the network.

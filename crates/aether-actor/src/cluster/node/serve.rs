@@ -177,6 +177,10 @@ where
                 Ok(command) => command,
                 Err(e) => return unreadable("a command of this actor", e),
             };
+            // Checked on the JSON received, not written again to be measured.
+            if let Err(e) = node.local.check_command_json(request.body) {
+                return failed(node, actor_id, &e).encode();
+            }
             let options = AskOptions {
                 command_id: request.command_id,
                 timeout: remaining,
@@ -184,7 +188,7 @@ where
             };
             // Boxed, like the tell and the reminder: their futures are large, and a request's
             // future (held for each request in flight) is sized by its largest arm.
-            match Box::pin(node.local.ask_inner(actor_id, command, options, chain)).await {
+            match Box::pin(node.local.ask_checked(actor_id, command, options, chain)).await {
                 Ok(outcome) => ok(&AskOk::from(outcome)),
                 Err(AskError::Rejected(rejection)) => ReplyOut::<(), _>::Rejected(&rejection)
                     .encode()
@@ -199,10 +203,14 @@ where
                 Ok(command) => command,
                 Err(e) => return unreadable("a command of this actor", e),
             };
+            // Checked on the JSON received, not written again to be measured.
+            if let Err(e) = node.local.check_command_json(request.body) {
+                return failed(node, actor_id, &e).encode();
+            }
             let Some(command_id) = request.command_id else {
                 return invalid("a tell needs a command id".to_owned());
             };
-            match Box::pin(node.local.tell_inner(actor_id, command, command_id)).await {
+            match Box::pin(node.local.tell_checked(actor_id, command, command_id)).await {
                 Ok(id) => ok(&id.as_str()),
                 Err(e) => failed(node, actor_id, &e).encode(),
             }

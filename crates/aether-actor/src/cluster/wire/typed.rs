@@ -23,21 +23,43 @@ pub(crate) fn encode_request<B: Serialize>(
     command_id: Option<&CommandId>,
     body: &B,
 ) -> Result<Vec<u8>, serde_json::Error> {
+    encode_request_with(op, actor_id, command_id, |out| {
+        serde_json::to_writer(out, body)
+    })
+}
+
+/// [`encode_request`] with the body written by `write_body` (which may check it as it goes).
+///
+/// # Errors
+///
+/// What `write_body` returns.
+pub(crate) fn encode_request_with<E>(
+    op: Operation,
+    actor_id: &ActorId,
+    command_id: Option<&CommandId>,
+    write_body: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
     // Written part by part (the keys need no escaping): byte for byte what serde writes for
     // the documented struct, for less than its generic struct machinery costs.
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(br#"{"op":""#);
     out.extend_from_slice(op.as_str().as_bytes());
     out.extend_from_slice(br#"","actorId":"#);
-    serde_json::to_writer(&mut out, actor_id.as_str())?;
+    write_str(&mut out, actor_id.as_str());
     if let Some(command_id) = command_id {
         out.extend_from_slice(br#","commandId":"#);
-        serde_json::to_writer(&mut out, command_id.as_str())?;
+        write_str(&mut out, command_id.as_str());
     }
     out.extend_from_slice(br#","body":"#);
-    serde_json::to_writer(&mut out, body)?;
+    write_body(&mut out)?;
     out.push(b'}');
     Ok(out)
+}
+
+/// `s` as a JSON string.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // A string always serializes, and a `Vec` never fails a write.
+    let _ = serde_json::to_writer(out, s);
 }
 
 /// A checked request whose body is still JSON text, to be read into the actor's own type.
