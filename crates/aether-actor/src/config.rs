@@ -39,7 +39,9 @@ pub struct ActorConfig {
     /// retried after more than this many later commands of the same actor is decided again.
     /// Default 1024.
     pub command_horizon: usize,
-    /// Largest command accepted, measured as its JSON encoding. Default 1 MiB.
+    /// Largest command accepted, measured as its JSON encoding. Default 1 MiB. A cluster
+    /// node checks the commands it sends as it writes them, and the commands it serves for
+    /// other nodes as received (the request's `body` without the whitespace around it).
     pub max_command_bytes: usize,
     /// Defaults of each call (timeout, full-mailbox behaviour, conflict policy).
     pub ask: AskOptions,

@@ -18,6 +18,10 @@
 //! no whitespace — and read it fastest; a client in another language gains by doing the same
 //! but need not.
 //!
+//! A command's `body` is refused (error kind `invalid`) if it is longer than the serving
+//! node's [`ActorConfig::max_command_bytes`](crate::ActorConfig::max_command_bytes), counted
+//! as received, without the whitespace around it.
+//!
 //! `op` is `ask`, `tell`, `query` or `remind`; `commandId` is required for `ask` and `tell`
 //! (kept across retries: it is what makes a retry apply at most once) and absent for `query`
 //! and `remind`; `body` is the command or query as the actor type's serde form, or for
