@@ -344,6 +344,28 @@ async fn calls_without_an_owner_fail_with_no_owner_at_their_deadline() {
     node_a.shutdown().await;
 }
 
+/// A request as another NATS client (`nats req`) sends it: `body` with the given headers.
+async fn raw_request(
+    client: &async_nats::Client,
+    subject: &str,
+    map_version: Option<&str>,
+    call_chain: Option<&str>,
+    body: String,
+) -> Reply {
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(version) = map_version {
+        headers.insert(wire::MAP_VERSION_HEADER, version);
+    }
+    if let Some(chain) = call_chain {
+        headers.insert(wire::CALL_CHAIN_HEADER, chain);
+    }
+    let reply = client
+        .request_with_headers(subject.to_owned(), headers, body.into())
+        .await
+        .expect("an answer");
+    Reply::decode(&reply.payload).expect("a reply")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_serving_node_refuses_commands_above_its_own_size_limit() {
     let cluster = Cluster::new(start_server());
@@ -389,19 +411,8 @@ async fn the_serving_node_refuses_commands_above_its_own_size_limit() {
     let client = async_nats::connect(cluster.server.url()).await.unwrap();
     let subject = wire::request_subject(&cluster.namespace, "account", &a.node);
     let data = "x".repeat(200 - 20);
-    let send = |body: String| {
-        let (client, subject) = (client.clone(), subject.clone());
-        let version = v1.version.get().to_string();
-        async move {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(wire::MAP_VERSION_HEADER, version.as_str());
-            let reply = client
-                .request_with_headers(subject, headers, body.into())
-                .await
-                .expect("an answer");
-            Reply::decode(&reply.payload).expect("a reply")
-        }
-    };
+    let version = v1.version.get().to_string();
+    let send = |body: String| raw_request(&client, &subject, Some(&version), None, body);
     let spaced_inside = format!(
         r#"{{"op":"ask","actorId":"acct-1","commandId":"c-8","body":{{"Blob": {{"data":"{data}"}}}}}}"#
     );
@@ -435,18 +446,15 @@ async fn bad_requests_on_the_wire_get_typed_errors_and_write_nothing() {
     let send = |body: &'static str, with_version: bool, chain: Option<String>| {
         let (client, subject, version) = (client.clone(), subject.clone(), version.clone());
         async move {
-            let mut headers = async_nats::HeaderMap::new();
-            if with_version {
-                headers.insert(wire::MAP_VERSION_HEADER, version.as_str());
-            }
-            if let Some(chain) = chain {
-                headers.insert(wire::CALL_CHAIN_HEADER, chain.as_str());
-            }
-            let reply = client
-                .request_with_headers(subject, headers, body.into())
-                .await
-                .expect("an answer");
-            Reply::decode(&reply.payload).expect("a reply")
+            let version = with_version.then_some(version.as_str());
+            raw_request(
+                &client,
+                &subject,
+                version,
+                chain.as_deref(),
+                body.to_owned(),
+            )
+            .await
         }
     };
     let deposit =
